@@ -1,0 +1,52 @@
+//! The Agent contract: what users write, what the controller reports, and the rules between them.
+//!
+//! Pure: no I/O and no AWS SDK, so every rule is unit-tested in milliseconds. Every write path
+//! (CLI, HTTP API, GitOps, the DynamoDB console) ends in [`AgentDocument::validate`], which is
+//! the only way to obtain an [`AgentSpec`].
+
+mod agent;
+mod document;
+pub mod manifest;
+pub mod render;
+pub mod status;
+mod validate;
+
+pub use agent::{AgentSpec, DesiredState, Meta, Plan, Plugin, Resources, Size};
+pub use document::{AgentDocument, PluginDocument};
+pub use status::{AgentStatus, Condition, ConditionStatus, Phase};
+pub use validate::{FieldError, ValidationErrors};
+
+/// The `api_version` this build understands.
+pub const API_VERSION: &str = "clawfleet/v1";
+
+/// Environment names clawfleet sets itself on every agent container.
+pub const RESERVED_ENV: [&str; 3] = ["AGENT_ID", "WORKSPACE_ID", "PLUGIN_MANIFEST"];
+
+/// ECS allows 50 tags per resource; clawfleet keeps 10 for its own.
+pub const MAX_USER_TAGS: usize = 40;
+
+/// Prefix of the tags clawfleet owns; users may not write under it.
+pub const TAG_PREFIX: &str = "clawfleet:";
+
+/// Current time as RFC 3339, the format of every timestamp in the contract.
+#[must_use]
+pub fn now_rfc3339() -> String {
+    format_rfc3339(time::OffsetDateTime::now_utc())
+}
+
+/// Formats a time as RFC 3339 in UTC with second precision.
+#[must_use]
+pub fn format_rfc3339(at: time::OffsetDateTime) -> String {
+    let at = at
+        .to_offset(time::UtcOffset::UTC)
+        .replace_nanosecond(0)
+        .unwrap_or(at);
+    at.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|_| at.unix_timestamp().to_string())
+}
+
+/// Parses an RFC 3339 timestamp.
+#[must_use]
+pub fn parse_rfc3339(text: &str) -> Option<time::OffsetDateTime> {
+    time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).ok()
+}

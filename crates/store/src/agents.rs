@@ -1,0 +1,516 @@
+//! Reading and writing Agent items.
+
+use std::collections::{BTreeMap, HashMap};
+
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes};
+use spec::{AgentDocument, AgentSpec, AgentStatus, Meta, ValidationErrors};
+
+use crate::item::{self, Item, Snapshot};
+use crate::{BY_CLIENT_INDEX, SPEC_RECORD, STATUS_RECORD, StoreError};
+
+/// The store: one DynamoDB table of Agent items.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pub(crate) client: Client,
+    pub(crate) table: String,
+}
+
+/// Why a spec item does not yield a spec. Either way the agent can still be deleted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SpecError {
+    /// An attribute is unknown or has the wrong DynamoDB type.
+    #[error("{0}")]
+    Item(String),
+    /// The attributes parse but break spec rules.
+    #[error("{0}")]
+    Invalid(ValidationErrors),
+}
+
+/// A spec item as read.
+#[derive(Debug, Clone)]
+pub struct SpecItem {
+    pub agent_id: String,
+    pub meta: Meta,
+    /// The parsed attributes, when they parse.
+    pub document: Option<AgentDocument>,
+    pub spec: Result<AgentSpec, SpecError>,
+    pub snapshot: Snapshot,
+}
+
+/// An agent's two items, either of which may be missing.
+#[derive(Debug, Clone)]
+pub struct Agent {
+    pub agent_id: String,
+    pub spec: Option<SpecItem>,
+    pub status: Option<AgentStatus>,
+}
+
+/// What a spec write did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Write {
+    Created,
+    Updated,
+    Unchanged,
+}
+
+impl Write {
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Created => "created",
+            Self::Updated => "updated",
+            Self::Unchanged => "unchanged",
+        }
+    }
+}
+
+fn s(value: &str) -> AttributeValue {
+    AttributeValue::S(value.to_owned())
+}
+
+fn key(agent_id: &str, record: &str) -> HashMap<String, AttributeValue> {
+    HashMap::from([
+        ("agent_id".to_owned(), s(agent_id)),
+        ("record".to_owned(), s(record)),
+    ])
+}
+
+/// Bookkeeping read straight from the attributes, so that it survives a spec that does not
+/// parse.
+fn meta_of(item: &Item) -> Meta {
+    let text = |name: &str| item.get(name).and_then(|v| v.as_s().ok()).cloned();
+    Meta {
+        generation: item
+            .get("generation")
+            .and_then(|v| v.as_n().ok())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0),
+        managed_by: text("managed_by"),
+        created_at: text("created_at"),
+        deletion_requested_at: item
+            .get("deletion_requested_at")
+            .map(|v| v.as_s().cloned().unwrap_or_else(|_| "(set)".to_owned())),
+    }
+}
+
+fn spec_item(agent_id: &str, item: Item) -> SpecItem {
+    let document = item::spec_document(&item);
+    let spec = match &document {
+        Ok(doc) => doc.validate().map_err(SpecError::Invalid),
+        Err(message) => Err(SpecError::Item(message.clone())),
+    };
+    SpecItem {
+        agent_id: agent_id.to_owned(),
+        meta: meta_of(&item),
+        document: document.ok(),
+        spec,
+        snapshot: Snapshot { item },
+    }
+}
+
+fn status_of(agent_id: &str, item: &Item) -> Option<AgentStatus> {
+    match item::status(item) {
+        Ok(status) => Some(status),
+        Err(message) => {
+            // The controller rewrites a status it cannot read; say so rather than fail a read.
+            tracing::warn!(agent_id, "status item unreadable, ignored: {message}");
+            None
+        }
+    }
+}
+
+fn record_of(item: &Item) -> Option<&str> {
+    item.get("record")
+        .and_then(|v| v.as_s().ok())
+        .map(String::as_str)
+}
+
+fn agent_id_of(item: &Item) -> Option<&str> {
+    item.get("agent_id")
+        .and_then(|v| v.as_s().ok())
+        .map(String::as_str)
+}
+
+/// Groups items by agent, in agent id order, keeping only spec and status records.
+fn group(items: impl IntoIterator<Item = Item>) -> Vec<Agent> {
+    let mut agents: BTreeMap<String, Agent> = BTreeMap::new();
+    for item in items {
+        let Some(agent_id) = agent_id_of(&item).map(str::to_owned) else {
+            continue;
+        };
+        let record = record_of(&item).map(str::to_owned);
+        let agent = agents.entry(agent_id.clone()).or_insert_with(|| Agent {
+            agent_id: agent_id.clone(),
+            spec: None,
+            status: None,
+        });
+        match record.as_deref() {
+            Some(SPEC_RECORD) => agent.spec = Some(spec_item(&agent_id, item)),
+            Some(STATUS_RECORD) => agent.status = status_of(&agent_id, &item),
+            _ => {}
+        }
+    }
+    agents.into_values().collect()
+}
+
+impl Store {
+    #[must_use]
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        Self {
+            client,
+            table: table.into(),
+        }
+    }
+
+    #[must_use]
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+
+    /// Both items of one agent, read consistently (Query on the partition key).
+    ///
+    /// # Errors
+    /// A failed Query.
+    pub async fn get(&self, agent_id: &str) -> Result<Option<Agent>, StoreError> {
+        let out = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("agent_id = :id")
+            .expression_attribute_values(":id", s(agent_id))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| StoreError::aws("Query", &self.table, &e))?;
+        Ok(group(out.items.unwrap_or_default()).into_iter().next())
+    }
+
+    /// The spec item of one agent, read consistently (GetItem).
+    ///
+    /// # Errors
+    /// A failed GetItem.
+    pub async fn get_spec(&self, agent_id: &str) -> Result<Option<SpecItem>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(key(agent_id, SPEC_RECORD)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| StoreError::aws("GetItem", &self.table, &e))?;
+        Ok(out.item.map(|item| spec_item(agent_id, item)))
+    }
+
+    /// Writes a whole spec item (PutItem), on condition that the item is exactly as read in
+    /// `expected`, or still absent when `expected` is `None`.
+    ///
+    /// # Errors
+    /// [`StoreError::Conflict`] when anyone changed the item since it was read; a failed
+    /// PutItem otherwise.
+    pub async fn put_spec(
+        &self,
+        agent_id: &str,
+        document: &AgentDocument,
+        expected: Option<&Snapshot>,
+    ) -> Result<Snapshot, StoreError> {
+        let item = item::spec_item(document, agent_id);
+        let condition = item::unchanged_since(expected);
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item.clone()))
+            .condition_expression(condition.expression)
+            .set_expression_attribute_names(Some(condition.names))
+            .set_expression_attribute_values(condition.values)
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(Snapshot { item }),
+            Err(e) if StoreError::is_condition_failure(&e) => Err(StoreError::Conflict {
+                agent_id: agent_id.to_owned(),
+            }),
+            Err(e) => Err(StoreError::aws("PutItem", &self.table, &e)),
+        }
+    }
+
+    /// Makes the stored spec equal to `spec`, as `writer` (`cli`, `api`, `gitops:NAME`):
+    /// reads the item, writes nothing when the spec is unchanged, and otherwise writes the
+    /// whole item with `generation` bumped, on condition that nobody changed it since the read.
+    ///
+    /// # Errors
+    /// [`StoreError::Conflict`] when the item changed between the read and the write (the
+    /// caller re-reads and retries, or reports); [`StoreError::Deleting`] for an agent being
+    /// deleted; [`StoreError::ClientIdChanged`] when `client_id` differs from the stored one.
+    pub async fn apply(&self, spec: &AgentSpec, writer: &str) -> Result<Write, StoreError> {
+        let current = self.get_spec(&spec.agent_id).await?;
+        self.apply_over(spec, writer, current.as_ref()).await
+    }
+
+    /// [`Store::apply`] against a spec item the caller has already read.
+    ///
+    /// # Errors
+    /// As [`Store::apply`].
+    pub async fn apply_over(
+        &self,
+        spec: &AgentSpec,
+        writer: &str,
+        current: Option<&SpecItem>,
+    ) -> Result<Write, StoreError> {
+        let agent_id = &spec.agent_id;
+        let Some(current) = current else {
+            let meta = Meta {
+                generation: 1,
+                managed_by: Some(writer.to_owned()),
+                created_at: Some(spec::now_rfc3339()),
+                deletion_requested_at: None,
+            };
+            self.put_spec(agent_id, &spec.to_document(&meta), None)
+                .await?;
+            return Ok(Write::Created);
+        };
+        if current.meta.is_deleting() {
+            return Err(StoreError::Deleting {
+                agent_id: agent_id.clone(),
+            });
+        }
+        let existing_client = current
+            .document
+            .as_ref()
+            .and_then(|d| d.client_id.clone())
+            .or_else(|| {
+                current
+                    .snapshot
+                    .attribute("client_id")
+                    .and_then(|v| v.as_s().ok())
+                    .cloned()
+            });
+        if let Some(existing) = existing_client {
+            if existing != spec.client_id {
+                return Err(StoreError::ClientIdChanged {
+                    agent_id: agent_id.clone(),
+                    existing,
+                });
+            }
+        }
+        if current.spec.as_ref().is_ok_and(|s| s == spec) {
+            return Ok(Write::Unchanged);
+        }
+        let meta = Meta {
+            generation: current.meta.generation + 1,
+            managed_by: Some(writer.to_owned()),
+            created_at: current.meta.created_at.clone(),
+            deletion_requested_at: None,
+        };
+        self.put_spec(agent_id, &spec.to_document(&meta), Some(&current.snapshot))
+            .await?;
+        Ok(Write::Updated)
+    }
+
+    /// Sets one timestamp attribute of an existing spec item and bumps `generation`
+    /// (UpdateItem), without touching any other attribute, so it cannot lose anyone's edit.
+    /// Refused when the agent is being deleted.
+    async fn mark(&self, agent_id: &str, attribute: &str, at: &str) -> Result<(), StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(agent_id, SPEC_RECORD)))
+            .update_expression("SET #at = :at, #gen = if_not_exists(#gen, :zero) + :one")
+            .condition_expression("attribute_exists(#id) AND attribute_not_exists(#deleting)")
+            .expression_attribute_names("#at", attribute)
+            .expression_attribute_names("#gen", "generation")
+            .expression_attribute_names("#id", "agent_id")
+            .expression_attribute_names("#deleting", "deletion_requested_at")
+            .expression_attribute_values(":at", s(at))
+            .expression_attribute_values(":zero", AttributeValue::N("0".into()))
+            .expression_attribute_values(":one", AttributeValue::N("1".into()))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) if StoreError::is_condition_failure(&e) => Err(StoreError::Conflict {
+                agent_id: agent_id.to_owned(),
+            }),
+            Err(e) => Err(StoreError::aws("UpdateItem", &self.table, &e)),
+        }
+    }
+
+    /// Asks for a new task (`restart_requested_at = at`), like `kubectl rollout restart`.
+    ///
+    /// # Errors
+    /// [`StoreError::Conflict`] when the agent does not exist or is being deleted.
+    pub async fn request_restart(&self, agent_id: &str, at: &str) -> Result<(), StoreError> {
+        self.mark(agent_id, "restart_requested_at", at).await
+    }
+
+    /// Soft-deletes the agent (`deletion_requested_at = at`). The controller tears down its
+    /// resources and then removes its items. Works for a spec that does not validate.
+    ///
+    /// # Errors
+    /// [`StoreError::Conflict`] when the agent does not exist or is already being deleted.
+    pub async fn request_deletion(&self, agent_id: &str, at: &str) -> Result<(), StoreError> {
+        self.mark(agent_id, "deletion_requested_at", at).await
+    }
+
+    /// Removes both items of an agent (DeleteItem twice), the spec one on condition it is
+    /// exactly as read.
+    ///
+    /// # Errors
+    /// [`StoreError::Conflict`] when the spec changed since it was read.
+    pub async fn delete_items(
+        &self,
+        agent_id: &str,
+        expected: &Snapshot,
+    ) -> Result<(), StoreError> {
+        let condition = item::unchanged_since(Some(expected));
+        let result = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .set_key(Some(key(agent_id, SPEC_RECORD)))
+            .condition_expression(condition.expression)
+            .set_expression_attribute_names(Some(condition.names))
+            .set_expression_attribute_values(condition.values)
+            .send()
+            .await;
+        match result {
+            Ok(_) => {}
+            Err(e) if StoreError::is_condition_failure(&e) => {
+                return Err(StoreError::Conflict {
+                    agent_id: agent_id.to_owned(),
+                });
+            }
+            Err(e) => return Err(StoreError::aws("DeleteItem", &self.table, &e)),
+        }
+        self.client
+            .delete_item()
+            .table_name(&self.table)
+            .set_key(Some(key(agent_id, STATUS_RECORD)))
+            .send()
+            .await
+            .map_err(|e| StoreError::aws("DeleteItem", &self.table, &e))?;
+        Ok(())
+    }
+
+    /// Writes the status item (PutItem) unless it says the same as `previous`.
+    /// Returns whether it wrote.
+    ///
+    /// # Errors
+    /// A failed PutItem.
+    pub async fn put_status(
+        &self,
+        agent_id: &str,
+        status: &AgentStatus,
+        previous: Option<&AgentStatus>,
+    ) -> Result<bool, StoreError> {
+        if previous.is_some_and(|p| p.same_as(status)) {
+            return Ok(false);
+        }
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item::status_item(status, agent_id)))
+            .send()
+            .await
+            .map_err(|e| StoreError::aws("PutItem", &self.table, &e))?;
+        Ok(true)
+    }
+
+    /// Every agent in the table, spec and status, in agent id order (Scan, all pages).
+    ///
+    /// # Errors
+    /// A failed Scan page.
+    pub async fn list(&self) -> Result<Vec<Agent>, StoreError> {
+        let mut items = Vec::new();
+        let mut start: Option<HashMap<String, AttributeValue>> = None;
+        loop {
+            let out = self
+                .client
+                .scan()
+                .table_name(&self.table)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| StoreError::aws("Scan", &self.table, &e))?;
+            items.extend(out.items.unwrap_or_default());
+            start = out.last_evaluated_key.filter(|k| !k.is_empty());
+            if start.is_none() {
+                break;
+            }
+        }
+        Ok(group(items))
+    }
+
+    /// One tenant's agents: Query on the `by-client` index (all pages), then their statuses
+    /// (BatchGetItem, 100 keys a call).
+    ///
+    /// # Errors
+    /// A failed Query or BatchGetItem.
+    pub async fn list_by_client(&self, client_id: &str) -> Result<Vec<Agent>, StoreError> {
+        let mut items = Vec::new();
+        let mut start: Option<HashMap<String, AttributeValue>> = None;
+        loop {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name(BY_CLIENT_INDEX)
+                .key_condition_expression("client_id = :c")
+                .expression_attribute_values(":c", s(client_id))
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| StoreError::aws("Query", &self.table, &e))?;
+            items.extend(out.items.unwrap_or_default());
+            start = out.last_evaluated_key.filter(|k| !k.is_empty());
+            if start.is_none() {
+                break;
+            }
+        }
+        let ids: Vec<String> = items
+            .iter()
+            .filter_map(|i| agent_id_of(i).map(str::to_owned))
+            .collect();
+        items.extend(self.batch_get(&ids, STATUS_RECORD).await?);
+        Ok(group(items))
+    }
+
+    /// BatchGetItem of one record kind for many agents, retrying unprocessed keys.
+    async fn batch_get(&self, agent_ids: &[String], record: &str) -> Result<Vec<Item>, StoreError> {
+        let mut found = Vec::new();
+        for chunk in agent_ids.chunks(100) {
+            let keys = chunk.iter().map(|id| key(id, record)).collect();
+            let mut request = KeysAndAttributes::builder()
+                .set_keys(Some(keys))
+                .build()
+                .map_err(|e| StoreError::TableShape {
+                    table: self.table.clone(),
+                    problem: format!("BatchGetItem request: {e}"),
+                })?;
+            for attempt in 0..10u32 {
+                let out = self
+                    .client
+                    .batch_get_item()
+                    .request_items(&self.table, request.clone())
+                    .send()
+                    .await
+                    .map_err(|e| StoreError::aws("BatchGetItem", &self.table, &e))?;
+                if let Some(mut responses) = out.responses {
+                    found.extend(responses.remove(&self.table).unwrap_or_default());
+                }
+                match out.unprocessed_keys.and_then(|mut u| u.remove(&self.table)) {
+                    Some(rest) if !rest.keys().is_empty() => {
+                        request = rest;
+                        let pause = std::time::Duration::from_millis(50 << attempt.min(6));
+                        tokio::time::sleep(pause).await;
+                    }
+                    _ => break,
+                }
+            }
+        }
+        Ok(found)
+    }
+}

@@ -1,0 +1,66 @@
+//! Store errors: one line each, naming the DynamoDB operation or the agent.
+
+use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A DynamoDB call failed; `code` is AWS's error code when the service answered.
+    #[error("DynamoDB {operation} on table {table}: {message}")]
+    Aws {
+        operation: &'static str,
+        table: String,
+        code: Option<String>,
+        message: String,
+    },
+    /// The item changed since it was read, or exists though it was expected absent.
+    #[error("agent {agent_id}: conflict: the item changed since it was read; re-read and retry")]
+    Conflict { agent_id: String },
+    /// The agent is being deleted; writing its spec would silently undelete it.
+    #[error("agent {agent_id}: conflict: the agent is being deleted")]
+    Deleting { agent_id: String },
+    /// `client_id` is immutable once the agent exists.
+    #[error(
+        "agent {agent_id}: client_id: cannot change once the agent exists (it is \"{existing}\")"
+    )]
+    ClientIdChanged { agent_id: String, existing: String },
+    /// The table exists but has a shape clawfleet cannot use.
+    #[error("table {table}: {problem}")]
+    TableShape { table: String, problem: String },
+}
+
+impl StoreError {
+    pub(crate) fn aws<E, R>(operation: &'static str, table: &str, err: &SdkError<E, R>) -> Self
+    where
+        E: ProvideErrorMetadata + std::error::Error + 'static,
+        R: std::fmt::Debug,
+    {
+        let code = err.code().map(str::to_owned);
+        let message = match (err.code(), err.message()) {
+            (Some(code), Some(message)) => format!("{code}: {message}"),
+            (Some(code), None) => code.to_owned(),
+            _ => one_line(&DisplayErrorContext(err).to_string()),
+        };
+        Self::Aws {
+            operation,
+            table: table.to_owned(),
+            code,
+            message,
+        }
+    }
+
+    /// Whether DynamoDB refused a write because its condition no longer held.
+    pub(crate) fn is_condition_failure<E, R>(err: &SdkError<E, R>) -> bool
+    where
+        E: ProvideErrorMetadata,
+    {
+        matches!(
+            err.code(),
+            Some("ConditionalCheckFailedException" | "TransactionCanceledException")
+        )
+    }
+}
+
+fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}

@@ -1,0 +1,23 @@
+//! The desired-state store: Agent spec and status items in DynamoDB.
+//!
+//! Each Agent is two items under one partition key: `record = "spec"`, written by people and
+//! programs, and `record = "status"`, written by the controller. Spec writes are conditioned
+//! on the whole item as read ([`Snapshot`]), so no writer, the DynamoDB console included, ever
+//! loses an update silently.
+
+mod agents;
+mod error;
+mod item;
+mod table;
+
+pub use agents::{Agent, SpecError, SpecItem, Store, Write};
+pub use error::StoreError;
+pub use item::Snapshot;
+pub use table::{BootstrapOutcome, DEFAULT_TABLE};
+
+/// The sort key value of spec items.
+pub const SPEC_RECORD: &str = "spec";
+/// The sort key value of status items.
+pub const STATUS_RECORD: &str = "status";
+/// The sparse index over spec items by tenant.
+pub const BY_CLIENT_INDEX: &str = "by-client";

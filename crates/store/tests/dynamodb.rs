@@ -1,0 +1,426 @@
+//! The store against moto's DynamoDB. Each test uses its own table.
+
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::types::AttributeValue;
+use spec::{AgentDocument, AgentSpec, AgentStatus, Phase};
+use store::{BootstrapOutcome, SpecError, Store, StoreError, Write};
+
+async fn client() -> Client {
+    Client::new(&local_aws::sdk_config().await)
+}
+
+async fn fresh_store() -> Store {
+    let store = Store::new(client().await, local_aws::unique("agents"));
+    store.bootstrap().await.expect("bootstrap");
+    store
+}
+
+fn spec(agent_id: &str, client_id: &str) -> AgentSpec {
+    AgentDocument {
+        agent_id: Some(agent_id.into()),
+        client_id: Some(client_id.into()),
+        plan: Some("small".into()),
+        ..AgentDocument::default()
+    }
+    .validate()
+    .expect("valid spec")
+}
+
+fn s(v: &str) -> AttributeValue {
+    AttributeValue::S(v.into())
+}
+
+#[tokio::test]
+async fn bootstrap_twice_is_fine() {
+    let store = Store::new(client().await, local_aws::unique("agents"));
+    assert_eq!(store.bootstrap().await.unwrap(), BootstrapOutcome::Created);
+    assert_eq!(
+        store.bootstrap().await.unwrap(),
+        BootstrapOutcome::AlreadyExisted
+    );
+    let table = client()
+        .await
+        .describe_table()
+        .table_name(store.table())
+        .send()
+        .await
+        .unwrap()
+        .table
+        .unwrap();
+    assert!(table.stream_specification().unwrap().stream_enabled());
+    assert_eq!(
+        table.global_secondary_indexes()[0].index_name(),
+        Some("by-client")
+    );
+}
+
+#[tokio::test]
+async fn bootstrap_refuses_a_table_of_another_shape() {
+    let name = local_aws::unique("other");
+    let c = client().await;
+    c.create_table()
+        .table_name(&name)
+        .billing_mode(aws_sdk_dynamodb::types::BillingMode::PayPerRequest)
+        .attribute_definitions(
+            aws_sdk_dynamodb::types::AttributeDefinition::builder()
+                .attribute_name("id")
+                .attribute_type(aws_sdk_dynamodb::types::ScalarAttributeType::S)
+                .build()
+                .unwrap(),
+        )
+        .key_schema(
+            aws_sdk_dynamodb::types::KeySchemaElement::builder()
+                .attribute_name("id")
+                .key_type(aws_sdk_dynamodb::types::KeyType::Hash)
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let err = Store::new(c, &name).bootstrap().await.unwrap_err();
+    assert!(matches!(err, StoreError::TableShape { .. }), "{err}");
+    assert!(err.to_string().contains("key schema"), "{err}");
+}
+
+#[tokio::test]
+async fn apply_creates_then_reports_unchanged_then_updates() {
+    let store = fresh_store().await;
+    let mut a = spec("acme-one", "acme");
+    assert_eq!(store.apply(&a, "cli").await.unwrap(), Write::Created);
+    assert_eq!(store.apply(&a, "cli").await.unwrap(), Write::Unchanged);
+    let item = store.get_spec("acme-one").await.unwrap().unwrap();
+    assert_eq!(item.meta.generation, 1);
+    assert_eq!(item.meta.managed_by.as_deref(), Some("cli"));
+    assert!(item.meta.created_at.is_some());
+
+    a.image = Some("openclaw/openclaw:v2".into());
+    assert_eq!(store.apply(&a, "cli").await.unwrap(), Write::Updated);
+    let item = store.get_spec("acme-one").await.unwrap().unwrap();
+    assert_eq!(item.meta.generation, 2);
+    assert_eq!(item.spec.unwrap(), a);
+}
+
+#[tokio::test]
+async fn eight_concurrent_applies_lose_no_update() {
+    let store = fresh_store().await;
+    store.apply(&spec("race", "acme"), "cli").await.unwrap();
+    let before = store
+        .get_spec("race")
+        .await
+        .unwrap()
+        .unwrap()
+        .meta
+        .generation;
+
+    let mut tasks = Vec::new();
+    for i in 0..8u32 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut version = spec("race", "acme");
+            version.env.insert("VERSION".into(), i.to_string());
+            store.apply(&version, "cli").await.map(|w| (i, w))
+        }));
+    }
+    let mut succeeded = Vec::new();
+    let mut conflicts = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok((i, Write::Updated)) => succeeded.push(i),
+            Ok((_, other)) => panic!("distinct versions cannot be {other:?}"),
+            Err(StoreError::Conflict { .. }) => conflicts += 1,
+            Err(e) => panic!("unexpected error: {e}"),
+        }
+    }
+    assert!(!succeeded.is_empty());
+    assert_eq!(succeeded.len() + conflicts, 8);
+    let after = store.get_spec("race").await.unwrap().unwrap();
+    assert_eq!(
+        after.meta.generation,
+        before + succeeded.len() as u64,
+        "generation rises by exactly the number of successful applies"
+    );
+    let stored_version = after.spec.unwrap().env["VERSION"].parse::<u32>().unwrap();
+    assert!(succeeded.contains(&stored_version));
+}
+
+#[tokio::test]
+async fn console_edit_between_read_and_write_is_not_overwritten() {
+    let store = fresh_store().await;
+    let c = client().await;
+    store.apply(&spec("edited", "acme"), "cli").await.unwrap();
+    let read = store.get_spec("edited").await.unwrap().unwrap();
+
+    // A person changes the memory in the console: no generation bump, no managed_by.
+    c.update_item()
+        .table_name(store.table())
+        .key("agent_id", s("edited"))
+        .key("record", s("spec"))
+        .update_expression("REMOVE #plan SET cpu = :cpu, memory = :mem")
+        .expression_attribute_names("#plan", "plan")
+        .expression_attribute_values(":cpu", AttributeValue::N("1024".into()))
+        .expression_attribute_values(":mem", AttributeValue::N("4096".into()))
+        .send()
+        .await
+        .unwrap();
+
+    let mut mine = read.spec.clone().unwrap();
+    mine.image = Some("openclaw/openclaw:v9".into());
+    let err = store
+        .apply_over(&mine, "cli", Some(&read))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Conflict { .. }), "{err}");
+
+    let now = store.get_spec("edited").await.unwrap().unwrap();
+    let now_spec = now.spec.unwrap();
+    assert_eq!(now_spec.resources().memory, 4096, "the console edit stands");
+    assert_eq!(now_spec.image, None);
+    assert_ne!(now.snapshot.etag(), read.snapshot.etag());
+}
+
+#[tokio::test]
+async fn a_console_edit_that_adds_an_attribute_is_detected() {
+    let store = fresh_store().await;
+    let c = client().await;
+    store.apply(&spec("added", "acme"), "cli").await.unwrap();
+    let read = store.get_spec("added").await.unwrap().unwrap();
+    c.update_item()
+        .table_name(store.table())
+        .key("agent_id", s("added"))
+        .key("record", s("spec"))
+        .update_expression("SET image = :i")
+        .expression_attribute_values(":i", s("openclaw/openclaw:console"))
+        .send()
+        .await
+        .unwrap();
+    let mut mine = read.spec.clone().unwrap();
+    mine.desired_state = spec::DesiredState::Stopped;
+    let err = store.apply_over(&mine, "cli", Some(&read)).await;
+    assert!(matches!(err, Err(StoreError::Conflict { .. })));
+}
+
+#[tokio::test]
+async fn create_races_with_an_existing_item() {
+    let store = fresh_store().await;
+    store.apply(&spec("first", "acme"), "cli").await.unwrap();
+    let err = store
+        .apply_over(&spec("first", "acme"), "cli", None)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Conflict { .. }), "{err}");
+}
+
+#[tokio::test]
+async fn client_id_cannot_change() {
+    let store = fresh_store().await;
+    store.apply(&spec("owned", "acme"), "cli").await.unwrap();
+    let err = store
+        .apply(&spec("owned", "globex"), "cli")
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("client_id: cannot change"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn item_typed_in_the_console_parses() {
+    let store = fresh_store().await;
+    let c = client().await;
+    let item = HashMap::from([
+        ("agent_id".to_string(), s("typed")),
+        ("record".to_string(), s("spec")),
+        ("client_id".to_string(), s("acme")),
+        ("cpu".to_string(), AttributeValue::N("2048".into())),
+        ("memory".to_string(), AttributeValue::N("8192".into())),
+        (
+            "secret_keys".to_string(),
+            AttributeValue::Ss(vec!["OPENAI_API_KEY".into()]),
+        ),
+        (
+            "skills".to_string(),
+            AttributeValue::L(vec![s("web"), s("voice")]),
+        ),
+    ]);
+    c.put_item()
+        .table_name(store.table())
+        .set_item(Some(item))
+        .send()
+        .await
+        .unwrap();
+    let agent = store.get("typed").await.unwrap().unwrap();
+    let spec = agent.spec.unwrap().spec.unwrap();
+    assert_eq!(spec.resources().memory, 8192);
+    assert_eq!(spec.secret_keys, ["OPENAI_API_KEY"]);
+    assert_eq!(spec.skills, ["web", "voice"]);
+    assert!(agent.status.is_none());
+}
+
+#[tokio::test]
+async fn a_bad_item_is_reported_and_the_rest_of_the_fleet_lists() {
+    let store = fresh_store().await;
+    let c = client().await;
+    store.apply(&spec("good", "acme"), "cli").await.unwrap();
+    c.put_item()
+        .table_name(store.table())
+        .item("agent_id", s("bad"))
+        .item("record", s("spec"))
+        .item("client_id", s("acme"))
+        .item("imgae", s("x"))
+        .send()
+        .await
+        .unwrap();
+    c.put_item()
+        .table_name(store.table())
+        .item("agent_id", s("wrongtype"))
+        .item("record", s("spec"))
+        .item("client_id", s("acme"))
+        .item("memory", s("lots"))
+        .send()
+        .await
+        .unwrap();
+    let agents = store.list().await.unwrap();
+    assert_eq!(agents.len(), 3);
+    let by_id: HashMap<_, _> = agents.iter().map(|a| (a.agent_id.as_str(), a)).collect();
+    assert!(by_id["good"].spec.as_ref().unwrap().spec.is_ok());
+    match &by_id["bad"].spec.as_ref().unwrap().spec {
+        Err(SpecError::Item(m)) => assert_eq!(m, "imgae: unknown attribute (a typo?)"),
+        other => panic!("{other:?}"),
+    }
+    match &by_id["wrongtype"].spec.as_ref().unwrap().spec {
+        Err(SpecError::Item(m)) => assert!(
+            m.starts_with("memory: ") && m.contains("found type S"),
+            "{m}"
+        ),
+        other => panic!("{other:?}"),
+    }
+    // Deletion needs only the agent id, even for an item that does not parse.
+    store
+        .request_deletion("bad", &spec::now_rfc3339())
+        .await
+        .unwrap();
+    let bad = store.get_spec("bad").await.unwrap().unwrap();
+    assert!(bad.meta.is_deleting());
+}
+
+#[tokio::test]
+async fn list_by_client_queries_the_index_with_statuses() {
+    let store = fresh_store().await;
+    for (agent, client) in [("a1", "acme"), ("a2", "acme"), ("g1", "globex")] {
+        store.apply(&spec(agent, client), "cli").await.unwrap();
+    }
+    let status = AgentStatus {
+        phase: Phase::Running,
+        ..AgentStatus::default()
+    };
+    store.put_status("a2", &status, None).await.unwrap();
+    let acme = store.list_by_client("acme").await.unwrap();
+    let ids: Vec<_> = acme.iter().map(|a| a.agent_id.as_str()).collect();
+    assert_eq!(ids, ["a1", "a2"]);
+    assert_eq!(acme[1].status.as_ref().unwrap().phase, Phase::Running);
+    assert!(acme[0].status.is_none());
+    assert!(store.list_by_client("nobody").await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn list_reads_every_page() {
+    let store = fresh_store().await;
+    let c = client().await;
+    // Five items of 300 KB exceed one 1 MB Scan page, which moto enforces like DynamoDB.
+    let pad = "x".repeat(300_000);
+    for i in 0..5 {
+        c.put_item()
+            .table_name(store.table())
+            .item("agent_id", s(&format!("p{i}")))
+            .item("record", s("spec"))
+            .item("client_id", s("acme"))
+            .item("pad", s(&pad))
+            .send()
+            .await
+            .unwrap();
+    }
+    let first_page = c.scan().table_name(store.table()).send().await.unwrap();
+    assert!(
+        first_page.last_evaluated_key.is_some(),
+        "the fixture must span several pages"
+    );
+    let all = store.list().await.unwrap();
+    assert_eq!(all.len(), 5);
+}
+
+#[tokio::test]
+async fn status_writes_are_skipped_when_nothing_changed() {
+    let store = fresh_store().await;
+    store.apply(&spec("st", "acme"), "cli").await.unwrap();
+    let mut status = AgentStatus {
+        phase: Phase::Provisioning,
+        updated_at: Some("2026-11-25T10:00:00Z".into()),
+        ..AgentStatus::default()
+    };
+    assert!(store.put_status("st", &status, None).await.unwrap());
+    let again = AgentStatus {
+        updated_at: Some("2026-11-25T10:05:00Z".into()),
+        ..status.clone()
+    };
+    assert!(!store.put_status("st", &again, Some(&status)).await.unwrap());
+    status.phase = Phase::Running;
+    assert!(store.put_status("st", &status, Some(&again)).await.unwrap());
+    let read = store.get("st").await.unwrap().unwrap();
+    assert_eq!(read.status.unwrap().phase, Phase::Running);
+    // A status write never changes the spec item.
+    assert_eq!(read.spec.unwrap().meta.generation, 1);
+}
+
+#[tokio::test]
+async fn deleting_agents_refuse_apply_and_restart() {
+    let store = fresh_store().await;
+    let s = spec("gone", "acme");
+    store.apply(&s, "cli").await.unwrap();
+    store
+        .request_restart("gone", "2026-11-25T10:00:00Z")
+        .await
+        .unwrap();
+    let item = store.get_spec("gone").await.unwrap().unwrap();
+    assert_eq!(item.meta.generation, 2);
+    assert_eq!(
+        item.spec.as_ref().unwrap().restart_requested_at.as_deref(),
+        Some("2026-11-25T10:00:00Z")
+    );
+    store
+        .request_deletion("gone", &spec::now_rfc3339())
+        .await
+        .unwrap();
+    assert!(matches!(
+        store.apply(&s, "cli").await,
+        Err(StoreError::Deleting { .. })
+    ));
+    assert!(matches!(
+        store.request_restart("gone", "2026-11-25T11:00:00Z").await,
+        Err(StoreError::Conflict { .. })
+    ));
+    assert!(matches!(
+        store
+            .request_restart("never-existed", "2026-11-25T11:00:00Z")
+            .await,
+        Err(StoreError::Conflict { .. })
+    ));
+    let item = store.get_spec("gone").await.unwrap().unwrap();
+    store.delete_items("gone", &item.snapshot).await.unwrap();
+    assert!(store.get("gone").await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn aws_errors_name_the_operation() {
+    let store = Store::new(client().await, local_aws::unique("missing"));
+    let err = store.get_spec("x").await.unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.starts_with("DynamoDB GetItem on table missing-"),
+        "{text}"
+    );
+    assert!(text.contains("ResourceNotFoundException"), "{text}");
+}

@@ -1,0 +1,69 @@
+"""Starts moto_server with the fixes clawfleet's tests need, then serves until its parent exits.
+
+Usage: python3 launcher.py PORT
+
+- ECS: moto returns tasks[].containers[].cpu and memory as JSON numbers where the ECS model has
+  strings, which aws-sdk-ecs refuses to parse. We fix the emulator, not the client.
+- ECS: by default every DescribeTasks moves a task one step towards STOPPED. Tests stop tasks
+  deliberately instead, so task transitions are manual.
+- The server exits when the process that started it goes away, so a test binary that starts its
+  own server never leaks one.
+"""
+
+import os
+import sys
+import threading
+import time
+
+
+def patch_ecs_container_types():
+    from moto.ecs import models
+
+    original_init = models.Container.__init__
+
+    def init(self, task_def):
+        original_init(self, task_def)
+        if self.cpu is not None:
+            self.cpu = str(self.cpu)
+        if self.memory is not None:
+            self.memory = str(self.memory)
+
+    models.Container.__init__ = init
+
+
+def manual_task_transitions():
+    from moto.moto_api import state_manager
+
+    state_manager.set_transition(
+        model_name="ecs::task",
+        transition={"progression": "manual", "times": 1000000},
+    )
+
+
+def exit_with_parent():
+    parent = os.getppid()
+
+    def watch():
+        while True:
+            if os.getppid() != parent:
+                os._exit(0)
+            time.sleep(0.5)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
+def main():
+    if len(sys.argv) != 2:
+        sys.exit("usage: launcher.py PORT")
+    port = sys.argv[1]
+    patch_ecs_container_types()
+    manual_task_transitions()
+    if os.environ.get("CLAWFLEET_MOTO_DETACHED") != "1":
+        exit_with_parent()
+    from moto.server import main as moto_main
+
+    moto_main(["-H", "127.0.0.1", "-p", port])
+
+
+if __name__ == "__main__":
+    main()
