@@ -4,7 +4,7 @@
 //! `CLAWFLEET_TEST_AWS_ENDPOINT`; a test binary run on its own starts a private server, which
 //! exits with the binary. Tests share a server, so they isolate themselves with [`unique`]
 //! names and never reset it.
-#![allow(clippy::expect_used, clippy::panic)]
+#![allow(clippy::expect_used, clippy::panic, clippy::zombie_processes)]
 
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
@@ -26,10 +26,10 @@ static PRIVATE: OnceLock<String> = OnceLock::new();
 /// When no server is configured and none can be started; the message says how to fix it.
 #[must_use]
 pub fn endpoint() -> String {
-    if let Ok(shared) = std::env::var(ENDPOINT_VAR) {
-        if !shared.is_empty() {
-            return shared;
-        }
+    if let Ok(shared) = std::env::var(ENDPOINT_VAR)
+        && !shared.is_empty()
+    {
+        return shared;
     }
     PRIVATE.get_or_init(start_private).clone()
 }

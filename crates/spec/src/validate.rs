@@ -106,7 +106,7 @@ pub fn is_fargate_pair(cpu: u32, memory: u32) -> bool {
         return matches!(memory, 512 | 1024 | 2048);
     }
     FARGATE.iter().any(|&(c, min, max, step)| {
-        c == cpu && (min..=max).contains(&memory) && (memory - min) % step == 0
+        c == cpu && (min..=max).contains(&memory) && (memory - min).is_multiple_of(step)
     })
 }
 
@@ -156,10 +156,10 @@ fn is_git_or_https_url(source: &str) -> bool {
         }
     }
     // scp-like git syntax: user@host:path
-    if let Some((user_host, path)) = source.split_once(':') {
-        if let Some((user, host)) = user_host.split_once('@') {
-            return !user.is_empty() && !host.is_empty() && !path.is_empty() && !host.contains('/');
-        }
+    if let Some((user_host, path)) = source.split_once(':')
+        && let Some((user, host)) = user_host.split_once('@')
+    {
+        return !user.is_empty() && !host.is_empty() && !path.is_empty() && !host.contains('/');
     }
     false
 }
@@ -197,13 +197,13 @@ impl AgentDocument {
     pub fn validate(&self) -> Result<AgentSpec, ValidationErrors> {
         let mut errors = Errors::default();
 
-        if let Some(v) = &self.api_version {
-            if v != API_VERSION {
-                errors.push(
-                    "api_version",
-                    format!("must be \"{API_VERSION}\" or absent"),
-                );
-            }
+        if let Some(v) = &self.api_version
+            && v != API_VERSION
+        {
+            errors.push(
+                "api_version",
+                format!("must be \"{API_VERSION}\" or absent"),
+            );
         }
         let agent_id = check_label(&mut errors, "agent_id", self.agent_id.as_deref());
         let client_id = check_label(&mut errors, "client_id", self.client_id.as_deref());
@@ -228,13 +228,13 @@ impl AgentDocument {
         self.check_env_and_secret_keys(&mut errors);
         check_tags(&mut errors, &self.tags);
 
-        if let Some(at) = &self.restart_requested_at {
-            if crate::parse_rfc3339(at).is_none() {
-                errors.push(
-                    "restart_requested_at",
-                    "must be an RFC 3339 timestamp, e.g. 2026-01-31T12:00:00Z",
-                );
-            }
+        if let Some(at) = &self.restart_requested_at
+            && crate::parse_rfc3339(at).is_none()
+        {
+            errors.push(
+                "restart_requested_at",
+                "must be an RFC 3339 timestamp, e.g. 2026-01-31T12:00:00Z",
+            );
         }
 
         let (Some(agent_id), Some(client_id)) = (agent_id, client_id) else {

@@ -287,14 +287,28 @@ impl Store {
                     .and_then(|v| v.as_s().ok())
                     .cloned()
             });
-        if let Some(existing) = existing_client {
-            if existing != spec.client_id {
-                return Err(StoreError::ClientIdChanged {
-                    agent_id: agent_id.clone(),
-                    existing,
-                });
-            }
+        if let Some(existing) = existing_client
+            && existing != spec.client_id
+        {
+            return Err(StoreError::ClientIdChanged {
+                agent_id: agent_id.clone(),
+                existing,
+            });
         }
+        // `restart_requested_at` is an imperative marker (`clawfleet restart`, the API's
+        // /restart): a declarative writer whose manifest does not mention it keeps it, as
+        // `kubectl apply` keeps the annotation `kubectl rollout restart` sets.
+        let kept;
+        let spec = match (&spec.restart_requested_at, current.spec.as_ref()) {
+            (None, Ok(stored)) if stored.restart_requested_at.is_some() => {
+                kept = AgentSpec {
+                    restart_requested_at: stored.restart_requested_at.clone(),
+                    ..spec.clone()
+                };
+                &kept
+            }
+            _ => spec,
+        };
         if current.spec.as_ref().is_ok_and(|s| s == spec) {
             return Ok(Write::Unchanged);
         }

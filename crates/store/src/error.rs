@@ -1,6 +1,6 @@
 //! Store errors: one line each, naming the DynamoDB operation or the agent.
 
-use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -33,13 +33,13 @@ impl StoreError {
     pub(crate) fn aws<E, R>(operation: &'static str, table: &str, err: &SdkError<E, R>) -> Self
     where
         E: ProvideErrorMetadata + std::error::Error + 'static,
-        R: std::fmt::Debug,
+        R: std::fmt::Debug + 'static,
     {
         let code = err.code().map(str::to_owned);
         let message = match (err.code(), err.message()) {
             (Some(code), Some(message)) => format!("{code}: {message}"),
             (Some(code), None) => code.to_owned(),
-            _ => one_line(&DisplayErrorContext(err).to_string()),
+            _ => error_chain(err),
         };
         Self::Aws {
             operation,
@@ -61,6 +61,21 @@ impl StoreError {
     }
 }
 
-fn one_line(text: &str) -> String {
-    text.split_whitespace().collect::<Vec<_>>().join(" ")
+/// An error and its sources as one line of their `Display`s, never a debug dump.
+#[must_use]
+pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut next = Some(err);
+    while let Some(e) = next {
+        let text = e
+            .to_string()
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ");
+        if !text.is_empty() && !parts.last().is_some_and(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        next = e.source();
+    }
+    parts.join(": ")
 }

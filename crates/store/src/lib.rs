@@ -11,7 +11,7 @@ mod item;
 mod table;
 
 pub use agents::{Agent, SpecError, SpecItem, Store, Write};
-pub use error::StoreError;
+pub use error::{StoreError, error_chain};
 pub use item::Snapshot;
 pub use table::{BootstrapOutcome, DEFAULT_TABLE};
 

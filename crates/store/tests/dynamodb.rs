@@ -1,4 +1,5 @@
 //! The store against moto's DynamoDB. Each test uses its own table.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
 
 use std::collections::HashMap;
 

@@ -1,0 +1,46 @@
+//! One module per command; each returns the exit code or a one-line failure.
+
+mod apply;
+mod delete;
+mod get;
+
+use aws_config::BehaviorVersion;
+use store::Store;
+
+use crate::cli::{Cli, Command};
+use crate::failure::{Exit, Failure};
+
+/// Connects to DynamoDB through the standard AWS chain.
+async fn store(table: &str) -> Result<Store, Failure> {
+    let config = aws_config::defaults(BehaviorVersion::latest()).load().await;
+    if config.region().is_none() {
+        return Err(Failure::Usage(
+            "AWS region is not set: set AWS_REGION (or a profile with a region)".into(),
+        ));
+    }
+    Ok(Store::new(aws_sdk_dynamodb::Client::new(&config), table))
+}
+
+pub async fn run(cli: Cli) -> Result<Exit, Failure> {
+    let store = store(&cli.table).await?;
+    match cli.command {
+        Command::Bootstrap => {
+            let outcome = store.bootstrap().await?;
+            let verb = match outcome {
+                store::BootstrapOutcome::Created => "created",
+                store::BootstrapOutcome::AlreadyExisted => "already exists",
+            };
+            println!("table/{} {verb}", store.table());
+            Ok(Exit::Success)
+        }
+        Command::Apply { paths } => apply::run(&store, &paths).await,
+        Command::Get {
+            agent_id,
+            client_id,
+            output,
+        } => get::get(&store, agent_id.as_deref(), client_id.as_deref(), output).await,
+        Command::Describe { agent_id } => get::describe(&store, &agent_id).await,
+        Command::Delete { agent_id, purge } => delete::delete(&store, &agent_id, purge).await,
+        Command::Restart { agent_id } => delete::restart(&store, &agent_id).await,
+    }
+}

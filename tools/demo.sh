@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# The quickstart: on a fresh machine, start the local AWS (moto), create the table, apply the
+# example agents and list them. With CLAWFLEET_DEMO_KEEP=1 moto keeps running afterwards and
+# the environment to reach it is printed, so you can try more commands.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+cargo build --locked --bin clawfleet
+clawfleet=target/debug/clawfleet
+eval "$(tools/moto/start.sh)"
+if [ "${CLAWFLEET_DEMO_KEEP:-0}" != 1 ]; then
+  trap 'kill "$CLAWFLEET_MOTO_PID" 2>/dev/null || true' EXIT
+fi
+export CLAWFLEET_TABLE=${CLAWFLEET_TABLE:-clawfleet-agents}
+
+set -x
+"$clawfleet" bootstrap
+"$clawfleet" apply -f examples/
+"$clawfleet" get
+"$clawfleet" describe acme-support
+{ set +x; } 2>/dev/null
+
+if [ "${CLAWFLEET_DEMO_KEEP:-0}" = 1 ]; then
+  cat <<MSG
+
+moto keeps running (pid $CLAWFLEET_MOTO_PID). To use it from another shell:
+  export AWS_ENDPOINT_URL=$AWS_ENDPOINT_URL AWS_REGION=$AWS_REGION AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing
+  $clawfleet get
+Stop it with: kill $CLAWFLEET_MOTO_PID
+MSG
+fi
