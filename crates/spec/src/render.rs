@@ -1,5 +1,15 @@
-//! Rendering of the per-agent AWS shapes that depend only on the spec.
+//! Rendering of the per-agent AWS shapes: pure functions of one spec, the template task
+//! definition and the controller's settings.
+//!
+//! The shapes are clawfleet's own serde types in the JSON shape of the AWS APIs (camelCase), so
+//! they can be golden-tested and compared field by field; the `cloud` crate converts them to
+//! and from SDK types. ECS RunTask overrides cannot carry `secrets` or `volumes`, so the image,
+//! the secrets and the EFS access point live in a per-agent task definition revision; cpu,
+//! memory and the environment go in the overrides.
 
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::AgentSpec;
@@ -9,6 +19,453 @@ pub const OVERRIDES_LIMIT: usize = 8192;
 
 /// The agent container's name in the template unless configured otherwise.
 pub const DEFAULT_CONTAINER: &str = "agent";
+
+/// Where the agent's EFS "brain" is mounted unless configured otherwise.
+pub const DEFAULT_MOUNT_PATH: &str = "/home/openclaw/workspace";
+
+/// Secret names start with this unless configured otherwise.
+pub const DEFAULT_SECRET_PREFIX: &str = "/openclaw/agents/";
+
+/// The volume clawfleet adds to every agent revision.
+pub const WORKSPACE_VOLUME: &str = "clawfleet-workspace";
+
+/// Per-agent task definition families start with this; a template must not.
+pub const FAMILY_PREFIX: &str = "clawfleet-agent-";
+
+/// Tag keys clawfleet owns on every resource it creates.
+pub mod tag {
+    pub const MANAGED_BY: &str = "clawfleet:managed-by";
+    pub const AGENT_ID: &str = "clawfleet:agent-id";
+    pub const CLIENT_ID: &str = "clawfleet:client-id";
+    /// On tasks only: the `restart_requested_at` the task was launched for.
+    pub const RESTART: &str = "clawfleet:restart-requested-at";
+    /// The value of [`MANAGED_BY`].
+    pub const MANAGER: &str = "clawfleet";
+}
+
+/// The controller's configuration that rendering depends on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    pub cluster: String,
+    pub subnets: Vec<String>,
+    pub security_groups: Vec<String>,
+    pub file_system_id: String,
+    /// The template's agent container.
+    pub container: String,
+    pub mount_path: String,
+    pub posix_uid: u32,
+    pub posix_gid: u32,
+    pub secret_prefix: String,
+    /// The image for specs that name none; `None` keeps the template's.
+    pub default_image: Option<String>,
+}
+
+impl Settings {
+    /// Settings with the documented defaults around the required values.
+    #[must_use]
+    pub fn new(cluster: &str, file_system_id: &str) -> Self {
+        Self {
+            cluster: cluster.to_owned(),
+            subnets: Vec::new(),
+            security_groups: Vec::new(),
+            file_system_id: file_system_id.to_owned(),
+            container: DEFAULT_CONTAINER.to_owned(),
+            mount_path: DEFAULT_MOUNT_PATH.to_owned(),
+            posix_uid: 1000,
+            posix_gid: 1000,
+            secret_prefix: DEFAULT_SECRET_PREFIX.to_owned(),
+            default_image: None,
+        }
+    }
+}
+
+/// A task definition's content: the fields clawfleet carries from the template into each
+/// agent's revision, and compares to decide whether a new revision is needed. Fields of the
+/// template outside this set are not carried over (docs/rendering.md).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TaskDefinition {
+    pub family: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task_role_arn: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub execution_role_arn: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network_mode: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub requires_compatibilities: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runtime_platform: Option<RuntimePlatform>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ephemeral_storage_gib: Option<i32>,
+    pub container_definitions: Vec<Container>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub volumes: Vec<Volume>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RuntimePlatform {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_architecture: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operating_system_family: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Container {
+    pub name: String,
+    pub image: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub essential: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_reservation: Option<i32>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub command: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub entry_point: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub working_directory: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    /// Sorted by name.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub environment: Vec<NameValue>,
+    /// Sorted by name.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secrets: Vec<SecretRef>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mount_points: Vec<MountPoint>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub port_mappings: Vec<PortMapping>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_configuration: Option<LogConfiguration>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_timeout: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub readonly_root_filesystem: Option<bool>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct NameValue {
+    pub name: String,
+    pub value: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretRef {
+    pub name: String,
+    pub value_from: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MountPoint {
+    pub source_volume: String,
+    pub container_path: String,
+    pub read_only: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PortMapping {
+    pub container_port: i32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub protocol: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LogConfiguration {
+    pub log_driver: String,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub options: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Volume {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub efs_volume_configuration: Option<EfsVolume>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EfsVolume {
+    pub file_system_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub root_directory: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transit_encryption: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_point_id: Option<String>,
+    /// `authorizationConfig.iam`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iam: Option<String>,
+}
+
+/// Why a template cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TemplateError {
+    #[error(
+        "template task definition {family}: has no container named \"{container}\" (set --container-name)"
+    )]
+    NoAgentContainer { family: String, container: String },
+    #[error(
+        "template task definition {family}: its family starts with \"{FAMILY_PREFIX}\", which clawfleet reserves for agent revisions"
+    )]
+    ReservedFamily { family: String },
+    #[error(
+        "template task definition {family}: needs a taskRoleArn, because EFS IAM authorization uses the task role"
+    )]
+    NoTaskRole { family: String },
+}
+
+impl TaskDefinition {
+    /// Puts lists whose order carries no meaning into a canonical order, so that equality
+    /// means "same content" however AWS or a person ordered them.
+    #[must_use]
+    pub fn normalized(mut self) -> Self {
+        for c in &mut self.container_definitions {
+            c.environment.sort();
+            c.secrets.sort();
+        }
+        self.requires_compatibilities.sort();
+        self
+    }
+
+    /// Checks the template can produce agent revisions.
+    ///
+    /// # Errors
+    /// The first reason it cannot.
+    pub fn check_template(&self, settings: &Settings) -> Result<(), TemplateError> {
+        if self.family.starts_with(FAMILY_PREFIX) {
+            return Err(TemplateError::ReservedFamily {
+                family: self.family.clone(),
+            });
+        }
+        if self.task_role_arn.is_none() {
+            return Err(TemplateError::NoTaskRole {
+                family: self.family.clone(),
+            });
+        }
+        if !self
+            .container_definitions
+            .iter()
+            .any(|c| c.name == settings.container)
+        {
+            return Err(TemplateError::NoAgentContainer {
+                family: self.family.clone(),
+                container: settings.container.clone(),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// The per-agent task definition family.
+#[must_use]
+pub fn family(agent_id: &str) -> String {
+    format!("{FAMILY_PREFIX}{agent_id}")
+}
+
+/// The ECS `startedBy` of the agent's tasks: letters, digits, '-', '_' and '/' only.
+#[must_use]
+pub fn started_by(agent_id: &str) -> String {
+    format!("clawfleet/{agent_id}")
+}
+
+/// The agent's secret name, e.g. `/openclaw/agents/acme-support/secrets`.
+#[must_use]
+pub fn secret_name(settings: &Settings, agent_id: &str) -> String {
+    format!("{}{agent_id}/secrets", settings.secret_prefix)
+}
+
+/// The access point's root directory. DNS-label ids keep it within EFS's 100 characters.
+#[must_use]
+pub fn access_point_root(spec: &AgentSpec) -> String {
+    format!("/agents/{}/{}", spec.client_id, spec.agent_id)
+}
+
+/// clawfleet's identity tags.
+#[must_use]
+pub fn identity_tags(agent_id: &str, client_id: &str) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (tag::MANAGED_BY.to_owned(), tag::MANAGER.to_owned()),
+        (tag::AGENT_ID.to_owned(), agent_id.to_owned()),
+        (tag::CLIENT_ID.to_owned(), client_id.to_owned()),
+    ])
+}
+
+/// Identity tags plus the user's cost tags: what the access point and secret carry.
+#[must_use]
+pub fn resource_tags(spec: &AgentSpec) -> BTreeMap<String, String> {
+    let mut tags = spec.tags.clone();
+    tags.extend(identity_tags(&spec.agent_id, &spec.client_id));
+    tags
+}
+
+/// What a task carries: [`resource_tags`] plus the restart marker it was launched for.
+#[must_use]
+pub fn task_tags(spec: &AgentSpec) -> BTreeMap<String, String> {
+    let mut tags = resource_tags(spec);
+    if let Some(at) = &spec.restart_requested_at {
+        tags.insert(tag::RESTART.to_owned(), at.clone());
+    }
+    tags
+}
+
+/// The agent's task definition revision: the template with the agent's image, its secrets as
+/// `valueFrom = <secret-arn>:<KEY>::`, and its EFS access point mounted at the configured
+/// path with transit encryption and IAM authorization. The agent container keeps no hard
+/// memory limit of its own: the overrides give it the whole plan.
+///
+/// # Errors
+/// A template that cannot produce agent revisions.
+pub fn task_definition(
+    spec: &AgentSpec,
+    template: &TaskDefinition,
+    settings: &Settings,
+    secret_arn: &str,
+    access_point_id: &str,
+) -> Result<TaskDefinition, TemplateError> {
+    template.check_template(settings)?;
+    let mut rendered = template.clone();
+    rendered.family = family(&spec.agent_id);
+    rendered.volumes.retain(|v| v.name != WORKSPACE_VOLUME);
+    rendered.volumes.push(Volume {
+        name: WORKSPACE_VOLUME.to_owned(),
+        efs_volume_configuration: Some(EfsVolume {
+            file_system_id: settings.file_system_id.clone(),
+            root_directory: None,
+            transit_encryption: Some("ENABLED".to_owned()),
+            access_point_id: Some(access_point_id.to_owned()),
+            iam: Some("ENABLED".to_owned()),
+        }),
+    });
+    for container in &mut rendered.container_definitions {
+        if container.name != settings.container {
+            continue;
+        }
+        if let Some(image) = spec.image.as_ref().or(settings.default_image.as_ref()) {
+            container.image.clone_from(image);
+        }
+        // A hard limit below the task size would cap the plan; a soft reservation does not.
+        container.memory = None;
+        container
+            .secrets
+            .retain(|s| !spec.secret_keys.contains(&s.name));
+        container
+            .secrets
+            .extend(spec.secret_keys.iter().map(|key| SecretRef {
+                name: key.clone(),
+                value_from: format!("{secret_arn}:{key}::"),
+            }));
+        container.mount_points.retain(|m| {
+            m.container_path != settings.mount_path && m.source_volume != WORKSPACE_VOLUME
+        });
+        container.mount_points.push(MountPoint {
+            source_volume: WORKSPACE_VOLUME.to_owned(),
+            container_path: settings.mount_path.clone(),
+            read_only: false,
+        });
+    }
+    Ok(rendered.normalized())
+}
+
+/// RunTask `overrides`: cpu and memory at task level and for the agent container (so the
+/// container may use the whole plan), and the environment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Overrides {
+    pub cpu: String,
+    pub memory: String,
+    pub container_overrides: Vec<ContainerOverride>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ContainerOverride {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<i32>,
+    /// In [`environment`] order.
+    #[serde(default)]
+    pub environment: Vec<NameValue>,
+}
+
+/// The RunTask request for one agent, without the launch token (the executor derives it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RunTask {
+    pub cluster: String,
+    pub task_definition: String,
+    pub launch_type: String,
+    pub started_by: String,
+    pub subnets: Vec<String>,
+    pub security_groups: Vec<String>,
+    pub assign_public_ip: String,
+    pub overrides: Overrides,
+    pub tags: BTreeMap<String, String>,
+}
+
+/// The EFS CreateAccessPoint request, without the client token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AccessPoint {
+    pub file_system_id: String,
+    pub root_path: String,
+    pub posix_uid: u32,
+    pub posix_gid: u32,
+    /// Mode of the root directory EFS creates on first use.
+    pub creation_permissions: String,
+    pub tags: BTreeMap<String, String>,
+}
+
+/// The Secrets Manager CreateSecret request, without a value.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Secret {
+    pub name: String,
+    pub tags: BTreeMap<String, String>,
+}
+
+/// The Description of an agent's secret records its key names (never values), so the
+/// controller can check `secret_keys` without reading the secret.
+#[must_use]
+pub fn secret_description(keys: &[String]) -> String {
+    let mut keys = keys.to_vec();
+    keys.sort();
+    keys.dedup();
+    format!("{SECRET_KEYS_MARKER}{}", keys.join(","))
+}
+
+/// The key names a writer recorded in a secret's Description; `None` when it recorded none.
+#[must_use]
+pub fn secret_keys_in(description: &str) -> Option<Vec<String>> {
+    let keys = description.strip_prefix(SECRET_KEYS_MARKER)?;
+    Some(
+        keys.split(',')
+            .filter(|k| !k.is_empty())
+            .map(str::to_owned)
+            .collect(),
+    )
+}
+
+const SECRET_KEYS_MARKER: &str = "clawfleet keys: ";
 
 /// `PLUGIN_MANIFEST`: the plugins and skills the agent loads at start, as compact JSON.
 #[must_use]
@@ -24,39 +481,87 @@ pub fn plugin_manifest(spec: &AgentSpec) -> String {
 /// The environment clawfleet sets on the agent container, in a stable order: reserved names
 /// first, then the user's in name order.
 #[must_use]
-pub fn environment(spec: &AgentSpec) -> Vec<(String, String)> {
+pub fn environment(spec: &AgentSpec) -> Vec<NameValue> {
     let mut env = vec![
-        ("AGENT_ID".to_owned(), spec.agent_id.clone()),
-        ("WORKSPACE_ID".to_owned(), spec.client_id.clone()),
-        ("PLUGIN_MANIFEST".to_owned(), plugin_manifest(spec)),
+        NameValue {
+            name: "AGENT_ID".to_owned(),
+            value: spec.agent_id.clone(),
+        },
+        NameValue {
+            name: "WORKSPACE_ID".to_owned(),
+            value: spec.client_id.clone(),
+        },
+        NameValue {
+            name: "PLUGIN_MANIFEST".to_owned(),
+            value: plugin_manifest(spec),
+        },
     ];
-    env.extend(spec.env.iter().map(|(k, v)| (k.clone(), v.clone())));
+    env.extend(spec.env.iter().map(|(k, v)| NameValue {
+        name: k.clone(),
+        value: v.clone(),
+    }));
     env
 }
 
-/// RunTask `overrides` in the JSON shape of the ECS API: cpu and memory at task level and for
-/// the agent container (so the container may use the whole plan), plus the environment.
+/// The RunTask overrides for the agent container.
 #[must_use]
-pub fn task_overrides(spec: &AgentSpec, container: &str) -> Value {
-    let resources = spec.resources();
-    let environment: Vec<Value> = environment(spec)
-        .into_iter()
-        .map(|(name, value)| json!({"name": name, "value": value}))
-        .collect();
-    json!({
-        "containerOverrides": [{
-            "name": container,
-            "environment": environment,
-            "cpu": resources.cpu,
-            "memory": resources.memory,
+pub fn overrides(spec: &AgentSpec, container: &str) -> Overrides {
+    let r = spec.resources();
+    Overrides {
+        cpu: r.cpu.to_string(),
+        memory: r.memory.to_string(),
+        container_overrides: vec![ContainerOverride {
+            name: container.to_owned(),
+            cpu: i32::try_from(r.cpu).ok(),
+            memory: i32::try_from(r.memory).ok(),
+            environment: environment(spec),
         }],
-        "cpu": resources.cpu.to_string(),
-        "memory": resources.memory.to_string(),
-    })
+    }
 }
 
 /// Length in characters of the overrides as ECS counts them (compact JSON).
 #[must_use]
 pub fn task_overrides_len(spec: &AgentSpec, container: &str) -> usize {
-    task_overrides(spec, container).to_string().chars().count()
+    serde_json::to_string(&overrides(spec, container))
+        .map(|s| s.chars().count())
+        .unwrap_or(usize::MAX)
+}
+
+/// The RunTask request for the agent on `task_definition_arn`.
+#[must_use]
+pub fn run_task(spec: &AgentSpec, settings: &Settings, task_definition_arn: &str) -> RunTask {
+    RunTask {
+        cluster: settings.cluster.clone(),
+        task_definition: task_definition_arn.to_owned(),
+        launch_type: "FARGATE".to_owned(),
+        started_by: started_by(&spec.agent_id),
+        subnets: settings.subnets.clone(),
+        security_groups: settings.security_groups.clone(),
+        assign_public_ip: "DISABLED".to_owned(),
+        overrides: overrides(spec, &settings.container),
+        tags: task_tags(spec),
+    }
+}
+
+/// The agent's access point: rooted at `/agents/{client_id}/{agent_id}`, with the configured
+/// POSIX user forced on every request and owning the directory EFS creates.
+#[must_use]
+pub fn access_point(spec: &AgentSpec, settings: &Settings) -> AccessPoint {
+    AccessPoint {
+        file_system_id: settings.file_system_id.clone(),
+        root_path: access_point_root(spec),
+        posix_uid: settings.posix_uid,
+        posix_gid: settings.posix_gid,
+        creation_permissions: "0750".to_owned(),
+        tags: resource_tags(spec),
+    }
+}
+
+/// The agent's secret.
+#[must_use]
+pub fn secret(spec: &AgentSpec, settings: &Settings) -> Secret {
+    Secret {
+        name: secret_name(settings, &spec.agent_id),
+        tags: resource_tags(spec),
+    }
 }

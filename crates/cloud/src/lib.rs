@@ -1,0 +1,18 @@
+//! Observed AWS state and actions, one module per service, each function named after the AWS
+//! operation it calls. Errors are classified once, here ([`ErrorClass`]); listings follow every
+//! page ([`pages`]).
+
+mod ecs;
+mod efs;
+mod error;
+mod observe;
+pub mod observed;
+mod pages;
+mod secrets;
+
+pub use ecs::{DESCRIBE_TASKS_BATCH, Ecs};
+pub use efs::Efs;
+pub use error::{AwsError, ErrorClass, Failure, classify};
+pub use observe::{Aws, ObserveError};
+pub use pages::all_pages;
+pub use secrets::Secrets;

@@ -1,0 +1,142 @@
+//! Building the observed state, for one agent or the whole fleet, from batched reads.
+
+use std::collections::BTreeMap;
+
+use spec::render::{self, Settings, TaskDefinition, TemplateError};
+
+use crate::error::AwsError;
+use crate::observed::{AgentResources, Fleet, family_revision};
+use crate::{Ecs, Efs, Secrets};
+
+/// Why observing failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ObserveError {
+    #[error(transparent)]
+    Aws(#[from] AwsError),
+    /// The configured template does not exist.
+    #[error("template task definition {0}: not found (set --template-task-definition)")]
+    TemplateMissing(String),
+    #[error(transparent)]
+    Template(#[from] TemplateError),
+}
+
+/// The AWS services clawfleet reads, configured for one cluster and file system.
+#[derive(Debug, Clone)]
+pub struct Aws {
+    pub ecs: Ecs,
+    pub efs: Efs,
+    pub secrets: Secrets,
+}
+
+impl Aws {
+    /// Clients for the three services from one SDK configuration.
+    #[must_use]
+    pub fn new(config: &aws_config::SdkConfig, settings: &Settings) -> Self {
+        Self {
+            ecs: Ecs::new(aws_sdk_ecs::Client::new(config), &settings.cluster),
+            efs: Efs::new(aws_sdk_efs::Client::new(config), &settings.file_system_id),
+            secrets: Secrets::new(aws_sdk_secretsmanager::Client::new(config)),
+        }
+    }
+
+    /// The template (DescribeTaskDefinition), checked for use.
+    ///
+    /// # Errors
+    /// A missing or unusable template, or a failed call.
+    pub async fn template(
+        &self,
+        name: &str,
+        settings: &Settings,
+    ) -> Result<(String, TaskDefinition), ObserveError> {
+        let revision = self
+            .ecs
+            .describe_task_definition(name)
+            .await?
+            .ok_or_else(|| ObserveError::TemplateMissing(name.to_owned()))?;
+        revision.content.check_template(settings)?;
+        Ok((revision.arn, revision.content))
+    }
+
+    /// The whole fleet in one snapshot. AWS calls, for N agents with one task each:
+    /// 1 DescribeTaskDefinition (template) + 2·⌈N/100⌉ ListTasks (running, stopped) +
+    /// ⌈N/100⌉ DescribeTasks + ⌈N/100⌉ DescribeAccessPoints + ⌈N/100⌉ ListSecrets +
+    /// ⌈N/100⌉ ListTaskDefinitions + N DescribeTaskDefinition (latest revision per agent).
+    ///
+    /// # Errors
+    /// The first failed read.
+    pub async fn observe_fleet(
+        &self,
+        template: &str,
+        settings: &Settings,
+    ) -> Result<Fleet, ObserveError> {
+        let (template_arn, template) = self.template(template, settings).await?;
+        let mut fleet = Fleet {
+            template_arn,
+            template,
+            agents: BTreeMap::new(),
+        };
+        let arns = self.ecs.list_tasks().await?;
+        fleet.add_tasks(self.ecs.describe_tasks(&arns).await?);
+        fleet.add_access_points(self.efs.describe_access_points().await?);
+        fleet.add_secrets(self.secrets.list_secrets(&settings.secret_prefix).await?);
+
+        let all = self.ecs.list_task_definitions(None).await?;
+        let mut newest: BTreeMap<&str, (i32, &String)> = BTreeMap::new();
+        for arn in &all {
+            if let Some((family, rev)) = family_revision(arn) {
+                if family.starts_with(render::FAMILY_PREFIX)
+                    && newest.get(family).is_none_or(|(r, _)| rev > *r)
+                {
+                    newest.insert(family, (rev, arn));
+                }
+            }
+        }
+        let mut latest = Vec::new();
+        for (_, arn) in newest.values() {
+            if let Some(rev) = self.ecs.describe_task_definition(arn).await? {
+                latest.push(rev);
+            }
+        }
+        fleet.add_revisions(latest, &all);
+        Ok(fleet)
+    }
+
+    /// One agent: its tasks (ListTasks by startedBy, plus `known_task` from the status, which
+    /// finds a stopped one), DescribeTasks, its access points, DescribeSecret, and its
+    /// family's revisions.
+    ///
+    /// # Errors
+    /// The first failed read.
+    pub async fn observe_agent(
+        &self,
+        agent_id: &str,
+        known_task: Option<&str>,
+        settings: &Settings,
+    ) -> Result<AgentResources, AwsError> {
+        let mut fleet = Fleet::default();
+        let mut arns = self
+            .ecs
+            .list_tasks_started_by(&render::started_by(agent_id))
+            .await?;
+        arns.extend(known_task.map(str::to_owned));
+        fleet.add_tasks(self.ecs.describe_tasks(&arns).await?);
+        fleet.add_access_points(self.efs.describe_access_points().await?);
+        let secret = self
+            .secrets
+            .describe_secret(&render::secret_name(settings, agent_id))
+            .await?;
+        fleet.add_secrets(secret.into_iter().collect());
+        let family = render::family(agent_id);
+        let all = self.ecs.list_task_definitions(Some(&family)).await?;
+        let newest = all
+            .iter()
+            .filter_map(|a| family_revision(a).map(|(_, r)| (r, a)))
+            .max_by_key(|(r, _)| *r);
+        let mut latest = Vec::new();
+        if let Some((_, arn)) = newest {
+            latest.extend(self.ecs.describe_task_definition(arn).await?);
+        }
+        fleet.add_revisions(latest, &all);
+        Ok(fleet.agent(agent_id))
+    }
+}

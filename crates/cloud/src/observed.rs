@@ -1,0 +1,222 @@
+//! What clawfleet sees on AWS, as plain data: the input of `plan`.
+
+use std::collections::BTreeMap;
+
+use spec::render::{self, Overrides, TaskDefinition, tag};
+
+/// One ECS task, from DescribeTasks (with tags).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Task {
+    pub arn: String,
+    pub task_definition_arn: String,
+    /// PROVISIONING, PENDING, ACTIVATING, RUNNING, DEACTIVATING, STOPPING, DEPROVISIONING,
+    /// STOPPED.
+    pub last_status: String,
+    pub desired_status: String,
+    pub started_by: Option<String>,
+    pub tags: BTreeMap<String, String>,
+    pub overrides: Option<Overrides>,
+    pub stopped_reason: Option<String>,
+    pub stop_code: Option<String>,
+    /// Seconds since the epoch.
+    pub started_at: Option<i64>,
+    pub stopped_at: Option<i64>,
+}
+
+impl Task {
+    #[must_use]
+    pub fn agent_id(&self) -> Option<&str> {
+        managed_agent(&self.tags)
+    }
+
+    /// Stopped, or on its way there: it will not run the agent again.
+    #[must_use]
+    pub fn is_stopped(&self) -> bool {
+        self.last_status == "STOPPED"
+    }
+
+    /// Asked to stop (by us, by ECS or by a person) but not yet STOPPED.
+    #[must_use]
+    pub fn is_stopping(&self) -> bool {
+        !self.is_stopped() && self.desired_status == "STOPPED"
+    }
+
+    /// Running or on its way to running.
+    #[must_use]
+    pub fn is_live(&self) -> bool {
+        !self.is_stopped() && self.desired_status != "STOPPED"
+    }
+}
+
+/// One revision of an agent's task definition family.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskDefinitionRevision {
+    pub arn: String,
+    pub revision: i32,
+    pub content: TaskDefinition,
+}
+
+/// One EFS access point, from DescribeAccessPoints.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AccessPoint {
+    pub id: String,
+    pub arn: String,
+    pub file_system_id: String,
+    pub root_path: Option<String>,
+    pub posix_uid: Option<i64>,
+    pub posix_gid: Option<i64>,
+    pub tags: BTreeMap<String, String>,
+    /// creating, available, updating, deleting, deleted, error.
+    pub life_cycle_state: String,
+}
+
+impl AccessPoint {
+    #[must_use]
+    pub fn agent_id(&self) -> Option<&str> {
+        managed_agent(&self.tags)
+    }
+
+    #[must_use]
+    pub fn is_usable(&self) -> bool {
+        matches!(
+            self.life_cycle_state.as_str(),
+            "available" | "creating" | "updating"
+        )
+    }
+}
+
+/// One Secrets Manager secret, from DescribeSecret or ListSecrets. Never its value.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Secret {
+    pub arn: String,
+    pub name: String,
+    pub tags: BTreeMap<String, String>,
+    /// The key names the writer recorded in the Description; `None` when none were recorded.
+    pub key_names: Option<Vec<String>>,
+    /// Set while the secret waits out its recovery window.
+    pub deleted: bool,
+}
+
+impl Secret {
+    #[must_use]
+    pub fn agent_id(&self) -> Option<&str> {
+        managed_agent(&self.tags)
+    }
+}
+
+/// The agent a resource belongs to, when clawfleet manages it. Resources without the
+/// managed-by tag are never considered anyone's.
+fn managed_agent(tags: &BTreeMap<String, String>) -> Option<&str> {
+    (tags.get(tag::MANAGED_BY).map(String::as_str) == Some(tag::MANAGER))
+        .then(|| tags.get(tag::AGENT_ID).map(String::as_str))
+        .flatten()
+}
+
+/// Everything observed for one agent.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AgentResources {
+    /// Live and recently stopped tasks, newest first.
+    pub tasks: Vec<Task>,
+    pub access_points: Vec<AccessPoint>,
+    pub secret: Option<Secret>,
+    /// The newest ACTIVE revision of the agent's family, with its content.
+    pub latest_revision: Option<TaskDefinitionRevision>,
+    /// ARNs of the family's other ACTIVE revisions.
+    pub older_revisions: Vec<String>,
+}
+
+impl AgentResources {
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.tasks.is_empty()
+            && self.access_points.is_empty()
+            && self.secret.is_none()
+            && self.latest_revision.is_none()
+            && self.older_revisions.is_empty()
+    }
+}
+
+/// `(family, revision)` of a task definition ARN (`...:task-definition/FAMILY:REV`).
+#[must_use]
+pub fn family_revision(arn: &str) -> Option<(&str, i32)> {
+    let tail = arn.rsplit_once("task-definition/").map_or(arn, |(_, t)| t);
+    let (family, revision) = tail.rsplit_once(':')?;
+    Some((family, revision.parse().ok()?))
+}
+
+/// One snapshot of the fleet: the template and every managed resource, by agent.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Fleet {
+    pub template_arn: String,
+    pub template: TaskDefinition,
+    pub agents: BTreeMap<String, AgentResources>,
+}
+
+impl Fleet {
+    /// What was observed for `agent_id` (empty when nothing).
+    #[must_use]
+    pub fn agent(&self, agent_id: &str) -> AgentResources {
+        self.agents.get(agent_id).cloned().unwrap_or_default()
+    }
+
+    /// Files observed resources under their agents; unmanaged ones are dropped.
+    pub fn add_tasks(&mut self, tasks: Vec<Task>) {
+        for task in tasks {
+            if let Some(agent) = task.agent_id().map(str::to_owned) {
+                self.agents.entry(agent).or_default().tasks.push(task);
+            }
+        }
+        for resources in self.agents.values_mut() {
+            resources
+                .tasks
+                .sort_by(|a, b| b.started_at.cmp(&a.started_at).then(a.arn.cmp(&b.arn)));
+        }
+    }
+
+    pub fn add_access_points(&mut self, access_points: Vec<AccessPoint>) {
+        for ap in access_points {
+            if let Some(agent) = ap.agent_id().map(str::to_owned) {
+                self.agents.entry(agent).or_default().access_points.push(ap);
+            }
+        }
+    }
+
+    pub fn add_secrets(&mut self, secrets: Vec<Secret>) {
+        for secret in secrets {
+            if let Some(agent) = secret.agent_id().map(str::to_owned) {
+                let slot = &mut self.agents.entry(agent).or_default().secret;
+                // A live secret wins over one waiting out its recovery window.
+                if slot.as_ref().is_none_or(|s| s.deleted) {
+                    *slot = Some(secret);
+                }
+            }
+        }
+    }
+
+    /// Files the ACTIVE revisions of agent families: the newest with its content, the rest by
+    /// ARN.
+    pub fn add_revisions(&mut self, latest: Vec<TaskDefinitionRevision>, all_arns: &[String]) {
+        for rev in latest {
+            if let Some(agent) = rev.content.family.strip_prefix(render::FAMILY_PREFIX) {
+                let agent = agent.to_owned();
+                self.agents.entry(agent).or_default().latest_revision = Some(rev);
+            }
+        }
+        for arn in all_arns {
+            let Some((family, _)) = family_revision(arn) else {
+                continue;
+            };
+            let Some(agent) = family.strip_prefix(render::FAMILY_PREFIX) else {
+                continue;
+            };
+            let resources = self.agents.entry(agent.to_owned()).or_default();
+            if resources
+                .latest_revision
+                .as_ref()
+                .is_none_or(|l| &l.arn != arn)
+            {
+                resources.older_revisions.push(arn.clone());
+            }
+        }
+    }
+}

@@ -1,0 +1,653 @@
+//! `plan(desired, observed) -> Plan`: a pure function, no I/O, exhaustively table-tested.
+//!
+//! Order of concerns for a live agent: the access point and the secret first (the task
+//! definition names both), then the task definition revision (registered only when its
+//! rendered content changes), then the task: exactly one when running, none when stopped,
+//! replaced by stop-wait-start so two tasks never write one EFS directory at once. Deletion
+//! and garbage collection stop the task first, then remove the rest.
+
+use std::collections::BTreeMap;
+
+use cloud::observed::{AgentResources, Task};
+use spec::render::{self, Settings, TaskDefinition};
+use spec::{AgentSpec, AgentStatus, Condition, ConditionStatus, DesiredState, Phase};
+
+use crate::action::{Action, Plan, Wait};
+use crate::delta::{definition_delta, task_delta};
+
+/// How long to wait before looking at a task that is starting or stopping again.
+pub const POLL_SECS: u64 = 5;
+/// Crash restarts back off from this...
+pub const RESTART_BACKOFF_MIN_SECS: i64 = 10;
+/// ...doubling up to this...
+pub const RESTART_BACKOFF_MAX_SECS: i64 = 600;
+/// ...and reset after a task ran this long.
+pub const RESTART_RESET_AFTER_SECS: i64 = 600;
+
+/// Prefix of every StopTask reason clawfleet gives, so its own stops are never taken for
+/// crashes.
+pub const STOP_REASON_PREFIX: &str = "clawfleet: ";
+
+/// What the agent should be, as read from the store.
+#[derive(Debug, Clone, Copy)]
+pub struct Desired<'a> {
+    pub agent_id: &'a str,
+    /// `None`: no spec item (an orphan). `Some(Err(..))`: a spec that does not validate, with
+    /// the error naming the field.
+    pub spec: Option<Result<&'a AgentSpec, &'a str>>,
+    /// `deletion_requested_at` is set.
+    pub deleting: bool,
+    pub status: Option<&'a AgentStatus>,
+}
+
+/// What every plan of one pass shares.
+#[derive(Debug, Clone, Copy)]
+pub struct Context<'a> {
+    pub settings: &'a Settings,
+    pub template: &'a TaskDefinition,
+    /// Now, in seconds since the epoch.
+    pub now: i64,
+}
+
+/// Decides what to do about one agent.
+#[must_use]
+pub fn plan(desired: &Desired<'_>, observed: &AgentResources, ctx: &Context<'_>) -> Plan {
+    match desired.spec {
+        None => teardown(desired, observed, ctx, false),
+        Some(_) if desired.deleting => teardown(desired, observed, ctx, true),
+        Some(Err(error)) => invalid(desired, observed, ctx, error),
+        Some(Ok(spec)) => converge(desired, spec, observed, ctx),
+    }
+}
+
+/// The status the plan ends in, built up as the plan is made.
+struct StatusDraft {
+    status: AgentStatus,
+}
+
+impl StatusDraft {
+    fn new(desired: &Desired<'_>, ctx: &Context<'_>) -> Self {
+        let previous = desired.status.cloned().unwrap_or_default();
+        Self {
+            status: AgentStatus {
+                cluster: Some(ctx.settings.cluster.clone()),
+                file_system_id: Some(ctx.settings.file_system_id.clone()),
+                message: None,
+                ..previous
+            },
+        }
+    }
+
+    fn condition(
+        &mut self,
+        kind: &str,
+        status: ConditionStatus,
+        reason: &str,
+        message: String,
+        now: i64,
+    ) {
+        let time = self
+            .status
+            .condition(kind)
+            .filter(|c| c.status == status)
+            .map_or_else(|| rfc3339(now), |c| c.time.clone());
+        self.status.conditions.retain(|c| c.kind != kind);
+        self.status.conditions.push(Condition {
+            kind: kind.to_owned(),
+            status,
+            reason: reason.to_owned(),
+            message,
+            time,
+        });
+        self.status
+            .conditions
+            .sort_by(|a, b| order(&a.kind).cmp(&order(&b.kind)));
+    }
+
+    /// Appends the status update when it says something new.
+    fn finish(self, desired: &Desired<'_>, mut plan: Plan) -> Plan {
+        let changed = desired.status.is_none_or(|s| !s.same_as(&self.status));
+        if changed {
+            plan.actions.push(Action::UpdateStatus(self.status));
+        }
+        plan
+    }
+}
+
+fn order(kind: &str) -> usize {
+    ["SpecValid", "SecretsReady", "Synced", "Ready"]
+        .iter()
+        .position(|k| *k == kind)
+        .unwrap_or(usize::MAX)
+}
+
+fn rfc3339(secs: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(secs)
+        .map(spec::format_rfc3339)
+        .unwrap_or_default()
+}
+
+fn stop(task: &Task, why: &str) -> Action {
+    Action::StopTask {
+        task_arn: task.arn.clone(),
+        reason: format!("{STOP_REASON_PREFIX}{why}"),
+    }
+}
+
+/// A spec that does not validate changes nothing on AWS: a running agent keeps running on its
+/// last valid configuration.
+fn invalid(
+    desired: &Desired<'_>,
+    observed: &AgentResources,
+    ctx: &Context<'_>,
+    error: &str,
+) -> Plan {
+    let mut draft = StatusDraft::new(desired, ctx);
+    draft.condition(
+        "SpecValid",
+        ConditionStatus::False,
+        "InvalidSpec",
+        error.to_owned(),
+        ctx.now,
+    );
+    let running = observed.tasks.iter().any(Task::is_live);
+    if !running {
+        draft.status.phase = Phase::Failed;
+    }
+    draft.status.message = Some(format!("spec is invalid: {error}"));
+    draft.finish(desired, Plan::default())
+}
+
+/// Deleting an agent, or collecting an orphan's resources: stop the tasks, and once they are
+/// STOPPED delete the access points, the secret and the revisions, then the items.
+fn teardown(
+    desired: &Desired<'_>,
+    observed: &AgentResources,
+    ctx: &Context<'_>,
+    has_spec: bool,
+) -> Plan {
+    let mut plan = Plan::default();
+    let mut draft = StatusDraft::new(desired, ctx);
+    draft.status.phase = Phase::Deleting;
+    for task in observed.tasks.iter().filter(|t| t.is_live()) {
+        plan.actions.push(stop(task, "agent deleted"));
+    }
+    if observed.tasks.iter().any(|t| !t.is_stopped()) {
+        draft.status.message = Some("waiting for the task to stop before deleting".into());
+        plan.wait = Some(Wait {
+            after_secs: POLL_SECS,
+            reason: "task stopping".into(),
+        });
+        if !has_spec && desired.status.is_none() {
+            return plan;
+        }
+        return draft.finish(desired, plan);
+    }
+    for ap in &observed.access_points {
+        plan.actions
+            .push(Action::DeleteAccessPoint { id: ap.id.clone() });
+    }
+    if let Some(secret) = observed.secret.as_ref().filter(|s| !s.deleted) {
+        plan.actions.push(Action::DeleteSecret {
+            arn: secret.arn.clone(),
+        });
+    }
+    let revisions = observed
+        .latest_revision
+        .iter()
+        .map(|r| r.arn.clone())
+        .chain(observed.older_revisions.iter().cloned());
+    for arn in revisions {
+        plan.actions.push(Action::DeregisterTaskDefinition { arn });
+    }
+    if has_spec || desired.status.is_some() {
+        plan.actions.push(Action::DeleteItems);
+    }
+    plan
+}
+
+/// Exponential crash backoff from the status: `None` when a restart may happen now,
+/// otherwise the seconds left.
+fn crash_backoff(status: &AgentStatus, last_ran_secs: Option<i64>, now: i64) -> Option<u64> {
+    if last_ran_secs.is_some_and(|ran| ran >= RESTART_RESET_AFTER_SECS) || status.restarts == 0 {
+        return None;
+    }
+    let exponent = status.restarts.saturating_sub(1).min(16);
+    let delay = (RESTART_BACKOFF_MIN_SECS << exponent).min(RESTART_BACKOFF_MAX_SECS);
+    let last = status
+        .last_restart_at
+        .as_deref()
+        .and_then(spec::parse_rfc3339)?;
+    let ready_at = last.unix_timestamp() + delay;
+    (now < ready_at).then(|| u64::try_from(ready_at - now).unwrap_or(0))
+}
+
+/// Whether a stop was ECS's or a person's doing rather than clawfleet's.
+fn stopped_on_its_own(task: &Task) -> bool {
+    !task
+        .stopped_reason
+        .as_deref()
+        .is_some_and(|r| r.starts_with(STOP_REASON_PREFIX))
+}
+
+/// A stop caused by a secret key the task could not read: the owner must act, not us.
+fn failed_on_secrets(task: &Task) -> bool {
+    task.stopped_reason.as_deref().is_some_and(|r| {
+        r.contains("ResourceInitializationError") && r.to_lowercase().contains("secret")
+    })
+}
+
+fn converge(
+    desired: &Desired<'_>,
+    spec: &AgentSpec,
+    observed: &AgentResources,
+    ctx: &Context<'_>,
+) -> Plan {
+    let settings = ctx.settings;
+    let mut plan = Plan::default();
+    let mut draft = StatusDraft::new(desired, ctx);
+    draft.condition(
+        "SpecValid",
+        ConditionStatus::True,
+        "Valid",
+        String::new(),
+        ctx.now,
+    );
+    draft.status.observed_spec_hash = Some(spec.content_hash());
+
+    // Access point: the one rooted where this agent's memory lives; extras are drift.
+    let want_ap = render::access_point(spec, settings);
+    let mut aps = observed.access_points.iter().filter(|ap| {
+        ap.is_usable()
+            && ap.file_system_id == want_ap.file_system_id
+            && ap.root_path.as_deref() == Some(want_ap.root_path.as_str())
+    });
+    let access_point = aps.next();
+    for extra in aps {
+        plan.actions.push(Action::DeleteAccessPoint {
+            id: extra.id.clone(),
+        });
+    }
+    match access_point {
+        None => plan
+            .actions
+            .push(Action::CreateAccessPoint(want_ap.clone())),
+        Some(ap) => push_tags(&mut plan, &ap.arn, &ap.tags, &want_ap.tags),
+    }
+    draft.status.access_point_id = access_point.map(|ap| ap.id.clone());
+
+    // Secret: created empty by the controller when missing; values come from their owner.
+    let want_secret = render::secret(spec, settings);
+    let secret = observed.secret.as_ref().filter(|s| !s.deleted);
+    match secret {
+        None => plan.actions.push(Action::CreateSecret(want_secret.clone())),
+        Some(s) => push_tags(&mut plan, &s.arn, &s.tags, &want_secret.tags),
+    }
+    draft.status.secret_arn = secret.map(|s| s.arn.clone());
+    let recorded = secret.and_then(|s| s.key_names.clone()).unwrap_or_default();
+    let missing: Vec<&str> = spec
+        .secret_keys
+        .iter()
+        .filter(|k| !recorded.contains(k))
+        .map(String::as_str)
+        .collect();
+    let secrets_ready = missing.is_empty();
+    if secrets_ready {
+        draft.condition(
+            "SecretsReady",
+            ConditionStatus::True,
+            "KeysPresent",
+            String::new(),
+            ctx.now,
+        );
+    } else {
+        draft.condition(
+            "SecretsReady",
+            ConditionStatus::False,
+            "MissingKeys",
+            format!(
+                "secret keys missing: {} (set them with `clawfleet secrets set {}`)",
+                missing.join(", "),
+                spec.agent_id
+            ),
+            ctx.now,
+        );
+    }
+
+    // Task definition revision: registered only when the rendered content changes.
+    let mut task_definition_arn = None;
+    if let (Some(ap), Some(secret)) = (access_point, secret) {
+        if let Ok(rendered) =
+            render::task_definition(spec, ctx.template, settings, &secret.arn, &ap.id)
+        {
+            match &observed.latest_revision {
+                Some(latest) if latest.content == rendered => {
+                    task_definition_arn = Some(latest.arn.clone());
+                }
+                latest => {
+                    let changes = latest
+                        .as_ref()
+                        .map(|l| definition_delta(&rendered, &l.content))
+                        .unwrap_or_default();
+                    plan.actions.push(Action::RegisterTaskDefinition {
+                        definition: rendered,
+                        tags: render::identity_tags(&spec.agent_id, &spec.client_id),
+                        changes,
+                    });
+                }
+            }
+        }
+    }
+    draft
+        .status
+        .task_definition_arn
+        .clone_from(&task_definition_arn);
+
+    // Old revisions no live task uses trail behind, at the rate limiter's low priority.
+    for arn in &observed.older_revisions {
+        if !observed
+            .tasks
+            .iter()
+            .any(|t| t.is_live() && &t.task_definition_arn == arn)
+        {
+            plan.actions
+                .push(Action::DeregisterTaskDefinition { arn: arn.clone() });
+        }
+    }
+
+    let live: Vec<&Task> = observed.tasks.iter().filter(|t| t.is_live()).collect();
+    let stopping = observed.tasks.iter().any(Task::is_stopping);
+
+    if spec.desired_state == DesiredState::Stopped {
+        for task in &live {
+            plan.actions.push(stop(task, "desired_state is stopped"));
+        }
+        if live.is_empty() && !stopping {
+            draft.status.phase = Phase::Stopped;
+            draft.status.task_arn = None;
+            draft.condition(
+                "Ready",
+                ConditionStatus::False,
+                "Stopped",
+                "desired_state is stopped".into(),
+                ctx.now,
+            );
+        } else {
+            draft.status.phase = Phase::Stopping;
+            draft.condition(
+                "Ready",
+                ConditionStatus::False,
+                "Stopping",
+                String::new(),
+                ctx.now,
+            );
+            plan.wait = Some(Wait {
+                after_secs: POLL_SECS,
+                reason: "task stopping".into(),
+            });
+        }
+        return synced(draft, desired, plan, ctx);
+    }
+
+    let want_run = task_definition_arn
+        .as_deref()
+        .map(|arn| render::run_task(spec, settings, arn));
+
+    // Keep one live task: the newest that needs no replacement, else the newest.
+    let keep = want_run
+        .as_ref()
+        .and_then(|want| {
+            live.iter()
+                .find(|t| !task_delta(want, t).needs_replacement())
+        })
+        .or_else(|| live.first())
+        .copied();
+    for extra in live
+        .iter()
+        .filter(|t| Some(t.arn.as_str()) != keep.map(|k| k.arn.as_str()))
+    {
+        plan.actions
+            .push(stop(extra, "more than one task for this agent"));
+    }
+
+    match (keep, &want_run) {
+        (Some(task), Some(want)) => {
+            let delta = task_delta(want, task);
+            draft.status.task_arn = Some(task.arn.clone());
+            if delta.needs_replacement() {
+                plan.actions.push(stop(
+                    task,
+                    &format!("replacing: {}", delta.replace.paths().join(", ")),
+                ));
+                draft.status.phase = Phase::Provisioning;
+                draft.status.message = Some(format!("replacing the task: {}", delta.replace));
+                draft.condition(
+                    "Ready",
+                    ConditionStatus::False,
+                    "Replacing",
+                    String::new(),
+                    ctx.now,
+                );
+                plan.wait = Some(Wait {
+                    after_secs: POLL_SECS,
+                    reason: "task stopping for replacement".into(),
+                });
+            } else {
+                if delta.needs_tags() {
+                    plan.actions.push(Action::TagResource {
+                        arn: task.arn.clone(),
+                        add: delta.tags_add.clone(),
+                        remove: delta.tags_remove.clone(),
+                    });
+                }
+                running_or_starting(&mut draft, &mut plan, task, ctx);
+            }
+        }
+        (Some(task), None) => {
+            // The new revision is not registered yet; the task keeps running meanwhile.
+            draft.status.task_arn = Some(task.arn.clone());
+            running_or_starting(&mut draft, &mut plan, task, ctx);
+            if !plan.actions.is_empty() {
+                draft.status.phase = Phase::Provisioning;
+            }
+        }
+        (None, _) if stopping => {
+            draft.status.phase = Phase::Provisioning;
+            draft.condition(
+                "Ready",
+                ConditionStatus::False,
+                "TaskStopping",
+                "waiting for the old task to stop".into(),
+                ctx.now,
+            );
+            plan.wait = Some(Wait {
+                after_secs: POLL_SECS,
+                reason: "old task stopping".into(),
+            });
+        }
+        (None, want) => launch(
+            &mut draft,
+            &mut plan,
+            observed,
+            want.as_ref(),
+            secrets_ready,
+            ctx,
+        ),
+    }
+    synced(draft, desired, plan, ctx)
+}
+
+fn running_or_starting(draft: &mut StatusDraft, plan: &mut Plan, task: &Task, ctx: &Context<'_>) {
+    if task.last_status == "RUNNING" {
+        draft.status.phase = Phase::Running;
+        draft.condition(
+            "Ready",
+            ConditionStatus::True,
+            "TaskRunning",
+            String::new(),
+            ctx.now,
+        );
+    } else {
+        draft.status.phase = Phase::Provisioning;
+        draft.condition(
+            "Ready",
+            ConditionStatus::False,
+            "TaskStarting",
+            format!("task is {}", task.last_status),
+            ctx.now,
+        );
+        plan.wait = Some(Wait {
+            after_secs: POLL_SECS,
+            reason: "task starting".into(),
+        });
+    }
+}
+
+/// No live task: start one, unless the owner must act first or a crash backoff runs.
+fn launch(
+    draft: &mut StatusDraft,
+    plan: &mut Plan,
+    observed: &AgentResources,
+    want: Option<&render::RunTask>,
+    secrets_ready: bool,
+    ctx: &Context<'_>,
+) {
+    let last_stopped = observed.tasks.iter().find(|t| t.is_stopped());
+    if let Some(reason) = last_stopped.and_then(|t| t.stopped_reason.clone()) {
+        draft.status.message = Some(format!("last task stopped: {reason}"));
+    }
+    if !secrets_ready || last_stopped.is_some_and(|t| failed_on_secrets(t) && !secrets_ready) {
+        draft.status.phase = Phase::Pending;
+        draft.condition(
+            "Ready",
+            ConditionStatus::False,
+            "WaitingForSecrets",
+            "the agent's declared secret keys are not all set".into(),
+            ctx.now,
+        );
+        return;
+    }
+    let Some(want) = want else {
+        draft.status.phase = Phase::Provisioning;
+        draft.condition(
+            "Ready",
+            ConditionStatus::False,
+            "Provisioning",
+            String::new(),
+            ctx.now,
+        );
+        return;
+    };
+    // A task that stopped on its own (a crash, or a person's StopTask) is restarted, with
+    // backoff when it keeps stopping; a stop for lack of secrets is not a crash.
+    if let Some(task) = last_stopped.filter(|t| stopped_on_its_own(t) && !failed_on_secrets(t)) {
+        let ran = task.started_at.zip(task.stopped_at).map(|(a, b)| b - a);
+        if let Some(wait) = crash_backoff(&draft.status, ran, ctx.now) {
+            draft.status.phase = Phase::Failed;
+            draft.condition(
+                "Ready",
+                ConditionStatus::False,
+                "CrashBackoff",
+                format!("restarting in {wait}s"),
+                ctx.now,
+            );
+            plan.wait = Some(Wait {
+                after_secs: wait,
+                reason: "crash backoff".into(),
+            });
+            return;
+        }
+        let reset = ran.is_some_and(|r| r >= RESTART_RESET_AFTER_SECS);
+        draft.status.restarts = if reset { 1 } else { draft.status.restarts + 1 };
+        draft.status.last_restart_at = Some(rfc3339(ctx.now));
+    }
+    draft.status.launch_attempt += 1;
+    draft.status.phase = Phase::Provisioning;
+    draft.condition(
+        "Ready",
+        ConditionStatus::False,
+        "TaskStarting",
+        String::new(),
+        ctx.now,
+    );
+    // The attempt is recorded before RunTask, so a retry after a lost response reuses the
+    // launch token and a deliberate relaunch gets a new one.
+    plan.actions
+        .push(Action::UpdateStatus(draft.status.clone()));
+    plan.actions.push(Action::RunTask(want.clone()));
+}
+
+fn push_tags(
+    plan: &mut Plan,
+    arn: &str,
+    have: &BTreeMap<String, String>,
+    want: &BTreeMap<String, String>,
+) {
+    let add: BTreeMap<String, String> = want
+        .iter()
+        .filter(|(k, v)| have.get(*k) != Some(*v))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let remove: Vec<String> = have
+        .keys()
+        .filter(|k| {
+            !want.contains_key(*k) && !k.to_lowercase().starts_with("aws:") && k.as_str() != "Name"
+        })
+        .cloned()
+        .collect();
+    if !add.is_empty() || !remove.is_empty() {
+        plan.actions.push(Action::TagResource {
+            arn: arn.to_owned(),
+            add,
+            remove,
+        });
+    }
+}
+
+/// Sets `Synced` from whether AWS work remains, then appends the status update.
+fn synced(mut draft: StatusDraft, desired: &Desired<'_>, plan: Plan, ctx: &Context<'_>) -> Plan {
+    let pending: Vec<String> = plan
+        .actions
+        .iter()
+        .filter(|a| a.is_aws())
+        .map(ToString::to_string)
+        .collect();
+    if pending.is_empty() && plan.wait.is_none() {
+        draft.condition(
+            "Synced",
+            ConditionStatus::True,
+            "Converged",
+            String::new(),
+            ctx.now,
+        );
+    } else {
+        let message = pending
+            .first()
+            .cloned()
+            .or_else(|| plan.wait.as_ref().map(|w| w.reason.clone()));
+        draft.condition(
+            "Synced",
+            ConditionStatus::False,
+            "Reconciling",
+            message.unwrap_or_default(),
+            ctx.now,
+        );
+    }
+    // A status update already queued before RunTask carries the launch attempt; the final one
+    // repeats it with the conditions.
+    let queued = plan.actions.iter().rev().find_map(|a| match a {
+        Action::UpdateStatus(s) => Some(s.clone()),
+        _ => None,
+    });
+    let previous = queued.as_ref().or(desired.status);
+    let changed = previous.is_none_or(|s| !s.same_as(&draft.status));
+    let mut plan = plan;
+    if changed {
+        plan.actions.push(Action::UpdateStatus(draft.status));
+    }
+    plan
+}
+
+#[cfg(test)]
+#[path = "plan_tests.rs"]
+mod tests;

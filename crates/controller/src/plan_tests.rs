@@ -1,0 +1,855 @@
+//! The plan table: one test per situation the controller meets.
+
+use std::collections::BTreeMap;
+
+use cloud::observed::{AccessPoint, AgentResources, Secret, Task, TaskDefinitionRevision};
+use spec::render::{self, Container, Settings, TaskDefinition};
+use spec::{AgentDocument, AgentSpec, AgentStatus, ConditionStatus, Phase};
+
+use super::*;
+use crate::action::Action;
+
+const NOW: i64 = 1_780_000_000;
+const AGENT: &str = "acme-support";
+const TASK_ARN: &str = "arn:aws:ecs:us-east-1:123456789012:task/dev/1111";
+const SECRET_ARN: &str = "arn:aws:secretsmanager:us-east-1:123456789012:secret:/openclaw/agents/acme-support/secrets-AbCdEf";
+
+fn settings() -> Settings {
+    Settings {
+        subnets: vec!["subnet-a".into(), "subnet-b".into()],
+        security_groups: vec!["sg-1".into()],
+        ..Settings::new("dev", "fs-1")
+    }
+}
+
+fn template() -> TaskDefinition {
+    TaskDefinition {
+        family: "agent-template".into(),
+        task_role_arn: Some("arn:aws:iam::123456789012:role/task".into()),
+        execution_role_arn: Some("arn:aws:iam::123456789012:role/exec".into()),
+        network_mode: Some("awsvpc".into()),
+        requires_compatibilities: vec!["FARGATE".into()],
+        cpu: Some("512".into()),
+        memory: Some("1024".into()),
+        container_definitions: vec![Container {
+            name: "agent".into(),
+            image: "openclaw/openclaw:latest".into(),
+            essential: Some(true),
+            memory_reservation: Some(512),
+            ..Container::default()
+        }],
+        ..TaskDefinition::default()
+    }
+}
+
+fn spec() -> AgentSpec {
+    AgentDocument {
+        agent_id: Some(AGENT.into()),
+        client_id: Some("acme".into()),
+        image: Some("openclaw/openclaw:v1.2.3".into()),
+        plan: Some("small".into()),
+        secret_keys: vec!["OPENAI_API_KEY".into()],
+        env: BTreeMap::from([("LOG_LEVEL".into(), "info".into())]),
+        tags: BTreeMap::from([("CostCenter".into(), "acme".into())]),
+        ..AgentDocument::default()
+    }
+    .validate()
+    .expect("valid fixture")
+}
+
+fn revision_arn(n: i32) -> String {
+    format!("arn:aws:ecs:us-east-1:123456789012:task-definition/clawfleet-agent-{AGENT}:{n}")
+}
+
+fn access_point(spec: &AgentSpec, id: &str) -> AccessPoint {
+    let want = render::access_point(spec, &settings());
+    AccessPoint {
+        id: id.into(),
+        arn: format!("arn:aws:elasticfilesystem:us-east-1:123456789012:access-point/{id}"),
+        file_system_id: want.file_system_id,
+        root_path: Some(want.root_path),
+        posix_uid: Some(1000),
+        posix_gid: Some(1000),
+        tags: want.tags,
+        life_cycle_state: "available".into(),
+    }
+}
+
+fn revision(
+    spec: &AgentSpec,
+    template: &TaskDefinition,
+    ap: &str,
+    n: i32,
+) -> TaskDefinitionRevision {
+    TaskDefinitionRevision {
+        arn: revision_arn(n),
+        revision: n,
+        content: render::task_definition(spec, template, &settings(), SECRET_ARN, ap)
+            .expect("renders"),
+    }
+}
+
+fn running_task(spec: &AgentSpec, arn: &str, td: &str, started_at: i64) -> Task {
+    let run = render::run_task(spec, &settings(), td);
+    Task {
+        arn: arn.into(),
+        task_definition_arn: td.into(),
+        last_status: "RUNNING".into(),
+        desired_status: "RUNNING".into(),
+        started_by: Some(run.started_by),
+        tags: run.tags,
+        overrides: Some(run.overrides),
+        started_at: Some(started_at),
+        ..Task::default()
+    }
+}
+
+/// What AWS looks like for `spec` once converged.
+fn converged(spec: &AgentSpec) -> AgentResources {
+    AgentResources {
+        tasks: vec![running_task(spec, TASK_ARN, &revision_arn(1), NOW - 100)],
+        access_points: vec![access_point(spec, "fsap-1")],
+        secret: Some(Secret {
+            arn: SECRET_ARN.into(),
+            name: render::secret_name(&settings(), AGENT),
+            tags: render::resource_tags(spec),
+            key_names: Some(vec!["OPENAI_API_KEY".into()]),
+            deleted: false,
+        }),
+        latest_revision: Some(revision(spec, &template(), "fsap-1", 1)),
+        older_revisions: Vec::new(),
+    }
+}
+
+fn run_plan(
+    spec: Option<Result<&AgentSpec, &str>>,
+    deleting: bool,
+    status: Option<&AgentStatus>,
+    observed: &AgentResources,
+) -> Plan {
+    run_plan_at(spec, deleting, status, observed, NOW)
+}
+
+fn run_plan_at(
+    spec: Option<Result<&AgentSpec, &str>>,
+    deleting: bool,
+    status: Option<&AgentStatus>,
+    observed: &AgentResources,
+    now: i64,
+) -> Plan {
+    let settings = settings();
+    let template = template();
+    let ctx = Context {
+        settings: &settings,
+        template: &template,
+        now,
+    };
+    let desired = Desired {
+        agent_id: AGENT,
+        spec,
+        deleting,
+        status,
+    };
+    plan(&desired, observed, &ctx)
+}
+
+/// The status a plan writes last.
+fn final_status(plan: &Plan) -> AgentStatus {
+    plan.actions
+        .iter()
+        .rev()
+        .find_map(|a| match a {
+            Action::UpdateStatus(s) => Some(s.clone()),
+            _ => None,
+        })
+        .expect("the plan updates the status")
+}
+
+/// The status a converged agent already has: what the first plan over it writes.
+fn settled(spec: &AgentSpec, observed: &AgentResources) -> AgentStatus {
+    final_status(&run_plan(Some(Ok(spec)), false, None, observed))
+}
+
+fn aws_actions(plan: &Plan) -> Vec<&Action> {
+    plan.actions.iter().filter(|a| a.is_aws()).collect()
+}
+
+fn stops(plan: &Plan) -> Vec<&str> {
+    plan.actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::StopTask { reason, .. } => Some(reason.as_str()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn has_run_task(plan: &Plan) -> bool {
+    plan.actions.iter().any(|a| matches!(a, Action::RunTask(_)))
+}
+
+fn condition(status: &AgentStatus, kind: &str) -> (ConditionStatus, String, String) {
+    let c = status.condition(kind).expect("condition present");
+    (c.status, c.reason.clone(), c.message.clone())
+}
+
+#[test]
+fn a_new_agent_gets_an_access_point_and_a_secret_first() {
+    let spec = spec();
+    let plan = run_plan(Some(Ok(&spec)), false, None, &AgentResources::default());
+    let kinds: Vec<String> = aws_actions(&plan).iter().map(|a| a.to_string()).collect();
+    assert_eq!(kinds.len(), 2, "{kinds:?}");
+    match &plan.actions[0] {
+        Action::CreateAccessPoint(ap) => {
+            assert_eq!(ap.root_path, "/agents/acme/acme-support");
+            assert_eq!((ap.posix_uid, ap.posix_gid), (1000, 1000));
+            assert_eq!(ap.tags["clawfleet:agent-id"], AGENT);
+            assert_eq!(ap.tags["CostCenter"], "acme");
+        }
+        other => panic!("first must create the access point, got {other}"),
+    }
+    match &plan.actions[1] {
+        Action::CreateSecret(s) => assert_eq!(s.name, "/openclaw/agents/acme-support/secrets"),
+        other => panic!("then the secret, got {other}"),
+    }
+    assert!(!has_run_task(&plan));
+    let status = final_status(&plan);
+    assert_eq!(status.phase, Phase::Pending);
+    assert_eq!(condition(&status, "SecretsReady").0, ConditionStatus::False);
+}
+
+#[test]
+fn a_new_agent_registers_its_revision_once_the_access_point_and_secret_exist() {
+    let spec = spec();
+    let mut observed = converged(&spec);
+    observed.tasks.clear();
+    observed.latest_revision = None;
+    let plan = run_plan(Some(Ok(&spec)), false, None, &observed);
+    let aws = aws_actions(&plan);
+    assert_eq!(aws.len(), 1, "{aws:?}");
+    let Action::RegisterTaskDefinition {
+        definition,
+        changes,
+        tags,
+    } = aws[0]
+    else {
+        panic!("expected a registration, got {}", aws[0])
+    };
+    assert!(changes.is_empty(), "a first revision has no delta");
+    assert_eq!(definition.family, "clawfleet-agent-acme-support");
+    assert_eq!(tags["clawfleet:managed-by"], "clawfleet");
+    let agent = &definition.container_definitions[0];
+    assert_eq!(agent.image, "openclaw/openclaw:v1.2.3");
+    assert_eq!(
+        agent.secrets[0].value_from,
+        format!("{SECRET_ARN}:OPENAI_API_KEY::")
+    );
+    assert_eq!(agent.memory, None, "no hard limit below the task size");
+}
+
+#[test]
+fn a_new_agent_launches_once_its_revision_exists() {
+    let spec = spec();
+    let mut observed = converged(&spec);
+    observed.tasks.clear();
+    let plan = run_plan(Some(Ok(&spec)), false, None, &observed);
+    let aws = aws_actions(&plan);
+    assert_eq!(aws.len(), 1, "{aws:?}");
+    let Action::RunTask(run) = aws[0] else {
+        panic!("expected RunTask, got {}", aws[0])
+    };
+    assert_eq!(run.task_definition, revision_arn(1));
+    assert_eq!(run.assign_public_ip, "DISABLED");
+    assert_eq!(run.started_by, "clawfleet/acme-support");
+    assert_eq!(run.launch_type, "FARGATE");
+    // The attempt is recorded before the launch.
+    let run_at = plan
+        .actions
+        .iter()
+        .position(|a| matches!(a, Action::RunTask(_)));
+    let recorded = plan
+        .actions
+        .iter()
+        .position(|a| matches!(a, Action::UpdateStatus(s) if s.launch_attempt == 1));
+    assert!(recorded < run_at, "launch attempt written before RunTask");
+    assert_eq!(
+        final_status(&plan).restarts,
+        0,
+        "a first launch is no restart"
+    );
+}
+
+#[test]
+fn an_already_converged_agent_has_an_empty_plan() {
+    let spec = spec();
+    let observed = converged(&spec);
+    let status = settled(&spec, &observed);
+    assert_eq!(status.phase, Phase::Running);
+    assert_eq!(condition(&status, "Ready").0, ConditionStatus::True);
+    assert_eq!(condition(&status, "Synced").0, ConditionStatus::True);
+    assert_eq!(status.task_arn.as_deref(), Some(TASK_ARN));
+    assert_eq!(status.access_point_id.as_deref(), Some("fsap-1"));
+    let plan = run_plan(Some(Ok(&spec)), false, Some(&status), &observed);
+    assert!(plan.is_empty(), "{:?}", plan.actions);
+    assert_eq!(plan.wait, None);
+    // Later, the same observation still needs nothing: times do not cause writes.
+    let later = run_plan_at(Some(Ok(&spec)), false, Some(&status), &observed, NOW + 3600);
+    assert!(later.is_empty());
+}
+
+#[test]
+fn desired_state_stopped_stops_the_task_and_waits() {
+    let mut spec = spec();
+    let observed = converged(&spec);
+    spec.desired_state = spec::DesiredState::Stopped;
+    let plan = run_plan(Some(Ok(&spec)), false, None, &observed);
+    assert_eq!(stops(&plan), ["clawfleet: desired_state is stopped"]);
+    assert!(!has_run_task(&plan));
+    assert_eq!(final_status(&plan).phase, Phase::Stopping);
+    assert!(plan.wait.is_some());
+
+    let mut stopped = observed.clone();
+    stopped.tasks[0].last_status = "STOPPED".into();
+    stopped.tasks[0].desired_status = "STOPPED".into();
+    stopped.tasks[0].stopped_reason = Some("clawfleet: desired_state is stopped".into());
+    let plan = run_plan(Some(Ok(&spec)), false, None, &stopped);
+    assert!(aws_actions(&plan).is_empty(), "{:?}", plan.actions);
+    assert_eq!(final_status(&plan).phase, Phase::Stopped);
+}
+
+#[test]
+fn an_image_change_registers_a_revision_then_replaces_the_task() {
+    let old = spec();
+    let observed = converged(&old);
+    let mut new = old.clone();
+    new.image = Some("openclaw/openclaw:v1.3.0".into());
+    let plan = run_plan(Some(Ok(&new)), false, None, &observed);
+    let aws = aws_actions(&plan);
+    assert_eq!(
+        aws.len(),
+        1,
+        "register only; the task keeps running meanwhile: {aws:?}"
+    );
+    let Action::RegisterTaskDefinition { changes, .. } = aws[0] else {
+        panic!("expected a registration, got {}", aws[0])
+    };
+    assert_eq!(changes.paths(), ["containers.agent.image"]);
+
+    let mut registered = observed.clone();
+    registered.older_revisions = vec![revision_arn(1)];
+    registered.latest_revision = Some(revision(&new, &template(), "fsap-1", 2));
+    let plan = run_plan(Some(Ok(&new)), false, None, &registered);
+    assert_eq!(stops(&plan), ["clawfleet: replacing: task_definition"]);
+    assert!(!has_run_task(&plan), "stop, wait until STOPPED, then start");
+    assert!(plan.wait.is_some());
+    assert!(
+        !plan
+            .actions
+            .iter()
+            .any(|a| matches!(a, Action::DeregisterTaskDefinition { .. })),
+        "the revision the live task uses is kept"
+    );
+}
+
+#[test]
+fn a_plan_change_replaces_the_task_with_new_cpu_and_memory() {
+    let old = spec();
+    let observed = converged(&old);
+    let mut new = old.clone();
+    new.size = Some(spec::Size::Plan(spec::Plan::Large));
+    let plan = run_plan(Some(Ok(&new)), false, None, &observed);
+    assert!(
+        !plan
+            .actions
+            .iter()
+            .any(|a| matches!(a, Action::RegisterTaskDefinition { .. })),
+        "cpu/memory live in overrides"
+    );
+    let reasons = stops(&plan);
+    assert_eq!(reasons.len(), 1);
+    assert!(
+        reasons[0].contains("cpu") && reasons[0].contains("memory"),
+        "{reasons:?}"
+    );
+
+    let mut replaced = observed.clone();
+    replaced.tasks[0].desired_status = "STOPPED".into();
+    replaced.tasks[0].last_status = "STOPPED".into();
+    replaced.tasks[0].stopped_reason = Some(reasons[0].to_owned());
+    let plan = run_plan(Some(Ok(&new)), false, None, &replaced);
+    let run = plan.actions.iter().find_map(|a| match a {
+        Action::RunTask(r) => Some(r),
+        _ => None,
+    });
+    let run = run.expect("the new task starts once the old one is STOPPED");
+    assert_eq!(
+        (run.overrides.cpu.as_str(), run.overrides.memory.as_str()),
+        ("2048", "4096")
+    );
+    assert_eq!(run.overrides.container_overrides[0].memory, Some(4096));
+    assert_eq!(final_status(&plan).restarts, 0, "our own stop is no crash");
+}
+
+#[test]
+fn an_env_change_replaces_the_task() {
+    let old = spec();
+    let observed = converged(&old);
+    let mut new = old.clone();
+    new.env.insert("LOG_LEVEL".into(), "debug".into());
+    let plan = run_plan(Some(Ok(&new)), false, None, &observed);
+    assert_eq!(
+        stops(&plan),
+        ["clawfleet: replacing: environment.LOG_LEVEL"]
+    );
+}
+
+#[test]
+fn a_plugin_change_replaces_the_task() {
+    let old = spec();
+    let observed = converged(&old);
+    let mut new = old.clone();
+    new.plugins.push(spec::Plugin {
+        name: "calendar".into(),
+        source: "https://github.com/openclaw/calendar".into(),
+        version: "1.0.0".into(),
+    });
+    let plan = run_plan(Some(Ok(&new)), false, None, &observed);
+    assert_eq!(
+        stops(&plan),
+        ["clawfleet: replacing: environment.PLUGIN_MANIFEST"]
+    );
+}
+
+#[test]
+fn a_tags_only_change_tags_in_place_without_a_restart() {
+    let old = spec();
+    let observed = converged(&old);
+    let status = settled(&old, &observed);
+    let mut new = old.clone();
+    new.tags.insert("CostCenter".into(), "acme-emea".into());
+    new.tags.insert("Team".into(), "support".into());
+    let plan = run_plan(Some(Ok(&new)), false, Some(&status), &observed);
+    assert!(stops(&plan).is_empty());
+    assert!(!has_run_task(&plan));
+    assert!(
+        !plan
+            .actions
+            .iter()
+            .any(|a| matches!(a, Action::RegisterTaskDefinition { .. }))
+    );
+    let tagged: Vec<&str> = plan
+        .actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::TagResource { arn, add, remove } => {
+                assert_eq!(add["CostCenter"], "acme-emea");
+                assert_eq!(add["Team"], "support");
+                assert!(remove.is_empty());
+                Some(arn.as_str())
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(tagged.len(), 3, "access point, secret and task: {tagged:?}");
+    assert!(tagged.contains(&TASK_ARN));
+}
+
+#[test]
+fn a_removed_tag_is_untagged_in_place() {
+    let old = spec();
+    let observed = converged(&old);
+    let mut new = old.clone();
+    new.tags.clear();
+    let plan = run_plan(Some(Ok(&new)), false, None, &observed);
+    assert!(stops(&plan).is_empty());
+    assert!(plan.actions.iter().any(
+        |a| matches!(a, Action::TagResource { remove, .. } if remove == &["CostCenter".to_string()])
+    ));
+}
+
+#[test]
+fn restart_requested_at_replaces_the_task() {
+    let old = spec();
+    let observed = converged(&old);
+    let mut new = old.clone();
+    new.restart_requested_at = Some("2026-11-25T10:00:00Z".into());
+    let plan = run_plan(Some(Ok(&new)), false, None, &observed);
+    assert_eq!(stops(&plan), ["clawfleet: replacing: restart_requested_at"]);
+    // The replacement carries the marker, so it is not replaced again.
+    let mut relaunched = observed.clone();
+    relaunched.tasks = vec![running_task(
+        &new,
+        "arn:aws:ecs:us-east-1:123456789012:task/dev/2222",
+        &revision_arn(1),
+        NOW,
+    )];
+    let plan = run_plan(Some(Ok(&new)), false, None, &relaunched);
+    assert!(stops(&plan).is_empty(), "{:?}", plan.actions);
+}
+
+#[test]
+fn a_soft_deleted_agent_stops_its_task_then_removes_everything() {
+    let spec = spec();
+    let observed = converged(&spec);
+    let plan = run_plan(Some(Ok(&spec)), true, None, &observed);
+    assert_eq!(stops(&plan), ["clawfleet: agent deleted"]);
+    assert_eq!(
+        aws_actions(&plan).len(),
+        1,
+        "nothing else until the task is STOPPED"
+    );
+    assert!(plan.wait.is_some());
+    assert_eq!(final_status(&plan).phase, Phase::Deleting);
+
+    let mut stopped = observed.clone();
+    stopped.tasks[0].last_status = "STOPPED".into();
+    stopped.tasks[0].desired_status = "STOPPED".into();
+    stopped.older_revisions = vec![revision_arn(0)];
+    let plan = run_plan(Some(Ok(&spec)), true, None, &stopped);
+    let steps: Vec<String> = plan.actions.iter().map(ToString::to_string).collect();
+    assert!(
+        matches!(plan.actions[0], Action::DeleteAccessPoint { ref id } if id == "fsap-1"),
+        "{steps:?}"
+    );
+    assert!(
+        matches!(plan.actions[1], Action::DeleteSecret { ref arn } if arn == SECRET_ARN),
+        "{steps:?}"
+    );
+    assert!(matches!(
+        plan.actions[2],
+        Action::DeregisterTaskDefinition { .. }
+    ));
+    assert!(matches!(
+        plan.actions[3],
+        Action::DeregisterTaskDefinition { .. }
+    ));
+    assert_eq!(plan.actions.last(), Some(&Action::DeleteItems), "{steps:?}");
+}
+
+#[test]
+fn an_invalid_spec_can_still_be_deleted() {
+    let observed = AgentResources::default();
+    let plan = run_plan(
+        Some(Err("plan: must be \"small\", \"medium\" or \"large\"")),
+        true,
+        None,
+        &observed,
+    );
+    assert_eq!(plan.actions, [Action::DeleteItems]);
+}
+
+#[test]
+fn an_orphan_is_torn_down_without_items_to_delete() {
+    let spec = spec();
+    let mut observed = converged(&spec);
+    observed.tasks[0].last_status = "STOPPED".into();
+    observed.tasks[0].desired_status = "STOPPED".into();
+    let plan = run_plan(None, false, None, &observed);
+    assert!(
+        plan.actions
+            .iter()
+            .any(|a| matches!(a, Action::DeleteAccessPoint { .. }))
+    );
+    assert!(
+        plan.actions
+            .iter()
+            .any(|a| matches!(a, Action::DeleteSecret { .. }))
+    );
+    assert!(!plan.actions.contains(&Action::DeleteItems));
+    assert!(
+        !plan
+            .actions
+            .iter()
+            .any(|a| matches!(a, Action::UpdateStatus(_))),
+        "no status for an agent with no spec"
+    );
+
+    let mut running = converged(&spec);
+    running.access_points.clear();
+    let plan = run_plan(None, false, None, &running);
+    assert_eq!(stops(&plan), ["clawfleet: agent deleted"]);
+}
+
+#[test]
+fn two_live_tasks_keep_the_matching_one_and_stop_the_other() {
+    let spec = spec();
+    let mut observed = converged(&spec);
+    let mut stale = running_task(
+        &spec,
+        "arn:aws:ecs:us-east-1:123456789012:task/dev/0000",
+        &revision_arn(1),
+        NOW - 50,
+    );
+    stale.overrides = Some(render::overrides(
+        &AgentSpec {
+            env: BTreeMap::new(),
+            ..spec.clone()
+        },
+        "agent",
+    ));
+    observed.tasks.insert(0, stale);
+    let plan = run_plan(Some(Ok(&spec)), false, None, &observed);
+    let stopped: Vec<&str> = plan
+        .actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::StopTask { task_arn, .. } => Some(task_arn.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        stopped,
+        ["arn:aws:ecs:us-east-1:123456789012:task/dev/0000"]
+    );
+    assert_eq!(final_status(&plan).task_arn.as_deref(), Some(TASK_ARN));
+}
+
+#[test]
+fn an_access_point_deleted_behind_our_back_is_recreated() {
+    let spec = spec();
+    let mut observed = converged(&spec);
+    observed.access_points.clear();
+    let plan = run_plan(Some(Ok(&spec)), false, None, &observed);
+    assert!(matches!(plan.actions[0], Action::CreateAccessPoint(_)));
+    assert!(
+        stops(&plan).is_empty(),
+        "the task is replaced once the new revision exists"
+    );
+
+    // With the new access point, the revision changes and the task follows.
+    observed.access_points = vec![access_point(&spec, "fsap-2")];
+    let plan = run_plan(Some(Ok(&spec)), false, None, &observed);
+    let Some(Action::RegisterTaskDefinition { changes, .. }) = plan
+        .actions
+        .iter()
+        .find(|a| matches!(a, Action::RegisterTaskDefinition { .. }))
+    else {
+        panic!("expected a registration: {:?}", plan.actions)
+    };
+    assert_eq!(changes.paths(), ["volumes.clawfleet-workspace"]);
+}
+
+fn crashed(spec: &AgentSpec, ran_secs: i64) -> AgentResources {
+    let mut observed = converged(spec);
+    let task = &mut observed.tasks[0];
+    task.last_status = "STOPPED".into();
+    task.desired_status = "STOPPED".into();
+    task.stop_code = Some("EssentialContainerExited".into());
+    task.stopped_reason = Some("Essential container in task exited".into());
+    task.started_at = Some(NOW - ran_secs);
+    task.stopped_at = Some(NOW - 1);
+    observed
+}
+
+#[test]
+fn a_task_that_stopped_by_itself_is_restarted_at_once_the_first_time() {
+    let spec = spec();
+    let observed = crashed(&spec, 30);
+    let before = settled(&spec, &converged(&spec));
+    let plan = run_plan(Some(Ok(&spec)), false, Some(&before), &observed);
+    assert!(has_run_task(&plan));
+    let status = final_status(&plan);
+    assert_eq!(status.restarts, 1);
+    assert_eq!(status.launch_attempt, before.launch_attempt + 1);
+    assert!(status.last_restart_at.is_some());
+    assert_eq!(
+        status.message.as_deref(),
+        Some("last task stopped: Essential container in task exited")
+    );
+}
+
+#[test]
+fn crash_restarts_back_off_exponentially_and_reset_after_a_long_run() {
+    let spec = spec();
+    let observed = crashed(&spec, 30);
+    let status_after = |restarts: u32, last_restart: i64| AgentStatus {
+        restarts,
+        last_restart_at: Some(rfc3339(last_restart)),
+        ..AgentStatus::default()
+    };
+    // restarts=1 -> 10 s, 2 -> 20 s, 3 -> 40 s, ... capped at 600 s.
+    for (restarts, delay) in [
+        (1u32, 10i64),
+        (2, 20),
+        (3, 40),
+        (6, 320),
+        (7, 600),
+        (12, 600),
+    ] {
+        let status = status_after(restarts, NOW - 5);
+        let plan = run_plan(Some(Ok(&spec)), false, Some(&status), &observed);
+        assert!(!has_run_task(&plan), "restarts={restarts}");
+        let wait = plan.wait.clone().expect("backoff wait");
+        assert_eq!(
+            wait.after_secs,
+            u64::try_from(delay - 5).unwrap_or(0),
+            "restarts={restarts}"
+        );
+        assert_eq!(final_status(&plan).phase, Phase::Failed);
+        let later = run_plan_at(
+            Some(Ok(&spec)),
+            false,
+            Some(&status),
+            &observed,
+            NOW - 5 + delay,
+        );
+        assert!(has_run_task(&later), "restarts={restarts} after {delay}s");
+        assert_eq!(final_status(&later).restarts, restarts + 1);
+    }
+    // A task that ran 10 minutes resets the count: restart at once, counted as the first.
+    let long_run = crashed(&spec, 700);
+    let plan = run_plan(
+        Some(Ok(&spec)),
+        false,
+        Some(&status_after(9, NOW - 5)),
+        &long_run,
+    );
+    assert!(has_run_task(&plan));
+    assert_eq!(final_status(&plan).restarts, 1);
+}
+
+#[test]
+fn a_task_still_stopping_is_waited_for() {
+    let spec = spec();
+    let mut observed = converged(&spec);
+    observed.tasks[0].desired_status = "STOPPED".into();
+    observed.tasks[0].last_status = "DEACTIVATING".into();
+    let plan = run_plan(Some(Ok(&spec)), false, None, &observed);
+    assert!(!has_run_task(&plan), "never two tasks on one EFS directory");
+    assert!(stops(&plan).is_empty());
+    assert_eq!(plan.wait.as_ref().map(|w| w.after_secs), Some(POLL_SECS));
+}
+
+#[test]
+fn a_task_still_starting_is_waited_for() {
+    let spec = spec();
+    let mut observed = converged(&spec);
+    observed.tasks[0].last_status = "PROVISIONING".into();
+    let plan = run_plan(Some(Ok(&spec)), false, None, &observed);
+    assert!(aws_actions(&plan).is_empty());
+    assert_eq!(final_status(&plan).phase, Phase::Provisioning);
+    assert!(plan.wait.is_some());
+}
+
+#[test]
+fn a_template_change_registers_a_new_revision() {
+    let spec = spec();
+    let observed = converged(&spec);
+    let mut new_template = template();
+    new_template.execution_role_arn = Some("arn:aws:iam::123456789012:role/exec-v2".into());
+    new_template.container_definitions[0].stop_timeout = Some(60);
+    let settings = settings();
+    let ctx = Context {
+        settings: &settings,
+        template: &new_template,
+        now: NOW,
+    };
+    let desired = Desired {
+        agent_id: AGENT,
+        spec: Some(Ok(&spec)),
+        deleting: false,
+        status: None,
+    };
+    let plan = plan(&desired, &observed, &ctx);
+    let Some(Action::RegisterTaskDefinition { changes, .. }) = plan
+        .actions
+        .iter()
+        .find(|a| matches!(a, Action::RegisterTaskDefinition { .. }))
+    else {
+        panic!("expected a registration: {:?}", plan.actions)
+    };
+    assert_eq!(
+        changes.paths(),
+        ["executionRoleArn", "containers.agent.other"]
+    );
+}
+
+#[test]
+fn missing_secret_keys_wait_with_no_task_and_name_the_keys() {
+    let mut spec = spec();
+    spec.secret_keys.push("GITHUB_TOKEN".into());
+    let mut observed = converged(&spec);
+    observed.tasks.clear();
+    observed.latest_revision = Some(revision(&spec, &template(), "fsap-1", 1));
+    let plan = run_plan(Some(Ok(&spec)), false, None, &observed);
+    assert!(!has_run_task(&plan));
+    assert_eq!(plan.wait, None, "waiting on the owner, not on a timer");
+    let status = final_status(&plan);
+    assert_eq!(status.phase, Phase::Pending);
+    let (state, reason, message) = condition(&status, "SecretsReady");
+    assert_eq!(
+        (state, reason.as_str()),
+        (ConditionStatus::False, "MissingKeys")
+    );
+    assert!(
+        message.contains("GITHUB_TOKEN") && !message.contains("OPENAI_API_KEY"),
+        "{message}"
+    );
+}
+
+#[test]
+fn a_stop_for_a_missing_secret_key_is_not_counted_as_a_crash() {
+    let mut spec = spec();
+    spec.secret_keys.push("GITHUB_TOKEN".into());
+    let mut observed = crashed(&spec, 5);
+    observed.latest_revision = Some(revision(&spec, &template(), "fsap-1", 1));
+    observed.tasks[0].task_definition_arn = revision_arn(1);
+    observed.tasks[0].stopped_reason = Some(
+        "ResourceInitializationError: unable to pull secrets or registry auth: retrieved secret from Secrets Manager did not contain json key GITHUB_TOKEN".into(),
+    );
+    let plan = run_plan(Some(Ok(&spec)), false, None, &observed);
+    assert!(!has_run_task(&plan));
+    let status = final_status(&plan);
+    assert_eq!(status.restarts, 0);
+    assert_eq!(condition(&status, "Ready").1, "WaitingForSecrets");
+}
+
+#[test]
+fn an_invalid_spec_changes_nothing_and_leaves_the_running_task_alone() {
+    let spec = spec();
+    let observed = converged(&spec);
+    let before = settled(&spec, &observed);
+    let error = "plugins[0].source: must be an https:// or git URL";
+    let plan = run_plan(Some(Err(error)), false, Some(&before), &observed);
+    assert!(aws_actions(&plan).is_empty(), "{:?}", plan.actions);
+    let status = final_status(&plan);
+    let (state, reason, message) = condition(&status, "SpecValid");
+    assert_eq!(
+        (state, reason.as_str(), message.as_str()),
+        (ConditionStatus::False, "InvalidSpec", error)
+    );
+    assert_eq!(
+        status.phase,
+        Phase::Running,
+        "the agent keeps running on its last valid spec"
+    );
+
+    let plan = run_plan(Some(Err(error)), false, None, &AgentResources::default());
+    assert_eq!(
+        final_status(&plan).phase,
+        Phase::Failed,
+        "Failed only when nothing runs"
+    );
+}
+
+#[test]
+fn old_revisions_no_task_uses_are_deregistered() {
+    let spec = spec();
+    let mut observed = converged(&spec);
+    observed.older_revisions = vec![revision_arn(0)];
+    let plan = run_plan(Some(Ok(&spec)), false, None, &observed);
+    assert!(plan.actions.contains(&Action::DeregisterTaskDefinition {
+        arn: revision_arn(0)
+    }));
+    assert!(stops(&plan).is_empty());
+}
+
+#[test]
+fn a_task_stopped_by_a_person_is_replaced_at_once() {
+    let spec = spec();
+    let mut observed = crashed(&spec, 3000);
+    observed.tasks[0].stop_code = Some("UserInitiated".into());
+    observed.tasks[0].stopped_reason = Some("Task stopped by user".into());
+    let plan = run_plan(Some(Ok(&spec)), false, None, &observed);
+    assert!(has_run_task(&plan));
+}

@@ -1,0 +1,587 @@
+"""Creates clawfleet's development stack on a local moto server and prints the environment for it.
+
+Usage: python3 tools/moto/dev_stack.py [--endpoint URL] [--region us-east-1] [--name clawfleet-dev]
+
+    eval "$(tools/moto/start.sh)"
+    eval "$(python3 tools/moto/dev_stack.py)"
+
+The stack is what an operator provides in a real account: a VPC with two private subnets, the
+agents' security group, an ECS cluster, an encrypted EFS file system with a mount target per
+subnet, the task execution and task roles, and the template task definition the controller derives
+each agent's revision from. Running the script again finds every resource by its Name tag or name
+and prints the same values; the template is registered again only when its content changed.
+
+Why boto3 and not the product or CloudFormation:
+- The VPC, subnets and security group are EC2 resources, and the Rust product must not link
+  aws-sdk-ec2 (it is not needed at run time and is costly to build); boto3 comes with moto.
+- CloudFormation on moto is partial (Secrets, the EFS volume of a task definition and GetAtt on
+  EFS fail), so deploy/ templates are checked with cfn-lint instead of being applied here.
+
+moto 5.2.x gotchas handled here:
+- Fargate RunTask answers HTTP 500 unless the VPC of its subnets has DNS hostnames enabled.
+- RunTask answers HTTP 500 unless every container definition has `memory` or `memoryReservation`
+  (a task-level memory is not enough), so the template sets a soft reservation (see
+  `template_task_definition`).
+- CreateCluster replaces an existing cluster of the same name, so the cluster is looked up first.
+- DescribeTaskDefinition by family returns the highest revision even when it is INACTIVE, so the
+  latest ACTIVE revision is found through ListTaskDefinitions.
+- AWS managed IAM policies exist only when moto runs with MOTO_IAM_LOAD_MANAGED_POLICIES=true
+  (else AttachRolePolicy answers NoSuchEntity), so the execution role then falls back to an inline
+  policy with the same permissions.
+- moto checks no IAM policy and no security group rule: the roles and the group's rules (no
+  ingress, HTTPS egress only; a new group's allow-all egress is revoked, as in AWS) document the
+  intended production shape rather than being tested here.
+
+The endpoint must be a loopback URL: this script never talks to a real AWS account.
+"""
+
+import argparse
+import json
+import os
+import sys
+import time
+import urllib.parse
+
+import boto3
+import botocore.config
+from botocore.exceptions import BotoCoreError, ClientError
+
+VPC_CIDR = "10.40.0.0/16"
+SUBNET_CIDRS = ("10.40.1.0/24", "10.40.2.0/24")
+LOCAL_HOSTS = ("127.0.0.1", "localhost")
+ECS_TASKS_TRUST = {
+    "Version": "2012-10-17",
+    "Statement": [
+        {
+            "Effect": "Allow",
+            "Principal": {"Service": "ecs-tasks.amazonaws.com"},
+            "Action": "sts:AssumeRole",
+        }
+    ],
+}
+EXECUTION_MANAGED_POLICY = "policy/service-role/AmazonECSTaskExecutionRolePolicy"
+# The controller's default secret name prefix (/openclaw/agents/{agent_id}/secrets).
+SECRET_NAME_PREFIX = "/openclaw/agents/"
+AGENT_IMAGE = "openclaw/openclaw:latest"
+
+
+class StackError(Exception):
+    """An expected failure that is not an AWS error response; its message is one line."""
+
+
+def log(message):
+    print(f"dev_stack: {message}", file=sys.stderr)
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--endpoint", default=os.environ.get("AWS_ENDPOINT_URL"))
+    parser.add_argument("--region", default="us-east-1")
+    parser.add_argument("--name", default="clawfleet-dev")
+    args = parser.parse_args(argv)
+    if not args.endpoint:
+        raise StackError(
+            "no endpoint: pass --endpoint or set AWS_ENDPOINT_URL (tools/moto/start.sh)"
+        )
+    url = urllib.parse.urlsplit(args.endpoint)
+    if url.scheme not in ("http", "https") or url.hostname not in LOCAL_HOSTS:
+        raise StackError(
+            f"refusing endpoint {args.endpoint!r}: only http(s)://127.0.0.1 or localhost (moto)"
+        )
+    # IAM role names are at most 64 characters and the longest is "{name}-task-execution".
+    if not (
+        1 <= len(args.name) <= 40
+        and args.name[0].isalnum()
+        and all(c.isalnum() or c == "-" for c in args.name)
+    ):
+        raise StackError(f"invalid --name {args.name!r}: 1-40 letters, digits and '-'")
+    return args
+
+
+def name_tags(name):
+    return [{"Key": "Name", "Value": name}]
+
+
+def only(items, what):
+    if len(items) > 1:
+        raise StackError(f"{len(items)} {what} match; expected at most one, remove the extras")
+    return items[0] if items else None
+
+
+# --- EC2 networking ------------------------------------------------------------------------------
+
+
+def ensure_vpc(ec2, name):
+    vpc = only(
+        ec2.describe_vpcs(
+            Filters=[
+                {"Name": "tag:Name", "Values": [name]},
+                {"Name": "cidr", "Values": [VPC_CIDR]},
+            ]
+        )["Vpcs"],
+        f"VPCs named {name}",
+    )
+    if vpc:
+        vpc_id = vpc["VpcId"]
+        log(f"reusing VPC {vpc_id}")
+    else:
+        vpc_id = ec2.create_vpc(
+            CidrBlock=VPC_CIDR,
+            TagSpecifications=[{"ResourceType": "vpc", "Tags": name_tags(name)}],
+        )["Vpc"]["VpcId"]
+        log(f"created VPC {vpc_id}")
+    # One attribute per ModifyVpcAttribute call; moto's Fargate RunTask needs DNS hostnames.
+    for attribute, key in (("enableDnsSupport", "EnableDnsSupport"),
+                           ("enableDnsHostnames", "EnableDnsHostnames")):
+        current = ec2.describe_vpc_attribute(VpcId=vpc_id, Attribute=attribute)[key]["Value"]
+        if not current:
+            ec2.modify_vpc_attribute(VpcId=vpc_id, **{key: {"Value": True}})
+            log(f"enabled {attribute} on {vpc_id}")
+    return vpc_id
+
+
+def ensure_subnets(ec2, name, vpc_id):
+    zones = sorted(
+        zone["ZoneName"]
+        for zone in ec2.describe_availability_zones(
+            Filters=[{"Name": "state", "Values": ["available"]}]
+        )["AvailabilityZones"]
+        if zone.get("ZoneType", "availability-zone") == "availability-zone"
+    )
+    if len(zones) < len(SUBNET_CIDRS):
+        raise StackError(
+            f"the region has {len(zones)} availability zones; need {len(SUBNET_CIDRS)}"
+        )
+    subnet_ids = []
+    for index, (cidr, zone) in enumerate(zip(SUBNET_CIDRS, zones), start=1):
+        subnet_name = f"{name}-private-{index}"
+        subnet = only(
+            ec2.describe_subnets(
+                Filters=[
+                    {"Name": "vpc-id", "Values": [vpc_id]},
+                    {"Name": "tag:Name", "Values": [subnet_name]},
+                ]
+            )["Subnets"],
+            f"subnets named {subnet_name}",
+        )
+        if subnet:
+            log(f"reusing subnet {subnet['SubnetId']} ({subnet['AvailabilityZone']})")
+        else:
+            subnet = ec2.create_subnet(
+                VpcId=vpc_id,
+                CidrBlock=cidr,
+                AvailabilityZone=zone,
+                TagSpecifications=[{"ResourceType": "subnet", "Tags": name_tags(subnet_name)}],
+            )["Subnet"]
+            log(f"created subnet {subnet['SubnetId']} ({zone})")
+        if subnet.get("MapPublicIpOnLaunch"):
+            ec2.modify_subnet_attribute(
+                SubnetId=subnet["SubnetId"], MapPublicIpOnLaunch={"Value": False}
+            )
+            log(f"turned off public IP mapping on {subnet['SubnetId']}")
+        subnet_ids.append(subnet["SubnetId"])
+    return subnet_ids
+
+
+HTTPS_EGRESS = {
+    "IpProtocol": "tcp",
+    "FromPort": 443,
+    "ToPort": 443,
+    "IpRanges": [{"CidrIp": "0.0.0.0/0"}],
+}
+
+
+def rule_key(permission):
+    return (
+        permission.get("IpProtocol"),
+        permission.get("FromPort"),
+        permission.get("ToPort"),
+        tuple(sorted(r["CidrIp"] for r in permission.get("IpRanges", []))),
+        tuple(sorted(r["CidrIpv6"] for r in permission.get("Ipv6Ranges", []))),
+        tuple(sorted(p["GroupId"] for p in permission.get("UserIdGroupPairs", []))),
+        tuple(sorted(p["PrefixListId"] for p in permission.get("PrefixListIds", []))),
+    )
+
+
+def bare_permission(permission):
+    """A described rule in the form Authorize/Revoke accept (without empty lists or metadata)."""
+    keys = ("IpProtocol", "FromPort", "ToPort", "IpRanges", "Ipv6Ranges",
+            "UserIdGroupPairs", "PrefixListIds")
+    return {k: permission[k] for k in keys if permission.get(k) not in (None, [])}
+
+
+def ensure_security_group(ec2, name, vpc_id):
+    """The agents' group: no ingress, egress only HTTPS (model APIs, Secrets Manager, ECR).
+
+    The brief fixes exactly these rules and moto does not enforce them. In a real account the EFS
+    mount targets would also need NFS (TCP 2049) from the agents, e.g. a separate mount-target
+    group with that ingress and a matching egress rule here.
+    """
+    group_name = f"{name}-agents"
+    group = only(
+        ec2.describe_security_groups(
+            Filters=[
+                {"Name": "vpc-id", "Values": [vpc_id]},
+                {"Name": "group-name", "Values": [group_name]},
+            ]
+        )["SecurityGroups"],
+        f"security groups named {group_name}",
+    )
+    if group:
+        log(f"reusing security group {group['GroupId']}")
+    else:
+        group_id = ec2.create_security_group(
+            GroupName=group_name,
+            Description=f"clawfleet agents of {name}: no ingress, HTTPS egress only",
+            VpcId=vpc_id,
+            TagSpecifications=[{"ResourceType": "security-group", "Tags": name_tags(group_name)}],
+        )["GroupId"]
+        log(f"created security group {group_id}")
+        group = ec2.describe_security_groups(GroupIds=[group_id])["SecurityGroups"][0]
+    group_id = group["GroupId"]
+
+    if group.get("IpPermissions"):
+        ec2.revoke_security_group_ingress(
+            GroupId=group_id, IpPermissions=[bare_permission(p) for p in group["IpPermissions"]]
+        )
+        log(f"revoked all ingress of {group_id}")
+    egress = group.get("IpPermissionsEgress", [])
+    extra = [p for p in egress if rule_key(p) != rule_key(HTTPS_EGRESS)]
+    if extra:
+        ec2.revoke_security_group_egress(
+            GroupId=group_id, IpPermissions=[bare_permission(p) for p in extra]
+        )
+        log(f"revoked {len(extra)} egress rule(s) other than TCP 443 of {group_id}")
+    if len(extra) == len(egress):
+        ec2.authorize_security_group_egress(GroupId=group_id, IpPermissions=[HTTPS_EGRESS])
+        log(f"allowed egress TCP 443 to 0.0.0.0/0 from {group_id}")
+    return group_id
+
+
+# --- ECS cluster ---------------------------------------------------------------------------------
+
+
+def ensure_cluster(ecs, name):
+    # moto's CreateCluster replaces a cluster of the same name, so look before creating.
+    clusters = ecs.describe_clusters(clusters=[name])["clusters"]
+    if any(c["status"] == "ACTIVE" for c in clusters):
+        log(f"reusing ECS cluster {name}")
+    else:
+        ecs.create_cluster(clusterName=name, tags=[{"key": "Name", "value": name}])
+        log(f"created ECS cluster {name}")
+    return name
+
+
+# --- EFS -----------------------------------------------------------------------------------------
+
+
+def ensure_file_system(efs, name):
+    token = f"{name}-dev-stack"
+    file_system = only(
+        efs.describe_file_systems(CreationToken=token)["FileSystems"],
+        f"file systems with creation token {token}",
+    )
+    if file_system:
+        log(f"reusing EFS file system {file_system['FileSystemId']}")
+    else:
+        file_system = efs.create_file_system(
+            CreationToken=token,
+            Encrypted=True,
+            PerformanceMode="generalPurpose",
+            Tags=name_tags(name),
+        )
+        log(f"created EFS file system {file_system['FileSystemId']}")
+    file_system_id = file_system["FileSystemId"]
+    # Mount targets need an available file system (moto makes it available at once).
+    for _ in range(60):
+        state = efs.describe_file_systems(FileSystemId=file_system_id)["FileSystems"][0]
+        if state["LifeCycleState"] == "available":
+            return file_system_id, state["FileSystemArn"]
+        time.sleep(1)
+    raise StackError(f"EFS file system {file_system_id} did not become available within 60 s")
+
+
+def ensure_mount_targets(efs, file_system_id, subnet_ids, group_id):
+    existing = {
+        target["SubnetId"]: target
+        for target in efs.describe_mount_targets(FileSystemId=file_system_id)["MountTargets"]
+    }
+    for subnet_id in subnet_ids:
+        target = existing.get(subnet_id)
+        if target is None:
+            target = efs.create_mount_target(
+                FileSystemId=file_system_id, SubnetId=subnet_id, SecurityGroups=[group_id]
+            )
+            log(f"created mount target {target['MountTargetId']} in {subnet_id}")
+            continue
+        groups = efs.describe_mount_target_security_groups(
+            MountTargetId=target["MountTargetId"]
+        )["SecurityGroups"]
+        if groups != [group_id]:
+            efs.modify_mount_target_security_groups(
+                MountTargetId=target["MountTargetId"], SecurityGroups=[group_id]
+            )
+            log(f"set security group of mount target {target['MountTargetId']} to {group_id}")
+        else:
+            log(f"reusing mount target {target['MountTargetId']} in {subnet_id}")
+
+
+# --- IAM -----------------------------------------------------------------------------------------
+
+
+def ensure_role(iam, role_name, description):
+    try:
+        role = iam.get_role(RoleName=role_name)["Role"]
+    except ClientError as error:
+        if error.response["Error"]["Code"] != "NoSuchEntity":
+            raise
+        role = iam.create_role(
+            RoleName=role_name,
+            AssumeRolePolicyDocument=json.dumps(ECS_TASKS_TRUST),
+            Description=description,
+            Tags=name_tags(role_name),
+        )["Role"]
+        log(f"created IAM role {role_name}")
+        return role["Arn"]
+    trust = role.get("AssumeRolePolicyDocument")
+    if isinstance(trust, str):
+        trust = json.loads(urllib.parse.unquote(trust))
+    if trust != ECS_TASKS_TRUST:
+        iam.update_assume_role_policy(
+            RoleName=role_name, PolicyDocument=json.dumps(ECS_TASKS_TRUST)
+        )
+        log(f"reset the trust policy of {role_name} to ecs-tasks.amazonaws.com")
+    else:
+        log(f"reusing IAM role {role_name}")
+    return role["Arn"]
+
+
+def put_inline_policy(iam, role_name, policy_name, statements):
+    """PutRolePolicy replaces the document, so calling it on every run is idempotent."""
+    iam.put_role_policy(
+        RoleName=role_name,
+        PolicyName=policy_name,
+        PolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": statements}),
+    )
+
+
+def ensure_execution_role(iam, name, partition, region):
+    role_name = f"{name}-task-execution"
+    arn = ensure_role(
+        iam, role_name, "ECS task execution role of clawfleet agents (image, logs, secrets)"
+    )
+    managed_arn = f"arn:{partition}:iam::aws:{EXECUTION_MANAGED_POLICY}"
+    attached = {
+        policy["PolicyArn"]
+        for policy in iam.list_attached_role_policies(RoleName=role_name)["AttachedPolicies"]
+    }
+    if managed_arn not in attached:
+        try:
+            iam.attach_role_policy(RoleName=role_name, PolicyArn=managed_arn)
+            attached.add(managed_arn)
+            log(f"attached {managed_arn} to {role_name}")
+        except ClientError as error:
+            if error.response["Error"]["Code"] != "NoSuchEntity":
+                raise
+            # moto loads AWS managed policies only with MOTO_IAM_LOAD_MANAGED_POLICIES=true.
+            log(f"{managed_arn} is unknown to this endpoint; using an inline policy instead")
+    # The managed policy does not cover secrets: ECS reads them with the execution role.
+    statements = [
+        {
+            "Effect": "Allow",
+            "Action": "secretsmanager:GetSecretValue",
+            "Resource": f"arn:{partition}:secretsmanager:{region}:*:secret:{SECRET_NAME_PREFIX}*",
+        }
+    ]
+    if managed_arn not in attached:
+        statements += [
+            {
+                "Effect": "Allow",
+                "Action": [
+                    "ecr:GetAuthorizationToken",
+                    "ecr:BatchCheckLayerAvailability",
+                    "ecr:GetDownloadUrlForLayer",
+                    "ecr:BatchGetImage",
+                    "logs:CreateLogStream",
+                    "logs:PutLogEvents",
+                ],
+                "Resource": "*",
+            }
+        ]
+    put_inline_policy(iam, role_name, "clawfleet-task-execution", statements)
+    return arn
+
+
+def ensure_task_role(iam, name, file_system_arn):
+    role_name = f"{name}-task"
+    arn = ensure_role(iam, role_name, "Task role of clawfleet agents (EFS IAM authorization)")
+    # EFS volumes with IAM authorization mount with the task role's identity.
+    put_inline_policy(
+        iam,
+        role_name,
+        "clawfleet-efs-client",
+        [
+            {
+                "Effect": "Allow",
+                "Action": ["elasticfilesystem:ClientMount", "elasticfilesystem:ClientWrite"],
+                "Resource": file_system_arn,
+            }
+        ],
+    )
+    return arn
+
+
+# --- Template task definition --------------------------------------------------------------------
+
+
+def template_task_definition(family, execution_role_arn, task_role_arn):
+    """The template every agent's revision is derived from (the plan's size comes as overrides).
+
+    Container sizing: container `cpu` 0 and no hard `memory`, so the one container can use the
+    whole task size whatever plan the RunTask overrides choose. moto's RunTask fails (HTTP 500,
+    TypeError in its placement arithmetic) when a container has neither `memory` nor
+    `memoryReservation`, so the container carries a soft `memoryReservation` of 512 MiB: the
+    smallest Fargate task memory, so it stays valid under any plan's task-level memory override,
+    and a reservation never caps the container. A container `cpu` of 512 is not needed by moto and
+    would be invalid for a plan with a 256-unit task.
+    """
+    return {
+        "family": family,
+        "requiresCompatibilities": ["FARGATE"],
+        "networkMode": "awsvpc",
+        "cpu": "512",
+        "memory": "1024",
+        "executionRoleArn": execution_role_arn,
+        "taskRoleArn": task_role_arn,
+        "containerDefinitions": [
+            {
+                "name": "agent",
+                "image": AGENT_IMAGE,
+                "essential": True,
+                "cpu": 0,
+                "memoryReservation": 512,
+            }
+        ],
+    }
+
+
+def latest_active_revision(ecs, family):
+    """The highest ACTIVE revision (moto's DescribeTaskDefinition by family may return INACTIVE)."""
+    arns = []
+    for page in ecs.get_paginator("list_task_definitions").paginate(
+        familyPrefix=family, status="ACTIVE"
+    ):
+        # AWS matches familyPrefix as a prefix: keep this family only.
+        arns += [
+            arn for arn in page["taskDefinitionArns"]
+            if arn.rsplit("/", 1)[-1].rsplit(":", 1)[0] == family
+        ]
+    if not arns:
+        return None
+    latest = max(arns, key=lambda a: int(a.rsplit(":", 1)[-1]))
+    return ecs.describe_task_definition(taskDefinition=latest)["taskDefinition"]
+
+
+def differs(desired, observed):
+    """True when `observed` lacks a desired value or holds a non-empty value not desired.
+
+    ECS fills in defaults (empty portMappings, environment, ...), so empty extras are ignored.
+    """
+    if isinstance(desired, dict):
+        if not isinstance(observed, dict):
+            return True
+        if any(differs(value, observed.get(key)) for key, value in desired.items()):
+            return True
+        extras = observed.keys() - desired.keys()
+        return any(observed[key] not in (None, [], {}, "") for key in extras)
+    if isinstance(desired, list):
+        if not isinstance(observed, list) or len(desired) != len(observed):
+            return True
+        return any(differs(d, o) for d, o in zip(desired, observed))
+    return desired != observed
+
+
+# Fields of a described task definition that ECS sets itself, not part of the registered content.
+DESCRIBED_ONLY = {
+    "taskDefinitionArn", "revision", "status", "requiresAttributes", "compatibilities",
+    "registeredAt", "registeredBy", "deregisteredAt",
+}
+
+
+def ensure_task_definition(ecs, name, execution_role_arn, task_role_arn):
+    family = f"{name}-agent-template"
+    desired = template_task_definition(family, execution_role_arn, task_role_arn)
+    current = latest_active_revision(ecs, family)
+    if current is not None:
+        observed = {k: v for k, v in current.items() if k not in DESCRIBED_ONLY}
+        if not differs(desired, observed):
+            log(f"reusing task definition {family}:{current['revision']} (unchanged)")
+            return family
+    registered = ecs.register_task_definition(
+        **desired, tags=[{"key": "Name", "value": family}]
+    )["taskDefinition"]
+    log(f"registered task definition {family}:{registered['revision']}")
+    return family
+
+
+# --- main ----------------------------------------------------------------------------------------
+
+
+def create_stack(args):
+    os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
+    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
+    session = boto3.session.Session(region_name=args.region)
+    # moto answers at once or not at all: fail fast instead of retrying a broken request.
+    config = botocore.config.Config(retries={"mode": "standard", "max_attempts": 2})
+
+    def client(service):
+        return session.client(service, endpoint_url=args.endpoint, config=config)
+
+    ec2, ecs, efs, iam = client("ec2"), client("ecs"), client("efs"), client("iam")
+    partition = session.get_partition_for_region(args.region)
+    name = args.name
+
+    vpc_id = ensure_vpc(ec2, name)
+    subnet_ids = ensure_subnets(ec2, name, vpc_id)
+    group_id = ensure_security_group(ec2, name, vpc_id)
+    cluster = ensure_cluster(ecs, name)
+    file_system_id, file_system_arn = ensure_file_system(efs, name)
+    ensure_mount_targets(efs, file_system_id, subnet_ids, group_id)
+    execution_role_arn = ensure_execution_role(iam, name, partition, args.region)
+    task_role_arn = ensure_task_role(iam, name, file_system_arn)
+    family = ensure_task_definition(ecs, name, execution_role_arn, task_role_arn)
+
+    return [
+        ("CLAWFLEET_CLUSTER", cluster),
+        ("CLAWFLEET_SUBNETS", ",".join(subnet_ids)),
+        ("CLAWFLEET_SECURITY_GROUPS", group_id),
+        ("CLAWFLEET_FILE_SYSTEM_ID", file_system_id),
+        ("CLAWFLEET_TEMPLATE_TASK_DEFINITION", family),
+        ("CLAWFLEET_TASK_ROLE_ARN", task_role_arn),
+        ("CLAWFLEET_EXECUTION_ROLE_ARN", execution_role_arn),
+    ]
+
+
+def main(argv=None):
+    try:
+        args = parse_args(argv)
+        environment = create_stack(args)
+    except StackError as error:
+        log(str(error))
+        return 2
+    except ClientError as error:
+        details = error.response.get("Error", {})
+        code = details.get("Code", "?")
+        message = " ".join(str(details.get("Message", "")).split())[:300]
+        log(f"{error.operation_name} failed: {code}: {message}")
+        return 2
+    except BotoCoreError as error:
+        log(f"AWS request failed: {error}")
+        return 2
+    for key, value in environment:
+        print(f"export {key}={value}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
