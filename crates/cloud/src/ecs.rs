@@ -7,8 +7,8 @@ use aws_sdk_ecs::types::{
     DesiredStatus, SortOrder, TaskDefinitionField, TaskDefinitionStatus, TaskField,
 };
 use spec::render::{
-    Container, ContainerOverride, EfsVolume, LogConfiguration, MountPoint, NameValue, Overrides,
-    PortMapping, RuntimePlatform, SecretRef, TaskDefinition, Volume,
+    self, Container, ContainerOverride, EfsVolume, LogConfiguration, MountPoint, NameValue,
+    Overrides, PortMapping, RuntimePlatform, SecretRef, TaskDefinition, Volume,
 };
 
 use crate::error::AwsError;
@@ -334,5 +334,268 @@ fn container(c: &aws_sdk_ecs::types::ContainerDefinition) -> Container {
         }),
         stop_timeout: c.stop_timeout(),
         readonly_root_filesystem: c.readonly_root_filesystem(),
+    }
+}
+
+/// Writes. Each names its operation; retries and rate limits are the caller's (one place).
+impl Ecs {
+    /// RegisterTaskDefinition of a rendered definition, with tags.
+    ///
+    /// # Errors
+    /// A refused definition (terminal) or a failed call.
+    pub async fn register_task_definition(
+        &self,
+        definition: &TaskDefinition,
+        tags: &BTreeMap<String, String>,
+    ) -> Result<TaskDefinitionRevision, AwsError> {
+        use aws_sdk_ecs::types as t;
+        let bad = |what: &str, e: &dyn std::fmt::Display| AwsError {
+            service: "ECS",
+            operation: "RegisterTaskDefinition",
+            code: None,
+            message: format!("{what}: {e}"),
+            class: crate::ErrorClass::Terminal,
+        };
+        let mut containers = Vec::new();
+        for c in &definition.container_definitions {
+            let mut b = t::ContainerDefinition::builder()
+                .name(&c.name)
+                .image(&c.image)
+                .set_essential(c.essential)
+                .set_memory(c.memory)
+                .set_memory_reservation(c.memory_reservation)
+                .set_command((!c.command.is_empty()).then(|| c.command.clone()))
+                .set_entry_point((!c.entry_point.is_empty()).then(|| c.entry_point.clone()))
+                .set_working_directory(c.working_directory.clone())
+                .set_user(c.user.clone())
+                .set_stop_timeout(c.stop_timeout)
+                .set_readonly_root_filesystem(c.readonly_root_filesystem);
+            if let Some(cpu) = c.cpu {
+                b = b.cpu(cpu);
+            }
+            for e in &c.environment {
+                b = b.environment(
+                    t::KeyValuePair::builder()
+                        .name(&e.name)
+                        .value(&e.value)
+                        .build(),
+                );
+            }
+            for s in &c.secrets {
+                let secret = t::Secret::builder()
+                    .name(&s.name)
+                    .value_from(&s.value_from)
+                    .build()
+                    .map_err(|e| bad("secrets", &e))?;
+                b = b.secrets(secret);
+            }
+            for m in &c.mount_points {
+                b = b.mount_points(
+                    t::MountPoint::builder()
+                        .source_volume(&m.source_volume)
+                        .container_path(&m.container_path)
+                        .read_only(m.read_only)
+                        .build(),
+                );
+            }
+            for p in &c.port_mappings {
+                b = b.port_mappings(
+                    t::PortMapping::builder()
+                        .container_port(p.container_port)
+                        .set_protocol(p.protocol.as_deref().map(t::TransportProtocol::from))
+                        .build(),
+                );
+            }
+            if let Some(l) = &c.log_configuration {
+                let mut lb = t::LogConfiguration::builder()
+                    .log_driver(t::LogDriver::from(l.log_driver.as_str()));
+                for (k, v) in &l.options {
+                    lb = lb.options(k, v);
+                }
+                b = b.log_configuration(lb.build().map_err(|e| bad("logConfiguration", &e))?);
+            }
+            containers.push(b.build());
+        }
+        let mut volumes = Vec::new();
+        for v in &definition.volumes {
+            let efs = match &v.efs_volume_configuration {
+                Some(e) => Some(
+                    t::EfsVolumeConfiguration::builder()
+                        .file_system_id(&e.file_system_id)
+                        .set_root_directory(e.root_directory.clone())
+                        .set_transit_encryption(
+                            e.transit_encryption
+                                .as_deref()
+                                .map(t::EfsTransitEncryption::from),
+                        )
+                        .authorization_config(
+                            t::EfsAuthorizationConfig::builder()
+                                .set_access_point_id(e.access_point_id.clone())
+                                .set_iam(e.iam.as_deref().map(t::EfsAuthorizationConfigIam::from))
+                                .build(),
+                        )
+                        .build()
+                        .map_err(|err| bad("volumes", &err))?,
+                ),
+                None => None,
+            };
+            volumes.push(
+                t::Volume::builder()
+                    .name(&v.name)
+                    .set_efs_volume_configuration(efs)
+                    .build(),
+            );
+        }
+        let tags: Vec<t::Tag> = tags
+            .iter()
+            .map(|(k, v)| t::Tag::builder().key(k).value(v).build())
+            .collect();
+        let out = self
+            .client
+            .register_task_definition()
+            .family(&definition.family)
+            .set_task_role_arn(definition.task_role_arn.clone())
+            .set_execution_role_arn(definition.execution_role_arn.clone())
+            .set_network_mode(definition.network_mode.as_deref().map(t::NetworkMode::from))
+            .set_requires_compatibilities(Some(
+                definition
+                    .requires_compatibilities
+                    .iter()
+                    .map(|c| t::Compatibility::from(c.as_str()))
+                    .collect(),
+            ))
+            .set_cpu(definition.cpu.clone())
+            .set_memory(definition.memory.clone())
+            .set_runtime_platform(definition.runtime_platform.as_ref().map(|p| {
+                t::RuntimePlatform::builder()
+                    .set_cpu_architecture(
+                        p.cpu_architecture.as_deref().map(t::CpuArchitecture::from),
+                    )
+                    .set_operating_system_family(
+                        p.operating_system_family.as_deref().map(t::OsFamily::from),
+                    )
+                    .build()
+            }))
+            .set_container_definitions(Some(containers))
+            .set_volumes(Some(volumes))
+            .set_tags((!tags.is_empty()).then_some(tags))
+            .send()
+            .await
+            .map_err(err("RegisterTaskDefinition"))?;
+        out.task_definition
+            .as_ref()
+            .map(revision)
+            .ok_or_else(|| AwsError {
+                service: "ECS",
+                operation: "RegisterTaskDefinition",
+                code: None,
+                message: "the response carried no task definition".into(),
+                class: crate::ErrorClass::Transient,
+            })
+    }
+
+    /// RunTask of one agent task on Fargate, with the launch token.
+    ///
+    /// # Errors
+    /// A failed call, or a launch ECS reported as a failure.
+    pub async fn run_task(
+        &self,
+        request: &render::RunTask,
+        client_token: &str,
+    ) -> Result<Task, AwsError> {
+        use aws_sdk_ecs::types as t;
+        let network = t::NetworkConfiguration::builder()
+            .awsvpc_configuration(
+                t::AwsVpcConfiguration::builder()
+                    .set_subnets(Some(request.subnets.clone()))
+                    .set_security_groups(Some(request.security_groups.clone()))
+                    .assign_public_ip(t::AssignPublicIp::from(request.assign_public_ip.as_str()))
+                    .build()
+                    .map_err(|e| AwsError {
+                        service: "ECS",
+                        operation: "RunTask",
+                        code: None,
+                        message: format!("networkConfiguration: {e}"),
+                        class: crate::ErrorClass::Terminal,
+                    })?,
+            )
+            .build();
+        let mut overrides = t::TaskOverride::builder()
+            .cpu(&request.overrides.cpu)
+            .memory(&request.overrides.memory);
+        for c in &request.overrides.container_overrides {
+            let mut co = t::ContainerOverride::builder()
+                .name(&c.name)
+                .set_cpu(c.cpu)
+                .set_memory(c.memory);
+            for e in &c.environment {
+                co = co.environment(
+                    t::KeyValuePair::builder()
+                        .name(&e.name)
+                        .value(&e.value)
+                        .build(),
+                );
+            }
+            overrides = overrides.container_overrides(co.build());
+        }
+        let tags: Vec<t::Tag> = request
+            .tags
+            .iter()
+            .map(|(k, v)| t::Tag::builder().key(k).value(v).build())
+            .collect();
+        let out = self
+            .client
+            .run_task()
+            .cluster(&request.cluster)
+            .task_definition(&request.task_definition)
+            .launch_type(t::LaunchType::from(request.launch_type.as_str()))
+            .started_by(&request.started_by)
+            .network_configuration(network)
+            .overrides(overrides.build())
+            .set_tags(Some(tags))
+            .client_token(client_token)
+            .count(1)
+            .send()
+            .await
+            .map_err(err("RunTask"))?;
+        if let Some(started) = out.tasks().first() {
+            return Ok(task(started));
+        }
+        let reason = out
+            .failures()
+            .iter()
+            .map(|f| {
+                format!(
+                    "{}: {}",
+                    f.reason().unwrap_or("unknown"),
+                    f.detail().unwrap_or_default()
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("; ");
+        Err(AwsError {
+            service: "ECS",
+            operation: "RunTask",
+            code: None,
+            message: format!("no task started: {reason}"),
+            // Capacity and placement failures pass; a bad request would have been an error.
+            class: crate::ErrorClass::Transient,
+        })
+    }
+
+    /// StopTask with a reason that ECS keeps as the task's stoppedReason.
+    ///
+    /// # Errors
+    /// A failed call.
+    pub async fn stop_task(&self, task_arn: &str, reason: &str) -> Result<(), AwsError> {
+        self.client
+            .stop_task()
+            .cluster(&self.cluster)
+            .task(task_arn)
+            .reason(reason)
+            .send()
+            .await
+            .map_err(err("StopTask"))?;
+        Ok(())
     }
 }

@@ -83,12 +83,11 @@ impl Aws {
         let all = self.ecs.list_task_definitions(None).await?;
         let mut newest: BTreeMap<&str, (i32, &String)> = BTreeMap::new();
         for arn in &all {
-            if let Some((family, rev)) = family_revision(arn) {
-                if family.starts_with(render::FAMILY_PREFIX)
-                    && newest.get(family).is_none_or(|(r, _)| rev > *r)
-                {
-                    newest.insert(family, (rev, arn));
-                }
+            if let Some((family, rev)) = family_revision(arn)
+                && render::agent_of_family(settings, family).is_some()
+                && newest.get(family).is_none_or(|(r, _)| rev > *r)
+            {
+                newest.insert(family, (rev, arn));
             }
         }
         let mut latest = Vec::new();
@@ -97,7 +96,7 @@ impl Aws {
                 latest.push(rev);
             }
         }
-        fleet.add_revisions(latest, &all);
+        fleet.add_revisions(settings, latest, &all);
         Ok(fleet)
     }
 
@@ -126,7 +125,7 @@ impl Aws {
             .describe_secret(&render::secret_name(settings, agent_id))
             .await?;
         fleet.add_secrets(secret.into_iter().collect());
-        let family = render::family(agent_id);
+        let family = render::family(settings, agent_id);
         let all = self.ecs.list_task_definitions(Some(&family)).await?;
         let newest = all
             .iter()
@@ -136,7 +135,7 @@ impl Aws {
         if let Some((_, arn)) = newest {
             latest.extend(self.ecs.describe_task_definition(arn).await?);
         }
-        fleet.add_revisions(latest, &all);
+        fleet.add_revisions(settings, latest, &all);
         Ok(fleet.agent(agent_id))
     }
 }

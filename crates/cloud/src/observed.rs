@@ -195,9 +195,14 @@ impl Fleet {
 
     /// Files the ACTIVE revisions of agent families: the newest with its content, the rest by
     /// ARN.
-    pub fn add_revisions(&mut self, latest: Vec<TaskDefinitionRevision>, all_arns: &[String]) {
+    pub fn add_revisions(
+        &mut self,
+        settings: &render::Settings,
+        latest: Vec<TaskDefinitionRevision>,
+        all_arns: &[String],
+    ) {
         for rev in latest {
-            if let Some(agent) = rev.content.family.strip_prefix(render::FAMILY_PREFIX) {
+            if let Some(agent) = render::agent_of_family(settings, &rev.content.family) {
                 let agent = agent.to_owned();
                 self.agents.entry(agent).or_default().latest_revision = Some(rev);
             }
@@ -206,7 +211,7 @@ impl Fleet {
             let Some((family, _)) = family_revision(arn) else {
                 continue;
             };
-            let Some(agent) = family.strip_prefix(render::FAMILY_PREFIX) else {
+            let Some(agent) = render::agent_of_family(settings, family) else {
                 continue;
             };
             let resources = self.agents.entry(agent.to_owned()).or_default();

@@ -5,6 +5,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
+use serde::Serialize;
+
 use cloud::observed::Task;
 use spec::render::{self, Container, NameValue, RunTask, TaskDefinition, tag};
 
@@ -14,6 +16,16 @@ pub struct Difference {
     pub path: String,
     pub desired: String,
     pub observed: String,
+}
+
+/// A value as a person reads it: strings bare, absent as `(none)`, the rest as JSON.
+fn show(value: &impl Serialize) -> String {
+    match serde_json::to_value(value) {
+        Ok(serde_json::Value::String(s)) => s,
+        Ok(serde_json::Value::Null) => "(none)".to_owned(),
+        Ok(v) => v.to_string(),
+        Err(e) => format!("(unprintable: {e})"),
+    }
 }
 
 /// Every field that differs, in a stable order.
@@ -35,10 +47,10 @@ impl Delta {
     fn compare(
         &mut self,
         path: impl Into<String>,
-        desired: impl fmt::Debug,
-        observed: impl fmt::Debug,
+        desired: impl Serialize,
+        observed: impl Serialize,
     ) {
-        let (desired, observed) = (format!("{desired:?}"), format!("{observed:?}"));
+        let (desired, observed) = (show(&desired), show(&observed));
         if desired != observed {
             self.0.push(Difference {
                 path: path.into(),
@@ -141,11 +153,10 @@ pub fn task_delta(desired: &RunTask, task: &Task) -> TaskDelta {
             );
         }
     }
-    replace.compare(
-        "restart_requested_at",
-        desired.tags.get(tag::RESTART),
-        task.tags.get(tag::RESTART),
-    );
+    // Only a new value asks for a restart; clearing the field leaves the task alone.
+    if let Some(wanted) = desired.tags.get(tag::RESTART) {
+        replace.compare("restart_requested_at", wanted, task.tags.get(tag::RESTART));
+    }
 
     let mut tags_add = BTreeMap::new();
     for (k, v) in &desired.tags {
@@ -250,3 +261,7 @@ pub fn definition_delta(desired: &TaskDefinition, observed: &TaskDefinition) -> 
     }
     delta
 }
+
+#[cfg(test)]
+#[path = "delta_tests.rs"]
+mod tests;

@@ -99,9 +99,7 @@ impl StatusDraft {
             message,
             time,
         });
-        self.status
-            .conditions
-            .sort_by(|a, b| order(&a.kind).cmp(&order(&b.kind)));
+        self.status.conditions.sort_by_key(|a| order(&a.kind));
     }
 
     /// Appends the status update when it says something new.
@@ -316,25 +314,24 @@ fn converge(
 
     // Task definition revision: registered only when the rendered content changes.
     let mut task_definition_arn = None;
-    if let (Some(ap), Some(secret)) = (access_point, secret) {
-        if let Ok(rendered) =
+    if let (Some(ap), Some(secret)) = (access_point, secret)
+        && let Ok(rendered) =
             render::task_definition(spec, ctx.template, settings, &secret.arn, &ap.id)
-        {
-            match &observed.latest_revision {
-                Some(latest) if latest.content == rendered => {
-                    task_definition_arn = Some(latest.arn.clone());
-                }
-                latest => {
-                    let changes = latest
-                        .as_ref()
-                        .map(|l| definition_delta(&rendered, &l.content))
-                        .unwrap_or_default();
-                    plan.actions.push(Action::RegisterTaskDefinition {
-                        definition: rendered,
-                        tags: render::identity_tags(&spec.agent_id, &spec.client_id),
-                        changes,
-                    });
-                }
+    {
+        match &observed.latest_revision {
+            Some(latest) if latest.content == rendered => {
+                task_definition_arn = Some(latest.arn.clone());
+            }
+            latest => {
+                let changes = latest
+                    .as_ref()
+                    .map(|l| definition_delta(&rendered, &l.content))
+                    .unwrap_or_default();
+                plan.actions.push(Action::RegisterTaskDefinition {
+                    definition: rendered,
+                    tags: render::identity_tags(&spec.agent_id, &spec.client_id),
+                    changes,
+                });
             }
         }
     }

@@ -58,7 +58,7 @@ fn spec() -> AgentSpec {
 }
 
 fn revision_arn(n: i32) -> String {
-    format!("arn:aws:ecs:us-east-1:123456789012:task-definition/clawfleet-agent-{AGENT}:{n}")
+    format!("arn:aws:ecs:us-east-1:123456789012:task-definition/clawfleet_dev_{AGENT}:{n}")
 }
 
 fn access_point(spec: &AgentSpec, id: &str) -> AccessPoint {
@@ -236,7 +236,7 @@ fn a_new_agent_registers_its_revision_once_the_access_point_and_secret_exist() {
         panic!("expected a registration, got {}", aws[0])
     };
     assert!(changes.is_empty(), "a first revision has no delta");
-    assert_eq!(definition.family, "clawfleet-agent-acme-support");
+    assert_eq!(definition.family, "clawfleet_dev_acme-support");
     assert_eq!(tags["clawfleet:managed-by"], "clawfleet");
     let agent = &definition.container_definitions[0];
     assert_eq!(agent.image, "openclaw/openclaw:v1.2.3");

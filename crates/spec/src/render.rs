@@ -29,8 +29,10 @@ pub const DEFAULT_SECRET_PREFIX: &str = "/openclaw/agents/";
 /// The volume clawfleet adds to every agent revision.
 pub const WORKSPACE_VOLUME: &str = "clawfleet-workspace";
 
-/// Per-agent task definition families start with this; a template must not.
-pub const FAMILY_PREFIX: &str = "clawfleet-agent-";
+/// Per-agent task definition families are `clawfleet_{cluster}_{agent_id}`: scoped by
+/// cluster, because ListTaskDefinitions is account-wide and two installations must never
+/// take each other's revisions for orphans. Agent ids have no '_', so the last '_' splits.
+pub const FAMILY_PREFIX: &str = "clawfleet_";
 
 /// Tag keys clawfleet owns on every resource it creates.
 pub mod tag {
@@ -61,6 +63,15 @@ pub struct Settings {
 }
 
 impl Settings {
+    /// The cluster's name, also when it is configured as an ARN (`...:cluster/NAME`), which
+    /// may not appear in a task definition family.
+    #[must_use]
+    pub fn cluster_name(&self) -> &str {
+        self.cluster
+            .rsplit_once("cluster/")
+            .map_or(self.cluster.as_str(), |(_, n)| n)
+    }
+
     /// Settings with the documented defaults around the required values.
     #[must_use]
     pub fn new(cluster: &str, file_system_id: &str) -> Self {
@@ -250,7 +261,7 @@ impl TaskDefinition {
     /// # Errors
     /// The first reason it cannot.
     pub fn check_template(&self, settings: &Settings) -> Result<(), TemplateError> {
-        if self.family.starts_with(FAMILY_PREFIX) {
+        if agent_of_family(settings, &self.family).is_some() {
             return Err(TemplateError::ReservedFamily {
                 family: self.family.clone(),
             });
@@ -276,8 +287,18 @@ impl TaskDefinition {
 
 /// The per-agent task definition family.
 #[must_use]
-pub fn family(agent_id: &str) -> String {
-    format!("{FAMILY_PREFIX}{agent_id}")
+pub fn family(settings: &Settings, agent_id: &str) -> String {
+    format!("{FAMILY_PREFIX}{}_{agent_id}", settings.cluster_name())
+}
+
+/// The agent whose revisions a family holds, in this installation's cluster.
+#[must_use]
+pub fn agent_of_family<'a>(settings: &Settings, family: &'a str) -> Option<&'a str> {
+    let agent = family
+        .strip_prefix(FAMILY_PREFIX)?
+        .strip_prefix(settings.cluster_name())?
+        .strip_prefix('_')?;
+    (!agent.is_empty() && !agent.contains('_')).then_some(agent)
 }
 
 /// The ECS `startedBy` of the agent's tasks: letters, digits, '-', '_' and '/' only.
@@ -342,7 +363,7 @@ pub fn task_definition(
 ) -> Result<TaskDefinition, TemplateError> {
     template.check_template(settings)?;
     let mut rendered = template.clone();
-    rendered.family = family(&spec.agent_id);
+    rendered.family = family(settings, &spec.agent_id);
     rendered.volumes.retain(|v| v.name != WORKSPACE_VOLUME);
     rendered.volumes.push(Volume {
         name: WORKSPACE_VOLUME.to_owned(),
