@@ -32,6 +32,71 @@ pub enum LogFormat {
     Json,
 }
 
+/// Where and how agents run: shared by every command that plans or reconciles.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ControllerArgs {
+    /// ECS cluster the agents run in.
+    #[arg(long, env = "CLAWFLEET_CLUSTER")]
+    pub cluster: String,
+    /// Private subnets for the agents' tasks, comma separated.
+    #[arg(
+        long,
+        env = "CLAWFLEET_SUBNETS",
+        value_delimiter = ',',
+        required = true
+    )]
+    pub subnets: Vec<String>,
+    /// Security groups for the agents' tasks, comma separated.
+    #[arg(
+        long,
+        env = "CLAWFLEET_SECURITY_GROUPS",
+        value_delimiter = ',',
+        required = true
+    )]
+    pub security_groups: Vec<String>,
+    /// EFS file system that holds every agent's memory.
+    #[arg(long, env = "CLAWFLEET_FILE_SYSTEM_ID")]
+    pub file_system_id: String,
+    /// Template task definition: a family (its latest ACTIVE revision) or family:revision.
+    #[arg(long, env = "CLAWFLEET_TEMPLATE_TASK_DEFINITION")]
+    pub template_task_definition: String,
+    /// Image for agents whose spec names none (default: the template's).
+    #[arg(long, env = "CLAWFLEET_DEFAULT_IMAGE")]
+    pub default_image: Option<String>,
+    /// Prefix of the agents' secret names.
+    #[arg(long, env = "CLAWFLEET_SECRET_PREFIX", default_value = spec::render::DEFAULT_SECRET_PREFIX)]
+    pub secret_prefix: String,
+    /// POSIX user id forced on the agents' access points.
+    #[arg(long, env = "CLAWFLEET_POSIX_UID", default_value_t = 1000)]
+    pub posix_uid: u32,
+    /// POSIX group id forced on the agents' access points.
+    #[arg(long, env = "CLAWFLEET_POSIX_GID", default_value_t = 1000)]
+    pub posix_gid: u32,
+    /// The agent container's name in the template.
+    #[arg(long, env = "CLAWFLEET_CONTAINER_NAME", default_value = spec::render::DEFAULT_CONTAINER)]
+    pub container_name: String,
+    /// Where the agent's EFS access point is mounted in its container.
+    #[arg(long, env = "CLAWFLEET_MOUNT_PATH", default_value = spec::render::DEFAULT_MOUNT_PATH)]
+    pub mount_path: String,
+}
+
+impl ControllerArgs {
+    pub fn settings(&self) -> spec::render::Settings {
+        spec::render::Settings {
+            cluster: self.cluster.clone(),
+            subnets: self.subnets.clone(),
+            security_groups: self.security_groups.clone(),
+            file_system_id: self.file_system_id.clone(),
+            container: self.container_name.clone(),
+            mount_path: self.mount_path.clone(),
+            posix_uid: self.posix_uid,
+            posix_gid: self.posix_gid,
+            secret_prefix: self.secret_prefix.clone(),
+            default_image: self.default_image.clone(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
 pub enum OutputFormat {
     Table,
@@ -72,4 +137,66 @@ pub enum Command {
     },
     /// Replace the Agent's task with a new one (sets restart_requested_at to now).
     Restart { agent_id: String },
+    /// Print what the controller would do, one line per action, without doing it.
+    /// Exit code 0 when there is nothing to do, 1 when changes are pending, 2 on error.
+    Plan {
+        /// Plan for this agent only.
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        agent_id: Option<String>,
+        /// Plan for every agent, and for orphaned resources.
+        #[arg(long)]
+        all: bool,
+        #[command(flatten)]
+        controller: ControllerArgs,
+    },
+    /// Make the table match a directory of manifests, for the Agents this source manages.
+    Sync {
+        #[command(flatten)]
+        source: GitopsSource,
+        /// Print what would be done; write nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Show, field by field, how the table differs from a directory of manifests.
+    /// Exit code 0 in sync, 1 differences (or conflicts, or invalid manifests), 2 errors.
+    Diff {
+        #[command(flatten)]
+        source: GitopsSource,
+    },
+}
+
+/// What `sync` and `diff` compare: a directory of manifests, as one GitOps source.
+/// Give `diff` the flags given to `sync`, so that it shows exactly what `sync` would do.
+#[derive(Debug, clap::Args)]
+pub struct GitopsSource {
+    /// Directory of manifests (searched recursively for .yaml, .yml and .json), or one file.
+    #[arg(value_name = "DIR")]
+    pub dir: PathBuf,
+    /// Name of this source; it owns the Agents whose managed_by is gitops:NAME.
+    #[arg(long, value_name = "NAME", value_parser = source_name)]
+    pub source: String,
+    /// Soft-delete the Agents this source manages that are no longer in DIR.
+    #[arg(long)]
+    pub prune: bool,
+    /// Allow --prune to remove every Agent this source manages (refused otherwise, in case DIR
+    /// is an empty or wrong checkout).
+    #[arg(long, requires = "prune")]
+    pub allow_empty: bool,
+    /// Take over Agents that no one manages (written in the DynamoDB console).
+    #[arg(long)]
+    pub adopt: bool,
+}
+
+/// A source name: 1 to 63 of a-z, 0-9, '-', '_', '.', so that `gitops:NAME` reads plainly.
+fn source_name(name: &str) -> Result<String, String> {
+    let valid = !name.is_empty()
+        && name.len() <= 63
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "-_.".contains(c));
+    if valid {
+        Ok(name.to_owned())
+    } else {
+        Err("must be 1 to 63 characters of a-z, 0-9, '-', '_' and '.'".to_owned())
+    }
 }

@@ -369,6 +369,124 @@ impl Store {
         self.mark(agent_id, "deletion_requested_at", at).await
     }
 
+    /// [`Store::apply_over`] that also takes the agent over: a spec equal to the stored one is
+    /// still written, with `managed_by = writer` and `generation` bumped, when someone else (or
+    /// nobody) manages it. GitOps `--adopt` uses it.
+    ///
+    /// # Errors
+    /// As [`Store::apply`].
+    pub async fn claim_over(
+        &self,
+        spec: &AgentSpec,
+        writer: &str,
+        current: &SpecItem,
+    ) -> Result<Write, StoreError> {
+        let write = self.apply_over(spec, writer, Some(current)).await?;
+        if write != Write::Unchanged || current.meta.managed_by.as_deref() == Some(writer) {
+            return Ok(write);
+        }
+        // Unchanged means the stored spec is valid and equal to `spec`, restart marker included.
+        let Ok(stored) = &current.spec else {
+            return Ok(write);
+        };
+        let meta = Meta {
+            generation: current.meta.generation + 1,
+            managed_by: Some(writer.to_owned()),
+            created_at: current.meta.created_at.clone(),
+            deletion_requested_at: None,
+        };
+        self.put_spec(
+            &spec.agent_id,
+            &stored.to_document(&meta),
+            Some(&current.snapshot),
+        )
+        .await?;
+        Ok(Write::Updated)
+    }
+
+    /// Soft-deletes an agent whose spec item the caller has read (UpdateItem of
+    /// `deletion_requested_at` and `generation`), on condition that the item is still exactly as
+    /// read: unlike [`Store::request_deletion`], a prune never removes an agent that someone
+    /// edited or took over since the read. Works for a spec that does not validate.
+    ///
+    /// # Errors
+    /// [`StoreError::Conflict`] when the item changed or disappeared since it was read;
+    /// [`StoreError::Deleting`] when it was already being deleted.
+    pub async fn request_deletion_over(
+        &self,
+        current: &SpecItem,
+        at: &str,
+    ) -> Result<(), StoreError> {
+        if current.meta.is_deleting() {
+            return Err(StoreError::Deleting {
+                agent_id: current.agent_id.clone(),
+            });
+        }
+        let condition = item::unchanged_since(Some(&current.snapshot));
+        let mut names = condition.names;
+        names.insert("#deleting".to_owned(), "deletion_requested_at".to_owned());
+        names.insert("#gen".to_owned(), "generation".to_owned());
+        let mut values = condition.values.unwrap_or_default();
+        values.insert(":deleting".to_owned(), s(at));
+        values.insert(
+            ":gen".to_owned(),
+            AttributeValue::N((current.meta.generation + 1).to_string()),
+        );
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(&current.agent_id, SPEC_RECORD)))
+            .update_expression("SET #deleting = :deleting, #gen = :gen")
+            .condition_expression(condition.expression)
+            .set_expression_attribute_names(Some(names))
+            .set_expression_attribute_values(Some(values))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) if StoreError::is_condition_failure(&e) => Err(StoreError::Conflict {
+                agent_id: current.agent_id.clone(),
+            }),
+            Err(e) => Err(StoreError::aws("UpdateItem", &self.table, &e)),
+        }
+    }
+
+    /// Every spec item in the table, read consistently (Scan, all pages, status items filtered
+    /// out). GitOps needs them all: which agents a source owns is known only from the items.
+    ///
+    /// # Errors
+    /// A failed Scan page.
+    pub async fn list_specs(&self) -> Result<Vec<SpecItem>, StoreError> {
+        let mut specs = Vec::new();
+        let mut start: Option<HashMap<String, AttributeValue>> = None;
+        loop {
+            let out = self
+                .client
+                .scan()
+                .table_name(&self.table)
+                .filter_expression("#record = :spec")
+                .expression_attribute_names("#record", "record")
+                .expression_attribute_values(":spec", s(SPEC_RECORD))
+                .consistent_read(true)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| StoreError::aws("Scan", &self.table, &e))?;
+            for item in out.items.unwrap_or_default() {
+                if let Some(agent_id) = agent_id_of(&item).map(str::to_owned) {
+                    specs.push(spec_item(&agent_id, item));
+                }
+            }
+            start = out.last_evaluated_key.filter(|k| !k.is_empty());
+            if start.is_none() {
+                break;
+            }
+        }
+        specs.sort_by(|a, b| a.agent_id.cmp(&b.agent_id));
+        Ok(specs)
+    }
+
     /// Removes both items of an agent (DeleteItem twice), the spec one on condition it is
     /// exactly as read.
     ///

@@ -2,7 +2,10 @@
 
 mod apply;
 mod delete;
+mod diff;
 mod get;
+mod plan;
+mod sync;
 
 use aws_config::BehaviorVersion;
 use store::Store;
@@ -10,19 +13,20 @@ use store::Store;
 use crate::cli::{Cli, Command};
 use crate::failure::{Exit, Failure};
 
-/// Connects to DynamoDB through the standard AWS chain.
-async fn store(table: &str) -> Result<Store, Failure> {
+/// The standard AWS chain's configuration, shared by every client.
+async fn sdk_config() -> Result<aws_config::SdkConfig, Failure> {
     let config = aws_config::defaults(BehaviorVersion::latest()).load().await;
     if config.region().is_none() {
         return Err(Failure::Usage(
             "AWS region is not set: set AWS_REGION (or a profile with a region)".into(),
         ));
     }
-    Ok(Store::new(aws_sdk_dynamodb::Client::new(&config), table))
+    Ok(config)
 }
 
 pub async fn run(cli: Cli) -> Result<Exit, Failure> {
-    let store = store(&cli.table).await?;
+    let config = sdk_config().await?;
+    let store = Store::new(aws_sdk_dynamodb::Client::new(&config), &cli.table);
     match cli.command {
         Command::Bootstrap => {
             let outcome = store.bootstrap().await?;
@@ -42,5 +46,21 @@ pub async fn run(cli: Cli) -> Result<Exit, Failure> {
         Command::Describe { agent_id } => get::describe(&store, &agent_id).await,
         Command::Delete { agent_id, purge } => delete::delete(&store, &agent_id, purge).await,
         Command::Restart { agent_id } => delete::restart(&store, &agent_id).await,
+        Command::Plan {
+            agent_id,
+            all: _,
+            controller,
+        } => {
+            plan::run(
+                &store,
+                &config,
+                &controller.settings(),
+                &controller.template_task_definition,
+                agent_id.as_deref(),
+            )
+            .await
+        }
+        Command::Sync { source, dry_run } => sync::run(&store, &source, dry_run).await,
+        Command::Diff { source } => diff::run(&store, &source).await,
     }
 }
