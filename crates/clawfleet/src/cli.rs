@@ -32,6 +32,35 @@ pub enum LogFormat {
     Json,
 }
 
+#[derive(Debug, Subcommand)]
+pub enum SecretsCommand {
+    /// Set keys in the agent's secret, creating it when missing. Values come from a file or
+    /// from literals, never from positional arguments, and are never printed. ECS injects
+    /// secrets only when a task starts: use --restart to apply them now.
+    Set {
+        agent_id: String,
+        /// A file of KEY=VALUE lines (blank lines and # comments are skipped). Repeatable.
+        #[arg(long, value_name = "FILE")]
+        from_env_file: Vec<PathBuf>,
+        /// One KEY=VALUE. Repeatable. Beware: shell history keeps it; prefer --from-env-file.
+        #[arg(long, value_name = "KEY=VALUE")]
+        from_literal: Vec<String>,
+        /// Replace the agent's task so it starts with the new values.
+        #[arg(long)]
+        restart: bool,
+        /// Prefix of the agents' secret names.
+        #[arg(long, env = "CLAWFLEET_SECRET_PREFIX", default_value = spec::render::DEFAULT_SECRET_PREFIX)]
+        secret_prefix: String,
+    },
+    /// List the key names set in the agent's secret (never the values).
+    Keys {
+        agent_id: String,
+        /// Prefix of the agents' secret names.
+        #[arg(long, env = "CLAWFLEET_SECRET_PREFIX", default_value = spec::render::DEFAULT_SECRET_PREFIX)]
+        secret_prefix: String,
+    },
+}
+
 /// Where and how agents run: shared by every command that plans or reconciles.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ControllerArgs {
@@ -137,6 +166,27 @@ pub enum Command {
     },
     /// Replace the Agent's task with a new one (sets restart_requested_at to now).
     Restart { agent_id: String },
+    /// Converge agents once: create, replace, restart or delete what their specs ask for.
+    /// Exit code 0 when every agent was processed (waiting on its owner included), 2 when a
+    /// reconcile failed.
+    Reconcile {
+        /// Reconcile this agent only.
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        agent_id: Option<String>,
+        /// Reconcile every agent, and collect orphaned resources.
+        #[arg(long)]
+        all: bool,
+        /// Days a deleted agent's secret can still be restored.
+        #[arg(long, env = "CLAWFLEET_SECRET_RECOVERY_DAYS", default_value_t = 7, value_parser = clap::value_parser!(i64).range(7..=30))]
+        secret_recovery_days: i64,
+        #[command(flatten)]
+        controller: ControllerArgs,
+    },
+    /// Manage an agent's secret values (never printed).
+    Secrets {
+        #[command(subcommand)]
+        command: SecretsCommand,
+    },
     /// Print what the controller would do, one line per action, without doing it.
     /// Exit code 0 when there is nothing to do, 1 when changes are pending, 2 on error.
     Plan {

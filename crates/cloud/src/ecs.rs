@@ -599,3 +599,54 @@ impl Ecs {
         Ok(())
     }
 }
+
+impl Ecs {
+    /// TagResource and UntagResource on a task (or any ECS ARN).
+    ///
+    /// # Errors
+    /// A failed call.
+    pub async fn tag_resource(
+        &self,
+        arn: &str,
+        add: &BTreeMap<String, String>,
+        remove: &[String],
+    ) -> Result<(), AwsError> {
+        if !add.is_empty() {
+            let tags = add
+                .iter()
+                .map(|(k, v)| aws_sdk_ecs::types::Tag::builder().key(k).value(v).build())
+                .collect();
+            self.client
+                .tag_resource()
+                .resource_arn(arn)
+                .set_tags(Some(tags))
+                .send()
+                .await
+                .map_err(err("TagResource"))?;
+        }
+        if !remove.is_empty() {
+            self.client
+                .untag_resource()
+                .resource_arn(arn)
+                .set_tag_keys(Some(remove.to_vec()))
+                .send()
+                .await
+                .map_err(err("UntagResource"))?;
+        }
+        Ok(())
+    }
+
+    /// DeregisterTaskDefinition of one revision.
+    ///
+    /// # Errors
+    /// A failed call.
+    pub async fn deregister_task_definition(&self, arn: &str) -> Result<(), AwsError> {
+        self.client
+            .deregister_task_definition()
+            .task_definition(arn)
+            .send()
+            .await
+            .map_err(err("DeregisterTaskDefinition"))?;
+        Ok(())
+    }
+}

@@ -90,3 +90,153 @@ fn access_point(ap: &aws_sdk_efs::types::AccessPointDescription) -> AccessPoint 
             .unwrap_or_default(),
     }
 }
+
+/// Writes.
+impl Efs {
+    /// CreateAccessPoint with an idempotency token. An AccessPointAlreadyExists answer (the
+    /// token was used before) is adopted: the existing access point is described and returned.
+    ///
+    /// # Errors
+    /// A failed call.
+    pub async fn create_access_point(
+        &self,
+        request: &spec::render::AccessPoint,
+        client_token: &str,
+    ) -> Result<AccessPoint, AwsError> {
+        use aws_sdk_efs::types::{CreationInfo, PosixUser, RootDirectory, Tag};
+        let bad = |e: &dyn std::fmt::Display| AwsError {
+            service: "EFS",
+            operation: "CreateAccessPoint",
+            code: None,
+            message: e.to_string(),
+            class: crate::ErrorClass::Terminal,
+        };
+        let posix = PosixUser::builder()
+            .uid(i64::from(request.posix_uid))
+            .gid(i64::from(request.posix_gid))
+            .build()
+            .map_err(|e| bad(&e))?;
+        let creation = CreationInfo::builder()
+            .owner_uid(i64::from(request.posix_uid))
+            .owner_gid(i64::from(request.posix_gid))
+            .permissions(&request.creation_permissions)
+            .build()
+            .map_err(|e| bad(&e))?;
+        let mut call = self
+            .client
+            .create_access_point()
+            .client_token(client_token)
+            .file_system_id(&request.file_system_id)
+            .posix_user(posix)
+            .root_directory(
+                RootDirectory::builder()
+                    .path(&request.root_path)
+                    .creation_info(creation)
+                    .build(),
+            );
+        for (k, v) in &request.tags {
+            call = call.tags(
+                Tag::builder()
+                    .key(k)
+                    .value(v)
+                    .build()
+                    .map_err(|e| bad(&e))?,
+            );
+        }
+        match call.send().await {
+            Ok(out) => Ok(AccessPoint {
+                id: out.access_point_id.unwrap_or_default(),
+                arn: out.access_point_arn.unwrap_or_default(),
+                file_system_id: out.file_system_id.unwrap_or_default(),
+                root_path: out.root_directory.and_then(|r| r.path),
+                posix_uid: Some(i64::from(request.posix_uid)),
+                posix_gid: Some(i64::from(request.posix_gid)),
+                tags: request.tags.clone(),
+                life_cycle_state: out
+                    .life_cycle_state
+                    .map(|s| s.as_str().to_owned())
+                    .unwrap_or_default(),
+            }),
+            Err(e) => {
+                let existing = e
+                    .as_service_error()
+                    .and_then(|s| match s {
+                        aws_sdk_efs::operation::create_access_point::CreateAccessPointError::AccessPointAlreadyExists(x) => {
+                            Some(x.access_point_id().to_owned())
+                        }
+                        _ => None,
+                    });
+                match existing {
+                    Some(id) => self
+                        .describe_access_point(&id)
+                        .await?
+                        .ok_or_else(|| AwsError::from_sdk("EFS", "CreateAccessPoint", &e)),
+                    None => Err(AwsError::from_sdk("EFS", "CreateAccessPoint", &e)),
+                }
+            }
+        }
+    }
+
+    /// DeleteAccessPoint. The files under it stay on the file system. An access point that is
+    /// already gone counts as deleted.
+    ///
+    /// # Errors
+    /// A failed call.
+    pub async fn delete_access_point(&self, id: &str) -> Result<(), AwsError> {
+        match self
+            .client
+            .delete_access_point()
+            .access_point_id(id)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                let e = AwsError::from_sdk("EFS", "DeleteAccessPoint", &e);
+                if e.is_not_found() { Ok(()) } else { Err(e) }
+            }
+        }
+    }
+
+    /// TagResource and UntagResource on an access point.
+    ///
+    /// # Errors
+    /// A failed call.
+    pub async fn tag_resource(
+        &self,
+        id: &str,
+        add: &std::collections::BTreeMap<String, String>,
+        remove: &[String],
+    ) -> Result<(), AwsError> {
+        if !add.is_empty() {
+            let mut call = self.client.tag_resource().resource_id(id);
+            for (k, v) in add {
+                let tag = aws_sdk_efs::types::Tag::builder()
+                    .key(k)
+                    .value(v)
+                    .build()
+                    .map_err(|e| AwsError {
+                        service: "EFS",
+                        operation: "TagResource",
+                        code: None,
+                        message: e.to_string(),
+                        class: crate::ErrorClass::Terminal,
+                    })?;
+                call = call.tags(tag);
+            }
+            call.send()
+                .await
+                .map_err(|e| AwsError::from_sdk("EFS", "TagResource", &e))?;
+        }
+        if !remove.is_empty() {
+            self.client
+                .untag_resource()
+                .resource_id(id)
+                .set_tag_keys(Some(remove.to_vec()))
+                .send()
+                .await
+                .map_err(|e| AwsError::from_sdk("EFS", "UntagResource", &e))?;
+        }
+        Ok(())
+    }
+}

@@ -2,6 +2,7 @@
 //! operation it calls. Errors are classified once, here ([`ErrorClass`]); listings follow every
 //! page ([`pages`]).
 
+pub mod calls;
 mod ecs;
 mod efs;
 mod error;
@@ -10,6 +11,7 @@ pub mod observed;
 mod pages;
 mod secrets;
 
+pub use calls::Calls;
 pub use ecs::{DESCRIBE_TASKS_BATCH, Ecs};
 pub use efs::Efs;
 pub use error::{AwsError, ErrorClass, Failure, classify};

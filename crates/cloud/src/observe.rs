@@ -32,10 +32,32 @@ impl Aws {
     /// Clients for the three services from one SDK configuration.
     #[must_use]
     pub fn new(config: &aws_config::SdkConfig, settings: &Settings) -> Self {
+        Self::counted(config, settings, &crate::Calls::default())
+    }
+
+    /// As [`Aws::new`], counting every call in `calls`.
+    #[must_use]
+    pub fn counted(
+        config: &aws_config::SdkConfig,
+        settings: &Settings,
+        calls: &crate::Calls,
+    ) -> Self {
+        let ecs = aws_sdk_ecs::config::Builder::from(config)
+            .interceptor(calls.clone())
+            .build();
+        let efs = aws_sdk_efs::config::Builder::from(config)
+            .interceptor(calls.clone())
+            .build();
+        let secrets = aws_sdk_secretsmanager::config::Builder::from(config)
+            .interceptor(calls.clone())
+            .build();
         Self {
-            ecs: Ecs::new(aws_sdk_ecs::Client::new(config), &settings.cluster),
-            efs: Efs::new(aws_sdk_efs::Client::new(config), &settings.file_system_id),
-            secrets: Secrets::new(aws_sdk_secretsmanager::Client::new(config)),
+            ecs: Ecs::new(aws_sdk_ecs::Client::from_conf(ecs), &settings.cluster),
+            efs: Efs::new(
+                aws_sdk_efs::Client::from_conf(efs),
+                &settings.file_system_id,
+            ),
+            secrets: Secrets::new(aws_sdk_secretsmanager::Client::from_conf(secrets)),
         }
     }
 

@@ -126,6 +126,17 @@ pub struct AgentResources {
 }
 
 impl AgentResources {
+    /// Whether anything is left that a teardown would remove: a task not yet STOPPED, an
+    /// access point, a revision, or a secret not already scheduled for deletion.
+    #[must_use]
+    pub fn has_live_resources(&self) -> bool {
+        self.tasks.iter().any(|t| !t.is_stopped())
+            || !self.access_points.is_empty()
+            || self.secret.as_ref().is_some_and(|s| !s.deleted)
+            || self.latest_revision.is_some()
+            || !self.older_revisions.is_empty()
+    }
+
     #[must_use]
     pub fn is_empty(&self) -> bool {
         self.tasks.is_empty()

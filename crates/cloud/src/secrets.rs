@@ -105,3 +105,160 @@ fn secret(
         deleted,
     }
 }
+
+/// Writes. Values pass through here only on their way to AWS; they are never logged or
+/// returned in an error.
+impl Secrets {
+    /// CreateSecret with the key names in its Description, tags and a value.
+    ///
+    /// # Errors
+    /// A failed call; ResourceExistsException when the name is taken, and
+    /// InvalidRequestException when a secret of that name waits out its recovery window.
+    pub async fn create_secret(
+        &self,
+        request: &spec::render::Secret,
+        description: &str,
+        value: &str,
+    ) -> Result<Secret, AwsError> {
+        let mut call = self
+            .client
+            .create_secret()
+            .name(&request.name)
+            .description(description)
+            .secret_string(value);
+        for (k, v) in &request.tags {
+            call = call.tags(
+                aws_sdk_secretsmanager::types::Tag::builder()
+                    .key(k)
+                    .value(v)
+                    .build(),
+            );
+        }
+        let out = call
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("SecretsManager", "CreateSecret", &e))?;
+        Ok(Secret {
+            arn: out.arn.unwrap_or_default(),
+            name: out.name.unwrap_or_default(),
+            tags: request.tags.clone(),
+            key_names: spec::render::secret_keys_in(description),
+            deleted: false,
+        })
+    }
+
+    /// RestoreSecret: cancels a scheduled deletion.
+    ///
+    /// # Errors
+    /// A failed call.
+    pub async fn restore_secret(&self, arn: &str) -> Result<(), AwsError> {
+        self.client
+            .restore_secret()
+            .secret_id(arn)
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("SecretsManager", "RestoreSecret", &e))?;
+        Ok(())
+    }
+
+    /// DeleteSecret with a recovery window, during which RestoreSecret brings it back. A
+    /// secret already gone or already scheduled counts as deleted.
+    ///
+    /// # Errors
+    /// A failed call.
+    pub async fn delete_secret(&self, arn: &str, recovery_days: i64) -> Result<(), AwsError> {
+        match self
+            .client
+            .delete_secret()
+            .secret_id(arn)
+            .recovery_window_in_days(recovery_days)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                let e = AwsError::from_sdk("SecretsManager", "DeleteSecret", &e);
+                // InvalidRequestException: already scheduled for deletion (a retry whose
+                // first response was lost).
+                if e.is_not_found() || e.has_code("InvalidRequestException") {
+                    Ok(())
+                } else {
+                    Err(e)
+                }
+            }
+        }
+    }
+
+    /// TagResource and UntagResource on a secret.
+    ///
+    /// # Errors
+    /// A failed call.
+    pub async fn tag_resource(
+        &self,
+        arn: &str,
+        add: &std::collections::BTreeMap<String, String>,
+        remove: &[String],
+    ) -> Result<(), AwsError> {
+        if !add.is_empty() {
+            let mut call = self.client.tag_resource().secret_id(arn);
+            for (k, v) in add {
+                call = call.tags(
+                    aws_sdk_secretsmanager::types::Tag::builder()
+                        .key(k)
+                        .value(v)
+                        .build(),
+                );
+            }
+            call.send()
+                .await
+                .map_err(|e| AwsError::from_sdk("SecretsManager", "TagResource", &e))?;
+        }
+        if !remove.is_empty() {
+            self.client
+                .untag_resource()
+                .secret_id(arn)
+                .set_tag_keys(Some(remove.to_vec()))
+                .send()
+                .await
+                .map_err(|e| AwsError::from_sdk("SecretsManager", "UntagResource", &e))?;
+        }
+        Ok(())
+    }
+
+    /// GetSecretValue, for the writer of values only (merging new keys into old ones).
+    ///
+    /// # Errors
+    /// A failed call.
+    pub async fn get_secret_value(&self, arn: &str) -> Result<Option<String>, AwsError> {
+        let out = self
+            .client
+            .get_secret_value()
+            .secret_id(arn)
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("SecretsManager", "GetSecretValue", &e))?;
+        Ok(out.secret_string)
+    }
+
+    /// UpdateSecret of the value and the Description in one call, so the recorded key names
+    /// never disagree with the value.
+    ///
+    /// # Errors
+    /// A failed call.
+    pub async fn update_secret(
+        &self,
+        arn: &str,
+        description: &str,
+        value: &str,
+    ) -> Result<(), AwsError> {
+        self.client
+            .update_secret()
+            .secret_id(arn)
+            .description(description)
+            .secret_string(value)
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("SecretsManager", "UpdateSecret", &e))?;
+        Ok(())
+    }
+}

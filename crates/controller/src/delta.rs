@@ -160,7 +160,7 @@ pub fn task_delta(desired: &RunTask, task: &Task) -> TaskDelta {
 
     let mut tags_add = BTreeMap::new();
     for (k, v) in &desired.tags {
-        if k != tag::RESTART && task.tags.get(k) != Some(v) {
+        if k != tag::RESTART && k != tag::LAUNCH_ATTEMPT && task.tags.get(k) != Some(v) {
             tags_add.insert(k.clone(), v.clone());
         }
     }
@@ -169,6 +169,7 @@ pub fn task_delta(desired: &RunTask, task: &Task) -> TaskDelta {
         .keys()
         .filter(|k| {
             k.as_str() != tag::RESTART
+                && k.as_str() != tag::LAUNCH_ATTEMPT
                 && !desired.tags.contains_key(*k)
                 && !k.to_lowercase().starts_with("aws:")
         })

@@ -63,12 +63,15 @@ pub fn plan(desired: &Desired<'_>, observed: &AgentResources, ctx: &Context<'_>)
 /// The status the plan ends in, built up as the plan is made.
 struct StatusDraft {
     status: AgentStatus,
+    /// The attempt already recorded in the store.
+    previous_attempt: u64,
 }
 
 impl StatusDraft {
     fn new(desired: &Desired<'_>, ctx: &Context<'_>) -> Self {
         let previous = desired.status.cloned().unwrap_or_default();
         Self {
+            previous_attempt: previous.launch_attempt,
             status: AgentStatus {
                 cluster: Some(ctx.settings.cluster.clone()),
                 file_system_id: Some(ctx.settings.file_system_id.clone()),
@@ -535,9 +538,14 @@ fn launch(
         );
         return;
     };
+    let attempt = next_attempt(&draft.status, observed);
+    let retrying = attempt == draft.status.launch_attempt;
     // A task that stopped on its own (a crash, or a person's StopTask) is restarted, with
-    // backoff when it keeps stopping; a stop for lack of secrets is not a crash.
-    if let Some(task) = last_stopped.filter(|t| stopped_on_its_own(t) && !failed_on_secrets(t)) {
+    // backoff when it keeps stopping; a stop for lack of secrets is not a crash. A retry of an
+    // attempt whose outcome is unknown is no new restart.
+    if let Some(task) =
+        last_stopped.filter(|t| !retrying && stopped_on_its_own(t) && !failed_on_secrets(t))
+    {
         let ran = task.started_at.zip(task.stopped_at).map(|(a, b)| b - a);
         if let Some(wait) = crash_backoff(&draft.status, ran, ctx.now) {
             draft.status.phase = Phase::Failed;
@@ -558,7 +566,7 @@ fn launch(
         draft.status.restarts = if reset { 1 } else { draft.status.restarts + 1 };
         draft.status.last_restart_at = Some(rfc3339(ctx.now));
     }
-    draft.status.launch_attempt += 1;
+    draft.status.launch_attempt = attempt;
     draft.status.phase = Phase::Provisioning;
     draft.condition(
         "Ready",
@@ -569,9 +577,29 @@ fn launch(
     );
     // The attempt is recorded before RunTask, so a retry after a lost response reuses the
     // launch token and a deliberate relaunch gets a new one.
-    plan.actions
-        .push(Action::UpdateStatus(draft.status.clone()));
-    plan.actions.push(Action::RunTask(want.clone()));
+    if attempt != draft.previous_attempt {
+        plan.actions
+            .push(Action::UpdateStatus(draft.status.clone()));
+    }
+    let mut run = want.clone();
+    run.tags
+        .insert(render::tag::LAUNCH_ATTEMPT.to_owned(), attempt.to_string());
+    plan.actions.push(Action::RunTask(run));
+}
+
+/// The attempt a launch uses: the one recorded in the status when no task from it was seen
+/// (its RunTask may have been lost, and reusing its token makes ECS replay it), else the next.
+fn next_attempt(status: &AgentStatus, observed: &AgentResources) -> u64 {
+    let recorded = status.launch_attempt.to_string();
+    let seen = observed
+        .tasks
+        .iter()
+        .any(|t| t.tags.get(render::tag::LAUNCH_ATTEMPT) == Some(&recorded));
+    if status.launch_attempt == 0 || seen {
+        status.launch_attempt + 1
+    } else {
+        status.launch_attempt
+    }
 }
 
 fn push_tags(

@@ -853,3 +853,66 @@ fn a_task_stopped_by_a_person_is_replaced_at_once() {
     let plan = run_plan(Some(Ok(&spec)), false, None, &observed);
     assert!(has_run_task(&plan));
 }
+
+fn launched_attempt(plan: &Plan) -> Option<String> {
+    plan.actions.iter().find_map(|a| match a {
+        Action::RunTask(r) => r.tags.get(render::tag::LAUNCH_ATTEMPT).cloned(),
+        _ => None,
+    })
+}
+
+#[test]
+fn a_launch_whose_outcome_is_unknown_is_retried_with_the_same_attempt() {
+    let spec = spec();
+    let mut observed = converged(&spec);
+    observed.tasks.clear();
+    // Attempt 3 was recorded, but no task from it was ever seen: its response may be lost.
+    let status = AgentStatus {
+        launch_attempt: 3,
+        ..AgentStatus::default()
+    };
+    let plan = run_plan(Some(Ok(&spec)), false, Some(&status), &observed);
+    assert_eq!(launched_attempt(&plan).as_deref(), Some("3"));
+    assert_eq!(final_status(&plan).launch_attempt, 3);
+    assert_eq!(final_status(&plan).restarts, 0);
+}
+
+#[test]
+fn a_relaunch_after_a_seen_attempt_uses_the_next_attempt() {
+    let spec = spec();
+    let mut observed = crashed(&spec, 30);
+    observed.tasks[0]
+        .tags
+        .insert(render::tag::LAUNCH_ATTEMPT.into(), "3".into());
+    let status = AgentStatus {
+        launch_attempt: 3,
+        ..AgentStatus::default()
+    };
+    let plan = run_plan(Some(Ok(&spec)), false, Some(&status), &observed);
+    assert_eq!(launched_attempt(&plan).as_deref(), Some("4"));
+    let recorded = plan
+        .actions
+        .iter()
+        .position(|a| matches!(a, Action::UpdateStatus(s) if s.launch_attempt == 4));
+    let run = plan
+        .actions
+        .iter()
+        .position(|a| matches!(a, Action::RunTask(_)));
+    assert!(recorded < run, "attempt 4 is recorded before RunTask");
+    assert_eq!(final_status(&plan).restarts, 1);
+}
+
+#[test]
+fn the_launch_attempt_tag_is_never_untagged_in_place() {
+    let spec = spec();
+    let mut observed = converged(&spec);
+    observed.tasks[0]
+        .tags
+        .insert(render::tag::LAUNCH_ATTEMPT.into(), "1".into());
+    let status = AgentStatus {
+        launch_attempt: 1,
+        ..settled(&spec, &observed)
+    };
+    let plan = run_plan(Some(Ok(&spec)), false, Some(&status), &observed);
+    assert!(plan.is_empty(), "{:?}", plan.actions);
+}

@@ -41,6 +41,9 @@ pub mod tag {
     pub const CLIENT_ID: &str = "clawfleet:client-id";
     /// On tasks only: the `restart_requested_at` the task was launched for.
     pub const RESTART: &str = "clawfleet:restart-requested-at";
+    /// On tasks only: the launch attempt that started it, which tells whether the attempt
+    /// recorded in the status reached ECS.
+    pub const LAUNCH_ATTEMPT: &str = "clawfleet:launch-attempt";
     /// The value of [`MANAGED_BY`].
     pub const MANAGER: &str = "clawfleet";
 }

@@ -527,6 +527,22 @@ impl Store {
         Ok(())
     }
 
+    /// Removes the status item alone (DeleteItem): the end of garbage collection for an
+    /// agent whose spec is already gone.
+    ///
+    /// # Errors
+    /// A failed DeleteItem.
+    pub async fn delete_status(&self, agent_id: &str) -> Result<(), StoreError> {
+        self.client
+            .delete_item()
+            .table_name(&self.table)
+            .set_key(Some(key(agent_id, STATUS_RECORD)))
+            .send()
+            .await
+            .map_err(|e| StoreError::aws("DeleteItem", &self.table, &e))?;
+        Ok(())
+    }
+
     /// Writes the status item (PutItem) unless it says the same as `previous`.
     /// Returns whether it wrote.
     ///

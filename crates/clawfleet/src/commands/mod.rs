@@ -5,6 +5,8 @@ mod delete;
 mod diff;
 mod get;
 mod plan;
+mod reconcile;
+mod secrets;
 mod sync;
 
 use aws_config::BehaviorVersion;
@@ -46,6 +48,23 @@ pub async fn run(cli: Cli) -> Result<Exit, Failure> {
         Command::Describe { agent_id } => get::describe(&store, &agent_id).await,
         Command::Delete { agent_id, purge } => delete::delete(&store, &agent_id, purge).await,
         Command::Restart { agent_id } => delete::restart(&store, &agent_id).await,
+        Command::Reconcile {
+            agent_id,
+            all: _,
+            secret_recovery_days,
+            controller,
+        } => {
+            reconcile::run(
+                &store,
+                &config,
+                &controller.settings(),
+                &controller.template_task_definition,
+                agent_id.as_deref(),
+                secret_recovery_days,
+            )
+            .await
+        }
+        Command::Secrets { command } => secrets::run(&store, &config, command).await,
         Command::Plan {
             agent_id,
             all: _,

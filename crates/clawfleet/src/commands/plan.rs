@@ -66,7 +66,7 @@ pub async fn run(
                 pending |= print_plan(&agent.agent_id, Some(agent), &observed, &ctx);
             }
             for (agent_id, observed) in &fleet.agents {
-                if !known.contains(agent_id.as_str()) {
+                if !known.contains(agent_id.as_str()) && observed.has_live_resources() {
                     pending |= print_plan(agent_id, None, observed, &ctx);
                 }
             }

@@ -1,0 +1,77 @@
+//! `clawfleet reconcile [AGENT_ID | --all]`: one pass of the controller.
+
+use std::collections::BTreeSet;
+
+use cloud::Aws;
+use controller::act::RealCloud;
+use controller::expectations::Expectations;
+use controller::reconcile::{Outcome, Reconciler};
+use spec::render::Settings;
+use store::Store;
+
+use crate::failure::{Exit, Failure};
+
+pub async fn run(
+    store: &Store,
+    config: &aws_config::SdkConfig,
+    settings: &Settings,
+    template: &str,
+    agent_id: Option<&str>,
+    recovery_days: i64,
+) -> Result<Exit, Failure> {
+    let aws = Aws::new(config, settings);
+    let (_, template_definition) = aws
+        .template(template, settings)
+        .await
+        .map_err(|e| Failure::Aws(e.to_string()))?;
+    let cloud = RealCloud {
+        aws: aws.clone(),
+        settings: settings.clone(),
+    };
+    let expectations = Expectations::default();
+    let reconciler = Reconciler {
+        cloud: &cloud,
+        store,
+        settings,
+        template: &template_definition,
+        expectations: &expectations,
+        recovery_days,
+    };
+    let mut work: Vec<(String, Option<cloud::observed::AgentResources>)> = Vec::new();
+    match agent_id {
+        Some(id) => work.push((id.to_owned(), None)),
+        None => {
+            let fleet = aws
+                .observe_fleet(template, settings)
+                .await
+                .map_err(|e| Failure::Aws(e.to_string()))?;
+            let agents = store.list().await?;
+            let known: BTreeSet<String> = agents.iter().map(|a| a.agent_id.clone()).collect();
+            for agent in &agents {
+                work.push((agent.agent_id.clone(), Some(fleet.agent(&agent.agent_id))));
+            }
+            for (id, resources) in &fleet.agents {
+                if !known.contains(id) && resources.has_live_resources() {
+                    work.push((id.clone(), Some(resources.clone())));
+                }
+            }
+        }
+    }
+    let mut exit = Exit::Success;
+    for (id, snapshot) in work {
+        match reconciler.reconcile(&id, snapshot).await {
+            Ok(Outcome::Converged) => println!("agent/{id} converged"),
+            Ok(Outcome::Waiting(w)) => println!(
+                "agent/{id} in progress: {} (look again in {}s)",
+                w.reason, w.after_secs
+            ),
+            Ok(Outcome::WaitingOnOwner(why)) => println!("agent/{id} waiting on its owner: {why}"),
+            Ok(Outcome::Deleted) => println!("agent/{id} deleted"),
+            Err(e) => {
+                eprintln!("error: agent {id}: {e}");
+                exit = Exit::Failed;
+            }
+        }
+    }
+    Ok(exit)
+}

@@ -1,0 +1,155 @@
+//! The AWS operations a reconcile may perform, as a trait so that tests can put a fake that
+//! behaves like AWS (remembered tokens, lagging listings, lost responses) where moto cannot.
+
+use std::collections::BTreeMap;
+
+use cloud::observed::{AccessPoint, AgentResources, Secret, Task, TaskDefinitionRevision};
+use cloud::{Aws, AwsError};
+use spec::render::{self, RunTask, Settings, TaskDefinition};
+
+/// One method per AWS operation (or, for `observe_agent`, per batch of reads).
+#[allow(async_fn_in_trait)]
+pub trait Cloud: Sync {
+    /// Every resource of one agent (ListTasks, DescribeTasks, DescribeAccessPoints,
+    /// DescribeSecret, ListTaskDefinitions, DescribeTaskDefinition).
+    async fn observe_agent(
+        &self,
+        agent_id: &str,
+        known_task: Option<&str>,
+    ) -> Result<AgentResources, AwsError>;
+    /// ECS DescribeTaskDefinition of a family's latest ACTIVE revision: the re-read before
+    /// RegisterTaskDefinition, which has no idempotency token.
+    async fn describe_task_definition(
+        &self,
+        family: &str,
+    ) -> Result<Option<TaskDefinitionRevision>, AwsError>;
+    /// Secrets Manager DescribeSecret.
+    async fn describe_secret(&self, name: &str) -> Result<Option<Secret>, AwsError>;
+    /// EFS CreateAccessPoint.
+    async fn create_access_point(
+        &self,
+        request: &render::AccessPoint,
+        token: &str,
+    ) -> Result<AccessPoint, AwsError>;
+    /// Secrets Manager CreateSecret.
+    async fn create_secret(
+        &self,
+        request: &render::Secret,
+        description: &str,
+        value: &str,
+    ) -> Result<Secret, AwsError>;
+    /// Secrets Manager RestoreSecret.
+    async fn restore_secret(&self, arn: &str) -> Result<(), AwsError>;
+    /// ECS RegisterTaskDefinition.
+    async fn register_task_definition(
+        &self,
+        definition: &TaskDefinition,
+        tags: &BTreeMap<String, String>,
+    ) -> Result<TaskDefinitionRevision, AwsError>;
+    /// ECS RunTask.
+    async fn run_task(&self, request: &RunTask, token: &str) -> Result<Task, AwsError>;
+    /// ECS StopTask.
+    async fn stop_task(&self, arn: &str, reason: &str) -> Result<(), AwsError>;
+    /// TagResource/UntagResource of the service the ARN names.
+    async fn tag_resource(
+        &self,
+        arn: &str,
+        add: &BTreeMap<String, String>,
+        remove: &[String],
+    ) -> Result<(), AwsError>;
+    /// ECS DeregisterTaskDefinition.
+    async fn deregister_task_definition(&self, arn: &str) -> Result<(), AwsError>;
+    /// EFS DeleteAccessPoint.
+    async fn delete_access_point(&self, id: &str) -> Result<(), AwsError>;
+    /// Secrets Manager DeleteSecret with a recovery window.
+    async fn delete_secret(&self, arn: &str, recovery_days: i64) -> Result<(), AwsError>;
+}
+
+/// The real AWS, configured for one installation.
+#[derive(Debug, Clone)]
+pub struct RealCloud {
+    pub aws: Aws,
+    pub settings: Settings,
+}
+
+impl Cloud for RealCloud {
+    async fn observe_agent(
+        &self,
+        agent_id: &str,
+        known_task: Option<&str>,
+    ) -> Result<AgentResources, AwsError> {
+        self.aws
+            .observe_agent(agent_id, known_task, &self.settings)
+            .await
+    }
+    async fn describe_secret(&self, name: &str) -> Result<Option<Secret>, AwsError> {
+        self.aws.secrets.describe_secret(name).await
+    }
+    async fn describe_task_definition(
+        &self,
+        family: &str,
+    ) -> Result<Option<TaskDefinitionRevision>, AwsError> {
+        self.aws.ecs.describe_task_definition(family).await
+    }
+    async fn create_access_point(
+        &self,
+        request: &render::AccessPoint,
+        token: &str,
+    ) -> Result<AccessPoint, AwsError> {
+        self.aws.efs.create_access_point(request, token).await
+    }
+    async fn create_secret(
+        &self,
+        request: &render::Secret,
+        description: &str,
+        value: &str,
+    ) -> Result<Secret, AwsError> {
+        self.aws
+            .secrets
+            .create_secret(request, description, value)
+            .await
+    }
+    async fn restore_secret(&self, arn: &str) -> Result<(), AwsError> {
+        self.aws.secrets.restore_secret(arn).await
+    }
+    async fn register_task_definition(
+        &self,
+        definition: &TaskDefinition,
+        tags: &BTreeMap<String, String>,
+    ) -> Result<TaskDefinitionRevision, AwsError> {
+        self.aws
+            .ecs
+            .register_task_definition(definition, tags)
+            .await
+    }
+    async fn run_task(&self, request: &RunTask, token: &str) -> Result<Task, AwsError> {
+        self.aws.ecs.run_task(request, token).await
+    }
+    async fn stop_task(&self, arn: &str, reason: &str) -> Result<(), AwsError> {
+        self.aws.ecs.stop_task(arn, reason).await
+    }
+    async fn tag_resource(
+        &self,
+        arn: &str,
+        add: &BTreeMap<String, String>,
+        remove: &[String],
+    ) -> Result<(), AwsError> {
+        if arn.contains(":elasticfilesystem:") {
+            let id = arn.rsplit('/').next().unwrap_or(arn);
+            self.aws.efs.tag_resource(id, add, remove).await
+        } else if arn.contains(":secretsmanager:") {
+            self.aws.secrets.tag_resource(arn, add, remove).await
+        } else {
+            self.aws.ecs.tag_resource(arn, add, remove).await
+        }
+    }
+    async fn deregister_task_definition(&self, arn: &str) -> Result<(), AwsError> {
+        self.aws.ecs.deregister_task_definition(arn).await
+    }
+    async fn delete_access_point(&self, id: &str) -> Result<(), AwsError> {
+        self.aws.efs.delete_access_point(id).await
+    }
+    async fn delete_secret(&self, arn: &str, recovery_days: i64) -> Result<(), AwsError> {
+        self.aws.secrets.delete_secret(arn, recovery_days).await
+    }
+}

@@ -1,0 +1,182 @@
+//! Expectations, as in Kubernetes controllers: every create is remembered until a listing
+//! shows it or it times out, because listings lag behind writes and a create that a lagging
+//! listing does not show yet must not be made twice.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use cloud::observed::{AccessPoint, AgentResources, Secret, Task, TaskDefinitionRevision};
+use tokio::time::Instant;
+
+/// How long a create is trusted without being observed.
+pub const DEFAULT_TTL: Duration = Duration::from_secs(300);
+
+#[derive(Debug, Clone)]
+enum Created {
+    AccessPoint(AccessPoint),
+    Secret(Secret),
+    Revision(TaskDefinitionRevision),
+    Task(Task),
+}
+
+#[derive(Debug)]
+struct Expected {
+    created: Created,
+    until: Instant,
+}
+
+/// Creates not yet observed, per agent.
+#[derive(Debug)]
+pub struct Expectations {
+    ttl: Duration,
+    by_agent: Mutex<HashMap<String, Vec<Expected>>>,
+}
+
+impl Default for Expectations {
+    fn default() -> Self {
+        Self::new(DEFAULT_TTL)
+    }
+}
+
+impl Expectations {
+    #[must_use]
+    pub fn new(ttl: Duration) -> Self {
+        Self {
+            ttl,
+            by_agent: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn add(&self, agent_id: &str, created: Created) {
+        if let Ok(mut map) = self.by_agent.lock() {
+            map.entry(agent_id.to_owned()).or_default().push(Expected {
+                created,
+                until: Instant::now() + self.ttl,
+            });
+        }
+    }
+
+    pub fn access_point(&self, agent_id: &str, ap: &AccessPoint) {
+        self.add(agent_id, Created::AccessPoint(ap.clone()));
+    }
+    pub fn secret(&self, agent_id: &str, secret: &Secret) {
+        self.add(agent_id, Created::Secret(secret.clone()));
+    }
+    pub fn revision(&self, agent_id: &str, revision: &TaskDefinitionRevision) {
+        self.add(agent_id, Created::Revision(revision.clone()));
+    }
+    pub fn task(&self, agent_id: &str, task: &Task) {
+        self.add(agent_id, Created::Task(task.clone()));
+    }
+
+    /// Adds to `observed` what was created and is not listed yet; forgets what is listed now
+    /// or has expired.
+    pub fn merge(&self, agent_id: &str, observed: &mut AgentResources) {
+        let Ok(mut map) = self.by_agent.lock() else {
+            return;
+        };
+        let Some(expected) = map.get_mut(agent_id) else {
+            return;
+        };
+        let now = Instant::now();
+        expected.retain(|e| {
+            if e.until <= now {
+                return false;
+            }
+            match &e.created {
+                Created::AccessPoint(ap) => {
+                    if observed.access_points.iter().any(|o| o.id == ap.id) {
+                        return false;
+                    }
+                    observed.access_points.push(ap.clone());
+                }
+                Created::Secret(s) => {
+                    if observed.secret.as_ref().is_some_and(|o| o.arn == s.arn) {
+                        return false;
+                    }
+                    if observed.secret.as_ref().is_none_or(|o| o.deleted) {
+                        observed.secret = Some(s.clone());
+                    }
+                }
+                Created::Revision(r) => {
+                    let latest = observed.latest_revision.as_ref();
+                    if latest.is_some_and(|l| l.revision >= r.revision) {
+                        return false;
+                    }
+                    if let Some(old) = observed.latest_revision.replace(r.clone()) {
+                        observed.older_revisions.push(old.arn);
+                    }
+                }
+                Created::Task(t) => {
+                    if observed.tasks.iter().any(|o| o.arn == t.arn) {
+                        return false;
+                    }
+                    observed.tasks.insert(0, t.clone());
+                }
+            }
+            true
+        });
+        if expected.is_empty() {
+            map.remove(agent_id);
+        }
+    }
+
+    /// Forgets an agent (deleted).
+    pub fn forget(&self, agent_id: &str) {
+        if let Ok(mut map) = self.by_agent.lock() {
+            map.remove(agent_id);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn task(arn: &str) -> Task {
+        Task {
+            arn: arn.into(),
+            last_status: "PROVISIONING".into(),
+            desired_status: "RUNNING".into(),
+            ..Task::default()
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_create_not_yet_listed_is_added_to_the_observation() {
+        let e = Expectations::new(Duration::from_secs(60));
+        e.task("a1", &task("t1"));
+        let mut observed = AgentResources::default();
+        e.merge("a1", &mut observed);
+        assert_eq!(observed.tasks.len(), 1);
+        let mut other = AgentResources::default();
+        e.merge("a2", &mut other);
+        assert!(other.tasks.is_empty(), "expectations are per agent");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_listed_create_is_forgotten() {
+        let e = Expectations::new(Duration::from_secs(60));
+        e.task("a1", &task("t1"));
+        let mut observed = AgentResources {
+            tasks: vec![task("t1")],
+            ..AgentResources::default()
+        };
+        e.merge("a1", &mut observed);
+        assert_eq!(observed.tasks.len(), 1, "not added twice");
+        let mut later = AgentResources::default();
+        e.merge("a1", &mut later);
+        assert!(later.tasks.is_empty(), "forgotten once observed");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_expectation_expires() {
+        let e = Expectations::new(Duration::from_secs(60));
+        e.task("a1", &task("t1"));
+        tokio::time::advance(Duration::from_secs(61)).await;
+        let mut observed = AgentResources::default();
+        e.merge("a1", &mut observed);
+        assert!(observed.tasks.is_empty());
+    }
+}
