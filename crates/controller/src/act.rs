@@ -25,6 +25,9 @@ pub trait Cloud: Sync {
     ) -> Result<Option<TaskDefinitionRevision>, AwsError>;
     /// Secrets Manager DescribeSecret.
     async fn describe_secret(&self, name: &str) -> Result<Option<Secret>, AwsError>;
+    /// EFS DescribeAccessPoints of one access point: the re-read before creating a new one
+    /// when the status names one the listing does not show (lag, or deleted).
+    async fn describe_access_point(&self, id: &str) -> Result<Option<AccessPoint>, AwsError>;
     /// EFS CreateAccessPoint.
     async fn create_access_point(
         &self,
@@ -73,6 +76,9 @@ pub struct RealCloud {
 }
 
 impl Cloud for RealCloud {
+    async fn describe_access_point(&self, id: &str) -> Result<Option<AccessPoint>, AwsError> {
+        self.aws.efs.describe_access_point(id).await
+    }
     async fn observe_agent(
         &self,
         agent_id: &str,

@@ -193,8 +193,25 @@ impl<C: Cloud> Reconciler<'_, C> {
         info!(agent_id, action = %action, "acting");
         match action {
             Action::CreateAccessPoint(request) => {
-                let replaces = status.as_ref().and_then(|s| s.access_point_id.as_deref());
-                let token = token::access_point_token(agent_id, &request, replaces);
+                // The status names the access point last seen. Not listed now means a lagging
+                // listing (adopt it) or a deletion behind our back (create a new one, with a
+                // token of its own so EFS does not hand back the deleted one).
+                let known = status.as_ref().and_then(|s| s.access_point_id.clone());
+                if let Some(id) = &known
+                    && let Some(ap) = self.cloud.describe_access_point(id).await?
+                    && ap.is_usable()
+                    && ap.root_path.as_deref() == Some(request.root_path.as_str())
+                {
+                    observed.access_points.push(ap);
+                    return Ok(None);
+                }
+                let incarnation = agent
+                    .spec
+                    .as_ref()
+                    .and_then(|s| s.meta.created_at.as_deref())
+                    .unwrap_or_default();
+                let token =
+                    token::access_point_token(agent_id, incarnation, &request, known.as_deref());
                 let ap = self.cloud.create_access_point(&request, &token).await?;
                 self.expectations.access_point(agent_id, &ap);
                 observed.access_points.push(ap);

@@ -37,12 +37,22 @@ pub fn launch_token(agent_id: &str, attempt: u64, request: &RunTask) -> String {
     )
 }
 
-/// The CreateAccessPoint `ClientToken`: the request's content and the access point it replaces
-/// (none for the first), so one deleted behind clawfleet's back is recreated, not replayed.
+/// The CreateAccessPoint `ClientToken`: the agent's incarnation (its spec's `created_at`, new
+/// when a deleted agent id is created again), the request's content and the access point it
+/// replaces (none for the first), so one deleted behind clawfleet's back, or by a deletion of
+/// the whole agent, is recreated rather than replayed.
 #[must_use]
-pub fn access_point_token(agent_id: &str, request: &AccessPoint, replaces: Option<&str>) -> String {
+pub fn access_point_token(
+    agent_id: &str,
+    incarnation: &str,
+    request: &AccessPoint,
+    replaces: Option<&str>,
+) -> String {
     let content = serde_json::to_string(request).unwrap_or_default();
-    token("a", &[agent_id, &content, replaces.unwrap_or("")])
+    token(
+        "a",
+        &[agent_id, incarnation, &content, replaces.unwrap_or("")],
+    )
 }
 
 #[cfg(test)]
@@ -126,7 +136,14 @@ mod tests {
             &Settings::new("dev", "fs-1"),
         );
         assert!(
-            access_point_token("a", &ap, Some("fsap-0123456789abcdef0")).len() <= MAX_TOKEN_LEN
+            access_point_token(
+                "a",
+                "2026-11-25T10:00:00Z",
+                &ap,
+                Some("fsap-0123456789abcdef0")
+            )
+            .len()
+                <= MAX_TOKEN_LEN
         );
     }
 
@@ -142,13 +159,16 @@ mod tests {
             .expect("valid"),
             &Settings::new("dev", "fs-1"),
         );
-        assert_eq!(
-            access_point_token("acme-support", &ap, None),
-            access_point_token("acme-support", &ap, None)
-        );
+        let t = |incarnation: &str, replaces: Option<&str>| {
+            access_point_token("acme-support", incarnation, &ap, replaces)
+        };
+        let first = "2026-11-25T10:00:00Z";
+        assert_eq!(t(first, None), t(first, None));
+        assert_ne!(t(first, None), t(first, Some("fsap-1")));
         assert_ne!(
-            access_point_token("acme-support", &ap, None),
-            access_point_token("acme-support", &ap, Some("fsap-1"))
+            t(first, None),
+            t("2026-12-01T10:00:00Z", None),
+            "a re-created agent"
         );
     }
 }

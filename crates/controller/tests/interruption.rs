@@ -1,0 +1,650 @@
+//! Interruption: for every mutating call in turn, make it succeed but lose its response, or
+//! fail it, then reconcile again (as a restarted controller, with no memory of the first try)
+//! against a fake that behaves like AWS where moto does not: RunTask tokens remembered and
+//! replayed (ConflictException for other parameters), EFS tokens honoured, names unique,
+//! listings that lag behind writes. No access point, secret, revision or task may be doubled.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+
+use cloud::observed::{AccessPoint, AgentResources, Secret, Task, TaskDefinitionRevision};
+use cloud::{AwsError, ErrorClass};
+use controller::act::Cloud;
+use controller::expectations::Expectations;
+use controller::reconcile::{Outcome, Reconciler};
+use spec::render::{self, RunTask, Settings, TaskDefinition, tag};
+use spec::{AgentDocument, AgentSpec};
+use store::Store;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fault {
+    /// The call takes effect, but its response never arrives.
+    LoseResponse,
+    /// The call fails before taking effect.
+    Fail,
+}
+
+#[derive(Default)]
+struct State {
+    /// Advances on every listing; a resource shows in listings `lag` ticks after its creation.
+    clock: u64,
+    lag: u64,
+    fault: Option<(&'static str, Fault)>,
+    next_id: u64,
+    access_points: Vec<(AccessPoint, u64)>,
+    ap_tokens: HashMap<String, String>,
+    secrets: Vec<(Secret, u64)>,
+    revisions: Vec<(TaskDefinitionRevision, u64, bool)>,
+    tasks: Vec<(Task, u64)>,
+    run_tokens: HashMap<String, (String, String)>,
+    calls: Vec<&'static str>,
+}
+
+struct FakeAws {
+    state: Mutex<State>,
+}
+
+fn error(operation: &'static str, code: &str, class: ErrorClass) -> AwsError {
+    AwsError {
+        service: "Fake",
+        operation,
+        code: Some(code.to_owned()),
+        message: format!("{code}: injected"),
+        class,
+    }
+}
+
+impl FakeAws {
+    fn new(lag: u64) -> Self {
+        Self {
+            state: Mutex::new(State {
+                lag,
+                ..State::default()
+            }),
+        }
+    }
+
+    fn inject(&self, operation: &'static str, fault: Fault) {
+        self.state.lock().unwrap().fault = Some((operation, fault));
+    }
+
+    /// Runs a mutating call under the injected fault: `effect` happens unless the call fails.
+    fn call<T>(
+        &self,
+        operation: &'static str,
+        effect: impl FnOnce(&mut State) -> Result<T, AwsError>,
+    ) -> Result<T, AwsError> {
+        let mut state = self.state.lock().unwrap();
+        state.calls.push(operation);
+        let fault = match state.fault {
+            Some((op, fault)) if op == operation => {
+                state.fault = None;
+                Some(fault)
+            }
+            _ => None,
+        };
+        if fault == Some(Fault::Fail) {
+            return Err(error(
+                operation,
+                "ServiceUnavailableException",
+                ErrorClass::Transient,
+            ));
+        }
+        let result = effect(&mut state);
+        if fault == Some(Fault::LoseResponse) {
+            return Err(AwsError {
+                service: "Fake",
+                operation,
+                code: None,
+                message: "connection reset before the response".into(),
+                class: ErrorClass::Transient,
+            });
+        }
+        result
+    }
+
+    fn id(state: &mut State, prefix: &str) -> String {
+        state.next_id += 1;
+        format!("{prefix}{:08}", state.next_id)
+    }
+
+    fn count(&self, f: impl Fn(&State) -> usize) -> usize {
+        f(&self.state.lock().unwrap())
+    }
+}
+
+impl Cloud for FakeAws {
+    async fn observe_agent(
+        &self,
+        agent_id: &str,
+        known_task: Option<&str>,
+    ) -> Result<AgentResources, AwsError> {
+        let mut s = self.state.lock().unwrap();
+        s.clock += 1;
+        let visible = |created: u64| created + s.lag <= s.clock;
+        let mine = |tags: &BTreeMap<String, String>| {
+            tags.get(tag::AGENT_ID).map(String::as_str) == Some(agent_id)
+        };
+        let mut tasks: Vec<Task> = s
+            .tasks
+            .iter()
+            .filter(|(t, c)| mine(&t.tags) && (visible(*c) || Some(t.arn.as_str()) == known_task))
+            .map(|(t, _)| t.clone())
+            .collect();
+        tasks.reverse();
+        let mut revisions: Vec<&(TaskDefinitionRevision, u64, bool)> = s
+            .revisions
+            .iter()
+            .filter(|(r, c, active)| {
+                *active && visible(*c) && r.content.family.ends_with(&format!("_{agent_id}"))
+            })
+            .collect();
+        revisions.sort_by_key(|(r, _, _)| std::cmp::Reverse(r.revision));
+        Ok(AgentResources {
+            tasks,
+            access_points: s
+                .access_points
+                .iter()
+                .filter(|(a, c)| mine(&a.tags) && visible(*c))
+                .map(|(a, _)| a.clone())
+                .collect(),
+            secret: s
+                .secrets
+                .iter()
+                .filter(|(x, c)| mine(&x.tags) && visible(*c))
+                .map(|(x, _)| x.clone())
+                .next(),
+            latest_revision: revisions.first().map(|(r, _, _)| r.clone()),
+            older_revisions: revisions
+                .iter()
+                .skip(1)
+                .map(|(r, _, _)| r.arn.clone())
+                .collect(),
+        })
+    }
+
+    async fn describe_access_point(&self, id: &str) -> Result<Option<AccessPoint>, AwsError> {
+        let s = self.state.lock().unwrap();
+        Ok(s.access_points
+            .iter()
+            .find(|(a, _)| a.id == id)
+            .map(|(a, _)| a.clone()))
+    }
+
+    async fn describe_task_definition(
+        &self,
+        family: &str,
+    ) -> Result<Option<TaskDefinitionRevision>, AwsError> {
+        let s = self.state.lock().unwrap();
+        Ok(s.revisions
+            .iter()
+            .filter(|(r, _, active)| *active && r.content.family == family)
+            .max_by_key(|(r, _, _)| r.revision)
+            .map(|(r, _, _)| r.clone()))
+    }
+
+    async fn describe_secret(&self, name: &str) -> Result<Option<Secret>, AwsError> {
+        let s = self.state.lock().unwrap();
+        Ok(s.secrets
+            .iter()
+            .find(|(x, _)| x.name == name)
+            .map(|(x, _)| x.clone()))
+    }
+
+    async fn create_access_point(
+        &self,
+        request: &render::AccessPoint,
+        token: &str,
+    ) -> Result<AccessPoint, AwsError> {
+        self.call("CreateAccessPoint", |s| {
+            if let Some(id) = s.ap_tokens.get(token).cloned() {
+                // EFS returns the access point the token created.
+                return Ok(s
+                    .access_points
+                    .iter()
+                    .find(|(a, _)| a.id == id)
+                    .map(|(a, _)| a.clone())
+                    .unwrap());
+            }
+            let id = Self::id(s, "fsap-");
+            let ap = AccessPoint {
+                id: id.clone(),
+                arn: format!("arn:aws:elasticfilesystem:us-east-1:1:access-point/{id}"),
+                file_system_id: request.file_system_id.clone(),
+                root_path: Some(request.root_path.clone()),
+                posix_uid: Some(i64::from(request.posix_uid)),
+                posix_gid: Some(i64::from(request.posix_gid)),
+                tags: request.tags.clone(),
+                life_cycle_state: "available".into(),
+            };
+            s.ap_tokens.insert(token.to_owned(), id);
+            let at = s.clock;
+            s.access_points.push((ap.clone(), at));
+            Ok(ap)
+        })
+    }
+
+    async fn create_secret(
+        &self,
+        request: &render::Secret,
+        description: &str,
+        _value: &str,
+    ) -> Result<Secret, AwsError> {
+        self.call("CreateSecret", |s| {
+            if let Some((existing, _)) = s.secrets.iter().find(|(x, _)| x.name == request.name) {
+                let code = if existing.deleted {
+                    "InvalidRequestException"
+                } else {
+                    "ResourceExistsException"
+                };
+                return Err(error("CreateSecret", code, ErrorClass::Terminal));
+            }
+            let id = Self::id(s, "");
+            let secret = Secret {
+                arn: format!(
+                    "arn:aws:secretsmanager:us-east-1:1:secret:{}-{id}",
+                    request.name
+                ),
+                name: request.name.clone(),
+                tags: request.tags.clone(),
+                key_names: render::secret_keys_in(description),
+                deleted: false,
+            };
+            let at = s.clock;
+            s.secrets.push((secret.clone(), at));
+            Ok(secret)
+        })
+    }
+
+    async fn restore_secret(&self, arn: &str) -> Result<(), AwsError> {
+        self.call("RestoreSecret", |s| {
+            for (x, _) in s.secrets.iter_mut().filter(|(x, _)| x.arn == arn) {
+                x.deleted = false;
+            }
+            Ok(())
+        })
+    }
+
+    async fn register_task_definition(
+        &self,
+        definition: &TaskDefinition,
+        _tags: &BTreeMap<String, String>,
+    ) -> Result<TaskDefinitionRevision, AwsError> {
+        self.call("RegisterTaskDefinition", |s| {
+            let revision = 1 + s
+                .revisions
+                .iter()
+                .filter(|(r, _, _)| r.content.family == definition.family)
+                .count() as i32;
+            let rev = TaskDefinitionRevision {
+                arn: format!(
+                    "arn:aws:ecs:us-east-1:1:task-definition/{}:{revision}",
+                    definition.family
+                ),
+                revision,
+                content: definition.clone(),
+            };
+            let at = s.clock;
+            s.revisions.push((rev.clone(), at, true));
+            Ok(rev)
+        })
+    }
+
+    async fn run_task(&self, request: &RunTask, token: &str) -> Result<Task, AwsError> {
+        self.call("RunTask", |s| {
+            let params = serde_json::to_string(request).unwrap();
+            if let Some((seen, arn)) = s.run_tokens.get(token).cloned() {
+                if seen != params {
+                    return Err(error("RunTask", "ConflictException", ErrorClass::Terminal));
+                }
+                // ECS replays the original result for up to 24 hours.
+                return Ok(s
+                    .tasks
+                    .iter()
+                    .find(|(t, _)| t.arn == arn)
+                    .map(|(t, _)| t.clone())
+                    .unwrap());
+            }
+            let id = Self::id(s, "");
+            let task = Task {
+                arn: format!("arn:aws:ecs:us-east-1:1:task/{}/{id}", request.cluster),
+                task_definition_arn: request.task_definition.clone(),
+                last_status: "RUNNING".into(),
+                desired_status: "RUNNING".into(),
+                started_by: Some(request.started_by.clone()),
+                tags: request.tags.clone(),
+                overrides: Some(request.overrides.clone()),
+                started_at: Some(1_780_000_000),
+                ..Task::default()
+            };
+            s.run_tokens
+                .insert(token.to_owned(), (params, task.arn.clone()));
+            let at = s.clock;
+            s.tasks.push((task.clone(), at));
+            Ok(task)
+        })
+    }
+
+    async fn stop_task(&self, arn: &str, reason: &str) -> Result<(), AwsError> {
+        self.call("StopTask", |s| {
+            for (t, _) in s.tasks.iter_mut().filter(|(t, _)| t.arn == arn) {
+                t.desired_status = "STOPPED".into();
+                t.last_status = "STOPPED".into();
+                t.stopped_reason = Some(reason.to_owned());
+            }
+            Ok(())
+        })
+    }
+
+    async fn tag_resource(
+        &self,
+        _arn: &str,
+        _add: &BTreeMap<String, String>,
+        _remove: &[String],
+    ) -> Result<(), AwsError> {
+        self.call("TagResource", |_| Ok(()))
+    }
+
+    async fn deregister_task_definition(&self, arn: &str) -> Result<(), AwsError> {
+        self.call("DeregisterTaskDefinition", |s| {
+            for (r, _, active) in s.revisions.iter_mut().filter(|(r, _, _)| r.arn == arn) {
+                let _ = r;
+                *active = false;
+            }
+            Ok(())
+        })
+    }
+
+    async fn delete_access_point(&self, id: &str) -> Result<(), AwsError> {
+        self.call("DeleteAccessPoint", |s| {
+            s.access_points.retain(|(a, _)| a.id != id);
+            Ok(())
+        })
+    }
+
+    async fn delete_secret(&self, arn: &str, _days: i64) -> Result<(), AwsError> {
+        self.call("DeleteSecret", |s| {
+            for (x, _) in s.secrets.iter_mut().filter(|(x, _)| x.arn == arn) {
+                x.deleted = true;
+            }
+            Ok(())
+        })
+    }
+}
+
+fn settings() -> Settings {
+    Settings {
+        subnets: vec!["subnet-a".into()],
+        security_groups: vec!["sg-1".into()],
+        ..Settings::new("fake", "fs-1")
+    }
+}
+
+fn template() -> TaskDefinition {
+    TaskDefinition {
+        family: "agent-template".into(),
+        task_role_arn: Some("arn:aws:iam::1:role/task".into()),
+        network_mode: Some("awsvpc".into()),
+        requires_compatibilities: vec!["FARGATE".into()],
+        container_definitions: vec![render::Container {
+            name: "agent".into(),
+            image: "openclaw/openclaw:latest".into(),
+            memory_reservation: Some(512),
+            ..render::Container::default()
+        }],
+        ..TaskDefinition::default()
+    }
+}
+
+fn spec(agent_id: &str) -> AgentSpec {
+    AgentDocument {
+        agent_id: Some(agent_id.into()),
+        client_id: Some("acme".into()),
+        ..AgentDocument::default()
+    }
+    .validate()
+    .unwrap()
+}
+
+async fn store() -> Store {
+    let config = local_aws::sdk_config().await;
+    let store = Store::new(
+        aws_sdk_dynamodb::Client::new(&config),
+        local_aws::unique("interrupt"),
+    );
+    store.bootstrap().await.unwrap();
+    store
+}
+
+/// Reconciles as a controller that restarts between tries: no expectations survive.
+async fn reconcile_until_converged(fake: &FakeAws, store: &Store, agent_id: &str) -> Vec<String> {
+    let settings = settings();
+    let template = template();
+    let mut outcomes = Vec::new();
+    for _ in 0..12 {
+        let expectations = Expectations::default();
+        let reconciler = Reconciler {
+            cloud: fake,
+            store,
+            settings: &settings,
+            template: &template,
+            expectations: &expectations,
+            recovery_days: 7,
+        };
+        match reconciler.reconcile(agent_id, None).await {
+            Ok(Outcome::Converged) => {
+                outcomes.push("converged".into());
+                return outcomes;
+            }
+            Ok(Outcome::Deleted) => {
+                outcomes.push("deleted".into());
+                return outcomes;
+            }
+            Ok(other) => outcomes.push(format!("{other:?}")),
+            Err(e) => outcomes.push(format!("error: {e}")),
+        }
+    }
+    panic!("did not converge: {outcomes:?}")
+}
+
+fn assert_one_of_each(fake: &FakeAws, agent_id: &str) {
+    let mine = |tags: &BTreeMap<String, String>| {
+        tags.get(tag::AGENT_ID).map(String::as_str) == Some(agent_id)
+    };
+    assert_eq!(
+        fake.count(|s| s
+            .access_points
+            .iter()
+            .filter(|(a, _)| mine(&a.tags))
+            .count()),
+        1,
+        "access points"
+    );
+    assert_eq!(
+        fake.count(|s| s.secrets.iter().filter(|(x, _)| mine(&x.tags)).count()),
+        1,
+        "secrets"
+    );
+    assert_eq!(
+        fake.count(|s| s.revisions.iter().filter(|(_, _, active)| *active).count()),
+        1,
+        "revisions"
+    );
+    assert_eq!(
+        fake.count(|s| s.tasks.iter().filter(|(t, _)| mine(&t.tags)).count()),
+        1,
+        "tasks ever started"
+    );
+    assert_eq!(
+        fake.count(|s| s
+            .tasks
+            .iter()
+            .filter(|(t, _)| t.desired_status == "RUNNING")
+            .count()),
+        1,
+        "live tasks"
+    );
+}
+
+#[tokio::test]
+async fn every_create_survives_a_lost_response_or_a_failure_without_duplicates() {
+    let store = store().await;
+    for operation in [
+        "CreateAccessPoint",
+        "CreateSecret",
+        "RegisterTaskDefinition",
+        "RunTask",
+    ] {
+        for fault in [Fault::LoseResponse, Fault::Fail] {
+            let agent_id = local_aws::unique("agent");
+            store.apply(&spec(&agent_id), "cli").await.unwrap();
+            // Listings lag two reconciles behind writes.
+            let fake = FakeAws::new(2);
+            fake.inject(operation, fault);
+            let outcomes = reconcile_until_converged(&fake, &store, &agent_id).await;
+            assert!(
+                outcomes.iter().any(|o| o.starts_with("error")),
+                "{operation} {fault:?}: the fault must surface as an error first: {outcomes:?}"
+            );
+            assert_one_of_each(&fake, &agent_id);
+            let status = store.get(&agent_id).await.unwrap().unwrap().status.unwrap();
+            assert_eq!(status.phase, spec::Phase::Running, "{operation} {fault:?}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_lost_run_task_response_is_retried_with_the_same_token_and_replayed() {
+    let store = store().await;
+    let agent_id = local_aws::unique("agent");
+    store.apply(&spec(&agent_id), "cli").await.unwrap();
+    // A long lag: without the replayed token, the second reconcile would start a second task.
+    let fake = FakeAws::new(100);
+    fake.inject("RunTask", Fault::LoseResponse);
+    reconcile_until_converged(&fake, &store, &agent_id).await;
+    let run_calls = fake.count(|s| s.calls.iter().filter(|c| **c == "RunTask").count());
+    assert_eq!(run_calls, 2, "one lost, one replayed");
+    assert_eq!(fake.count(|s| s.run_tokens.len()), 1, "both used one token");
+    assert_one_of_each(&fake, &agent_id);
+}
+
+#[tokio::test]
+async fn teardown_survives_lost_responses_of_every_delete() {
+    let store = store().await;
+    for operation in [
+        "StopTask",
+        "DeleteAccessPoint",
+        "DeleteSecret",
+        "DeregisterTaskDefinition",
+    ] {
+        for fault in [Fault::LoseResponse, Fault::Fail] {
+            let agent_id = local_aws::unique("agent");
+            store.apply(&spec(&agent_id), "cli").await.unwrap();
+            let fake = FakeAws::new(0);
+            reconcile_until_converged(&fake, &store, &agent_id).await;
+            store
+                .request_deletion(&agent_id, &spec::now_rfc3339())
+                .await
+                .unwrap();
+            fake.inject(operation, fault);
+            let outcomes = reconcile_until_converged(&fake, &store, &agent_id).await;
+            assert_eq!(
+                outcomes.last().map(String::as_str),
+                Some("deleted"),
+                "{operation} {fault:?}: {outcomes:?}"
+            );
+            let mine = |tags: &BTreeMap<String, String>| {
+                tags.get(tag::AGENT_ID).map(String::as_str) == Some(agent_id.as_str())
+            };
+            assert_eq!(
+                fake.count(|s| s
+                    .access_points
+                    .iter()
+                    .filter(|(a, _)| mine(&a.tags))
+                    .count()),
+                0
+            );
+            assert_eq!(
+                fake.count(|s| s
+                    .secrets
+                    .iter()
+                    .filter(|(x, _)| mine(&x.tags) && !x.deleted)
+                    .count()),
+                0
+            );
+            assert_eq!(
+                fake.count(|s| s.revisions.iter().filter(|(_, _, active)| *active).count()),
+                0
+            );
+            assert_eq!(
+                fake.count(|s| s
+                    .tasks
+                    .iter()
+                    .filter(|(t, _)| t.last_status != "STOPPED")
+                    .count()),
+                0
+            );
+            assert!(
+                store.get(&agent_id).await.unwrap().is_none(),
+                "items removed"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_recreated_agent_restores_its_own_secret_but_never_another_tenants() {
+    let store = store().await;
+    let agent_id = local_aws::unique("agent");
+    store.apply(&spec(&agent_id), "cli").await.unwrap();
+    let fake = FakeAws::new(0);
+    reconcile_until_converged(&fake, &store, &agent_id).await;
+    store
+        .request_deletion(&agent_id, &spec::now_rfc3339())
+        .await
+        .unwrap();
+    reconcile_until_converged(&fake, &store, &agent_id).await;
+    assert!(fake.count(|s| s.secrets.iter().filter(|(x, _)| x.deleted).count()) == 1);
+
+    // The same tenant re-creates the agent: its secret comes back from the recovery window.
+    store.apply(&spec(&agent_id), "cli").await.unwrap();
+    reconcile_until_converged(&fake, &store, &agent_id).await;
+    assert_eq!(fake.count(|s| s.secrets.len()), 1);
+    assert!(fake.count(|s| s.calls.iter().filter(|c| **c == "RestoreSecret").count()) == 1);
+
+    // Another tenant takes the same agent id after deletion: the secret is never handed over.
+    store
+        .request_deletion(&agent_id, &spec::now_rfc3339())
+        .await
+        .unwrap();
+    reconcile_until_converged(&fake, &store, &agent_id).await;
+    let mut other = spec(&agent_id);
+    other.client_id = "globex".into();
+    store.apply(&other, "cli").await.unwrap();
+    let settings = settings();
+    let template = template();
+    let expectations = Expectations::default();
+    let reconciler = Reconciler {
+        cloud: &fake,
+        store: &store,
+        settings: &settings,
+        template: &template,
+        expectations: &expectations,
+        recovery_days: 7,
+    };
+    let err = reconciler.reconcile(&agent_id, None).await.unwrap_err();
+    assert!(err.to_string().contains("is not this agent's"), "{err}");
+    assert_eq!(err.class(), ErrorClass::Terminal);
+    assert!(
+        fake.count(|s| s.calls.iter().filter(|c| **c == "RestoreSecret").count()) == 1,
+        "no second restore"
+    );
+    let status = store.get(&agent_id).await.unwrap().unwrap().status.unwrap();
+    assert!(
+        status
+            .message
+            .unwrap_or_default()
+            .contains("is not this agent's")
+    );
+}

@@ -1,0 +1,510 @@
+//! One agent's whole life against moto: create, change plan, stop, start, restart, secrets,
+//! delete; every AWS and DynamoDB call counted with an SDK interceptor.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+use std::collections::BTreeMap;
+use std::process::Command;
+
+use cloud::observed::Task;
+use cloud::{Aws, Calls};
+use controller::act::{Cloud, RealCloud};
+use controller::expectations::Expectations;
+use controller::reconcile::{Outcome, Reconciler};
+use spec::render::{self, Settings, tag};
+use spec::{AgentDocument, AgentSpec, DesiredState, Phase};
+use store::Store;
+
+struct Env {
+    settings: Settings,
+    template_name: String,
+    calls: Calls,
+    cloud: RealCloud,
+    store: Store,
+    ecs: aws_sdk_ecs::Client,
+    efs: aws_sdk_efs::Client,
+    sm: aws_sdk_secretsmanager::Client,
+}
+
+async fn env() -> Env {
+    let name = local_aws::unique("life");
+    let out = Command::new(std::env::var("CLAWFLEET_PYTHON").unwrap_or_else(|_| "python3".into()))
+        .arg(local_aws::repo_root().join("tools/moto/dev_stack.py"))
+        .args(["--endpoint", &local_aws::endpoint(), "--name", &name])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let vars: BTreeMap<String, String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.strip_prefix("export ")?.split_once('='))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+    let settings = Settings {
+        subnets: vars["CLAWFLEET_SUBNETS"]
+            .split(',')
+            .map(str::to_owned)
+            .collect(),
+        security_groups: vec![vars["CLAWFLEET_SECURITY_GROUPS"].clone()],
+        secret_prefix: format!("/{name}/agents/"),
+        ..Settings::new(
+            &vars["CLAWFLEET_CLUSTER"],
+            &vars["CLAWFLEET_FILE_SYSTEM_ID"],
+        )
+    };
+    let config = local_aws::sdk_config().await;
+    let calls = Calls::default();
+    let dynamodb = aws_sdk_dynamodb::config::Builder::from(&config)
+        .interceptor(calls.clone())
+        .build();
+    let store = Store::new(
+        aws_sdk_dynamodb::Client::from_conf(dynamodb),
+        local_aws::unique("life"),
+    );
+    store.bootstrap().await.unwrap();
+    Env {
+        cloud: RealCloud {
+            aws: Aws::counted(&config, &settings, &calls),
+            settings: settings.clone(),
+        },
+        template_name: vars["CLAWFLEET_TEMPLATE_TASK_DEFINITION"].clone(),
+        settings,
+        calls,
+        store,
+        ecs: aws_sdk_ecs::Client::new(&config),
+        efs: aws_sdk_efs::Client::new(&config),
+        sm: aws_sdk_secretsmanager::Client::new(&config),
+    }
+}
+
+impl Env {
+    async fn reconcile(&self, agent_id: &str) -> Outcome {
+        let (_, template) = self
+            .cloud
+            .aws
+            .template(&self.template_name, &self.settings)
+            .await
+            .unwrap();
+        let expectations = Expectations::default();
+        Reconciler {
+            cloud: &self.cloud,
+            store: &self.store,
+            settings: &self.settings,
+            template: &template,
+            expectations: &expectations,
+            recovery_days: 7,
+        }
+        .reconcile(agent_id, None)
+        .await
+        .unwrap()
+    }
+
+    /// Reconciles until converged, following waits (moto stops tasks at once).
+    async fn converge(&self, agent_id: &str) -> Outcome {
+        for _ in 0..6 {
+            match self.reconcile(agent_id).await {
+                Outcome::Waiting(_) => continue,
+                done => return done,
+            }
+        }
+        panic!("{agent_id} did not converge")
+    }
+
+    async fn tasks(&self, agent_id: &str) -> Vec<Task> {
+        let mut resources = self.cloud.observe_agent(agent_id, None).await.unwrap();
+        let status = self
+            .store
+            .get(agent_id)
+            .await
+            .unwrap()
+            .and_then(|a| a.status);
+        if let Some(arn) = status.and_then(|s| s.task_arn)
+            && !resources.tasks.iter().any(|t| t.arn == arn) {
+                resources
+                    .tasks
+                    .extend(self.cloud.aws.ecs.describe_tasks(&[arn]).await.unwrap());
+            }
+        resources.tasks
+    }
+
+    async fn live_tasks(&self, agent_id: &str) -> Vec<Task> {
+        self.tasks(agent_id)
+            .await
+            .into_iter()
+            .filter(Task::is_live)
+            .collect()
+    }
+}
+
+fn agent(agent_id: &str) -> AgentSpec {
+    AgentDocument {
+        agent_id: Some(agent_id.into()),
+        client_id: Some("acme".into()),
+        image: Some("openclaw/openclaw:v1.2.3".into()),
+        plan: Some("small".into()),
+        secret_keys: vec!["OPENAI_API_KEY".into()],
+        env: BTreeMap::from([("LOG_LEVEL".into(), "info".into())]),
+        tags: BTreeMap::from([("CostCenter".into(), "acme".into())]),
+        ..AgentDocument::default()
+    }
+    .validate()
+    .unwrap()
+}
+
+/// What `clawfleet secrets set` does, through the same adapter.
+async fn set_secret_keys(env: &Env, agent_id: &str, keys: &[&str]) {
+    let name = render::secret_name(&env.settings, agent_id);
+    let secret = env
+        .cloud
+        .aws
+        .secrets
+        .describe_secret(&name)
+        .await
+        .unwrap()
+        .unwrap();
+    let keys: Vec<String> = keys.iter().map(|k| (*k).to_owned()).collect();
+    let value: BTreeMap<&String, &str> = keys.iter().map(|k| (k, "test-value")).collect();
+    env.cloud
+        .aws
+        .secrets
+        .update_secret(
+            &secret.arn,
+            &render::secret_description(&keys),
+            &serde_json::to_string(&value).unwrap(),
+        )
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn one_agent_from_creation_to_deletion() {
+    let env = env().await;
+    let id = local_aws::unique("agent");
+    let spec = agent(&id);
+    env.store.apply(&spec, "cli").await.unwrap();
+
+    // Declared secret keys are missing: everything but the task exists, and the status says why.
+    let outcome = env.converge(&id).await;
+    assert!(
+        matches!(&outcome, Outcome::WaitingOnOwner(m) if m.contains("OPENAI_API_KEY")),
+        "{outcome:?}"
+    );
+    assert!(
+        env.live_tasks(&id).await.is_empty(),
+        "no task without its secrets"
+    );
+    set_secret_keys(&env, &id, &["OPENAI_API_KEY"]).await;
+
+    // Create -> Running.
+    assert_eq!(env.converge(&id).await, Outcome::Converged);
+    let status = env.store.get(&id).await.unwrap().unwrap().status.unwrap();
+    assert_eq!(status.phase, Phase::Running);
+    let aps = env
+        .efs
+        .describe_access_points()
+        .access_point_id(status.access_point_id.clone().unwrap())
+        .send()
+        .await
+        .unwrap();
+    let ap = &aps.access_points()[0];
+    assert_eq!(
+        ap.root_directory().unwrap().path(),
+        Some(format!("/agents/acme/{id}").as_str())
+    );
+    assert_eq!(
+        ap.posix_user().map(|p| (p.uid(), p.gid())),
+        Some((1000, 1000))
+    );
+    let ap_tags: BTreeMap<&str, &str> = ap.tags().iter().map(|t| (t.key(), t.value())).collect();
+    assert_eq!(ap_tags[tag::AGENT_ID], id);
+    assert_eq!(ap_tags[tag::CLIENT_ID], "acme");
+    assert_eq!(ap_tags[tag::MANAGED_BY], "clawfleet");
+    assert_eq!(ap_tags["CostCenter"], "acme");
+    let secret = env
+        .sm
+        .describe_secret()
+        .secret_id(status.secret_arn.clone().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        secret.name(),
+        Some(render::secret_name(&env.settings, &id).as_str())
+    );
+    assert!(
+        secret
+            .tags()
+            .iter()
+            .any(|t| t.key() == Some(tag::AGENT_ID) && t.value() == Some(id.as_str()))
+    );
+    let td = env
+        .ecs
+        .describe_task_definition()
+        .task_definition(status.task_definition_arn.clone().unwrap())
+        .send()
+        .await
+        .unwrap()
+        .task_definition
+        .unwrap();
+    let container = &td.container_definitions()[0];
+    assert_eq!(container.image(), Some("openclaw/openclaw:v1.2.3"));
+    assert_eq!(
+        container.secrets()[0].value_from(),
+        format!("{}:OPENAI_API_KEY::", status.secret_arn.clone().unwrap())
+    );
+    let live = env.live_tasks(&id).await;
+    assert_eq!(live.len(), 1);
+    let overrides = live[0].overrides.clone().unwrap();
+    assert_eq!(
+        (overrides.cpu.as_str(), overrides.memory.as_str()),
+        ("512", "1024")
+    );
+    let env_vars: BTreeMap<String, String> = overrides.container_overrides[0]
+        .environment
+        .iter()
+        .map(|e| (e.name.clone(), e.value.clone()))
+        .collect();
+    assert_eq!(env_vars["AGENT_ID"], id);
+    assert_eq!(env_vars["WORKSPACE_ID"], "acme");
+    assert_eq!(env_vars["LOG_LEVEL"], "info");
+    let first_task = live[0].arn.clone();
+
+    // A second reconcile of a converged agent changes nothing: zero mutating calls, AWS or DynamoDB.
+    env.calls.reset();
+    assert_eq!(env.reconcile(&id).await, Outcome::Converged);
+    assert_eq!(env.calls.mutating(), 0, "{:?}", env.calls.snapshot());
+    assert!(env.calls.total(|_, _| true) > 0, "the reconcile did read");
+
+    // A plan change: the old task is STOPPED before the new one starts, with the new size.
+    let mut large = spec.clone();
+    large.size = Some(spec::Size::Plan(spec::Plan::Large));
+    env.store.apply(&large, "cli").await.unwrap();
+    let outcome = env.reconcile(&id).await;
+    assert!(
+        matches!(outcome, Outcome::Waiting(_)),
+        "stop first, then wait: {outcome:?}"
+    );
+    assert!(
+        env.live_tasks(&id).await.is_empty(),
+        "the old task is stopping before any new one"
+    );
+    assert_eq!(env.converge(&id).await, Outcome::Converged);
+    let live = env.live_tasks(&id).await;
+    assert_eq!(live.len(), 1);
+    assert_ne!(live[0].arn, first_task);
+    let overrides = live[0].overrides.clone().unwrap();
+    assert_eq!(
+        (overrides.cpu.as_str(), overrides.memory.as_str()),
+        ("2048", "4096")
+    );
+    let old = env
+        .cloud
+        .aws
+        .ecs
+        .describe_tasks(&[first_task])
+        .await
+        .unwrap();
+    assert_eq!(old[0].last_status, "STOPPED");
+    assert!(
+        old[0]
+            .stopped_reason
+            .as_deref()
+            .unwrap_or_default()
+            .starts_with("clawfleet: replacing")
+    );
+
+    // Stopped: no task.
+    let mut stopped = large.clone();
+    stopped.desired_state = DesiredState::Stopped;
+    env.store.apply(&stopped, "cli").await.unwrap();
+    assert_eq!(env.converge(&id).await, Outcome::Converged);
+    assert!(env.live_tasks(&id).await.is_empty());
+    assert_eq!(
+        env.store
+            .get(&id)
+            .await
+            .unwrap()
+            .unwrap()
+            .status
+            .unwrap()
+            .phase,
+        Phase::Stopped
+    );
+
+    // Running again, then a restart: a new task each time.
+    env.store.apply(&large, "cli").await.unwrap();
+    assert_eq!(env.converge(&id).await, Outcome::Converged);
+    let before = env.live_tasks(&id).await;
+    assert_eq!(before.len(), 1);
+    env.store
+        .request_restart(&id, "2026-11-25T12:00:00Z")
+        .await
+        .unwrap();
+    assert_eq!(env.converge(&id).await, Outcome::Converged);
+    let after = env.live_tasks(&id).await;
+    assert_eq!(after.len(), 1);
+    assert_ne!(after[0].arn, before[0].arn, "restart replaced the task");
+    assert_eq!(
+        after[0].tags.get(tag::RESTART).map(String::as_str),
+        Some("2026-11-25T12:00:00Z")
+    );
+
+    // Delete: the task stops, then the access point, the secret (recovery window), the
+    // revisions and the items go.
+    let status = env.store.get(&id).await.unwrap().unwrap().status.unwrap();
+    env.store
+        .request_deletion(&id, &spec::now_rfc3339())
+        .await
+        .unwrap();
+    assert_eq!(env.converge(&id).await, Outcome::Deleted);
+    assert!(env.store.get(&id).await.unwrap().is_none(), "items removed");
+    assert!(env.live_tasks(&id).await.is_empty());
+    let aps = env
+        .efs
+        .describe_access_points()
+        .access_point_id(status.access_point_id.unwrap())
+        .send()
+        .await;
+    assert!(
+        aps.is_err() || aps.unwrap().access_points().is_empty(),
+        "access point deleted"
+    );
+    let secret = env
+        .sm
+        .describe_secret()
+        .secret_id(status.secret_arn.unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        secret.deleted_date().is_some(),
+        "secret scheduled for deletion"
+    );
+    let revisions = env
+        .ecs
+        .list_task_definitions()
+        .family_prefix(render::family(&env.settings, &id))
+        .status(aws_sdk_ecs::types::TaskDefinitionStatus::Active)
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        revisions.task_definition_arns().is_empty(),
+        "revisions deregistered"
+    );
+}
+
+#[tokio::test]
+async fn garbage_collection_tears_down_an_agent_deleted_in_the_console_and_leaves_foreign_resources()
+ {
+    let env = env().await;
+    let id = local_aws::unique("agent");
+    let mut spec = agent(&id);
+    spec.secret_keys.clear();
+    env.store.apply(&spec, "cli").await.unwrap();
+    assert_eq!(env.converge(&id).await, Outcome::Converged);
+    let foreign_ap = env
+        .efs
+        .create_access_point()
+        .client_token(local_aws::unique("t"))
+        .file_system_id(&env.settings.file_system_id)
+        .root_directory(
+            aws_sdk_efs::types::RootDirectory::builder()
+                .path("/foreign")
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap()
+        .access_point_id
+        .unwrap();
+    let foreign_secret = env
+        .sm
+        .create_secret()
+        .name(format!("{}foreign/secrets", env.settings.secret_prefix))
+        .secret_string("{}")
+        .send()
+        .await
+        .unwrap()
+        .arn
+        .unwrap();
+
+    // Someone deletes the spec item by hand in the console; the status item stays.
+    let config = local_aws::sdk_config().await;
+    aws_sdk_dynamodb::Client::new(&config)
+        .delete_item()
+        .table_name(env.store.table())
+        .key(
+            "agent_id",
+            aws_sdk_dynamodb::types::AttributeValue::S(id.clone()),
+        )
+        .key(
+            "record",
+            aws_sdk_dynamodb::types::AttributeValue::S("spec".into()),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert!(env.store.get(&id).await.unwrap().unwrap().status.is_some());
+
+    // A fleet-wide pass finds the orphan by its tags and tears it down.
+    let fleet = env
+        .cloud
+        .aws
+        .observe_fleet(&env.template_name, &env.settings)
+        .await
+        .unwrap();
+    assert!(fleet.agents.contains_key(&id));
+    let (_, template) = env
+        .cloud
+        .aws
+        .template(&env.template_name, &env.settings)
+        .await
+        .unwrap();
+    let expectations = Expectations::default();
+    let reconciler = Reconciler {
+        cloud: &env.cloud,
+        store: &env.store,
+        settings: &env.settings,
+        template: &template,
+        expectations: &expectations,
+        recovery_days: 7,
+    };
+    let mut outcome = reconciler
+        .reconcile(&id, Some(fleet.agent(&id)))
+        .await
+        .unwrap();
+    for _ in 0..4 {
+        if outcome == Outcome::Converged || outcome == Outcome::Deleted {
+            break;
+        }
+        outcome = reconciler.reconcile(&id, None).await.unwrap();
+    }
+    assert_eq!(outcome, Outcome::Deleted);
+    let left = env.cloud.observe_agent(&id, None).await.unwrap();
+    assert!(!left.has_live_resources(), "{left:?}");
+    assert!(
+        env.store.get(&id).await.unwrap().is_none(),
+        "the status item went too"
+    );
+
+    // Foreign, untagged resources are untouched.
+    let ap = env
+        .efs
+        .describe_access_points()
+        .access_point_id(&foreign_ap)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ap.access_points().len(), 1);
+    let secret = env
+        .sm
+        .describe_secret()
+        .secret_id(&foreign_secret)
+        .send()
+        .await
+        .unwrap();
+    assert!(secret.deleted_date().is_none());
+}
