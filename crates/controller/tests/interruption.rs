@@ -199,13 +199,15 @@ impl Cloud for FakeAws {
     ) -> Result<AccessPoint, AwsError> {
         self.call("CreateAccessPoint", |s| {
             if let Some(id) = s.ap_tokens.get(token).cloned() {
-                // EFS returns the access point the token created.
-                return Ok(s
+                // EFS returns the access point the token created, if it still exists.
+                return s
                     .access_points
                     .iter()
                     .find(|(a, _)| a.id == id)
                     .map(|(a, _)| a.clone())
-                    .unwrap());
+                    .ok_or_else(|| {
+                        error("CreateAccessPoint", "AccessPointNotFound", ErrorClass::Terminal)
+                    });
             }
             let id = Self::id(s, "fsap-");
             let ap = AccessPoint {
@@ -646,5 +648,47 @@ async fn a_recreated_agent_restores_its_own_secret_but_never_another_tenants() {
             .message
             .unwrap_or_default()
             .contains("is not this agent's")
+    );
+}
+
+#[tokio::test]
+async fn a_launch_token_reused_with_other_parameters_moves_to_the_next_attempt() {
+    let store = store().await;
+    let agent_id = local_aws::unique("agent");
+    store.apply(&spec(&agent_id), "cli").await.unwrap();
+    // The RunTask response is lost and the listing lags far behind.
+    let fake = FakeAws::new(100);
+    fake.inject("RunTask", Fault::LoseResponse);
+    let settings = settings();
+    let template = template();
+    let expectations = Expectations::default();
+    let reconciler = Reconciler {
+        cloud: &fake,
+        store: &store,
+        settings: &settings,
+        template: &template,
+        expectations: &expectations,
+        recovery_days: 7,
+    };
+    assert!(reconciler.reconcile(&agent_id, None).await.is_err());
+    // Meanwhile a cost tag changes: same attempt, same token, other parameters.
+    let mut tagged = spec(&agent_id);
+    tagged.tags.insert("CostCenter".into(), "emea".into());
+    store.apply(&tagged, "cli").await.unwrap();
+    let outcome = reconciler.reconcile(&agent_id, None).await.unwrap();
+    assert!(matches!(outcome, Outcome::Waiting(_)), "{outcome:?}");
+    assert_eq!(store.get(&agent_id).await.unwrap().unwrap().status.unwrap().launch_attempt, 2);
+    // The next launch uses attempt 2 and a new token. The lost task of attempt 1 is still out
+    // there, unseen; when the listing catches up, the extra task is stopped as drift.
+    let run = reconciler.reconcile(&agent_id, None).await.unwrap();
+    assert!(matches!(run, Outcome::Converged | Outcome::Waiting(_)), "{run:?}");
+    assert_eq!(fake.count(|s| s.run_tokens.len()), 2);
+    fake.state.lock().unwrap().lag = 0;
+    let outcomes = reconcile_until_converged(&fake, &store, &agent_id).await;
+    assert_eq!(outcomes.last().map(String::as_str), Some("converged"));
+    assert_eq!(
+        fake.count(|s| s.tasks.iter().filter(|(t, _)| t.desired_status == "RUNNING").count()),
+        1,
+        "one task left running"
     );
 }

@@ -34,6 +34,19 @@ pub fn now_rfc3339() -> String {
     format_rfc3339(time::OffsetDateTime::now_utc())
 }
 
+/// Current time as RFC 3339 with milliseconds: for `created_at`, which tells incarnations of one
+/// agent id apart (a deleted agent re-created within the same second must not look the same).
+#[must_use]
+pub fn now_rfc3339_millis() -> String {
+    let now = time::OffsetDateTime::now_utc();
+    let millis = now.millisecond();
+    let whole = format_rfc3339(now);
+    match whole.strip_suffix('Z') {
+        Some(base) => format!("{base}.{millis:03}Z"),
+        None => whole,
+    }
+}
+
 /// Formats a time as RFC 3339 in UTC with second precision.
 #[must_use]
 pub fn format_rfc3339(at: time::OffsetDateTime) -> String {

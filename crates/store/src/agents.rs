@@ -264,7 +264,7 @@ impl Store {
             let meta = Meta {
                 generation: 1,
                 managed_by: Some(writer.to_owned()),
-                created_at: Some(spec::now_rfc3339()),
+                created_at: Some(spec::now_rfc3339_millis()),
                 deletion_requested_at: None,
             };
             self.put_spec(agent_id, &spec.to_document(&meta), None)
