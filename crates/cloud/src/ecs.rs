@@ -12,6 +12,7 @@ use spec::render::{
 };
 
 use crate::error::AwsError;
+use crate::gate::{SharedGate, Through};
 use crate::observed::{Task, TaskDefinitionRevision};
 use crate::pages::all_pages;
 
@@ -23,17 +24,7 @@ pub const DESCRIBE_TASKS_BATCH: usize = 100;
 pub struct Ecs {
     client: Client,
     cluster: String,
-}
-
-fn err<E>(
-    operation: &'static str,
-) -> impl Fn(
-    aws_sdk_ecs::error::SdkError<E, aws_smithy_runtime_api::client::orchestrator::HttpResponse>,
-) -> AwsError
-where
-    E: aws_smithy_types::error::metadata::ProvideErrorMetadata + std::error::Error + 'static,
-{
-    move |e| AwsError::from_sdk("ECS", operation, &e)
+    gate: SharedGate,
 }
 
 impl Ecs {
@@ -42,7 +33,14 @@ impl Ecs {
         Self {
             client,
             cluster: cluster.into(),
+            gate: crate::gate::open(),
         }
+    }
+
+    /// The same, every call passing `gate`.
+    #[must_use]
+    pub fn with_gate(self, gate: SharedGate) -> Self {
+        Self { gate, ..self }
     }
 
     #[must_use]
@@ -65,12 +63,12 @@ impl Ecs {
             .task_definition(name)
             .include(TaskDefinitionField::Tags)
             .send()
+            .through(&*self.gate, "ECS", "DescribeTaskDefinition")
             .await;
         match result {
             Ok(out) => Ok(out.task_definition.map(|td| revision(&td))),
             // ECS answers an unknown definition with ClientException "Unable to describe".
             Err(e) => {
-                let e = AwsError::from_sdk("ECS", "DescribeTaskDefinition", &e);
                 if e.has_code("ClientException") && e.message.contains("nable to describe") {
                     Ok(None)
                 } else {
@@ -98,8 +96,8 @@ impl Ecs {
                 .sort(SortOrder::Desc)
                 .set_next_token(token)
                 .send()
-                .await
-                .map_err(err("ListTaskDefinitions"))?;
+                .through(&*self.gate, "ECS", "ListTaskDefinitions")
+                .await?;
             Ok((out.task_definition_arns.unwrap_or_default(), out.next_token))
         })
         .await
@@ -120,8 +118,8 @@ impl Ecs {
                 .started_by(started_by)
                 .set_next_token(token)
                 .send()
-                .await
-                .map_err(err("ListTasks"))?;
+                .through(&*self.gate, "ECS", "ListTasks")
+                .await?;
             Ok((out.task_arns.unwrap_or_default(), out.next_token))
         })
         .await
@@ -144,8 +142,8 @@ impl Ecs {
                         .desired_status(status)
                         .set_next_token(token)
                         .send()
-                        .await
-                        .map_err(err("ListTasks"))?;
+                        .through(&*self.gate, "ECS", "ListTasks")
+                        .await?;
                     Ok((out.task_arns.unwrap_or_default(), out.next_token))
                 }
             })
@@ -172,8 +170,8 @@ impl Ecs {
                 .set_tasks(Some(batch.iter().map(|a| (*a).clone()).collect()))
                 .include(TaskField::Tags)
                 .send()
-                .await
-                .map_err(err("DescribeTasks"))?;
+                .through(&*self.gate, "ECS", "DescribeTasks")
+                .await?;
             tasks.extend(out.tasks.unwrap_or_default().iter().map(task));
         }
         Ok(tasks)
@@ -480,8 +478,8 @@ impl Ecs {
             .set_volumes(Some(volumes))
             .set_tags((!tags.is_empty()).then_some(tags))
             .send()
-            .await
-            .map_err(err("RegisterTaskDefinition"))?;
+            .through(&*self.gate, "ECS", "RegisterTaskDefinition")
+            .await?;
         out.task_definition
             .as_ref()
             .map(revision)
@@ -556,8 +554,8 @@ impl Ecs {
             .client_token(client_token)
             .count(1)
             .send()
-            .await
-            .map_err(err("RunTask"))?;
+            .through(&*self.gate, "ECS", "RunTask")
+            .await?;
         if let Some(started) = out.tasks().first() {
             return Ok(task(started));
         }
@@ -594,8 +592,8 @@ impl Ecs {
             .task(task_arn)
             .reason(reason)
             .send()
-            .await
-            .map_err(err("StopTask"))?;
+            .through(&*self.gate, "ECS", "StopTask")
+            .await?;
         Ok(())
     }
 }
@@ -621,8 +619,8 @@ impl Ecs {
                 .resource_arn(arn)
                 .set_tags(Some(tags))
                 .send()
-                .await
-                .map_err(err("TagResource"))?;
+                .through(&*self.gate, "ECS", "TagResource")
+                .await?;
         }
         if !remove.is_empty() {
             self.client
@@ -630,8 +628,8 @@ impl Ecs {
                 .resource_arn(arn)
                 .set_tag_keys(Some(remove.to_vec()))
                 .send()
-                .await
-                .map_err(err("UntagResource"))?;
+                .through(&*self.gate, "ECS", "UntagResource")
+                .await?;
         }
         Ok(())
     }
@@ -645,8 +643,8 @@ impl Ecs {
             .deregister_task_definition()
             .task_definition(arn)
             .send()
-            .await
-            .map_err(err("DeregisterTaskDefinition"))?;
+            .through(&*self.gate, "ECS", "DeregisterTaskDefinition")
+            .await?;
         Ok(())
     }
 }

@@ -3,6 +3,7 @@
 use aws_sdk_efs::Client;
 
 use crate::error::AwsError;
+use crate::gate::{SharedGate, Through};
 use crate::observed::AccessPoint;
 use crate::pages::all_pages;
 
@@ -11,6 +12,7 @@ use crate::pages::all_pages;
 pub struct Efs {
     client: Client,
     file_system_id: String,
+    gate: SharedGate,
 }
 
 impl Efs {
@@ -19,7 +21,14 @@ impl Efs {
         Self {
             client,
             file_system_id: file_system_id.into(),
+            gate: crate::gate::open(),
         }
+    }
+
+    /// The same, every call passing `gate`.
+    #[must_use]
+    pub fn with_gate(self, gate: SharedGate) -> Self {
+        Self { gate, ..self }
     }
 
     #[must_use]
@@ -39,8 +48,8 @@ impl Efs {
                 .file_system_id(&self.file_system_id)
                 .set_next_token(token)
                 .send()
-                .await
-                .map_err(|e| AwsError::from_sdk("EFS", "DescribeAccessPoints", &e))?;
+                .through(&*self.gate, "EFS", "DescribeAccessPoints")
+                .await?;
             let page = out.access_points().iter().map(access_point).collect();
             Ok((page, out.next_token))
         })
@@ -57,12 +66,16 @@ impl Efs {
             .describe_access_points()
             .access_point_id(id)
             .send()
+            .through(&*self.gate, "EFS", "DescribeAccessPoints")
             .await
         {
             Ok(out) => Ok(out.access_points().first().map(access_point)),
             Err(e) => {
-                let e = AwsError::from_sdk("EFS", "DescribeAccessPoints", &e);
-                if e.is_not_found() { Ok(None) } else { Err(e) }
+                if e.is_not_found() {
+                    Ok(None)
+                } else {
+                    Err(e)
+                }
             }
         }
     }
@@ -143,6 +156,8 @@ impl Efs {
                     .map_err(|e| bad(&e))?,
             );
         }
+        // Not through `Through`: AccessPointAlreadyExists carries the id to adopt.
+        self.gate.pass("CreateAccessPoint").await;
         match call.send().await {
             Ok(out) => Ok(AccessPoint {
                 id: out.access_point_id.unwrap_or_default(),
@@ -171,7 +186,13 @@ impl Efs {
                         .describe_access_point(&id)
                         .await?
                         .ok_or_else(|| AwsError::from_sdk("EFS", "CreateAccessPoint", &e)),
-                    None => Err(AwsError::from_sdk("EFS", "CreateAccessPoint", &e)),
+                    None => {
+                        let e = AwsError::from_sdk("EFS", "CreateAccessPoint", &e);
+                        if e.class == crate::ErrorClass::Throttled {
+                            self.gate.throttled("CreateAccessPoint");
+                        }
+                        Err(e)
+                    }
                 }
             }
         }
@@ -188,12 +209,16 @@ impl Efs {
             .delete_access_point()
             .access_point_id(id)
             .send()
+            .through(&*self.gate, "EFS", "DeleteAccessPoint")
             .await
         {
             Ok(_) => Ok(()),
             Err(e) => {
-                let e = AwsError::from_sdk("EFS", "DeleteAccessPoint", &e);
-                if e.is_not_found() { Ok(()) } else { Err(e) }
+                if e.is_not_found() {
+                    Ok(())
+                } else {
+                    Err(e)
+                }
             }
         }
     }
@@ -225,8 +250,8 @@ impl Efs {
                 call = call.tags(tag);
             }
             call.send()
-                .await
-                .map_err(|e| AwsError::from_sdk("EFS", "TagResource", &e))?;
+                .through(&*self.gate, "EFS", "TagResource")
+                .await?;
         }
         if !remove.is_empty() {
             self.client
@@ -234,8 +259,8 @@ impl Efs {
                 .resource_id(id)
                 .set_tag_keys(Some(remove.to_vec()))
                 .send()
-                .await
-                .map_err(|e| AwsError::from_sdk("EFS", "UntagResource", &e))?;
+                .through(&*self.gate, "EFS", "UntagResource")
+                .await?;
         }
         Ok(())
     }

@@ -29,6 +29,16 @@ pub struct Aws {
 }
 
 impl Aws {
+    /// The same clients, every call passing `gate` (rate limits, throttling feedback).
+    #[must_use]
+    pub fn with_gate(self, gate: &crate::SharedGate) -> Self {
+        Self {
+            ecs: self.ecs.with_gate(gate.clone()),
+            efs: self.efs.with_gate(gate.clone()),
+            secrets: self.secrets.with_gate(gate.clone()),
+        }
+    }
+
     /// Clients for the three services from one SDK configuration.
     #[must_use]
     pub fn new(config: &aws_config::SdkConfig, settings: &Settings) -> Self {

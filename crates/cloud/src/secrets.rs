@@ -5,6 +5,7 @@ use aws_sdk_secretsmanager::Client;
 use aws_sdk_secretsmanager::types::{Filter, FilterNameStringType};
 
 use crate::error::AwsError;
+use crate::gate::{SharedGate, Through};
 use crate::observed::Secret;
 use crate::pages::all_pages;
 
@@ -12,12 +13,22 @@ use crate::pages::all_pages;
 #[derive(Debug, Clone)]
 pub struct Secrets {
     client: Client,
+    gate: SharedGate,
 }
 
 impl Secrets {
     #[must_use]
     pub fn new(client: Client) -> Self {
-        Self { client }
+        Self {
+            client,
+            gate: crate::gate::open(),
+        }
+    }
+
+    /// The same, every call passing `gate`.
+    #[must_use]
+    pub fn with_gate(self, gate: SharedGate) -> Self {
+        Self { gate, ..self }
     }
 
     /// DescribeSecret; `None` when no secret has that name.
@@ -25,7 +36,14 @@ impl Secrets {
     /// # Errors
     /// Any other failure.
     pub async fn describe_secret(&self, name: &str) -> Result<Option<Secret>, AwsError> {
-        match self.client.describe_secret().secret_id(name).send().await {
+        match self
+            .client
+            .describe_secret()
+            .secret_id(name)
+            .send()
+            .through(&*self.gate, "SecretsManager", "DescribeSecret")
+            .await
+        {
             Ok(out) => Ok(Some(secret(
                 out.arn(),
                 out.name(),
@@ -34,8 +52,11 @@ impl Secrets {
                 out.deleted_date().is_some(),
             ))),
             Err(e) => {
-                let e = AwsError::from_sdk("SecretsManager", "DescribeSecret", &e);
-                if e.is_not_found() { Ok(None) } else { Err(e) }
+                if e.is_not_found() {
+                    Ok(None)
+                } else {
+                    Err(e)
+                }
             }
         }
     }
@@ -60,8 +81,8 @@ impl Secrets {
                     .include_planned_deletion(true)
                     .set_next_token(token)
                     .send()
-                    .await
-                    .map_err(|e| AwsError::from_sdk("SecretsManager", "ListSecrets", &e))?;
+                    .through(&*self.gate, "SecretsManager", "ListSecrets")
+                    .await?;
                 let page = out
                     .secret_list()
                     .iter()
@@ -136,8 +157,8 @@ impl Secrets {
         }
         let out = call
             .send()
-            .await
-            .map_err(|e| AwsError::from_sdk("SecretsManager", "CreateSecret", &e))?;
+            .through(&*self.gate, "SecretsManager", "CreateSecret")
+            .await?;
         Ok(Secret {
             arn: out.arn.unwrap_or_default(),
             name: out.name.unwrap_or_default(),
@@ -156,8 +177,8 @@ impl Secrets {
             .restore_secret()
             .secret_id(arn)
             .send()
-            .await
-            .map_err(|e| AwsError::from_sdk("SecretsManager", "RestoreSecret", &e))?;
+            .through(&*self.gate, "SecretsManager", "RestoreSecret")
+            .await?;
         Ok(())
     }
 
@@ -173,11 +194,11 @@ impl Secrets {
             .secret_id(arn)
             .recovery_window_in_days(recovery_days)
             .send()
+            .through(&*self.gate, "SecretsManager", "DeleteSecret")
             .await
         {
             Ok(_) => Ok(()),
             Err(e) => {
-                let e = AwsError::from_sdk("SecretsManager", "DeleteSecret", &e);
                 // InvalidRequestException: already scheduled for deletion (a retry whose
                 // first response was lost).
                 if e.is_not_found() || e.has_code("InvalidRequestException") {
@@ -210,8 +231,8 @@ impl Secrets {
                 );
             }
             call.send()
-                .await
-                .map_err(|e| AwsError::from_sdk("SecretsManager", "TagResource", &e))?;
+                .through(&*self.gate, "SecretsManager", "TagResource")
+                .await?;
         }
         if !remove.is_empty() {
             self.client
@@ -219,8 +240,8 @@ impl Secrets {
                 .secret_id(arn)
                 .set_tag_keys(Some(remove.to_vec()))
                 .send()
-                .await
-                .map_err(|e| AwsError::from_sdk("SecretsManager", "UntagResource", &e))?;
+                .through(&*self.gate, "SecretsManager", "UntagResource")
+                .await?;
         }
         Ok(())
     }
@@ -235,8 +256,8 @@ impl Secrets {
             .get_secret_value()
             .secret_id(arn)
             .send()
-            .await
-            .map_err(|e| AwsError::from_sdk("SecretsManager", "GetSecretValue", &e))?;
+            .through(&*self.gate, "SecretsManager", "GetSecretValue")
+            .await?;
         Ok(out.secret_string)
     }
 
@@ -257,8 +278,8 @@ impl Secrets {
             .description(description)
             .secret_string(value)
             .send()
-            .await
-            .map_err(|e| AwsError::from_sdk("SecretsManager", "UpdateSecret", &e))?;
+            .through(&*self.gate, "SecretsManager", "UpdateSecret")
+            .await?;
         Ok(())
     }
 }

@@ -1,0 +1,74 @@
+//! The one place every AWS call passes through: it waits for its operation's rate limit
+//! before sending, classifies the error (see [`crate::ErrorClass`]), and reports throttling
+//! back so the limit slows down. Retries of transient errors are the SDK's standard mode
+//! within a call, and the work queue's per-agent backoff across calls.
+
+use std::fmt::Debug;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
+use aws_smithy_runtime_api::client::result::SdkError;
+use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+
+use crate::error::{AwsError, ErrorClass};
+
+/// Client-side rate limiting, per AWS operation.
+pub trait Gate: Send + Sync + Debug {
+    /// Waits until `operation` may be sent.
+    fn pass<'a>(&'a self, operation: &'static str)
+    -> Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
+    /// AWS throttled `operation`: slow down.
+    fn throttled(&self, operation: &'static str);
+}
+
+/// No limit: one-shot commands and tests.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Open;
+
+impl Gate for Open {
+    fn pass<'a>(&'a self, _: &'static str) -> Pin<Box<dyn Future<Output = ()> + Send + 'a>> {
+        Box::pin(std::future::ready(()))
+    }
+    fn throttled(&self, _: &'static str) {}
+}
+
+/// A shared gate.
+pub type SharedGate = Arc<dyn Gate>;
+
+/// The open gate, shared.
+#[must_use]
+pub fn open() -> SharedGate {
+    Arc::new(Open)
+}
+
+/// Sends an SDK request through the gate.
+pub(crate) trait Through<T, E>:
+    Future<Output = Result<T, SdkError<E, HttpResponse>>> + Sized
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    async fn through(
+        self,
+        gate: &dyn Gate,
+        service: &'static str,
+        operation: &'static str,
+    ) -> Result<T, AwsError> {
+        gate.pass(operation).await;
+        self.await.map_err(|e| {
+            let e = AwsError::from_sdk(service, operation, &e);
+            if e.class == ErrorClass::Throttled {
+                gate.throttled(operation);
+            }
+            e
+        })
+    }
+}
+
+impl<F, T, E> Through<T, E> for F
+where
+    F: Future<Output = Result<T, SdkError<E, HttpResponse>>>,
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+}
