@@ -1,121 +1,31 @@
 //! The `clawfleet` binary end to end against moto: commands, output and exit codes.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
-use std::io::Write as _;
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
+mod support;
 
 use aws_sdk_dynamodb::types::AttributeValue;
+use support::{Fleet, examples};
 
-/// The binary cargo built next to this test (target/<profile>/clawfleet).
-fn binary() -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable path");
-    let dir = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("target dir");
-    let bin = dir.join("clawfleet");
-    assert!(
-        bin.exists(),
-        "{} is missing: build the workspace (cargo build --workspace) first",
-        bin.display()
-    );
-    bin
-}
+/// The table prefix of this binary's fleets.
+const PREFIX: &str = "cli";
 
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-/// One isolated table on the shared local AWS.
-struct Fleet {
-    table: String,
-    endpoint: String,
-}
-
+// Inherent methods on the shared runner that only these tests need.
 impl Fleet {
-    fn new() -> Self {
-        let fleet = Self {
-            table: local_aws::unique("cli"),
-            endpoint: local_aws::endpoint(),
-        };
-        let run = fleet.run(&["bootstrap"]);
-        assert_eq!(run.code, 0, "{}", run.stderr);
-        fleet
-    }
-
-    fn command(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(binary());
-        cmd.args(args)
-            .env("CLAWFLEET_TABLE", &self.table)
-            .env("AWS_ENDPOINT_URL", &self.endpoint)
-            .env("AWS_REGION", "us-east-1")
-            .env("AWS_ACCESS_KEY_ID", "testing")
-            .env("AWS_SECRET_ACCESS_KEY", "testing")
-            .env_remove("AWS_PROFILE");
-        cmd
-    }
-
-    fn run(&self, args: &[&str]) -> Run {
-        self.run_with_stdin(args, "")
-    }
-
-    fn run_with_stdin(&self, args: &[&str], stdin: &str) -> Run {
-        let mut child = self
-            .command(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn clawfleet");
-        child
-            .stdin
-            .take()
-            .expect("stdin")
-            .write_all(stdin.as_bytes())
-            .expect("write stdin");
-        let out = child.wait_with_output().expect("clawfleet output");
-        Run {
-            code: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let run = self.run(args);
-        assert_eq!(run.code, 0, "clawfleet {args:?}: {}", run.stderr);
-        run.stdout
-    }
-
-    async fn dynamodb(&self) -> aws_sdk_dynamodb::Client {
-        aws_sdk_dynamodb::Client::new(&local_aws::sdk_config().await)
-    }
-
     fn get_json(&self) -> Vec<serde_json::Value> {
         serde_json::from_str(&self.ok(&["get", "-o", "json"])).expect("get -o json is JSON")
     }
 }
 
-fn examples() -> String {
-    local_aws::repo_root()
-        .join("examples")
-        .display()
-        .to_string()
-}
-
 #[test]
 fn bootstrap_twice_is_fine() {
-    let fleet = Fleet::new();
+    let fleet = Fleet::new(PREFIX);
     let out = fleet.ok(&["bootstrap"]);
     assert_eq!(out.trim(), format!("table/{} already exists", fleet.table));
 }
 
 #[test]
 fn apply_get_describe_restart_delete_end_to_end() {
-    let fleet = Fleet::new();
+    let fleet = Fleet::new(PREFIX);
     let out = fleet.ok(&["apply", "-f", &examples()]);
     assert!(out.contains("agent/acme-support created"), "{out}");
     assert!(out.contains("agent/globex-ops created"), "{out}");
@@ -177,7 +87,7 @@ fn apply_get_describe_restart_delete_end_to_end() {
 
 #[test]
 fn apply_reads_stdin_and_reports_updates() {
-    let fleet = Fleet::new();
+    let fleet = Fleet::new(PREFIX);
     let manifest = "agent_id: piped\nclient_id: acme\nplan: small\n";
     let run = fleet.run_with_stdin(&["apply", "-f", "-"], manifest);
     assert_eq!(run.code, 0, "{}", run.stderr);
@@ -192,7 +102,7 @@ fn apply_reads_stdin_and_reports_updates() {
 
 #[test]
 fn an_invalid_manifest_writes_nothing_and_names_the_field() {
-    let fleet = Fleet::new();
+    let fleet = Fleet::new(PREFIX);
     let manifests = "agent_id: fine\nclient_id: acme\n---\nagent_id: broken\nclient_id: acme\nplugins:\n  - {name: a, source: ftp://example.com/a, version: '1'}\n";
     let run = fleet.run_with_stdin(&["apply", "-f", "-"], manifests);
     assert_eq!(run.code, 1);
@@ -205,7 +115,7 @@ fn an_invalid_manifest_writes_nothing_and_names_the_field() {
 
 #[test]
 fn a_yaml_error_names_file_and_line() {
-    let fleet = Fleet::new();
+    let fleet = Fleet::new(PREFIX);
     let dir = std::env::temp_dir().join(local_aws::unique("manifests"));
     std::fs::create_dir_all(&dir).expect("temp dir");
     let file = dir.join("typo.yaml");
@@ -227,7 +137,7 @@ fn a_yaml_error_names_file_and_line() {
 
 #[tokio::test]
 async fn a_console_typo_is_reported_and_the_fleet_still_lists() {
-    let fleet = Fleet::new();
+    let fleet = Fleet::new(PREFIX);
     fleet.ok(&["apply", "-f", &examples()]);
     let s = |v: &str| AttributeValue::S(v.into());
     fleet
@@ -265,7 +175,7 @@ async fn a_console_typo_is_reported_and_the_fleet_still_lists() {
 
 #[test]
 fn aws_failures_exit_2_naming_the_operation() {
-    let fleet = Fleet::new();
+    let fleet = Fleet::new(PREFIX);
     let out = fleet
         .command(&["get"])
         .env("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
@@ -287,7 +197,7 @@ fn aws_failures_exit_2_naming_the_operation() {
 
 #[test]
 fn usage_errors_exit_2() {
-    let fleet = Fleet::new();
+    let fleet = Fleet::new(PREFIX);
     assert_eq!(fleet.run(&["frobnicate"]).code, 2);
     assert_eq!(fleet.run(&["apply"]).code, 2);
     assert_eq!(fleet.run(&["get", "-o", "xml"]).code, 2);
@@ -302,7 +212,7 @@ fn usage_errors_exit_2() {
 
 #[test]
 fn restart_and_delete_of_unknown_agents_exit_1() {
-    let fleet = Fleet::new();
+    let fleet = Fleet::new(PREFIX);
     let run = fleet.run(&["restart", "ghost"]);
     assert_eq!(run.code, 1);
     assert_eq!(run.stderr.trim(), "error: agent ghost: not found");

@@ -2,38 +2,20 @@
 //! its guard, dry runs, exit codes, and that a sync writes nothing it should not.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
+mod support;
+
 use std::collections::HashMap;
+use std::ops::Deref;
 use std::path::PathBuf;
-use std::process::Command;
 
 use aws_sdk_dynamodb::types::AttributeValue;
+use support::{Run, examples};
 
 const SOURCE: &str = "platform";
 
 type Item = HashMap<String, AttributeValue>;
 
-/// The binary cargo built next to this test (target/<profile>/clawfleet).
-fn binary() -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable path");
-    let bin = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("target dir")
-        .join("clawfleet");
-    assert!(
-        bin.exists(),
-        "{} is missing: build the workspace (cargo build --workspace) first",
-        bin.display()
-    );
-    bin
-}
-
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
+// Inherent methods on the shared run result that only these tests need.
 impl Run {
     fn lines(&self) -> Vec<&str> {
         self.stdout.lines().collect()
@@ -52,43 +34,26 @@ impl Run {
 
 /// One isolated table on the shared local AWS, and a directory of manifests for it.
 struct Fleet {
-    table: String,
-    endpoint: String,
+    cli: support::Fleet,
     dir: PathBuf,
+}
+
+/// The shared runner's `run`, `command`, `table` and `dynamodb`, on this fleet's table.
+impl Deref for Fleet {
+    type Target = support::Fleet;
+
+    fn deref(&self) -> &support::Fleet {
+        &self.cli
+    }
 }
 
 impl Fleet {
     fn new() -> Self {
         let dir = std::env::temp_dir().join(local_aws::unique("gitops"));
         std::fs::create_dir_all(&dir).expect("manifest dir");
-        let fleet = Self {
-            table: local_aws::unique("gitops"),
-            endpoint: local_aws::endpoint(),
+        Self {
+            cli: support::Fleet::new("gitops"),
             dir,
-        };
-        let run = fleet.run(&["bootstrap"]);
-        assert_eq!(run.code, 0, "{}", run.stderr);
-        fleet
-    }
-
-    fn command(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(binary());
-        cmd.args(args)
-            .env("CLAWFLEET_TABLE", &self.table)
-            .env("AWS_ENDPOINT_URL", &self.endpoint)
-            .env("AWS_REGION", "us-east-1")
-            .env("AWS_ACCESS_KEY_ID", "testing")
-            .env("AWS_SECRET_ACCESS_KEY", "testing")
-            .env_remove("AWS_PROFILE");
-        cmd
-    }
-
-    fn run(&self, args: &[&str]) -> Run {
-        let out = self.command(args).output().expect("run clawfleet");
-        Run {
-            code: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
         }
     }
 
@@ -118,10 +83,6 @@ impl Fleet {
 
     fn remove(&self, file: &str) {
         std::fs::remove_file(self.dir.join(file)).expect("remove manifest");
-    }
-
-    async fn dynamodb(&self) -> aws_sdk_dynamodb::Client {
-        aws_sdk_dynamodb::Client::new(&local_aws::sdk_config().await)
     }
 
     async fn store(&self) -> store::Store {
@@ -249,10 +210,7 @@ async fn sync_creates_then_a_rerun_writes_nothing() {
 #[test]
 fn the_example_manifests_sync_idempotently() {
     let fleet = Fleet::new();
-    let examples = local_aws::repo_root()
-        .join("examples")
-        .display()
-        .to_string();
+    let examples = examples();
     let sync = |fleet: &Fleet| fleet.run(&["sync", &examples, "--source", "demo", "--prune"]);
     let first = sync(&fleet);
     assert_eq!(first.code, 0, "{}", first.stderr);

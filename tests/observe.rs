@@ -2,8 +2,9 @@
 //! under their agent; foreign, untagged ones never are. `clawfleet plan` reads the same.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
+mod support;
+
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::process::Command;
 
 use aws_sdk_efs::types::{PosixUser, RootDirectory};
@@ -11,6 +12,7 @@ use cloud::Aws;
 use controller::{Action, Context, Desired};
 use spec::render::{self, Settings};
 use spec::{AgentDocument, AgentSpec};
+use support::Fleet;
 
 /// The development stack, made by the project's own tooling (tools/moto/dev_stack.py).
 struct Stack {
@@ -73,14 +75,6 @@ fn agent_spec(agent_id: &str) -> AgentSpec {
     }
     .validate()
     .unwrap()
-}
-
-fn binary() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    exe.parent()
-        .and_then(|d| d.parent())
-        .unwrap()
-        .join("clawfleet")
 }
 
 #[tokio::test]
@@ -254,52 +248,26 @@ async fn observe_finds_the_agents_resources_and_never_foreign_ones() {
     );
 
     // `clawfleet plan` reads the same state from the binary.
-    let table = local_aws::unique("plan");
-    let run = |args: &[&str], stdin: Option<&str>| {
-        use std::io::Write as _;
-        let mut child = Command::new(binary())
-            .args(args)
-            .env("CLAWFLEET_TABLE", &table)
-            .env("AWS_ENDPOINT_URL", local_aws::endpoint())
-            .env("AWS_REGION", "us-east-1")
-            .env("AWS_ACCESS_KEY_ID", "testing")
-            .env("AWS_SECRET_ACCESS_KEY", "testing")
-            .env("CLAWFLEET_CLUSTER", &settings.cluster)
-            .env("CLAWFLEET_SUBNETS", settings.subnets.join(","))
-            .env(
-                "CLAWFLEET_SECURITY_GROUPS",
-                settings.security_groups.join(","),
-            )
-            .env("CLAWFLEET_FILE_SYSTEM_ID", &settings.file_system_id)
-            .env("CLAWFLEET_TEMPLATE_TASK_DEFINITION", template_name)
-            .env("CLAWFLEET_SECRET_PREFIX", &prefix)
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(stdin.unwrap_or_default().as_bytes())
-            .unwrap();
-        let out = child.wait_with_output().unwrap();
-        (
-            out.status.code(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
+    let cli = Fleet::unbootstrapped("plan")
+        .env("CLAWFLEET_CLUSTER", &settings.cluster)
+        .env("CLAWFLEET_SUBNETS", settings.subnets.join(","))
+        .env(
+            "CLAWFLEET_SECURITY_GROUPS",
+            settings.security_groups.join(","),
         )
-    };
-    assert_eq!(run(&["bootstrap"], None).0, Some(0));
+        .env("CLAWFLEET_FILE_SYSTEM_ID", &settings.file_system_id)
+        .env("CLAWFLEET_TEMPLATE_TASK_DEFINITION", template_name)
+        .env("CLAWFLEET_SECRET_PREFIX", &prefix);
+    assert_eq!(cli.run(&["bootstrap"]).code, 0);
     let manifest = format!(
         "agent_id: {}\nclient_id: acme\nimage: openclaw/openclaw:v1.2.3\nsecret_keys: [OPENAI_API_KEY]\ntags: {{CostCenter: acme}}\n",
         spec.agent_id
     );
-    let (code, _, stderr) = run(&["apply", "-f", "-"], Some(&manifest));
-    assert_eq!(code, Some(0), "{stderr}");
-    let (code, stdout, stderr) = run(&["plan", &spec.agent_id], None);
-    assert_eq!(code, Some(1), "a status write is pending: {stdout}{stderr}");
+    let run = cli.run_with_stdin(&["apply", "-f", "-"], &manifest);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let run = cli.run(&["plan", &spec.agent_id]);
+    let (stdout, stderr) = (&run.stdout, &run.stderr);
+    assert_eq!(run.code, 1, "a status write is pending: {stdout}{stderr}");
     assert_eq!(stdout.lines().count(), 2, "{stdout}");
     assert!(stdout.contains("update status: phase Running"), "{stdout}");
 
@@ -311,8 +279,9 @@ async fn observe_finds_the_agents_resources_and_never_foreign_ones() {
         .send()
         .await
         .unwrap();
-    let (code, stdout, _) = run(&["plan", "--all"], None);
-    assert_eq!(code, Some(1));
+    let run = cli.run(&["plan", "--all"]);
+    let stdout = &run.stdout;
+    assert_eq!(run.code, 1);
     assert!(
         stdout.contains(&format!("run task {}", revision.arn)),
         "{stdout}"

@@ -1,0 +1,128 @@
+//! What the end-to-end test binaries share: the `clawfleet` binary cargo built, and a runner
+//! that points it at one table on the shared local AWS.
+// Each test binary compiles its own copy of this module and uses only part of it.
+#![allow(dead_code)]
+
+use std::ffi::{OsStr, OsString};
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+/// The binary cargo built next to this test (target/<profile>/clawfleet).
+pub fn binary() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target dir");
+    let bin = dir.join("clawfleet");
+    assert!(
+        bin.exists(),
+        "{} is missing: build the workspace (cargo build --workspace) first",
+        bin.display()
+    );
+    bin
+}
+
+/// The repository's example manifests, as a path argument.
+pub fn examples() -> String {
+    local_aws::repo_root()
+        .join("examples")
+        .display()
+        .to_string()
+}
+
+/// How one run of the binary ended.
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// The binary, run against one isolated table on the shared local AWS.
+pub struct Fleet {
+    pub table: String,
+    endpoint: String,
+    env: Vec<(OsString, OsString)>,
+}
+
+impl Fleet {
+    /// A fresh table named after `prefix`, bootstrapped.
+    pub fn new(prefix: &str) -> Self {
+        let fleet = Self::unbootstrapped(prefix);
+        let run = fleet.run(&["bootstrap"]);
+        assert_eq!(run.code, 0, "{}", run.stderr);
+        fleet
+    }
+
+    /// A fresh table named after `prefix`, not made yet.
+    pub fn unbootstrapped(prefix: &str) -> Self {
+        Self {
+            table: local_aws::unique(prefix),
+            endpoint: local_aws::endpoint(),
+            env: Vec::new(),
+        }
+    }
+
+    /// One more variable for every run, set after (so able to override) the table and AWS ones.
+    #[must_use]
+    pub fn env(mut self, key: impl AsRef<OsStr>, value: impl AsRef<OsStr>) -> Self {
+        self.env
+            .push((key.as_ref().to_owned(), value.as_ref().to_owned()));
+        self
+    }
+
+    /// `clawfleet ARGS` with the table, the local AWS, test credentials and the extra variables.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(binary());
+        cmd.args(args)
+            .env("CLAWFLEET_TABLE", &self.table)
+            .env("AWS_ENDPOINT_URL", &self.endpoint)
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .env_remove("AWS_PROFILE")
+            .envs(self.env.iter().map(|(k, v)| (k, v)));
+        cmd
+    }
+
+    /// Runs `clawfleet ARGS` with an empty stdin.
+    pub fn run(&self, args: &[&str]) -> Run {
+        self.run_with_stdin(args, "")
+    }
+
+    /// Runs `clawfleet ARGS` with `stdin` as its standard input.
+    pub fn run_with_stdin(&self, args: &[&str], stdin: &str) -> Run {
+        let mut child = self
+            .command(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn clawfleet");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(stdin.as_bytes())
+            .expect("write stdin");
+        let out = child.wait_with_output().expect("clawfleet output");
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    /// Runs `clawfleet ARGS`, which must succeed, and returns its stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let run = self.run(args);
+        assert_eq!(run.code, 0, "clawfleet {args:?}: {}", run.stderr);
+        run.stdout
+    }
+
+    /// A DynamoDB client for the local AWS, to read or write the table behind the binary's back.
+    pub async fn dynamodb(&self) -> aws_sdk_dynamodb::Client {
+        aws_sdk_dynamodb::Client::new(&local_aws::sdk_config().await)
+    }
+}
