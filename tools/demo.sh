@@ -1,36 +1,62 @@
 #!/usr/bin/env bash
-# The quickstart: on a fresh machine, start the local AWS (moto), create the development stack
-# (VPC, subnets, cluster, file system, template task definition), create the table, apply the
-# example agents, list them, and print the plan the controller would carry out. With CLAWFLEET_DEMO_KEEP=1 moto keeps running afterwards and
-# the environment to reach it is printed, so you can try more commands.
+# The quickstart, end to end on a local AWS: start moto, create the development stack (VPC with
+# DNS hostnames, private subnets, security group, ECS cluster, EFS file system, template task
+# definition), create the table, start the controller, apply examples/, wait until every
+# example agent is Running, and print `clawfleet get` and the metrics address.
+#
+# In a terminal, everything keeps running until Ctrl-C, which stops all it started. Elsewhere
+# (CI, scripts) it stops once the agents are Running. CLAWFLEET_DEMO_KEEP=1 keeps it running.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 cargo build --locked --bin clawfleet
-clawfleet=target/debug/clawfleet
+clawfleet=$PWD/target/debug/clawfleet
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
 eval "$(tools/moto/start.sh)"
-if [ "${CLAWFLEET_DEMO_KEEP:-0}" != 1 ]; then
-  trap 'kill "$CLAWFLEET_MOTO_PID" 2>/dev/null || true' EXIT
-fi
-export CLAWFLEET_TABLE=${CLAWFLEET_TABLE:-clawfleet-agents}
+pids+=("$CLAWFLEET_MOTO_PID")
 eval "$(python3 tools/moto/dev_stack.py)"
+export CLAWFLEET_TABLE=${CLAWFLEET_TABLE:-clawfleet-agents}
+metrics=${CLAWFLEET_METRICS_ADDR:-127.0.0.1:9090}
+log=$(mktemp /tmp/clawfleet-controller.XXXXXX.log)
 
-set -x
 "$clawfleet" bootstrap
+RUST_LOG=${RUST_LOG:-info} "$clawfleet" --log-format json controller \
+  --resync-interval 5s --metrics-addr "$metrics" >"$log" 2>&1 &
+pids+=("$!")
+echo "controller started (logs: $log)"
 "$clawfleet" apply -f examples/
-"$clawfleet" get
-"$clawfleet" describe acme-support
-"$clawfleet" plan --all || [ $? = 1 ]   # exit 1: changes are pending, as expected before any reconcile
-{ set +x; } 2>/dev/null
 
-if [ "${CLAWFLEET_DEMO_KEEP:-0}" = 1 ]; then
+expected=$(grep -h '^agent_id:' examples/*.yaml | wc -l)
+echo "waiting for the example agents (globex-ops is desired stopped)..."
+for i in $(seq 1 120); do
+  table=$("$clawfleet" get)
+  settled=$(echo "$table" | awk 'NR>1 && ($4=="Running" || ($3=="stopped" && $4=="Stopped"))' | wc -l)
+  echo "  $(date +%T) $settled/$expected settled: $(echo "$table" | awk 'NR>1 {printf "%s=%s ", $1, $4}')"
+  if [ "$settled" -ge "$expected" ]; then break; fi
+  if [ "$i" = 120 ]; then echo "the agents did not settle in 60 s; controller log: $log" >&2; exit 1; fi
+  sleep 0.5
+done
+
+"$clawfleet" get
+echo
+echo "metrics: http://$metrics/metrics   health: http://$metrics/healthz   ready: http://$metrics/readyz"
+"$clawfleet" plan --all
+
+if [ -t 0 ] || [ "${CLAWFLEET_DEMO_KEEP:-0}" = 1 ]; then
   cat <<MSG
 
-moto keeps running (pid $CLAWFLEET_MOTO_PID). To use it from another shell:
-  export AWS_ENDPOINT_URL=$AWS_ENDPOINT_URL AWS_REGION=$AWS_REGION AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing
+Everything keeps running; press Ctrl-C to stop moto and the controller. From another shell:
+  export AWS_ENDPOINT_URL=$AWS_ENDPOINT_URL AWS_REGION=$AWS_REGION AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing CLAWFLEET_TABLE=$CLAWFLEET_TABLE
   export CLAWFLEET_CLUSTER=$CLAWFLEET_CLUSTER CLAWFLEET_SUBNETS=$CLAWFLEET_SUBNETS CLAWFLEET_SECURITY_GROUPS=$CLAWFLEET_SECURITY_GROUPS
   export CLAWFLEET_FILE_SYSTEM_ID=$CLAWFLEET_FILE_SYSTEM_ID CLAWFLEET_TEMPLATE_TASK_DEFINITION=$CLAWFLEET_TEMPLATE_TASK_DEFINITION
   $clawfleet get
-Stop it with: kill $CLAWFLEET_MOTO_PID
 MSG
+  wait
 fi
