@@ -182,6 +182,44 @@ pub enum Command {
         #[command(flatten)]
         controller: ControllerArgs,
     },
+    /// Run the controller: resync, work queue, rate limits, metrics and health, until
+    /// SIGTERM or Ctrl-C, which finish in-flight reconciles first.
+    Controller {
+        #[command(flatten)]
+        controller: ControllerArgs,
+        /// Agents reconciled at once (never the same agent twice).
+        #[arg(long, env = "CLAWFLEET_WORKERS", default_value_t = 4)]
+        workers: usize,
+        /// How often the whole fleet is compared with AWS, e.g. 30s or 5m.
+        #[arg(long, env = "CLAWFLEET_RESYNC_INTERVAL", default_value = "60s", value_parser = humantime::parse_duration)]
+        resync_interval: std::time::Duration,
+        /// Where /metrics, /healthz and /readyz are served.
+        #[arg(long, env = "CLAWFLEET_METRICS_ADDR", default_value = "127.0.0.1:9090")]
+        metrics_addr: std::net::SocketAddr,
+        /// Running agents replaced at once during a fleet-wide change; new agents are not held.
+        #[arg(
+            long,
+            env = "CLAWFLEET_MAX_CONCURRENT_REPLACEMENTS",
+            default_value_t = 10
+        )]
+        max_concurrent_replacements: usize,
+        /// Days a deleted agent's secret can still be restored.
+        #[arg(long, env = "CLAWFLEET_SECRET_RECOVERY_DAYS", default_value_t = 7, value_parser = clap::value_parser!(i64).range(7..=30))]
+        secret_recovery_days: i64,
+        /// How long a leader's lease lasts without renewal; a standby takes over after it.
+        #[arg(long, env = "CLAWFLEET_LEASE_DURATION", default_value = "15s", value_parser = humantime::parse_duration)]
+        lease_duration: std::time::Duration,
+        /// How often the leader renews its lease (and a standby tries to take it).
+        #[arg(long, env = "CLAWFLEET_LEASE_RENEW", default_value = "5s", value_parser = humantime::parse_duration)]
+        lease_renew: std::time::Duration,
+        /// This replica's name in the lease (default: host name and process id).
+        #[arg(long, env = "CLAWFLEET_REPLICA_ID")]
+        replica_id: Option<String>,
+        /// Client-side rate limits, e.g. `ECS:RegisterTaskDefinition=20/1,EFS:CreateAccessPoint=5/2`
+        /// (capacity/refill per second); unlisted operations keep the defaults (docs/controller.md).
+        #[arg(long, env = "CLAWFLEET_RATE_LIMITS", default_value = "")]
+        rate_limits: String,
+    },
     /// Manage an agent's secret values (never printed).
     Secrets {
         #[command(subcommand)]

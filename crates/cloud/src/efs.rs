@@ -157,7 +157,7 @@ impl Efs {
             );
         }
         // Not through `Through`: AccessPointAlreadyExists carries the id to adopt.
-        self.gate.pass("CreateAccessPoint").await;
+        self.gate.pass("EFS", "CreateAccessPoint").await?;
         match call.send().await {
             Ok(out) => Ok(AccessPoint {
                 id: out.access_point_id.unwrap_or_default(),
@@ -189,7 +189,7 @@ impl Efs {
                     None => {
                         let e = AwsError::from_sdk("EFS", "CreateAccessPoint", &e);
                         if e.class == crate::ErrorClass::Throttled {
-                            self.gate.throttled("CreateAccessPoint");
+                            self.gate.throttled("EFS", "CreateAccessPoint");
                         }
                         Err(e)
                     }

@@ -16,11 +16,15 @@ use crate::error::{AwsError, ErrorClass};
 
 /// Client-side rate limiting, per AWS operation.
 pub trait Gate: Send + Sync + Debug {
-    /// Waits until `operation` may be sent.
-    fn pass<'a>(&'a self, operation: &'static str)
-    -> Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
-    /// AWS throttled `operation`: slow down.
-    fn throttled(&self, operation: &'static str);
+    /// Waits until `operation` of `service` may be sent, or refuses it (a replica that is no
+    /// longer the leader must not change AWS).
+    fn pass<'a>(
+        &'a self,
+        service: &'static str,
+        operation: &'static str,
+    ) -> Pin<Box<dyn Future<Output = Result<(), AwsError>> + Send + 'a>>;
+    /// AWS throttled `operation` of `service`: slow down.
+    fn throttled(&self, service: &'static str, operation: &'static str);
 }
 
 /// No limit: one-shot commands and tests.
@@ -28,10 +32,14 @@ pub trait Gate: Send + Sync + Debug {
 pub struct Open;
 
 impl Gate for Open {
-    fn pass<'a>(&'a self, _: &'static str) -> Pin<Box<dyn Future<Output = ()> + Send + 'a>> {
-        Box::pin(std::future::ready(()))
+    fn pass<'a>(
+        &'a self,
+        _: &'static str,
+        _: &'static str,
+    ) -> Pin<Box<dyn Future<Output = Result<(), AwsError>> + Send + 'a>> {
+        Box::pin(std::future::ready(Ok(())))
     }
-    fn throttled(&self, _: &'static str) {}
+    fn throttled(&self, _: &'static str, _: &'static str) {}
 }
 
 /// A shared gate.
@@ -55,11 +63,11 @@ where
         service: &'static str,
         operation: &'static str,
     ) -> Result<T, AwsError> {
-        gate.pass(operation).await;
+        gate.pass(service, operation).await?;
         self.await.map_err(|e| {
             let e = AwsError::from_sdk(service, operation, &e);
             if e.class == ErrorClass::Throttled {
-                gate.throttled(operation);
+                gate.throttled(service, operation);
             }
             e
         })

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use spec::render::{self, Settings, TaskDefinition, TemplateError};
 
 use crate::error::AwsError;
-use crate::observed::{AgentResources, Fleet, family_revision};
+use crate::observed::{AgentResources, Fleet, TaskDefinitionRevision, family_revision};
 use crate::{Ecs, Efs, Secrets};
 
 /// Why observing failed.
@@ -26,6 +26,10 @@ pub struct Aws {
     pub ecs: Ecs,
     pub efs: Efs,
     pub secrets: Secrets,
+    /// Described task definition revisions by ARN. Revisions are immutable, so a long-running
+    /// controller describes each once, and a steady-state resync describes none.
+    revisions:
+        std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, TaskDefinitionRevision>>>,
 }
 
 impl Aws {
@@ -36,6 +40,7 @@ impl Aws {
             ecs: self.ecs.with_gate(gate.clone()),
             efs: self.efs.with_gate(gate.clone()),
             secrets: self.secrets.with_gate(gate.clone()),
+            revisions: self.revisions,
         }
     }
 
@@ -68,6 +73,7 @@ impl Aws {
                 &settings.file_system_id,
             ),
             secrets: Secrets::new(aws_sdk_secretsmanager::Client::from_conf(secrets)),
+            revisions: std::sync::Arc::default(),
         }
     }
 
@@ -124,12 +130,23 @@ impl Aws {
         }
         let mut latest = Vec::new();
         for (_, arn) in newest.values() {
-            if let Some(rev) = self.ecs.describe_task_definition(arn).await? {
-                latest.push(rev);
-            }
+            latest.extend(self.revision(arn).await?);
         }
         fleet.add_revisions(settings, latest, &all);
         Ok(fleet)
+    }
+
+    /// One revision's content: from the cache, or DescribeTaskDefinition.
+    async fn revision(&self, arn: &str) -> Result<Option<TaskDefinitionRevision>, AwsError> {
+        let cached = self.revisions.lock().ok().and_then(|c| c.get(arn).cloned());
+        if cached.is_some() {
+            return Ok(cached);
+        }
+        let described = self.ecs.describe_task_definition(arn).await?;
+        if let (Some(rev), Ok(mut cache)) = (&described, self.revisions.lock()) {
+            cache.insert(arn.to_owned(), rev.clone());
+        }
+        Ok(described)
     }
 
     /// One agent: its tasks (ListTasks by startedBy, plus `known_task` from the status, which
@@ -165,7 +182,7 @@ impl Aws {
             .max_by_key(|(r, _)| *r);
         let mut latest = Vec::new();
         if let Some((_, arn)) = newest {
-            latest.extend(self.ecs.describe_task_definition(arn).await?);
+            latest.extend(self.revision(arn).await?);
         }
         fleet.add_revisions(settings, latest, &all);
         Ok(fleet.agent(agent_id))

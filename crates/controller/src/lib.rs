@@ -6,8 +6,13 @@ pub mod act;
 pub mod action;
 pub mod delta;
 pub mod expectations;
+pub mod leader;
+pub mod metrics;
 pub mod plan;
+pub mod queue;
+pub mod ratelimit;
 pub mod reconcile;
+pub mod runtime;
 pub mod token;
 
 pub use action::{Action, Plan, Wait};

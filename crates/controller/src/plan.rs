@@ -393,13 +393,19 @@ fn converge(
         .as_deref()
         .map(|arn| render::run_task(spec, settings, arn));
 
-    // Keep one live task: the newest that needs no replacement, else the newest.
-    let keep = want_run
-        .as_ref()
-        .and_then(|want| {
-            live.iter()
-                .find(|t| !task_delta(want, t).needs_replacement())
-        })
+    // Keep one live task: the one clawfleet launched (the status names it) when it needs no
+    // replacement, else the newest that needs none, else the newest. Any other is an extra.
+    let ours = desired.status.and_then(|st| st.task_arn.as_deref());
+    let fits = |t: &&&Task| {
+        want_run
+            .as_ref()
+            .is_some_and(|want| !task_delta(want, t).needs_replacement())
+    };
+    let keep = live
+        .iter()
+        .filter(fits)
+        .find(|t| Some(t.arn.as_str()) == ours)
+        .or_else(|| live.iter().find(fits))
         .or_else(|| live.first())
         .copied();
     for extra in live

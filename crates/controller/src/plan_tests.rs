@@ -916,3 +916,31 @@ fn the_launch_attempt_tag_is_never_untagged_in_place() {
     let plan = run_plan(Some(Ok(&spec)), false, Some(&status), &observed);
     assert!(plan.is_empty(), "{:?}", plan.actions);
 }
+
+#[test]
+fn of_two_matching_tasks_the_one_clawfleet_launched_is_kept() {
+    let spec = spec();
+    let mut observed = converged(&spec);
+    let status = settled(&spec, &observed);
+    // Someone starts a copy by hand, newer than ours, with our tags.
+    let copy = running_task(
+        &spec,
+        "arn:aws:ecs:us-east-1:123456789012:task/dev/9999",
+        &revision_arn(1),
+        NOW - 10,
+    );
+    observed.tasks.insert(0, copy);
+    let plan = run_plan(Some(Ok(&spec)), false, Some(&status), &observed);
+    let stopped: Vec<&str> = plan
+        .actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::StopTask { task_arn, .. } => Some(task_arn.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        stopped,
+        ["arn:aws:ecs:us-east-1:123456789012:task/dev/9999"]
+    );
+}

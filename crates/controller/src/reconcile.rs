@@ -14,12 +14,15 @@ use tracing::{info, warn};
 use crate::act::Cloud;
 use crate::action::{Action, Wait};
 use crate::expectations::Expectations;
-use crate::plan::{Context, Desired, plan};
+use crate::plan::{Context, Desired, STOP_REASON_PREFIX, plan};
 use crate::token;
 
 /// Plans carried out in one reconcile before it yields; each needs new information from AWS
 /// (an id, an ARN), so a handful always suffices.
 const MAX_ROUNDS: usize = 8;
+
+/// How long a replacement held back by rollout pacing waits before asking again.
+pub const ROLLOUT_RETRY_SECS: u64 = 10;
 
 /// Default recovery window of deleted secrets.
 pub const DEFAULT_RECOVERY_DAYS: i64 = 7;
@@ -63,6 +66,53 @@ impl ReconcileError {
     }
 }
 
+/// Caps how many running agents are being replaced at once, so a fleet-wide change (a new
+/// template, a new default image, a wave of restarts) rolls in waves instead of taking every
+/// tenant down together. New agents are not held back: only replacements take a slot.
+#[derive(Debug)]
+pub struct Rollout {
+    cap: usize,
+    replacing: std::sync::Mutex<std::collections::HashSet<String>>,
+}
+
+impl Rollout {
+    #[must_use]
+    pub fn new(cap: usize) -> Self {
+        Self {
+            cap: cap.max(1),
+            replacing: std::sync::Mutex::default(),
+        }
+    }
+
+    fn set(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<String>> {
+        self.replacing
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Takes a slot for `agent_id` (or confirms it holds one); false when all are taken.
+    pub fn begin(&self, agent_id: &str) -> bool {
+        let mut set = self.set();
+        if set.contains(agent_id) {
+            return true;
+        }
+        if set.len() >= self.cap {
+            return false;
+        }
+        set.insert(agent_id.to_owned())
+    }
+
+    pub fn end(&self, agent_id: &str) {
+        self.set().remove(agent_id);
+    }
+
+    /// Replacements in progress.
+    #[must_use]
+    pub fn in_progress(&self) -> usize {
+        self.set().len()
+    }
+}
+
 /// Everything one reconcile needs.
 pub struct Reconciler<'a, C: Cloud> {
     pub cloud: &'a C,
@@ -71,6 +121,10 @@ pub struct Reconciler<'a, C: Cloud> {
     pub template: &'a TaskDefinition,
     pub expectations: &'a Expectations,
     pub recovery_days: i64,
+    /// Rollout pacing; `None` for one-shot commands.
+    pub rollout: Option<&'a Rollout>,
+    /// Drift corrections and spec-to-Running latency; `None` for one-shot commands.
+    pub metrics: Option<&'a crate::metrics::Metrics>,
 }
 
 fn now() -> i64 {
@@ -104,9 +158,29 @@ impl<C: Cloud> Reconciler<'_, C> {
             }
         };
         self.expectations.merge(agent_id, &mut observed);
-        let result = self
-            .rounds(&agent, &mut status, &mut observed, &mut fresh)
+        if let (Some(metrics), Some(Ok(spec))) =
+            (self.metrics, agent.spec.as_ref().map(|s| &s.spec))
+        {
+            metrics.spec_seen(agent_id, &spec.content_hash());
+        }
+        // The status as stored; writes are batched to the end of the reconcile, except the
+        // launch attempt, which must be stored before RunTask.
+        let mut written = agent.status.clone();
+        let mut result = self
+            .rounds(&agent, &mut status, &mut written, &mut observed, &mut fresh)
             .await;
+        if matches!(result, Ok(ref o) if *o != Outcome::Deleted)
+            && let Err(e) = self.flush(agent_id, status.as_ref(), &mut written).await
+        {
+            result = Err(e.into());
+        }
+        if let (
+            Some(rollout),
+            Ok(Outcome::Converged | Outcome::Deleted | Outcome::WaitingOnOwner(_)),
+        ) = (self.rollout, &result)
+        {
+            rollout.end(agent_id);
+        }
         if let Err(e) = &result {
             self.record_error(&agent, status.as_ref(), e).await;
         }
@@ -117,6 +191,7 @@ impl<C: Cloud> Reconciler<'_, C> {
         &self,
         agent: &Agent,
         status: &mut Option<AgentStatus>,
+        written: &mut Option<AgentStatus>,
         observed: &mut AgentResources,
         fresh: &mut bool,
     ) -> Result<Outcome, ReconcileError> {
@@ -163,7 +238,7 @@ impl<C: Cloud> Reconciler<'_, C> {
             }
             let had_aws = plan.actions.iter().any(Action::is_aws);
             for action in plan.actions {
-                if let Some(done) = self.act(agent, status, observed, action).await? {
+                if let Some(done) = self.act(agent, status, written, observed, action).await? {
                     return Ok(done);
                 }
             }
@@ -186,6 +261,7 @@ impl<C: Cloud> Reconciler<'_, C> {
         &self,
         agent: &Agent,
         status: &mut Option<AgentStatus>,
+        written: &mut Option<AgentStatus>,
         observed: &mut AgentResources,
         action: Action,
     ) -> Result<Option<Outcome>, ReconcileError> {
@@ -210,6 +286,9 @@ impl<C: Cloud> Reconciler<'_, C> {
                     .as_ref()
                     .and_then(|s| s.meta.created_at.as_deref())
                     .unwrap_or_default();
+                if known.is_some() {
+                    self.drift("access_point");
+                }
                 let token =
                     token::access_point_token(agent_id, incarnation, &request, known.as_deref());
                 let ap = self.cloud.create_access_point(&request, &token).await?;
@@ -217,6 +296,9 @@ impl<C: Cloud> Reconciler<'_, C> {
                 observed.access_points.push(ap);
             }
             Action::CreateSecret(request) => {
+                if status.as_ref().is_some_and(|s| s.secret_arn.is_some()) {
+                    self.drift("secret");
+                }
                 let secret = self.create_secret(agent_id, &request).await?;
                 self.expectations.secret(agent_id, &secret);
                 observed.secret = Some(secret);
@@ -250,6 +332,19 @@ impl<C: Cloud> Reconciler<'_, C> {
                     .and_then(|a| a.parse().ok())
                     .unwrap_or(0);
                 let token = token::launch_token(agent_id, attempt, &request);
+                let known = status.as_ref().and_then(|s| s.task_arn.as_deref());
+                let crashed = observed.tasks.iter().any(|t| {
+                    Some(t.arn.as_str()) == known
+                        && t.is_stopped()
+                        && !t
+                            .stopped_reason
+                            .as_deref()
+                            .is_some_and(|r| r.starts_with(STOP_REASON_PREFIX))
+                });
+                if crashed {
+                    self.drift("task");
+                }
+                self.flush(agent_id, status.as_ref(), written).await?;
                 match self.cloud.run_task(&request, &token).await {
                     Ok(task) => {
                         self.expectations.task(agent_id, &task);
@@ -262,11 +357,9 @@ impl<C: Cloud> Reconciler<'_, C> {
                             agent_id,
                             "launch token reused with other parameters; moving to the next attempt"
                         );
+                        // Stored when the reconcile ends, like every other status change.
                         let mut next = status.clone().unwrap_or_default();
                         next.launch_attempt = attempt + 1;
-                        self.store
-                            .put_status(agent_id, &next, status.as_ref())
-                            .await?;
                         *status = Some(next);
                         return Ok(Some(Outcome::Waiting(Wait {
                             after_secs: 1,
@@ -277,6 +370,21 @@ impl<C: Cloud> Reconciler<'_, C> {
                 }
             }
             Action::StopTask { task_arn, reason } => {
+                let replacing = reason.starts_with(&format!("{STOP_REASON_PREFIX}replacing"));
+                if let Some(rollout) = self.rollout.filter(|_| replacing)
+                    && !rollout.begin(agent_id)
+                {
+                    return Ok(Some(Outcome::Waiting(Wait {
+                        after_secs: ROLLOUT_RETRY_SECS,
+                        reason: format!(
+                            "rollout paced: {} replacements in progress",
+                            rollout.in_progress()
+                        ),
+                    })));
+                }
+                if reason.contains("more than one task") {
+                    self.drift("task");
+                }
                 self.cloud.stop_task(&task_arn, &reason).await?;
                 for t in observed.tasks.iter_mut().filter(|t| t.arn == task_arn) {
                     t.desired_status = "STOPPED".into();
@@ -332,13 +440,40 @@ impl<C: Cloud> Reconciler<'_, C> {
             }
             Action::UpdateStatus(mut next) => {
                 next.updated_at = Some(spec::now_rfc3339());
-                self.store
-                    .put_status(agent_id, &next, status.as_ref())
-                    .await?;
+                if let (Some(metrics), Some(hash)) =
+                    (self.metrics, next.observed_spec_hash.as_deref())
+                    && next.phase == spec::Phase::Running
+                {
+                    metrics.running_on(agent_id, hash);
+                }
                 *status = Some(next);
             }
         }
         Ok(None)
+    }
+
+    /// Stores the status when it says something the stored one does not.
+    async fn flush(
+        &self,
+        agent_id: &str,
+        status: Option<&AgentStatus>,
+        written: &mut Option<AgentStatus>,
+    ) -> Result<(), StoreError> {
+        let Some(status) = status else {
+            return Ok(());
+        };
+        if written.as_ref().is_some_and(|w| w.same_as(status)) {
+            return Ok(());
+        }
+        self.store.put_status(agent_id, status, None).await?;
+        *written = Some(status.clone());
+        Ok(())
+    }
+
+    fn drift(&self, resource: &str) {
+        if let Some(metrics) = self.metrics {
+            metrics.drift_corrected(resource);
+        }
     }
 
     /// CreateSecret; a name already taken is adopted when it is this agent's (a lagging

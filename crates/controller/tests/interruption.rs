@@ -206,7 +206,11 @@ impl Cloud for FakeAws {
                     .find(|(a, _)| a.id == id)
                     .map(|(a, _)| a.clone())
                     .ok_or_else(|| {
-                        error("CreateAccessPoint", "AccessPointNotFound", ErrorClass::Terminal)
+                        error(
+                            "CreateAccessPoint",
+                            "AccessPointNotFound",
+                            ErrorClass::Terminal,
+                        )
                     });
             }
             let id = Self::id(s, "fsap-");
@@ -433,6 +437,8 @@ async fn reconcile_until_converged(fake: &FakeAws, store: &Store, agent_id: &str
             template: &template,
             expectations: &expectations,
             recovery_days: 7,
+            rollout: None,
+            metrics: None,
         };
         match reconciler.reconcile(agent_id, None).await {
             Ok(Outcome::Converged) => {
@@ -634,6 +640,8 @@ async fn a_recreated_agent_restores_its_own_secret_but_never_another_tenants() {
         template: &template,
         expectations: &expectations,
         recovery_days: 7,
+        rollout: None,
+        metrics: None,
     };
     let err = reconciler.reconcile(&agent_id, None).await.unwrap_err();
     assert!(err.to_string().contains("is not this agent's"), "{err}");
@@ -669,6 +677,8 @@ async fn a_launch_token_reused_with_other_parameters_moves_to_the_next_attempt()
         template: &template,
         expectations: &expectations,
         recovery_days: 7,
+        rollout: None,
+        metrics: None,
     };
     assert!(reconciler.reconcile(&agent_id, None).await.is_err());
     // Meanwhile a cost tag changes: same attempt, same token, other parameters.
@@ -677,18 +687,109 @@ async fn a_launch_token_reused_with_other_parameters_moves_to_the_next_attempt()
     store.apply(&tagged, "cli").await.unwrap();
     let outcome = reconciler.reconcile(&agent_id, None).await.unwrap();
     assert!(matches!(outcome, Outcome::Waiting(_)), "{outcome:?}");
-    assert_eq!(store.get(&agent_id).await.unwrap().unwrap().status.unwrap().launch_attempt, 2);
+    assert_eq!(
+        store
+            .get(&agent_id)
+            .await
+            .unwrap()
+            .unwrap()
+            .status
+            .unwrap()
+            .launch_attempt,
+        2
+    );
     // The next launch uses attempt 2 and a new token. The lost task of attempt 1 is still out
     // there, unseen; when the listing catches up, the extra task is stopped as drift.
     let run = reconciler.reconcile(&agent_id, None).await.unwrap();
-    assert!(matches!(run, Outcome::Converged | Outcome::Waiting(_)), "{run:?}");
+    assert!(
+        matches!(run, Outcome::Converged | Outcome::Waiting(_)),
+        "{run:?}"
+    );
     assert_eq!(fake.count(|s| s.run_tokens.len()), 2);
     fake.state.lock().unwrap().lag = 0;
     let outcomes = reconcile_until_converged(&fake, &store, &agent_id).await;
     assert_eq!(outcomes.last().map(String::as_str), Some("converged"));
     assert_eq!(
-        fake.count(|s| s.tasks.iter().filter(|(t, _)| t.desired_status == "RUNNING").count()),
+        fake.count(|s| s
+            .tasks
+            .iter()
+            .filter(|(t, _)| t.desired_status == "RUNNING")
+            .count()),
         1,
         "one task left running"
     );
+}
+
+#[tokio::test]
+async fn rollout_pacing_holds_replacements_beyond_the_cap_but_never_new_agents() {
+    use controller::reconcile::Rollout;
+    let store = store().await;
+    let fake = FakeAws::new(0);
+    let ids: Vec<String> = (0..3).map(|_| local_aws::unique("agent")).collect();
+    for id in &ids {
+        store.apply(&spec(id), "cli").await.unwrap();
+        reconcile_until_converged(&fake, &store, id).await;
+    }
+    // A fleet-wide change: every agent needs a new task.
+    for id in &ids {
+        store
+            .request_restart(id, "2026-11-25T12:00:00Z")
+            .await
+            .unwrap();
+    }
+    let rollout = Rollout::new(1);
+    let settings = settings();
+    let template = template();
+    let expectations = Expectations::default();
+    let reconciler = Reconciler {
+        cloud: &fake,
+        store: &store,
+        settings: &settings,
+        template: &template,
+        expectations: &expectations,
+        recovery_days: 7,
+        rollout: Some(&rollout),
+        metrics: None,
+    };
+    let first = reconciler.reconcile(&ids[0], None).await.unwrap();
+    assert!(
+        matches!(&first, Outcome::Waiting(w) if w.reason.contains("stopping")),
+        "{first:?}"
+    );
+    let second = reconciler.reconcile(&ids[1], None).await.unwrap();
+    assert!(
+        matches!(&second, Outcome::Waiting(w) if w.reason.contains("rollout paced")),
+        "{second:?}"
+    );
+    let stopped = |id: &str| {
+        fake.count(|s| {
+            s.tasks
+                .iter()
+                .filter(|(t, _)| {
+                    t.tags.get(tag::AGENT_ID).map(String::as_str) == Some(id)
+                        && t.last_status == "STOPPED"
+                })
+                .count()
+        })
+    };
+    assert_eq!(stopped(&ids[1]), 0, "held back: still running its old task");
+    // A new agent is not held back by the cap.
+    let new_agent = local_aws::unique("agent");
+    store.apply(&spec(&new_agent), "cli").await.unwrap();
+    assert_eq!(
+        reconciler.reconcile(&new_agent, None).await.unwrap(),
+        Outcome::Converged
+    );
+    // The first replacement completes and frees its slot; the next one proceeds.
+    assert_eq!(
+        reconciler.reconcile(&ids[0], None).await.unwrap(),
+        Outcome::Converged
+    );
+    assert_eq!(rollout.in_progress(), 0);
+    let next = reconciler.reconcile(&ids[1], None).await.unwrap();
+    assert!(
+        matches!(&next, Outcome::Waiting(w) if w.reason.contains("stopping")),
+        "{next:?}"
+    );
+    assert_eq!(stopped(&ids[1]), 1);
 }

@@ -95,6 +95,8 @@ impl Env {
             template: &template,
             expectations: &expectations,
             recovery_days: 7,
+            rollout: None,
+            metrics: None,
         }
         .reconcile(agent_id, None)
         .await
@@ -121,11 +123,12 @@ impl Env {
             .unwrap()
             .and_then(|a| a.status);
         if let Some(arn) = status.and_then(|s| s.task_arn)
-            && !resources.tasks.iter().any(|t| t.arn == arn) {
-                resources
-                    .tasks
-                    .extend(self.cloud.aws.ecs.describe_tasks(&[arn]).await.unwrap());
-            }
+            && !resources.tasks.iter().any(|t| t.arn == arn)
+        {
+            resources
+                .tasks
+                .extend(self.cloud.aws.ecs.describe_tasks(&[arn]).await.unwrap());
+        }
         resources.tasks
     }
 
@@ -471,6 +474,8 @@ async fn garbage_collection_tears_down_an_agent_deleted_in_the_console_and_leave
         template: &template,
         expectations: &expectations,
         recovery_days: 7,
+        rollout: None,
+        metrics: None,
     };
     let mut outcome = reconciler
         .reconcile(&id, Some(fleet.agent(&id)))
@@ -507,4 +512,57 @@ async fn garbage_collection_tears_down_an_agent_deleted_in_the_console_and_leave
         .await
         .unwrap();
     assert!(secret.deleted_date().is_none());
+}
+
+/// Counts the calls of one reconcile of a new agent and of a converged one, for the docs.
+#[tokio::test]
+async fn calls_of_one_reconcile_of_a_new_and_of_a_converged_agent() {
+    let env = env().await;
+    let id = local_aws::unique("agent");
+    let mut spec = agent(&id);
+    spec.secret_keys.clear();
+    env.store.apply(&spec, "cli").await.unwrap();
+    env.calls.reset();
+    assert_eq!(env.reconcile(&id).await, Outcome::Converged);
+    let new = env.calls.snapshot();
+    eprintln!("new agent: {new:?}");
+    let mutating: Vec<&str> = new
+        .keys()
+        .filter(|(_, op, _)| cloud::calls::is_mutating(op))
+        .map(|(_, op, _)| op.as_str())
+        .collect();
+    // Sorted by service: DynamoDB, ECS, EFS, Secrets Manager.
+    assert_eq!(
+        mutating,
+        [
+            "PutItem",
+            "RegisterTaskDefinition",
+            "RunTask",
+            "CreateAccessPoint",
+            "CreateSecret"
+        ],
+        "{new:?}"
+    );
+    let status_writes = new
+        .get(&(
+            "DynamoDB".to_owned(),
+            "PutItem".to_owned(),
+            "success".to_owned(),
+        ))
+        .copied();
+    assert_eq!(
+        status_writes,
+        Some(2),
+        "the launch attempt before RunTask, then the end state"
+    );
+    assert_eq!(
+        env.calls.mutating(),
+        6,
+        "one of each, two status writes: {new:?}"
+    );
+    env.calls.reset();
+    assert_eq!(env.reconcile(&id).await, Outcome::Converged);
+    let converged = env.calls.snapshot();
+    eprintln!("converged agent: {converged:?}");
+    assert_eq!(env.calls.mutating(), 0);
 }

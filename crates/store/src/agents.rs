@@ -140,6 +140,10 @@ fn group(items: impl IntoIterator<Item = Item>) -> Vec<Agent> {
             continue;
         };
         let record = record_of(&item).map(str::to_owned);
+        // Other records (the leader lease) are not agents.
+        if !matches!(record.as_deref(), Some(SPEC_RECORD | STATUS_RECORD)) {
+            continue;
+        }
         let agent = agents.entry(agent_id.clone()).or_insert_with(|| Agent {
             agent_id: agent_id.clone(),
             spec: None,

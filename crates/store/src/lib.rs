@@ -8,6 +8,8 @@
 mod agents;
 mod error;
 mod item;
+pub mod lease;
+pub mod stream;
 mod table;
 
 pub use agents::{Agent, SpecError, SpecItem, Store, Write};

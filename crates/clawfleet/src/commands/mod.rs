@@ -1,6 +1,7 @@
 //! One module per command; each returns the exit code or a one-line failure.
 
 mod apply;
+mod controller;
 mod delete;
 mod diff;
 mod get;
@@ -61,6 +62,36 @@ pub async fn run(cli: Cli) -> Result<Exit, Failure> {
                 &controller.template_task_definition,
                 agent_id.as_deref(),
                 secret_recovery_days,
+            )
+            .await
+        }
+        Command::Controller {
+            controller,
+            workers,
+            resync_interval,
+            metrics_addr,
+            max_concurrent_replacements,
+            secret_recovery_days,
+            rate_limits,
+            lease_duration,
+            lease_renew,
+            replica_id,
+        } => {
+            controller::run(
+                &cli.table,
+                &config,
+                &controller,
+                controller::Options {
+                    workers,
+                    resync_interval,
+                    metrics_addr,
+                    max_concurrent_replacements,
+                    secret_recovery_days,
+                    rate_limits,
+                    lease_duration,
+                    lease_renew,
+                    replica_id,
+                },
             )
             .await
         }

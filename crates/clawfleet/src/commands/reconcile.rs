@@ -36,6 +36,8 @@ pub async fn run(
         template: &template_definition,
         expectations: &expectations,
         recovery_days,
+        rollout: None,
+        metrics: None,
     };
     let mut work: Vec<(String, Option<cloud::observed::AgentResources>)> = Vec::new();
     match agent_id {

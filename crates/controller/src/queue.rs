@@ -1,0 +1,831 @@
+//! The work queue of agent ids, with client-go's workqueue semantics on tokio's clock.
+//!
+//! - [`Queue::get`] hands an agent id to one worker at a time; the worker calls [`Queue::done`]
+//!   when its reconcile ends. An id is never in process twice.
+//! - Adding an id that is already queued coalesces into one entry that keeps the earlier due
+//!   time. Adding an id that is in process marks it dirty: it is queued again, once, at `done`.
+//! - [`Queue::add_after`] schedules an id no earlier than a delay (requeue-after: a task still
+//!   PROVISIONING or STOPPING). [`Queue::retry`] does the same with a per-id backoff, 1 s doubling
+//!   to 5 min with ±10 % jitter, that only failures grow and [`Queue::forget`] resets. A plain add
+//!   (a watch event, a resync) still brings a backed-off id forward, as in client-go, because a
+//!   spec change may be the fix; it leaves the failure count alone.
+//! - [`Queue::shut_down`] drains: from then on adds are ignored, ids scheduled for later (waits
+//!   and backoffs) are dropped because the next start's resync finds them again and waiting out a
+//!   5-minute backoff would hold up the exit, and ids already due (also ones added while in
+//!   process) are still handed out. `get` returns `None` once none is left, waking idle workers.
+//! - Metrics are plain data: [`Item::queued_for`] (due to handed out), the work duration returned
+//!   by `done`, and the counters of [`Queue::stats`].
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+/// Per-agent exponential backoff for failed reconciles.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Backoff {
+    /// Delay after the first failure.
+    pub base: Duration,
+    /// No delay is longer, jitter included.
+    pub max: Duration,
+    /// Relative spread around the delay (0.1 is ±10 %), so that agents failing together, say on
+    /// an AWS outage, do not retry in lockstep.
+    pub jitter: f64,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Self {
+            base: Duration::from_secs(1),
+            max: Duration::from_secs(300),
+            jitter: 0.1,
+        }
+    }
+}
+
+impl Backoff {
+    /// The delay before the retry that follows failure number `failures` (1 for the first), without
+    /// jitter: `base * 2^(failures - 1)`, capped at `max`.
+    #[must_use]
+    pub fn delay(&self, failures: u32) -> Duration {
+        let doublings = failures.saturating_sub(1).min(31);
+        self.base.saturating_mul(1 << doublings).min(self.max)
+    }
+
+    /// [`Backoff::delay`] scaled by `1 + jitter * spread`, with `spread` in `[-1, 1]`, capped at
+    /// `max`.
+    #[must_use]
+    pub fn jittered(&self, failures: u32, spread: f64) -> Duration {
+        let jitter = if self.jitter.is_finite() {
+            self.jitter.clamp(0.0, 1.0)
+        } else {
+            0.0
+        };
+        let factor = 1.0 + jitter * spread.clamp(-1.0, 1.0);
+        let delay = self.delay(failures);
+        Duration::try_from_secs_f64(delay.as_secs_f64() * factor)
+            .unwrap_or(delay)
+            .min(self.max)
+    }
+}
+
+/// An agent id handed to a worker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Item {
+    pub agent_id: String,
+    /// From the moment the id was due (or re-queued at `done`) until a worker got it: the
+    /// `workqueue_queue_duration_seconds` sample. Requested delays are not counted.
+    pub queued_for: Duration,
+}
+
+/// Counters and gauges for the `workqueue_*` metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct QueueStats {
+    /// Ids waiting to be handed out, due or not (`workqueue_depth`, same as [`Queue::len`]).
+    pub queued: usize,
+    /// Ids handed out and not yet done.
+    pub in_process: usize,
+    /// Adds that queued an id or marked an in-process id dirty; coalesced adds are not counted
+    /// (`workqueue_adds_total`, as in client-go).
+    pub adds: u64,
+    /// Calls to [`Queue::retry`] that were accepted (`workqueue_retries_total`).
+    pub retries: u64,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    /// Queued ids by (due, arrival), so that ids due at the same time keep their order.
+    order: BTreeMap<(Instant, u64), String>,
+    /// Queued ids -> their key in `order`.
+    queued: HashMap<String, (Instant, u64)>,
+    /// Ids in process -> when a worker got them.
+    in_process: HashMap<String, Instant>,
+    /// In-process ids added again -> the earliest due time asked for.
+    dirty: HashMap<String, Instant>,
+    /// Failures since the last `forget`, per id.
+    failures: HashMap<String, u32>,
+    next_arrival: u64,
+    shutting_down: bool,
+    adds: u64,
+    retries: u64,
+}
+
+impl State {
+    /// Queues `agent_id` (not in process) due at `due`; an earlier due time wins.
+    fn enqueue(&mut self, agent_id: &str, due: Instant) {
+        if let Some(key) = self.queued.get_mut(agent_id) {
+            let old = *key;
+            if due < old.0
+                && let Some(id) = self.order.remove(&old)
+            {
+                *key = (due, old.1);
+                self.order.insert(*key, id);
+            }
+            return;
+        }
+        let key = (due, self.next_arrival);
+        self.next_arrival += 1;
+        self.queued.insert(agent_id.to_owned(), key);
+        self.order.insert(key, agent_id.to_owned());
+        self.adds += 1;
+    }
+
+    /// Returns whether a waiting worker may now find something to do.
+    fn add(&mut self, agent_id: &str, due: Instant) -> bool {
+        if self.shutting_down {
+            return false;
+        }
+        if self.in_process.contains_key(agent_id) {
+            match self.dirty.get_mut(agent_id) {
+                Some(earliest) => *earliest = (*earliest).min(due),
+                None => {
+                    self.dirty.insert(agent_id.to_owned(), due);
+                    self.adds += 1;
+                }
+            }
+            return false;
+        }
+        self.enqueue(agent_id, due);
+        true
+    }
+
+    fn pop_due(&mut self, now: Instant) -> Option<Item> {
+        let entry = self.order.first_entry()?;
+        let due = entry.key().0;
+        if due > now {
+            return None;
+        }
+        let agent_id = entry.remove();
+        self.queued.remove(&agent_id);
+        self.in_process.insert(agent_id.clone(), now);
+        Some(Item {
+            agent_id,
+            queued_for: now.saturating_duration_since(due),
+        })
+    }
+}
+
+/// The queue; share it between workers with an `Arc`.
+#[derive(Debug, Default)]
+pub struct Queue {
+    backoff: Backoff,
+    state: Mutex<State>,
+    /// Wakes workers waiting in `get` after anything that can make an id available or ends the
+    /// queue.
+    changed: Notify,
+}
+
+impl Queue {
+    /// A queue with the default backoff (1 s doubling to 5 min, ±10 %).
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    #[must_use]
+    pub fn with_backoff(backoff: Backoff) -> Self {
+        Self {
+            backoff,
+            ..Self::default()
+        }
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        // Every update leaves the state consistent before anything that could panic, so a
+        // poisoned lock still guards valid data.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Queues `agent_id` now. Ignored after [`Queue::shut_down`].
+    pub fn add(&self, agent_id: &str) {
+        self.add_at(agent_id, Instant::now());
+    }
+
+    /// Queues `agent_id` no earlier than `delay` from now (requeue-after). Ignored after
+    /// [`Queue::shut_down`].
+    pub fn add_after(&self, agent_id: &str, delay: Duration) {
+        self.add_at(agent_id, Instant::now() + delay);
+    }
+
+    fn add_at(&self, agent_id: &str, due: Instant) {
+        let wake = self.state().add(agent_id, due);
+        if wake {
+            self.changed.notify_waiters();
+        }
+    }
+
+    /// Waits until an id is due and not in process, and hands it out; call [`Queue::done`] with
+    /// it when finished.
+    ///
+    /// Cancel-safe: a dropped `get` takes nothing out of the queue.
+    ///
+    /// # Guarantees
+    /// Returns `None` only after [`Queue::shut_down`], once no id is left to hand out (nothing
+    /// queued, no in-process id waiting to be re-queued at `done`).
+    pub async fn get(&self) -> Option<Item> {
+        loop {
+            // Created before looking at the state, so a change made after the look still wakes
+            // this worker.
+            let changed = self.changed.notified();
+            let next_due = {
+                let mut state = self.state();
+                if let Some(item) = state.pop_due(Instant::now()) {
+                    return Some(item);
+                }
+                if state.shutting_down && state.order.is_empty() && state.dirty.is_empty() {
+                    return None;
+                }
+                state.order.first_key_value().map(|(key, _)| key.0)
+            };
+            match next_due {
+                Some(due) => {
+                    tokio::select! {
+                        () = changed => {}
+                        () = tokio::time::sleep_until(due) => {}
+                    }
+                }
+                None => changed.await,
+            }
+        }
+    }
+
+    /// Ends the processing of `agent_id`: if it was added meanwhile, it is queued again now (or
+    /// at the later time its add asked for). Returns how long it was in process (the
+    /// `workqueue_work_duration_seconds` sample), or `None` if it was not in process.
+    pub fn done(&self, agent_id: &str) -> Option<Duration> {
+        let mut state = self.state();
+        let started = state.in_process.remove(agent_id)?;
+        let now = Instant::now();
+        let requeued = state.dirty.remove(agent_id).map(|due| due.max(now));
+        if let Some(due) = requeued {
+            state.enqueue(agent_id, due);
+        }
+        drop(state);
+        if requeued.is_some() {
+            self.changed.notify_waiters();
+        }
+        Some(now.saturating_duration_since(started))
+    }
+
+    /// Counts a failure of `agent_id`'s reconcile and queues it after its backoff. Call it for
+    /// real failures only, before or after `done`. Returns the delay chosen, or `None` after
+    /// [`Queue::shut_down`] (nothing is counted or queued then).
+    pub fn retry(&self, agent_id: &str) -> Option<Duration> {
+        let mut state = self.state();
+        if state.shutting_down {
+            return None;
+        }
+        let failures = state.failures.entry(agent_id.to_owned()).or_insert(0);
+        *failures = failures.saturating_add(1);
+        let delay = self
+            .backoff
+            .jittered(*failures, rand::random_range(-1.0..=1.0));
+        state.retries += 1;
+        let wake = state.add(agent_id, Instant::now() + delay);
+        drop(state);
+        if wake {
+            self.changed.notify_waiters();
+        }
+        Some(delay)
+    }
+
+    /// Resets `agent_id`'s backoff, after a successful reconcile.
+    pub fn forget(&self, agent_id: &str) {
+        self.state().failures.remove(agent_id);
+    }
+
+    /// Failures counted for `agent_id` since its last [`Queue::forget`].
+    #[must_use]
+    pub fn failures(&self, agent_id: &str) -> u32 {
+        self.state().failures.get(agent_id).copied().unwrap_or(0)
+    }
+
+    /// Stops accepting adds and drains; see the module documentation for exactly what is kept.
+    pub fn shut_down(&self) {
+        let mut state = self.state();
+        state.shutting_down = true;
+        let now = Instant::now();
+        let State {
+            order,
+            queued,
+            dirty,
+            ..
+        } = &mut *state;
+        order.retain(|&(due, _), agent_id| {
+            let keep = due <= now;
+            if !keep {
+                queued.remove(agent_id);
+            }
+            keep
+        });
+        dirty.retain(|_, due| *due <= now);
+        drop(state);
+        self.changed.notify_waiters();
+    }
+
+    #[must_use]
+    pub fn is_shutting_down(&self) -> bool {
+        self.state().shutting_down
+    }
+
+    /// Ids waiting to be handed out, due now or later; in-process ids are not counted.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.state().order.len()
+    }
+
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    #[must_use]
+    pub fn stats(&self) -> QueueStats {
+        let state = self.state();
+        QueueStats {
+            queued: state.order.len(),
+            in_process: state.in_process.len(),
+            adds: state.adds,
+            retries: state.retries,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{BTreeMap, HashSet};
+    use std::sync::Arc;
+
+    use super::*;
+
+    fn secs(s: f64) -> Duration {
+        Duration::from_secs_f64(s)
+    }
+
+    /// `get` that must answer without waiting for the clock or another task.
+    async fn get_now(queue: &Queue) -> Option<Item> {
+        tokio::time::timeout(Duration::ZERO, queue.get())
+            .await
+            .ok()
+            .flatten()
+    }
+
+    /// Whether `get` stays waiting for `window` of virtual time.
+    async fn waits_for(queue: &Queue, window: Duration) -> bool {
+        tokio::time::timeout(window, queue.get()).await.is_err()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn repeated_adds_of_a_queued_id_are_handed_out_once() {
+        let queue = Queue::new();
+        queue.add("a");
+        queue.add("b");
+        queue.add("a");
+        queue.add("a");
+        assert_eq!(queue.len(), 2);
+
+        assert_eq!(
+            get_now(&queue).await.map(|i| i.agent_id).as_deref(),
+            Some("a")
+        );
+        assert_eq!(
+            get_now(&queue).await.map(|i| i.agent_id).as_deref(),
+            Some("b")
+        );
+        assert!(waits_for(&queue, secs(3600.0)).await);
+        assert_eq!(queue.stats().adds, 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_id_added_while_in_process_is_handed_out_again_only_after_done_and_once() {
+        let queue = Queue::new();
+        queue.add("a");
+        let item = get_now(&queue).await.unwrap();
+        assert_eq!(item.agent_id, "a");
+
+        queue.add("a");
+        queue.add("a");
+        assert!(queue.is_empty(), "a dirty in-process id is not queued yet");
+        assert!(
+            waits_for(&queue, secs(60.0)).await,
+            "handed out while in process"
+        );
+
+        assert_eq!(queue.done("a"), Some(secs(60.0)));
+        assert_eq!(queue.len(), 1);
+        let again = get_now(&queue).await.unwrap();
+        assert_eq!(again.agent_id, "a");
+        assert_eq!(
+            again.queued_for,
+            Duration::ZERO,
+            "queued from done, not from the add"
+        );
+        queue.done("a");
+        assert!(
+            waits_for(&queue, secs(3600.0)).await,
+            "handed out a second time"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn done_of_an_id_not_in_process_changes_nothing() {
+        let queue = Queue::new();
+        queue.add("a");
+        assert_eq!(queue.done("a"), None);
+        assert_eq!(queue.len(), 1);
+    }
+
+    #[test]
+    fn backoff_doubles_from_one_second_and_caps_at_five_minutes() {
+        let backoff = Backoff::default();
+        let delays: Vec<u64> = (1..=12).map(|n| backoff.delay(n).as_secs()).collect();
+        assert_eq!(delays, [1, 2, 4, 8, 16, 32, 64, 128, 256, 300, 300, 300]);
+        assert_eq!(backoff.delay(u32::MAX), secs(300.0));
+        assert_eq!(backoff.jittered(1, -1.0), secs(0.9));
+        assert_eq!(backoff.jittered(1, 1.0), secs(1.1));
+        assert_eq!(backoff.jittered(10, -1.0), secs(270.0));
+        assert_eq!(
+            backoff.jittered(10, 1.0),
+            secs(300.0),
+            "jitter never passes the cap"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn retries_back_off_one_two_four_seconds_up_to_five_minutes_within_jitter() {
+        let queue = Queue::new();
+        queue.add("a");
+        for failure in 1..=12_u32 {
+            let item = get_now(&queue).await.unwrap();
+            let delay = queue.retry(&item.agent_id).unwrap();
+            queue.done(&item.agent_id);
+
+            let nominal = Backoff::default().delay(failure).as_secs_f64();
+            let (low, high) = (nominal * 0.9, (nominal * 1.1).min(300.0));
+            let d = delay.as_secs_f64();
+            assert!(
+                (low - 1e-9..=high + 1e-9).contains(&d),
+                "failure {failure}: {d} s outside [{low}, {high}]"
+            );
+            // Handed out when the delay is over, not before.
+            let started = Instant::now();
+            let next = queue.get().await.unwrap();
+            queue.done(&next.agent_id);
+            queue.add(&next.agent_id);
+            let waited = started.elapsed().as_secs_f64();
+            assert!(
+                (d..d + 0.002).contains(&waited),
+                "waited {waited} s for {d} s"
+            );
+        }
+        assert_eq!(queue.failures("a"), 12);
+        assert_eq!(queue.stats().retries, 12);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn jitter_spreads_retries_of_agents_that_fail_together() {
+        let queue = Queue::new();
+        let delays: Vec<Duration> = (0..100)
+            .filter_map(|n| queue.retry(&format!("agent-{n}")))
+            .collect();
+        let (min, max) = (delays.iter().min().unwrap(), delays.iter().max().unwrap());
+        assert!(*min >= secs(0.9) && *max <= secs(1.1), "{min:?}..{max:?}");
+        assert!(
+            max.as_secs_f64() - min.as_secs_f64() > 0.05,
+            "no spread: {min:?}..{max:?}"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn forget_resets_the_backoff_to_one_second() {
+        let queue = Queue::new();
+        for _ in 0..6 {
+            queue.retry("a");
+        }
+        assert_eq!(queue.failures("a"), 6);
+        queue.forget("a");
+        assert_eq!(queue.failures("a"), 0);
+        let delay = queue.retry("a").unwrap();
+        assert!((secs(0.9)..=secs(1.1)).contains(&delay), "{delay:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn plain_adds_do_not_grow_the_backoff() {
+        let queue = Queue::new();
+        queue.retry("a");
+        for _ in 0..50 {
+            queue.add("a");
+            let item = get_now(&queue).await.unwrap();
+            queue.add(&item.agent_id);
+            queue.done(&item.agent_id);
+        }
+        assert_eq!(queue.failures("a"), 1);
+        let get = get_now(&queue).await.unwrap();
+        let delay = queue.retry(&get.agent_id).unwrap();
+        assert!((secs(1.8)..=secs(2.2)).contains(&delay), "{delay:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_plain_add_brings_a_backed_off_id_forward() {
+        let queue = Queue::new();
+        queue.add("a");
+        for _ in 0..8 {
+            let item = queue.get().await.unwrap();
+            queue.retry(&item.agent_id);
+            queue.done(&item.agent_id);
+        }
+        assert!(
+            waits_for(&queue, secs(10.0)).await,
+            "the 8th retry waits about 128 s"
+        );
+        queue.add("a");
+        assert_eq!(get_now(&queue).await.unwrap().agent_id, "a");
+        assert_eq!(
+            queue.failures("a"),
+            8,
+            "the add leaves the failure count alone"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn add_after_hands_ids_out_in_due_order_not_in_add_order() {
+        let queue = Queue::new();
+        let start = Instant::now();
+        queue.add_after("slow", secs(30.0));
+        queue.add_after("fast", secs(5.0));
+        queue.add("now");
+        assert_eq!(queue.len(), 3);
+
+        let mut seen = Vec::new();
+        for _ in 0..3 {
+            let item = queue.get().await.unwrap();
+            assert_eq!(
+                item.queued_for,
+                Duration::ZERO,
+                "a requested delay is not queue time"
+            );
+            seen.push((item.agent_id, start.elapsed().as_secs()));
+        }
+        let expected = [("now", 0), ("fast", 5), ("slow", 30)];
+        let expected: Vec<_> = expected
+            .iter()
+            .map(|(id, t)| ((*id).to_owned(), *t))
+            .collect();
+        assert_eq!(seen, expected);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn add_after_coalesces_keeping_the_earlier_due_time() {
+        let queue = Queue::new();
+        let start = Instant::now();
+        queue.add_after("a", secs(10.0));
+        queue.add_after("a", secs(20.0));
+        queue.add_after("b", secs(20.0));
+        queue.add_after("b", secs(5.0));
+        assert_eq!(queue.len(), 2);
+
+        let first = queue.get().await.unwrap();
+        assert_eq!((first.agent_id.as_str(), start.elapsed()), ("b", secs(5.0)));
+        let second = queue.get().await.unwrap();
+        assert_eq!(
+            (second.agent_id.as_str(), start.elapsed()),
+            ("a", secs(10.0))
+        );
+        assert!(
+            waits_for(&queue, secs(3600.0)).await,
+            "the later add left an entry"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn add_after_while_in_process_requeues_at_the_later_of_done_and_the_delay() {
+        let queue = Queue::new();
+        queue.add("a");
+        let start = Instant::now();
+        get_now(&queue).await.unwrap();
+        queue.add_after("a", secs(10.0));
+        queue.add_after("a", secs(30.0));
+        tokio::time::sleep(secs(2.0)).await;
+        queue.done("a");
+        assert_eq!(queue.get().await.unwrap().agent_id, "a");
+        assert_eq!(start.elapsed(), secs(10.0));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn queued_for_measures_the_time_between_due_and_get() {
+        let queue = Queue::new();
+        queue.add("a");
+        tokio::time::sleep(secs(3.0)).await;
+        let item = queue.get().await.unwrap();
+        assert_eq!(item.queued_for, secs(3.0));
+        tokio::time::sleep(secs(7.0)).await;
+        assert_eq!(queue.done("a"), Some(secs(7.0)));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn shutdown_drains_queued_ids_then_get_returns_none() {
+        let queue = Queue::new();
+        queue.add("a");
+        queue.add("b");
+        queue.shut_down();
+        queue.add("c");
+        assert_eq!(get_now(&queue).await.unwrap().agent_id, "a");
+        assert_eq!(get_now(&queue).await.unwrap().agent_id, "b");
+        queue.done("a");
+        queue.done("b");
+        assert_eq!(get_now(&queue).await, None);
+        assert_eq!(queue.get().await, None, "None stays None");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn shutdown_drops_waits_and_backoffs_and_ignores_new_adds_and_retries() {
+        let queue = Queue::new();
+        queue.add_after("waiting", secs(30.0));
+        queue.retry("failing");
+        queue.add("due");
+        let adds = queue.stats().adds;
+        queue.shut_down();
+        assert_eq!(queue.len(), 1);
+        queue.add("late");
+        queue.add_after("late", secs(1.0));
+        assert_eq!(queue.retry("late"), None);
+        assert_eq!(queue.stats().adds, adds);
+
+        assert_eq!(get_now(&queue).await.unwrap().agent_id, "due");
+        assert_eq!(get_now(&queue).await, None);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_id_added_while_in_process_before_shutdown_is_still_handed_out() {
+        let queue = Arc::new(Queue::new());
+        queue.add("a");
+        get_now(&queue).await.unwrap();
+        queue.add("a");
+        queue.shut_down();
+
+        // Another worker waits for the dirty id instead of leaving.
+        let other = tokio::spawn({
+            let queue = Arc::clone(&queue);
+            async move { queue.get().await }
+        });
+        tokio::time::sleep(secs(1.0)).await;
+        assert!(!other.is_finished());
+        queue.done("a");
+        assert_eq!(other.await.unwrap().unwrap().agent_id, "a");
+        queue.done("a");
+        assert_eq!(get_now(&queue).await, None);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn shutdown_wakes_every_idle_worker_with_none() {
+        let queue = Arc::new(Queue::new());
+        let workers: Vec<_> = (0..4)
+            .map(|_| {
+                let queue = Arc::clone(&queue);
+                tokio::spawn(async move { queue.get().await })
+            })
+            .collect();
+        tokio::time::sleep(secs(5.0)).await;
+        queue.shut_down();
+        for worker in workers {
+            assert_eq!(worker.await.unwrap(), None);
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_dropped_get_takes_nothing_out_of_the_queue() {
+        let queue = Queue::new();
+        queue.add_after("a", secs(10.0));
+        assert!(waits_for(&queue, secs(5.0)).await);
+        assert_eq!(queue.len(), 1);
+        assert_eq!(queue.get().await.unwrap().agent_id, "a");
+    }
+
+    /// Shared by the workers of a concurrency test.
+    #[derive(Default)]
+    struct Ledger {
+        in_process: HashSet<String>,
+        /// Adds made per id, bumped before each add.
+        added: BTreeMap<String, u64>,
+        /// Per id, the adds seen when its last run started.
+        seen: BTreeMap<String, u64>,
+        runs: u64,
+        overlaps: u64,
+    }
+
+    fn ledger(ledger: &Mutex<Ledger>) -> MutexGuard<'_, Ledger> {
+        ledger.lock().unwrap()
+    }
+
+    /// Runs workers until the queue is shut down and drained.
+    fn spawn_workers(
+        queue: &Arc<Queue>,
+        book: &Arc<Mutex<Ledger>>,
+        workers: usize,
+        work: fn(u64) -> Duration,
+    ) -> Vec<tokio::task::JoinHandle<()>> {
+        (0..workers)
+            .map(|_| {
+                let (queue, book) = (Arc::clone(queue), Arc::clone(book));
+                tokio::spawn(async move {
+                    while let Some(item) = queue.get().await {
+                        let run = {
+                            let mut book = ledger(&book);
+                            if !book.in_process.insert(item.agent_id.clone()) {
+                                book.overlaps += 1;
+                            }
+                            let added = book.added.get(&item.agent_id).copied().unwrap_or(0);
+                            book.seen.insert(item.agent_id.clone(), added);
+                            book.runs += 1;
+                            book.runs
+                        };
+                        let pause = work(run);
+                        if pause.is_zero() {
+                            tokio::task::yield_now().await;
+                        } else {
+                            tokio::time::sleep(pause).await;
+                        }
+                        ledger(&book).in_process.remove(&item.agent_id);
+                        queue.done(&item.agent_id);
+                    }
+                })
+            })
+            .collect()
+    }
+
+    fn add_counted(queue: &Queue, book: &Mutex<Ledger>, agent_id: &str) {
+        *ledger(book).added.entry(agent_id.to_owned()).or_insert(0) += 1;
+        queue.add(agent_id);
+    }
+
+    /// Every id's last run started after its last add, and no id ran twice at once.
+    fn assert_no_overlap_and_no_lost_add(book: &Mutex<Ledger>, ids: usize) {
+        let book = ledger(book);
+        assert_eq!(
+            book.overlaps, 0,
+            "an id was processed by two workers at once"
+        );
+        assert_eq!(book.added.len(), ids);
+        assert_eq!(book.seen, book.added, "an add was lost");
+        assert!(book.in_process.is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn workers_never_process_one_id_concurrently_and_lose_no_add() {
+        const IDS: usize = 3;
+        let queue = Arc::new(Queue::new());
+        let book = Arc::new(Mutex::new(Ledger::default()));
+        // More workers than ids, work of 1 to 7 ms of virtual time and each id added again every
+        // 3 ms: most adds land while the id is in process and an idle worker is waiting.
+        let workers = spawn_workers(&queue, &book, 8, |run| {
+            Duration::from_millis(1 + run * 5 % 7)
+        });
+        for round in 0..500_u64 {
+            let id = format!("agent-{}", round % IDS as u64);
+            add_counted(&queue, &book, &id);
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        queue.shut_down();
+        for worker in workers {
+            worker.await.unwrap();
+        }
+        assert_no_overlap_and_no_lost_add(&book, IDS);
+        assert!(
+            ledger(&book).runs < 500,
+            "adds while queued should coalesce"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn workers_on_four_threads_never_process_one_id_concurrently() {
+        const IDS: usize = 16;
+        let queue = Arc::new(Queue::new());
+        let book = Arc::new(Mutex::new(Ledger::default()));
+        let workers = spawn_workers(&queue, &book, 8, |_| Duration::ZERO);
+        let producers: Vec<_> = (0..4_usize)
+            .map(|p| {
+                let (queue, book) = (Arc::clone(&queue), Arc::clone(&book));
+                tokio::spawn(async move {
+                    for n in 0..2_000 {
+                        add_counted(&queue, &book, &format!("agent-{}", (n * 7 + p) % IDS));
+                        if n % 16 == 0 {
+                            tokio::task::yield_now().await;
+                        }
+                    }
+                })
+            })
+            .collect();
+        for producer in producers {
+            producer.await.unwrap();
+        }
+        queue.shut_down();
+        for worker in workers {
+            worker.await.unwrap();
+        }
+        assert_no_overlap_and_no_lost_add(&book, IDS);
+        let stats = queue.stats();
+        assert_eq!((stats.queued, stats.in_process), (0, 0));
+    }
+}

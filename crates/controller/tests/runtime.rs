@@ -1,0 +1,593 @@
+//! The controller running against moto: it converges agents, corrects drift made behind its
+//! back on the next resync, counts it in metrics, and an idle resync costs only reads.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+use std::collections::BTreeMap;
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Duration;
+
+use cloud::observed::Task;
+use cloud::{Aws, Calls};
+use controller::leader::Elector;
+use controller::metrics::Metrics;
+use controller::ratelimit::Limits;
+use controller::runtime::{Config, Controller};
+use spec::render::{self, Settings};
+use spec::{AgentDocument, AgentSpec, Phase};
+use store::Store;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+struct Running {
+    elector: Option<Arc<Elector>>,
+    lease_task: Option<tokio::task::JoinHandle<()>>,
+    controller: Arc<Controller>,
+    calls: Calls,
+    store: Store,
+    settings: Settings,
+    aws: Aws,
+    ecs: aws_sdk_ecs::Client,
+    efs: aws_sdk_efs::Client,
+    metrics_addr: std::net::SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// The development stack and a table, shared by the controllers of one test.
+struct Stack {
+    vars: BTreeMap<String, String>,
+    settings: Settings,
+    table: String,
+}
+
+async fn stack() -> Stack {
+    let name = local_aws::unique("rt");
+    let out = Command::new(std::env::var("CLAWFLEET_PYTHON").unwrap_or_else(|_| "python3".into()))
+        .arg(local_aws::repo_root().join("tools/moto/dev_stack.py"))
+        .args(["--endpoint", &local_aws::endpoint(), "--name", &name])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let vars: BTreeMap<String, String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.strip_prefix("export ")?.split_once('='))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+    let settings = Settings {
+        subnets: vars["CLAWFLEET_SUBNETS"]
+            .split(',')
+            .map(str::to_owned)
+            .collect(),
+        security_groups: vec![vars["CLAWFLEET_SECURITY_GROUPS"].clone()],
+        secret_prefix: format!("/{name}/agents/"),
+        ..Settings::new(
+            &vars["CLAWFLEET_CLUSTER"],
+            &vars["CLAWFLEET_FILE_SYSTEM_ID"],
+        )
+    };
+    let table = local_aws::unique("rt");
+    let config = local_aws::sdk_config().await;
+    Store::new(aws_sdk_dynamodb::Client::new(&config), &table)
+        .bootstrap()
+        .await
+        .unwrap();
+    Stack {
+        vars,
+        settings,
+        table,
+    }
+}
+
+async fn start(resync: Duration) -> Running {
+    launch(&stack().await, resync, None).await
+}
+
+/// A controller on `stack`; with `lease = Some((holder, duration, renew))` it elects a leader.
+async fn launch(
+    stack: &Stack,
+    resync: Duration,
+    lease: Option<(&str, Duration, Duration)>,
+) -> Running {
+    let settings = stack.settings.clone();
+    let config = local_aws::sdk_config().await;
+    let calls = Calls::default();
+    let dynamodb = aws_sdk_dynamodb::config::Builder::from(&config)
+        .interceptor(calls.clone())
+        .build();
+    let store = Store::new(aws_sdk_dynamodb::Client::from_conf(dynamodb), &stack.table);
+    let aws = Aws::counted(&config, &settings, &calls);
+    let metrics = Arc::new(Metrics::new(&calls));
+    let elector = lease.map(|(holder, duration, renew)| {
+        Elector::new(
+            store.clone(),
+            holder,
+            duration,
+            renew,
+            Some(Arc::clone(&metrics)),
+        )
+    });
+    let controller = Controller::new(
+        aws.clone(),
+        store.clone(),
+        settings.clone(),
+        Config {
+            template: stack.vars["CLAWFLEET_TEMPLATE_TASK_DEFINITION"].clone(),
+            workers: 2,
+            resync_interval: resync,
+            max_concurrent_replacements: 10,
+            recovery_days: 7,
+        },
+        Arc::new(Limits::default()),
+        metrics,
+        elector.clone(),
+    );
+    let lease_task = elector
+        .clone()
+        .map(|e| tokio::spawn(e.run(std::future::pending::<()>())));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let metrics_addr = listener.local_addr().unwrap();
+    let router = controller.router();
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(Arc::clone(&controller).run(async {
+        let _ = stopped.await;
+    }));
+    Running {
+        elector,
+        lease_task,
+        controller,
+        calls,
+        store,
+        settings,
+        aws,
+        ecs: aws_sdk_ecs::Client::new(&config),
+        efs: aws_sdk_efs::Client::new(&config),
+        metrics_addr,
+        stop: Some(stop),
+        task: Some(task),
+    }
+}
+
+impl Running {
+    /// As SIGKILL would: everything stops at once, the lease is not released.
+    fn kill(mut self) {
+        if let Some(t) = self.lease_task.take() {
+            t.abort();
+        }
+        if let Some(t) = self.task.take() {
+            t.abort();
+        }
+    }
+
+    fn reconciles(&self) -> f64 {
+        let text = self.controller.metrics().render();
+        ["success", "requeue_after", "error"]
+            .iter()
+            .map(|r| {
+                metric(
+                    &text,
+                    &format!(
+                        "controller_runtime_reconcile_total{{controller=\"agent\",result=\"{r}\"}}"
+                    ),
+                )
+            })
+            .sum()
+    }
+
+    async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            tokio::time::timeout(Duration::from_secs(20), task)
+                .await
+                .unwrap()
+                .unwrap();
+        }
+    }
+
+    async fn live_tasks(&self, agent_id: &str) -> Vec<Task> {
+        let resources = self
+            .aws
+            .observe_agent(agent_id, None, &self.settings)
+            .await
+            .unwrap();
+        resources.tasks.into_iter().filter(Task::is_live).collect()
+    }
+
+    async fn status(&self, agent_id: &str) -> Option<spec::AgentStatus> {
+        self.store
+            .get(agent_id)
+            .await
+            .unwrap()
+            .and_then(|a| a.status)
+    }
+
+    /// Waits until the agent runs exactly one task other than `not`, and says so.
+    async fn running_one_task(&self, agent_id: &str, not: Option<&str>) -> Task {
+        for _ in 0..200 {
+            let live = self.live_tasks(agent_id).await;
+            let status = self.status(agent_id).await;
+            if live.len() == 1
+                && Some(live[0].arn.as_str()) != not
+                && status.as_ref().is_some_and(|s| {
+                    s.phase == Phase::Running && s.task_arn.as_deref() == Some(live[0].arn.as_str())
+                })
+            {
+                return live[0].clone();
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!(
+            "{agent_id}: not running exactly one new task; live: {:?}",
+            self.live_tasks(agent_id).await
+        )
+    }
+
+    async fn scrape(&self) -> String {
+        let mut stream = tokio::net::TcpStream::connect(self.metrics_addr)
+            .await
+            .unwrap();
+        stream
+            .write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).await.unwrap();
+        assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+        response
+    }
+}
+
+fn agent(agent_id: &str) -> AgentSpec {
+    AgentDocument {
+        agent_id: Some(agent_id.into()),
+        client_id: Some("acme".into()),
+        ..AgentDocument::default()
+    }
+    .validate()
+    .unwrap()
+}
+
+/// The value of one sample line, e.g. `metric(&text, "workqueue_depth{name=\"agent\"}")`.
+fn metric(text: &str, sample: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(sample)?.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_controller_converges_agents_and_corrects_drift_behind_its_back() {
+    let run = start(Duration::from_secs(1)).await;
+    let ids = [local_aws::unique("agent"), local_aws::unique("agent")];
+    for id in &ids {
+        run.store.apply(&agent(id), "cli").await.unwrap();
+    }
+    let first = run.running_one_task(&ids[0], None).await;
+    run.running_one_task(&ids[1], None).await;
+
+    // A task stopped behind its back is replaced on the next resync.
+    run.ecs
+        .stop_task()
+        .cluster(&run.settings.cluster)
+        .task(&first.arn)
+        .reason("chaos")
+        .send()
+        .await
+        .unwrap();
+    let second = run.running_one_task(&ids[0], Some(&first.arn)).await;
+
+    // An access point deleted behind its back is recreated.
+    let ap = run.status(&ids[0]).await.unwrap().access_point_id.unwrap();
+    run.efs
+        .delete_access_point()
+        .access_point_id(&ap)
+        .send()
+        .await
+        .unwrap();
+    let mut recreated = None;
+    for _ in 0..200 {
+        let status = run.status(&ids[0]).await.unwrap();
+        if status.access_point_id.as_deref().is_some_and(|id| id != ap)
+            && status.phase == Phase::Running
+        {
+            recreated = status.access_point_id;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let recreated = recreated.expect("the access point is recreated");
+    let aps = run
+        .efs
+        .describe_access_points()
+        .access_point_id(&recreated)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        aps.access_points()[0].root_directory().unwrap().path(),
+        Some(format!("/agents/acme/{}", ids[0]).as_str())
+    );
+    // The task moved to a revision with the new access point.
+    let third = run.running_one_task(&ids[0], Some(&second.arn)).await;
+
+    // An extra task started by hand with clawfleet's tags is stopped.
+    let want = render::run_task(&agent(&ids[0]), &run.settings, &third.task_definition_arn);
+    let extra = run.aws.ecs.run_task(&want, "by-hand").await.unwrap();
+    let mut stopped = false;
+    for _ in 0..200 {
+        let live = run.live_tasks(&ids[0]).await;
+        if live.len() == 1 && !live.iter().any(|t| t.arn == extra.arn) {
+            stopped = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(stopped, "the extra task is stopped");
+
+    let text = run.scrape().await;
+    assert!(
+        metric(
+            &text,
+            "controller_runtime_reconcile_total{controller=\"agent\",result=\"success\"}"
+        ) >= 2.0,
+        "{text}"
+    );
+    assert!(
+        metric(
+            &text,
+            "clawfleet_drift_corrections_total{resource=\"task\"}"
+        ) >= 2.0,
+        "restart and extra task: {text}"
+    );
+    assert!(
+        metric(
+            &text,
+            "clawfleet_drift_corrections_total{resource=\"access_point\"}"
+        ) >= 1.0,
+        "{text}"
+    );
+    for histogram in [
+        "controller_runtime_reconcile_time_seconds_count{controller=\"agent\"}",
+        "workqueue_queue_duration_seconds_count{name=\"agent\"}",
+        "workqueue_work_duration_seconds_count{name=\"agent\"}",
+        "clawfleet_spec_to_running_seconds_count",
+    ] {
+        assert!(metric(&text, histogram) > 0.0, "{histogram}: {text}");
+    }
+    for operation in [
+        "RunTask",
+        "DescribeTasks",
+        "ListTasks",
+        "CreateAccessPoint",
+        "RegisterTaskDefinition",
+        "PutItem",
+    ] {
+        assert!(
+            text.contains(&format!("operation=\"{operation}\",outcome=\"success\"")),
+            "clawfleet_aws_requests_total has {operation}: {text}"
+        );
+    }
+    assert_eq!(
+        metric(&text, "clawfleet_agents{phase=\"Running\"}"),
+        2.0,
+        "{text}"
+    );
+    // Converged: the queue drains.
+    let mut depth = f64::MAX;
+    for _ in 0..50 {
+        depth = metric(&run.scrape().await, "workqueue_depth{name=\"agent\"}");
+        if depth == 0.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(depth, 0.0);
+    run.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_resync_over_converged_agents_makes_no_mutating_call_and_no_write() {
+    // A resync interval longer than the test: resyncs are made by hand.
+    let run = start(Duration::from_secs(3600)).await;
+    let ids: Vec<String> = (0..3).map(|_| local_aws::unique("agent")).collect();
+    for id in &ids {
+        run.store.apply(&agent(id), "cli").await.unwrap();
+        run.controller.enqueue(id);
+    }
+    for id in &ids {
+        run.running_one_task(id, None).await;
+    }
+    // Let the last status writes land, then measure one resync.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    run.calls.reset();
+    let enqueued = run.controller.resync().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(enqueued, 0, "nothing to do for converged agents");
+    assert_eq!(run.calls.mutating(), 0, "{:?}", run.calls.snapshot());
+    let reads = run.calls.total(|_, _| true);
+    assert!(
+        reads <= 8,
+        "one batched snapshot: {:?}",
+        run.calls.snapshot()
+    );
+    run.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spec_written_in_the_console_is_reconciled_within_two_seconds_without_a_resync() {
+    use store::stream::{DynamoStream, Position, Watcher};
+    // Five minutes between resyncs: only the stream can make this fast.
+    let run = start(Duration::from_secs(300)).await;
+    let config = local_aws::sdk_config().await;
+    let feed = DynamoStream::of(&run.store, aws_sdk_dynamodbstreams::Client::new(&config))
+        .await
+        .unwrap();
+    tokio::spawn(Arc::clone(&run.controller).watch(Watcher::new(
+        feed,
+        Position::Latest,
+        Default::default(),
+    )));
+    // Let the first poll fix its starting point at the stream's end.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+
+    let id = local_aws::unique("agent");
+    let s = |v: &str| aws_sdk_dynamodb::types::AttributeValue::S(v.into());
+    let dynamodb = aws_sdk_dynamodb::Client::new(&config);
+    let written = std::time::Instant::now();
+    dynamodb
+        .put_item()
+        .table_name(run.store.table())
+        .item("agent_id", s(&id))
+        .item("record", s("spec"))
+        .item("client_id", s("acme"))
+        .send()
+        .await
+        .unwrap();
+    let mut reconciled = None;
+    while written.elapsed() < Duration::from_secs(5) {
+        if run.status(&id).await.is_some() {
+            reconciled = Some(written.elapsed());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let took = reconciled.expect("the console write was reconciled");
+    assert!(took < Duration::from_secs(2), "took {took:?}");
+    run.running_one_task(&id, None).await;
+
+    // A status write (the controller's own, or anyone's) enqueues nothing.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let adds = run.controller.queue_stats().adds;
+    dynamodb
+        .update_item()
+        .table_name(run.store.table())
+        .key("agent_id", s(&id))
+        .key("record", s("status"))
+        .update_expression("SET message = :m")
+        .expression_attribute_values(":m", s("touched"))
+        .send()
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert_eq!(
+        run.controller.queue_stats().adds,
+        adds,
+        "a status write is not a reconcile trigger"
+    );
+    run.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_leader_reconciles_and_a_standby_takes_over_when_it_dies() {
+    let stack = stack().await;
+    let lease = |holder| Some((holder, Duration::from_secs(2), Duration::from_millis(400)));
+    let a = launch(&stack, Duration::from_secs(1), lease("replica-a")).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let b = launch(&stack, Duration::from_secs(1), lease("replica-b")).await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let a_leads = a.elector.as_ref().unwrap().is_leader();
+    let b_leads = b.elector.as_ref().unwrap().is_leader();
+    assert!(
+        a_leads ^ b_leads,
+        "exactly one leader: a={a_leads} b={b_leads}"
+    );
+    let (leader, standby) = if a_leads { (a, b) } else { (b, a) };
+    assert_eq!(
+        metric(
+            &leader.controller.metrics().render(),
+            "leader_election_master_status"
+        ),
+        1.0
+    );
+    assert_eq!(
+        metric(
+            &standby.controller.metrics().render(),
+            "leader_election_master_status"
+        ),
+        0.0
+    );
+
+    let first = local_aws::unique("agent");
+    leader.store.apply(&agent(&first), "cli").await.unwrap();
+    leader.running_one_task(&first, None).await;
+    assert!(leader.reconciles() > 0.0);
+    assert_eq!(standby.reconciles(), 0.0, "a standby reconciles nothing");
+
+    // The leader dies without releasing its lease; the standby takes over once it expires.
+    leader.kill();
+    let second = local_aws::unique("agent");
+    standby.store.apply(&agent(&second), "cli").await.unwrap();
+    let started = std::time::Instant::now();
+    standby.running_one_task(&second, None).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "took over in {:?}",
+        started.elapsed()
+    );
+    assert!(standby.elector.as_ref().unwrap().is_leader());
+    for id in [&first, &second] {
+        assert_eq!(
+            standby.live_tasks(id).await.len(),
+            1,
+            "{id} never has two tasks"
+        );
+    }
+    standby.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_leader_makes_no_mutating_call_after_its_lease_deadline() {
+    let stack = stack().await;
+    let lease = Some(("paused", Duration::from_secs(2), Duration::from_millis(400)));
+    let run = launch(&stack, Duration::from_secs(3600), lease).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let elector = run.elector.clone().unwrap();
+    assert!(elector.is_leader());
+    let id = local_aws::unique("agent");
+    run.store.apply(&agent(&id), "cli").await.unwrap();
+    run.controller.enqueue(&id);
+    let task = run.running_one_task(&id, None).await;
+    // Freeze its renewals, as a SIGSTOP or a network partition would.
+    if let Some(t) = run.lease_task.as_ref() {
+        t.abort();
+    }
+    tokio::time::sleep(Duration::from_millis(2200)).await;
+    assert!(
+        !elector.is_leader(),
+        "no renewal: the lease is over on its own clock"
+    );
+    run.calls.reset();
+    // Work arrives: its task is stopped behind its back, and it is asked to act.
+    run.ecs
+        .stop_task()
+        .cluster(&run.settings.cluster)
+        .task(&task.arn)
+        .send()
+        .await
+        .unwrap();
+    run.controller.enqueue(&id);
+    let _ = run.controller.resync().await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(run.calls.mutating(), 0, "{:?}", run.calls.snapshot());
+    // Even a direct call through its fenced gate is refused before it is sent.
+    let gate: cloud::SharedGate = Arc::new(controller::leader::Fence {
+        limits: Arc::new(Limits::default()),
+        elector: Arc::clone(&elector),
+    });
+    let want = render::run_task(&agent(&id), &run.settings, &task.task_definition_arn);
+    let refused = run
+        .aws
+        .clone()
+        .with_gate(&gate)
+        .ecs
+        .run_task(&want, "after-deadline")
+        .await;
+    assert!(refused.is_err_and(|e| e.has_code("NotLeader")));
+    assert_eq!(run.calls.mutating(), 0);
+    run.kill();
+}

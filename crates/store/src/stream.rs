@@ -1,0 +1,323 @@
+//! The change feed: the table's DynamoDB Stream, so a spec written anywhere (API, CLI, GitOps,
+//! the console) is reconciled within a second instead of at the next resync.
+//!
+//! - [`ChangeFeed`] is the stream behind a trait: the behaviours moto never shows (shard
+//!   splits, expired iterators, trimmed data) are tested with a fake.
+//! - [`Watcher`] follows every shard, parents before children (records of one item are ordered
+//!   within the lineage), keeps a checkpoint per shard, re-acquires an expired iterator at its
+//!   checkpoint, and asks for a resync when data was trimmed before it was read.
+//! - Only spec items produce events; status writes never cause a reconcile.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+
+use aws_sdk_dynamodbstreams::types::ShardIteratorType;
+
+use crate::{SPEC_RECORD, StoreError};
+
+/// One shard of the stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Shard {
+    pub id: String,
+    pub parent: Option<String>,
+}
+
+/// Where to start reading a shard.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Position {
+    /// The oldest record still kept (24 h).
+    TrimHorizon,
+    /// Only records written from now on.
+    Latest,
+    /// After the record with this sequence number: a checkpoint.
+    After(String),
+}
+
+/// One item change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    pub agent_id: String,
+    pub record: String,
+    pub sequence: String,
+}
+
+/// Why reading the feed failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FeedError {
+    /// The iterator is older than 15 minutes.
+    #[error("DynamoDB Streams GetRecords: ExpiredIteratorException")]
+    ExpiredIterator,
+    /// The records at the position were trimmed (older than 24 h) before being read.
+    #[error("DynamoDB Streams: TrimmedDataAccessException")]
+    Trimmed,
+    /// Any other failure, one line naming the operation.
+    #[error("{0}")]
+    Other(String),
+}
+
+/// The stream of one table.
+#[allow(async_fn_in_trait)]
+pub trait ChangeFeed: Sync {
+    /// Every shard the stream keeps (DescribeStream).
+    async fn shards(&self) -> Result<Vec<Shard>, FeedError>;
+    /// An iterator at `from` in `shard` (GetShardIterator).
+    async fn iterator(&self, shard: &str, from: &Position) -> Result<String, FeedError>;
+    /// The next records and the next iterator, `None` once a closed shard is read to its end
+    /// (GetRecords).
+    async fn read(&self, iterator: &str) -> Result<(Vec<Change>, Option<String>), FeedError>;
+}
+
+/// What a poll found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// A spec item changed (INSERT, MODIFY or REMOVE).
+    Changed(String),
+    /// Records were lost before they were read: compare everything.
+    Resync,
+}
+
+/// Follows every shard of a feed.
+#[derive(Debug)]
+pub struct Watcher<F> {
+    feed: F,
+    /// Where shards first seen in the first poll start; shards that appear later (children of
+    /// a split) always start at their beginning.
+    start: Position,
+    first_poll: bool,
+    checkpoints: HashMap<String, Position>,
+    iterators: HashMap<String, String>,
+    finished: HashSet<String>,
+}
+
+impl<F: ChangeFeed> Watcher<F> {
+    /// A watcher starting at `start` for shards it has no checkpoint for.
+    #[must_use]
+    pub fn new(feed: F, start: Position, checkpoints: HashMap<String, Position>) -> Self {
+        Self {
+            feed,
+            start,
+            first_poll: true,
+            checkpoints,
+            iterators: HashMap::new(),
+            finished: HashSet::new(),
+        }
+    }
+
+    /// Where each shard has been read to, to restart from after a restart.
+    #[must_use]
+    pub fn checkpoints(&self) -> &HashMap<String, Position> {
+        &self.checkpoints
+    }
+
+    /// Reads every readable shard once. Events are deduplicated, in first-seen order.
+    ///
+    /// # Errors
+    /// A failure listing shards or acquiring an iterator; expired iterators and trimmed data
+    /// are handled, not returned.
+    pub async fn poll(&mut self) -> Result<Vec<Event>, FeedError> {
+        let shards = self.feed.shards().await?;
+        let known: HashSet<&str> = shards.iter().map(|s| s.id.as_str()).collect();
+        let mut events = Vec::new();
+        let mut seen = BTreeSet::new();
+        for shard in &shards {
+            if self.finished.contains(&shard.id) {
+                continue;
+            }
+            // Lineage: a child is read only once its parent is read to its end.
+            if let Some(parent) = &shard.parent
+                && known.contains(parent.as_str())
+                && !self.finished.contains(parent)
+            {
+                continue;
+            }
+            let iterator = match self.iterators.remove(&shard.id) {
+                Some(it) => it,
+                None => {
+                    let from = self.checkpoints.get(&shard.id).cloned().unwrap_or_else(|| {
+                        if self.first_poll {
+                            self.start.clone()
+                        } else {
+                            Position::TrimHorizon
+                        }
+                    });
+                    match self.feed.iterator(&shard.id, &from).await {
+                        Ok(it) => it,
+                        Err(FeedError::Trimmed) => {
+                            self.lost(&shard.id, &mut events);
+                            continue;
+                        }
+                        Err(e) => return Err(e),
+                    }
+                }
+            };
+            match self.feed.read(&iterator).await {
+                Ok((changes, next)) => {
+                    for change in changes {
+                        self.checkpoints
+                            .insert(shard.id.clone(), Position::After(change.sequence.clone()));
+                        if change.record == SPEC_RECORD && seen.insert(change.agent_id.clone()) {
+                            events.push(Event::Changed(change.agent_id));
+                        }
+                    }
+                    match next {
+                        Some(next) => {
+                            self.iterators.insert(shard.id.clone(), next);
+                        }
+                        None => {
+                            self.finished.insert(shard.id.clone());
+                        }
+                    }
+                }
+                // Re-acquired at the checkpoint on the next poll: nothing is lost.
+                Err(FeedError::ExpiredIterator) => {}
+                Err(FeedError::Trimmed) => self.lost(&shard.id, &mut events),
+                Err(e) => return Err(e),
+            }
+        }
+        self.first_poll = false;
+        Ok(events)
+    }
+
+    fn lost(&mut self, shard: &str, events: &mut Vec<Event>) {
+        self.checkpoints
+            .insert(shard.to_owned(), Position::TrimHorizon);
+        if !events.contains(&Event::Resync) {
+            events.push(Event::Resync);
+        }
+    }
+}
+
+/// The real stream (aws-sdk-dynamodbstreams).
+#[derive(Debug, Clone)]
+pub struct DynamoStream {
+    client: aws_sdk_dynamodbstreams::Client,
+    stream_arn: String,
+}
+
+fn streams_error(
+    operation: &str,
+    e: &(dyn std::error::Error + 'static),
+    code: Option<&str>,
+) -> FeedError {
+    match code {
+        Some("ExpiredIteratorException") => FeedError::ExpiredIterator,
+        Some("TrimmedDataAccessException") => FeedError::Trimmed,
+        _ => FeedError::Other(format!(
+            "DynamoDB Streams {operation}: {}",
+            crate::error_chain(e)
+        )),
+    }
+}
+
+impl DynamoStream {
+    /// The stream of `store`'s table (DescribeTable for its LatestStreamArn).
+    ///
+    /// # Errors
+    /// A failed DescribeTable, or a table without a stream.
+    pub async fn of(
+        store: &crate::Store,
+        client: aws_sdk_dynamodbstreams::Client,
+    ) -> Result<Self, StoreError> {
+        let table = store
+            .client
+            .describe_table()
+            .table_name(&store.table)
+            .send()
+            .await
+            .map_err(|e| StoreError::aws("DescribeTable", &store.table, &e))?;
+        let stream_arn = table
+            .table
+            .and_then(|t| t.latest_stream_arn)
+            .ok_or_else(|| StoreError::TableShape {
+                table: store.table.clone(),
+                problem: "has no stream (run clawfleet bootstrap)".into(),
+            })?;
+        Ok(Self { client, stream_arn })
+    }
+}
+
+impl ChangeFeed for DynamoStream {
+    async fn shards(&self) -> Result<Vec<Shard>, FeedError> {
+        use aws_sdk_dynamodbstreams::error::ProvideErrorMetadata;
+        let mut shards = Vec::new();
+        let mut start: Option<String> = None;
+        loop {
+            let out = self
+                .client
+                .describe_stream()
+                .stream_arn(&self.stream_arn)
+                .set_exclusive_start_shard_id(start.clone())
+                .send()
+                .await
+                .map_err(|e| streams_error("DescribeStream", &e, e.code()))?;
+            let Some(description) = out.stream_description else {
+                break;
+            };
+            for shard in description.shards() {
+                if let Some(id) = shard.shard_id() {
+                    shards.push(Shard {
+                        id: id.to_owned(),
+                        parent: shard.parent_shard_id().map(str::to_owned),
+                    });
+                }
+            }
+            match description.last_evaluated_shard_id {
+                Some(last) if Some(&last) != start.as_ref() => start = Some(last),
+                _ => break,
+            }
+        }
+        Ok(shards)
+    }
+
+    async fn iterator(&self, shard: &str, from: &Position) -> Result<String, FeedError> {
+        use aws_sdk_dynamodbstreams::error::ProvideErrorMetadata;
+        let request = self
+            .client
+            .get_shard_iterator()
+            .stream_arn(&self.stream_arn)
+            .shard_id(shard);
+        let request = match from {
+            Position::TrimHorizon => request.shard_iterator_type(ShardIteratorType::TrimHorizon),
+            Position::Latest => request.shard_iterator_type(ShardIteratorType::Latest),
+            Position::After(sequence) => request
+                .shard_iterator_type(ShardIteratorType::AfterSequenceNumber)
+                .sequence_number(sequence),
+        };
+        let out = request
+            .send()
+            .await
+            .map_err(|e| streams_error("GetShardIterator", &e, e.code()))?;
+        out.shard_iterator.ok_or_else(|| {
+            FeedError::Other("DynamoDB Streams GetShardIterator: no iterator".into())
+        })
+    }
+
+    async fn read(&self, iterator: &str) -> Result<(Vec<Change>, Option<String>), FeedError> {
+        use aws_sdk_dynamodbstreams::error::ProvideErrorMetadata;
+        let out = self
+            .client
+            .get_records()
+            .shard_iterator(iterator)
+            .send()
+            .await
+            .map_err(|e| streams_error("GetRecords", &e, e.code()))?;
+        let changes = out
+            .records()
+            .iter()
+            .filter_map(|r| {
+                let data = r.dynamodb()?;
+                let keys = data.keys()?;
+                let text = |k: &str| keys.get(k).and_then(|v| v.as_s().ok()).cloned();
+                Some(Change {
+                    agent_id: text("agent_id")?,
+                    record: text("record")?,
+                    sequence: data.sequence_number()?.to_owned(),
+                })
+            })
+            .collect();
+        Ok((changes, out.next_shard_iterator))
+    }
+}
+
+#[cfg(test)]
+#[path = "stream_tests.rs"]
+mod tests;

@@ -1,0 +1,244 @@
+//! The watcher against a fake stream that splits shards, expires iterators and trims data,
+//! as DynamoDB Streams does and moto never shows.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use super::*;
+
+#[derive(Default)]
+struct FakeShard {
+    parent: Option<String>,
+    records: Vec<Change>,
+    closed: bool,
+    /// Records before this index are trimmed.
+    trimmed_before: usize,
+}
+
+#[derive(Default)]
+struct Fake {
+    shards: Mutex<Vec<(String, FakeShard)>>,
+    expire_next_read_of: Mutex<Option<String>>,
+    next_sequence: Mutex<u64>,
+}
+
+impl Fake {
+    fn shard(&self, id: &str, parent: Option<&str>) {
+        self.shards.lock().unwrap().push((
+            id.to_owned(),
+            FakeShard {
+                parent: parent.map(str::to_owned),
+                ..FakeShard::default()
+            },
+        ));
+    }
+
+    fn write(&self, shard: &str, agent_id: &str, record: &str) {
+        let mut seq = self.next_sequence.lock().unwrap();
+        *seq += 1;
+        let mut shards = self.shards.lock().unwrap();
+        let (_, s) = shards.iter_mut().find(|(id, _)| id == shard).unwrap();
+        s.records.push(Change {
+            agent_id: agent_id.to_owned(),
+            record: record.to_owned(),
+            sequence: format!("{:020}", *seq),
+        });
+    }
+
+    fn close(&self, shard: &str) {
+        let mut shards = self.shards.lock().unwrap();
+        shards
+            .iter_mut()
+            .find(|(id, _)| id == shard)
+            .unwrap()
+            .1
+            .closed = true;
+    }
+
+    fn trim(&self, shard: &str, before: usize) {
+        let mut shards = self.shards.lock().unwrap();
+        shards
+            .iter_mut()
+            .find(|(id, _)| id == shard)
+            .unwrap()
+            .1
+            .trimmed_before = before;
+    }
+}
+
+impl ChangeFeed for &Fake {
+    async fn shards(&self) -> Result<Vec<Shard>, FeedError> {
+        Ok(self
+            .shards
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(id, s)| Shard {
+                id: id.clone(),
+                parent: s.parent.clone(),
+            })
+            .collect())
+    }
+
+    async fn iterator(&self, shard: &str, from: &Position) -> Result<String, FeedError> {
+        let shards = self.shards.lock().unwrap();
+        let (_, s) = shards.iter().find(|(id, _)| id == shard).unwrap();
+        let index = match from {
+            Position::TrimHorizon => s.trimmed_before,
+            Position::Latest => s.records.len(),
+            Position::After(seq) => s
+                .records
+                .iter()
+                .position(|r| &r.sequence == seq)
+                .map_or(0, |i| i + 1),
+        };
+        Ok(format!("{shard}|{index}"))
+    }
+
+    async fn read(&self, iterator: &str) -> Result<(Vec<Change>, Option<String>), FeedError> {
+        let (shard, index) = iterator.split_once('|').unwrap();
+        let index: usize = index.parse().unwrap();
+        if self.expire_next_read_of.lock().unwrap().as_deref() == Some(shard) {
+            *self.expire_next_read_of.lock().unwrap() = None;
+            return Err(FeedError::ExpiredIterator);
+        }
+        let shards = self.shards.lock().unwrap();
+        let (_, s) = shards.iter().find(|(id, _)| id == shard).unwrap();
+        if index < s.trimmed_before {
+            return Err(FeedError::Trimmed);
+        }
+        let changes = s.records[index..].to_vec();
+        let next = if s.closed {
+            None
+        } else {
+            Some(format!("{shard}|{}", s.records.len()))
+        };
+        Ok((changes, next))
+    }
+}
+
+fn changed(events: &[Event]) -> Vec<&str> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Changed(id) => Some(id.as_str()),
+            Event::Resync => None,
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn spec_changes_are_events_and_status_writes_are_not() {
+    let fake = Fake::default();
+    fake.shard("s1", None);
+    let mut watcher = Watcher::new(&fake, Position::TrimHorizon, HashMap::new());
+    fake.write("s1", "a1", "spec");
+    fake.write("s1", "a1", "status");
+    fake.write("s1", "a2", "status");
+    fake.write("s1", "a1", "spec");
+    let events = watcher.poll().await.unwrap();
+    assert_eq!(
+        events,
+        [Event::Changed("a1".into())],
+        "deduplicated, status ignored"
+    );
+    assert!(watcher.poll().await.unwrap().is_empty(), "nothing new");
+}
+
+#[tokio::test]
+async fn a_watcher_starting_at_latest_skips_history_but_reads_new_shards_from_their_start() {
+    let fake = Fake::default();
+    fake.shard("s1", None);
+    fake.write("s1", "old", "spec");
+    let mut watcher = Watcher::new(&fake, Position::Latest, HashMap::new());
+    assert!(watcher.poll().await.unwrap().is_empty());
+    fake.write("s1", "new", "spec");
+    assert_eq!(changed(&watcher.poll().await.unwrap()), ["new"]);
+}
+
+#[tokio::test]
+async fn a_shard_split_is_followed_parent_first_then_children_from_their_start() {
+    let fake = Fake::default();
+    fake.shard("parent", None);
+    let mut watcher = Watcher::new(&fake, Position::TrimHorizon, HashMap::new());
+    fake.write("parent", "a1", "spec");
+    assert_eq!(changed(&watcher.poll().await.unwrap()), ["a1"]);
+    // The shard splits: the parent gets a last record and closes; children start.
+    fake.write("parent", "a2", "spec");
+    fake.close("parent");
+    fake.shard("child-1", Some("parent"));
+    fake.shard("child-2", Some("parent"));
+    fake.write("child-1", "a3", "spec");
+    fake.write("child-2", "a4", "spec");
+    let events = watcher.poll().await.unwrap();
+    assert_eq!(
+        changed(&events),
+        ["a2", "a3", "a4"],
+        "parent's last record before the children's"
+    );
+    fake.write("child-1", "a5", "spec");
+    assert_eq!(changed(&watcher.poll().await.unwrap()), ["a5"]);
+}
+
+#[tokio::test]
+async fn a_child_waits_until_its_parent_is_read_to_the_end() {
+    let fake = Fake::default();
+    fake.shard("parent", None);
+    fake.shard("child", Some("parent"));
+    fake.write("parent", "first", "spec");
+    fake.write("child", "second", "spec");
+    let mut watcher = Watcher::new(&fake, Position::TrimHorizon, HashMap::new());
+    // The parent is still open: only its records.
+    assert_eq!(changed(&watcher.poll().await.unwrap()), ["first"]);
+    fake.close("parent");
+    assert_eq!(changed(&watcher.poll().await.unwrap()), ["second"]);
+}
+
+#[tokio::test]
+async fn an_expired_iterator_is_reacquired_at_the_checkpoint_losing_nothing() {
+    let fake = Fake::default();
+    fake.shard("s1", None);
+    let mut watcher = Watcher::new(&fake, Position::TrimHorizon, HashMap::new());
+    fake.write("s1", "a1", "spec");
+    assert_eq!(changed(&watcher.poll().await.unwrap()), ["a1"]);
+    fake.write("s1", "a2", "spec");
+    *fake.expire_next_read_of.lock().unwrap() = Some("s1".into());
+    assert!(watcher.poll().await.unwrap().is_empty(), "the read expired");
+    assert_eq!(
+        changed(&watcher.poll().await.unwrap()),
+        ["a2"],
+        "read once, after re-acquiring"
+    );
+    assert!(watcher.poll().await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn trimmed_data_asks_for_a_resync_and_reading_goes_on() {
+    let fake = Fake::default();
+    fake.shard("s1", None);
+    let mut watcher = Watcher::new(&fake, Position::TrimHorizon, HashMap::new());
+    fake.write("s1", "a1", "spec");
+    assert_eq!(changed(&watcher.poll().await.unwrap()), ["a1"]);
+    // The watcher fell behind by more than a day: its next records are gone.
+    fake.write("s1", "lost", "spec");
+    fake.write("s1", "kept", "spec");
+    fake.trim("s1", 2);
+    let _ = watcher.iterators.insert("s1".into(), "s1|1".into());
+    let events = watcher.poll().await.unwrap();
+    assert_eq!(events, [Event::Resync]);
+    assert_eq!(changed(&watcher.poll().await.unwrap()), ["kept"]);
+}
+
+#[tokio::test]
+async fn a_restart_from_checkpoints_reads_only_what_came_after() {
+    let fake = Fake::default();
+    fake.shard("s1", None);
+    let mut first = Watcher::new(&fake, Position::TrimHorizon, HashMap::new());
+    fake.write("s1", "a1", "spec");
+    assert_eq!(changed(&first.poll().await.unwrap()), ["a1"]);
+    let checkpoints = first.checkpoints().clone();
+    drop(first);
+    fake.write("s1", "a2", "spec");
+    let mut second = Watcher::new(&fake, Position::Latest, checkpoints);
+    assert_eq!(changed(&second.poll().await.unwrap()), ["a2"]);
+}
