@@ -146,3 +146,188 @@ fn the_controller_serves_health_logs_agent_ids_and_stops_cleanly_on_sigterm() {
     assert!(logs.contains("shutting down"), "{logs}");
     let _ = std::io::stdout().flush();
 }
+
+/// Starts `clawfleet controller` on `fleet`, serving health on a free port.
+fn spawn_controller(fleet: &Fleet, replica: &str) -> (std::process::Child, SocketAddr) {
+    let addr = free_addr();
+    let child = fleet
+        .command(&[
+            "controller",
+            "--resync-interval",
+            "1s",
+            "--lease-duration",
+            "2s",
+            "--lease-renew",
+            "500ms",
+            "--replica-id",
+            replica,
+            "--metrics-addr",
+            &addr.to_string(),
+        ])
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    (child, addr)
+}
+
+fn stack_fleet(prefix: &str) -> Fleet {
+    let name = local_aws::unique(prefix);
+    let out = Command::new(std::env::var("CLAWFLEET_PYTHON").unwrap_or_else(|_| "python3".into()))
+        .arg(local_aws::repo_root().join("tools/moto/dev_stack.py"))
+        .args(["--endpoint", &local_aws::endpoint(), "--name", &name])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut fleet = Fleet::new(prefix).env("CLAWFLEET_SECRET_PREFIX", format!("/{name}/agents/"));
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        if let Some((k, v)) = line.strip_prefix("export ").and_then(|l| l.split_once('=')) {
+            fleet = fleet.env(k, v);
+        }
+    }
+    fleet
+}
+
+#[test]
+fn a_controller_killed_mid_convergence_and_restarted_converges_without_duplicates() {
+    let fleet = stack_fleet("kill");
+    let ids: Vec<String> = (0..20)
+        .map(|i| format!("{}-{i:02}", local_aws::unique("k")))
+        .collect();
+    let manifests: String = ids
+        .iter()
+        .map(|id| format!("agent_id: {id}\nclient_id: acme\n---\n"))
+        .collect();
+    let run = fleet.run_with_stdin(&["apply", "-f", "-"], &manifests);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+
+    let (mut first, _) = spawn_controller(&fleet, "first");
+    // Kill it while it converges: once some, not all, agents have a status.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let table = fleet.ok(&["get"]);
+        let started = table
+            .lines()
+            .skip(1)
+            .filter(|l| !l.contains("Pending"))
+            .count();
+        if started >= 3 || Instant::now() > deadline {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    first.kill().unwrap();
+    first.wait().unwrap();
+
+    let (mut second, _) = spawn_controller(&fleet, "second");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut all_running = false;
+    while Instant::now() < deadline {
+        let table = fleet.ok(&["get"]);
+        if table
+            .lines()
+            .skip(1)
+            .filter(|l| l.contains("Running"))
+            .count()
+            == ids.len()
+        {
+            all_running = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &second.id().to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    second.wait().unwrap();
+    assert!(all_running, "{}", fleet.ok(&["get"]));
+
+    // Exactly one task, access point, secret and revision per agent.
+    let plan = fleet.run(&["plan", "--all"]);
+    assert_eq!(
+        plan.code, 0,
+        "converged, nothing left to do: {}",
+        plan.stdout
+    );
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let config = local_aws::sdk_config().await;
+        let ecs = aws_sdk_ecs::Client::new(&config);
+        let cluster = fleet_env(&fleet, "CLAWFLEET_CLUSTER");
+        let mut live: Vec<String> = Vec::new();
+        let mut token = None;
+        loop {
+            let page = ecs
+                .list_tasks()
+                .cluster(&cluster)
+                .desired_status(aws_sdk_ecs::types::DesiredStatus::Running)
+                .set_next_token(token)
+                .send()
+                .await
+                .unwrap();
+            live.extend(page.task_arns().iter().cloned());
+            token = page.next_token().map(str::to_owned);
+            if token.is_none() {
+                break;
+            }
+        }
+        let described = ecs
+            .describe_tasks()
+            .cluster(&cluster)
+            .set_tasks(Some(live))
+            .include(aws_sdk_ecs::types::TaskField::Tags)
+            .send()
+            .await
+            .unwrap();
+        for id in &ids {
+            let n = described
+                .tasks()
+                .iter()
+                .filter(|t| {
+                    t.tags().iter().any(|g| {
+                        g.key() == Some("clawfleet:agent-id") && g.value() == Some(id.as_str())
+                    })
+                })
+                .count();
+            assert_eq!(n, 1, "{id} has {n} live tasks");
+        }
+        let efs = aws_sdk_efs::Client::new(&config);
+        let aps = efs
+            .describe_access_points()
+            .file_system_id(fleet_env(&fleet, "CLAWFLEET_FILE_SYSTEM_ID"))
+            .send()
+            .await
+            .unwrap();
+        for id in &ids {
+            let n = aps
+                .access_points()
+                .iter()
+                .filter(|a| {
+                    a.tags()
+                        .iter()
+                        .any(|g| g.key() == "clawfleet:agent-id" && g.value() == id.as_str())
+                })
+                .count();
+            assert_eq!(n, 1, "{id} has {n} access points");
+        }
+    });
+}
+
+fn fleet_env(fleet: &Fleet, key: &str) -> String {
+    let cmd = fleet.command(&[]);
+    cmd.get_envs()
+        .filter(|(k, _)| *k == key)
+        .filter_map(|(_, v)| v.map(|v| v.to_string_lossy().into_owned()))
+        .last()
+        .unwrap_or_default()
+}
