@@ -1,6 +1,6 @@
 # The entry points. Each target installs what it needs (moto through pip) and starts what it
 # uses; nothing has to be running beforehand.
-.PHONY: demo test lint build
+.PHONY: demo test lint build bench
 
 # The main job on the local AWS: start moto, bootstrap, apply examples/, print `clawfleet get`.
 demo:
@@ -16,3 +16,8 @@ lint:
 
 build:
 	cargo build --workspace --locked
+
+# The benchmark (docs/benchmarks.md): the controller against moto behind a proxy that throttles
+# ECS like AWS. Pass arguments with BENCH_ARGS, e.g. make bench BENCH_ARGS="--agents 500".
+bench:
+	tools/bench.sh $(BENCH_ARGS)

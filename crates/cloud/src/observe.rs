@@ -136,6 +136,13 @@ impl Aws {
         Ok(fleet)
     }
 
+    /// Remembers a revision this process registered, so no resync describes it again.
+    pub fn remember(&self, revision: &TaskDefinitionRevision) {
+        if let Ok(mut cache) = self.revisions.lock() {
+            cache.insert(revision.arn.clone(), revision.clone());
+        }
+    }
+
     /// One revision's content: from the cache, or DescribeTaskDefinition.
     async fn revision(&self, arn: &str) -> Result<Option<TaskDefinitionRevision>, AwsError> {
         let cached = self.revisions.lock().ok().and_then(|c| c.get(arn).cloned());

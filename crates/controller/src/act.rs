@@ -123,10 +123,13 @@ impl Cloud for RealCloud {
         definition: &TaskDefinition,
         tags: &BTreeMap<String, String>,
     ) -> Result<TaskDefinitionRevision, AwsError> {
-        self.aws
+        let revision = self
+            .aws
             .ecs
             .register_task_definition(definition, tags)
-            .await
+            .await?;
+        self.aws.remember(&revision);
+        Ok(revision)
     }
     async fn run_task(&self, request: &RunTask, token: &str) -> Result<Task, AwsError> {
         self.aws.ecs.run_task(request, token).await
