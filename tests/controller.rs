@@ -32,23 +32,7 @@ fn free_addr() -> SocketAddr {
 
 #[test]
 fn the_controller_serves_health_logs_agent_ids_and_stops_cleanly_on_sigterm() {
-    let name = local_aws::unique("proc");
-    let out = Command::new(std::env::var("CLAWFLEET_PYTHON").unwrap_or_else(|_| "python3".into()))
-        .arg(local_aws::repo_root().join("tools/moto/dev_stack.py"))
-        .args(["--endpoint", &local_aws::endpoint(), "--name", &name])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let mut fleet = Fleet::new("proc").env("CLAWFLEET_SECRET_PREFIX", format!("/{name}/agents/"));
-    for line in String::from_utf8_lossy(&out.stdout).lines() {
-        if let Some((k, v)) = line.strip_prefix("export ").and_then(|l| l.split_once('=')) {
-            fleet = fleet.env(k, v);
-        }
-    }
+    let fleet = stack_fleet("proc");
     let agent = local_aws::unique("agent");
     let run = fleet.run_with_stdin(
         &["apply", "-f", "-"],
@@ -175,21 +159,9 @@ fn spawn_controller(fleet: &Fleet, replica: &str) -> (std::process::Child, Socke
 
 fn stack_fleet(prefix: &str) -> Fleet {
     let name = local_aws::unique(prefix);
-    let out = Command::new(std::env::var("CLAWFLEET_PYTHON").unwrap_or_else(|_| "python3".into()))
-        .arg(local_aws::repo_root().join("tools/moto/dev_stack.py"))
-        .args(["--endpoint", &local_aws::endpoint(), "--name", &name])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     let mut fleet = Fleet::new(prefix).env("CLAWFLEET_SECRET_PREFIX", format!("/{name}/agents/"));
-    for line in String::from_utf8_lossy(&out.stdout).lines() {
-        if let Some((k, v)) = line.strip_prefix("export ").and_then(|l| l.split_once('=')) {
-            fleet = fleet.env(k, v);
-        }
+    for (k, v) in local_aws::dev_stack(&name) {
+        fleet = fleet.env(k, v);
     }
     fleet
 }

@@ -5,7 +5,6 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::process::Command;
 
 use aws_sdk_efs::types::{PosixUser, RootDirectory};
 use cloud::Aws;
@@ -21,23 +20,9 @@ struct Stack {
 
 impl Stack {
     fn create(name: &str) -> Self {
-        let out =
-            Command::new(std::env::var("CLAWFLEET_PYTHON").unwrap_or_else(|_| "python3".into()))
-                .arg(local_aws::repo_root().join("tools/moto/dev_stack.py"))
-                .args(["--endpoint", &local_aws::endpoint(), "--name", name])
-                .output()
-                .expect("run dev_stack.py");
-        assert!(
-            out.status.success(),
-            "dev_stack.py: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let env = String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .filter_map(|l| l.strip_prefix("export ")?.split_once('='))
-            .map(|(k, v)| (k.to_owned(), v.to_owned()))
-            .collect();
-        Self { env }
+        Self {
+            env: local_aws::dev_stack(name),
+        }
     }
 
     fn get(&self, key: &str) -> &str {

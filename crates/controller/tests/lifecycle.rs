@@ -3,7 +3,6 @@
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
 use std::collections::BTreeMap;
-use std::process::Command;
 
 use cloud::observed::Task;
 use cloud::{Aws, Calls};
@@ -27,21 +26,7 @@ struct Env {
 
 async fn env() -> Env {
     let name = local_aws::unique("life");
-    let out = Command::new(std::env::var("CLAWFLEET_PYTHON").unwrap_or_else(|_| "python3".into()))
-        .arg(local_aws::repo_root().join("tools/moto/dev_stack.py"))
-        .args(["--endpoint", &local_aws::endpoint(), "--name", &name])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let vars: BTreeMap<String, String> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| l.strip_prefix("export ")?.split_once('='))
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .collect();
+    let vars = local_aws::dev_stack(&name);
     let settings = Settings {
         subnets: vars["CLAWFLEET_SUBNETS"]
             .split(',')

@@ -3,7 +3,6 @@
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
 use std::collections::BTreeMap;
-use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -42,21 +41,7 @@ struct Stack {
 
 async fn stack() -> Stack {
     let name = local_aws::unique("rt");
-    let out = Command::new(std::env::var("CLAWFLEET_PYTHON").unwrap_or_else(|_| "python3".into()))
-        .arg(local_aws::repo_root().join("tools/moto/dev_stack.py"))
-        .args(["--endpoint", &local_aws::endpoint(), "--name", &name])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let vars: BTreeMap<String, String> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| l.strip_prefix("export ")?.split_once('='))
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .collect();
+    let vars = local_aws::dev_stack(&name);
     let settings = Settings {
         subnets: vars["CLAWFLEET_SUBNETS"]
             .split(',')

@@ -93,3 +93,31 @@ pub fn unique(prefix: &str) -> String {
         .collect();
     format!("{prefix}-{suffix}")
 }
+
+/// Creates a development stack named `name` on the local AWS with the project's own tooling
+/// (`tools/moto/dev_stack.py`: VPC with DNS hostnames, private subnets, security group, ECS
+/// cluster, EFS file system, template task definition) and returns the variables it prints:
+/// `CLAWFLEET_CLUSTER`, `CLAWFLEET_SUBNETS`, `CLAWFLEET_SECURITY_GROUPS`,
+/// `CLAWFLEET_FILE_SYSTEM_ID`, `CLAWFLEET_TEMPLATE_TASK_DEFINITION`, ...
+///
+/// # Panics
+/// When the tooling fails; the message carries its error.
+#[must_use]
+pub fn dev_stack(name: &str) -> std::collections::BTreeMap<String, String> {
+    let python = std::env::var("CLAWFLEET_PYTHON").unwrap_or_else(|_| "python3".into());
+    let out = Command::new(&python)
+        .arg(repo_root().join("tools/moto/dev_stack.py"))
+        .args(["--endpoint", &endpoint(), "--name", name])
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {python} tools/moto/dev_stack.py: {e}"));
+    assert!(
+        out.status.success(),
+        "dev_stack.py: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.strip_prefix("export ")?.split_once('='))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
+}
