@@ -40,6 +40,28 @@ pub struct Desired<'a> {
     pub status: Option<&'a AgentStatus>,
 }
 
+impl<'a> Desired<'a> {
+    /// What a stored agent asks for. `error_text` is the spec item's
+    /// [`store::SpecItem::error_text`], held by the caller for the borrow.
+    #[must_use]
+    pub fn of(
+        agent_id: &'a str,
+        spec_item: Option<&'a store::SpecItem>,
+        error_text: Option<&'a str>,
+        status: Option<&'a AgentStatus>,
+    ) -> Self {
+        Self {
+            agent_id,
+            spec: spec_item.map(|s| match &s.spec {
+                Ok(spec) => Ok(spec),
+                Err(_) => Err(error_text.unwrap_or_default()),
+            }),
+            deleting: spec_item.is_some_and(|s| s.meta.is_deleting()),
+            status,
+        }
+    }
+}
+
 /// What every plan of one pass shares.
 #[derive(Debug, Clone, Copy)]
 pub struct Context<'a> {

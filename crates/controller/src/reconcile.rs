@@ -196,25 +196,19 @@ impl<C: Cloud> Reconciler<'_, C> {
         fresh: &mut bool,
     ) -> Result<Outcome, ReconcileError> {
         let agent_id = agent.agent_id.as_str();
-        let spec_item = agent.spec.as_ref();
-        let error_text = spec_item
-            .and_then(|s| s.spec.as_ref().err())
-            .map(ToString::to_string);
+        let error = agent.spec.as_ref().and_then(store::SpecItem::error_text);
         let ctx = Context {
             settings: self.settings,
             template: self.template,
             now: now(),
         };
         for _ in 0..MAX_ROUNDS {
-            let desired = Desired {
+            let desired = Desired::of(
                 agent_id,
-                spec: spec_item.map(|s| match &s.spec {
-                    Ok(spec) => Ok(spec),
-                    Err(_) => Err(error_text.as_deref().unwrap_or_default()),
-                }),
-                deleting: spec_item.is_some_and(|s| s.meta.is_deleting()),
-                status: status.as_ref(),
-            };
+                agent.spec.as_ref(),
+                error.as_deref(),
+                status.as_ref(),
+            );
             let plan = plan(&desired, observed, &ctx);
             let creates = plan.actions.iter().any(|a| {
                 matches!(

@@ -193,19 +193,13 @@ impl Controller {
             if let Some(status) = &agent.status {
                 *phases.entry(status.phase.as_str().to_owned()).or_default() += 1;
             }
-            let spec_item = agent.spec.as_ref();
-            let error = spec_item
-                .and_then(|s| s.spec.as_ref().err())
-                .map(ToString::to_string);
-            let desired = Desired {
-                agent_id: &agent.agent_id,
-                spec: spec_item.map(|s| match &s.spec {
-                    Ok(spec) => Ok(spec),
-                    Err(_) => Err(error.as_deref().unwrap_or_default()),
-                }),
-                deleting: spec_item.is_some_and(|s| s.meta.is_deleting()),
-                status: agent.status.as_ref(),
-            };
+            let error = agent.spec.as_ref().and_then(store::SpecItem::error_text);
+            let desired = Desired::of(
+                &agent.agent_id,
+                agent.spec.as_ref(),
+                error.as_deref(),
+                agent.status.as_ref(),
+            );
             let plan = plan(&desired, &observed, &ctx);
             if !plan.is_empty() || plan.wait.is_some() {
                 work.push((agent.agent_id.clone(), observed));

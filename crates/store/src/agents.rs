@@ -38,6 +38,14 @@ pub struct SpecItem {
     pub snapshot: Snapshot,
 }
 
+impl SpecItem {
+    /// The error of a spec item that yields no spec, as one line.
+    #[must_use]
+    pub fn error_text(&self) -> Option<String> {
+        self.spec.as_ref().err().map(ToString::to_string)
+    }
+}
+
 /// An agent's two items, either of which may be missing.
 #[derive(Debug, Clone)]
 pub struct Agent {
@@ -462,31 +470,15 @@ impl Store {
     /// # Errors
     /// A failed Scan page.
     pub async fn list_specs(&self) -> Result<Vec<SpecItem>, StoreError> {
-        let mut specs = Vec::new();
-        let mut start: Option<HashMap<String, AttributeValue>> = None;
-        loop {
-            let out = self
-                .client
-                .scan()
-                .table_name(&self.table)
-                .filter_expression("#record = :spec")
-                .expression_attribute_names("#record", "record")
-                .expression_attribute_values(":spec", s(SPEC_RECORD))
-                .consistent_read(true)
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(|e| StoreError::aws("Scan", &self.table, &e))?;
-            for item in out.items.unwrap_or_default() {
-                if let Some(agent_id) = agent_id_of(&item).map(str::to_owned) {
-                    specs.push(spec_item(&agent_id, item));
-                }
-            }
-            start = out.last_evaluated_key.filter(|k| !k.is_empty());
-            if start.is_none() {
-                break;
-            }
-        }
+        let mut specs: Vec<SpecItem> = self
+            .scan(true, true)
+            .await?
+            .into_iter()
+            .filter_map(|item| {
+                let agent_id = agent_id_of(&item)?.to_owned();
+                Some(spec_item(&agent_id, item))
+            })
+            .collect();
         specs.sort_by(|a, b| a.agent_id.cmp(&b.agent_id));
         Ok(specs)
     }
@@ -576,24 +568,36 @@ impl Store {
     /// # Errors
     /// A failed Scan page.
     pub async fn list(&self) -> Result<Vec<Agent>, StoreError> {
+        Ok(group(self.scan(false, false).await?))
+    }
+
+    /// Every item of the table (Scan, all pages), or only spec items.
+    async fn scan(&self, specs_only: bool, consistent: bool) -> Result<Vec<Item>, StoreError> {
         let mut items = Vec::new();
         let mut start: Option<HashMap<String, AttributeValue>> = None;
         loop {
-            let out = self
+            let mut request = self
                 .client
                 .scan()
                 .table_name(&self.table)
-                .set_exclusive_start_key(start)
+                .consistent_read(consistent)
+                .set_exclusive_start_key(start);
+            if specs_only {
+                request = request
+                    .filter_expression("#record = :spec")
+                    .expression_attribute_names("#record", "record")
+                    .expression_attribute_values(":spec", s(SPEC_RECORD));
+            }
+            let out = request
                 .send()
                 .await
                 .map_err(|e| StoreError::aws("Scan", &self.table, &e))?;
             items.extend(out.items.unwrap_or_default());
             start = out.last_evaluated_key.filter(|k| !k.is_empty());
             if start.is_none() {
-                break;
+                return Ok(items);
             }
         }
-        Ok(group(items))
     }
 
     /// One tenant's agents: Query on the `by-client` index (all pages), then their statuses

@@ -87,19 +87,13 @@ fn print_plan(
     ctx: &Context<'_>,
 ) -> bool {
     let spec_item = agent.and_then(|a| a.spec.as_ref());
-    let error = spec_item
-        .and_then(|s| s.spec.as_ref().err())
-        .map(ToString::to_string);
-    let spec = spec_item.map(|s| match &s.spec {
-        Ok(spec) => Ok(spec),
-        Err(_) => Err(error.as_deref().unwrap_or_default()),
-    });
-    let desired = Desired {
+    let error = spec_item.and_then(store::SpecItem::error_text);
+    let desired = Desired::of(
         agent_id,
-        spec,
-        deleting: spec_item.is_some_and(|s| s.meta.is_deleting()),
-        status: agent.and_then(|a| a.status.as_ref()),
-    };
+        spec_item,
+        error.as_deref(),
+        agent.and_then(|a| a.status.as_ref()),
+    );
     let plan: Plan = controller::plan(&desired, observed, ctx);
     let label = if spec_item.is_none() {
         " (orphaned: no spec)"
