@@ -6,6 +6,10 @@ Usage: python3 launcher.py PORT
   strings, which aws-sdk-ecs refuses to parse. We fix the emulator, not the client.
 - ECS: by default every DescribeTasks moves a task one step towards STOPPED. Tests stop tasks
   deliberately instead, so task transitions are manual.
+- DynamoDB: moto serves requests on threads and checks a ConditionExpression apart from the write
+  that follows it, so two conditional writes racing on one item could both succeed. DynamoDB
+  never lets that happen, and the API's optimistic concurrency is tested on it, so DynamoDB
+  requests are served one at a time.
 - The server exits when the process that started it goes away, so a test binary that starts its
   own server never leaks one.
 """
@@ -40,6 +44,19 @@ def manual_task_transitions():
     )
 
 
+def atomic_dynamodb_requests():
+    from moto.dynamodb.responses import DynamoHandler
+
+    lock = threading.Lock()
+    original = DynamoHandler.call_action
+
+    def call_action(self):
+        with lock:
+            return original(self)
+
+    DynamoHandler.call_action = call_action
+
+
 def exit_with_parent():
     parent = os.getppid()
 
@@ -58,6 +75,7 @@ def main():
     port = sys.argv[1]
     patch_ecs_container_types()
     manual_task_transitions()
+    atomic_dynamodb_requests()
     if os.environ.get("CLAWFLEET_MOTO_DETACHED") != "1":
         exit_with_parent()
     from moto.server import main as moto_main

@@ -1,9 +1,10 @@
 //! What the controller reports about an Agent: the `record = "status"` item.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// Where an agent is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 pub enum Phase {
     #[default]
     Pending,
@@ -41,7 +42,7 @@ impl Phase {
 }
 
 /// Kubernetes-style condition truth value.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub enum ConditionStatus {
     True,
     False,
@@ -49,7 +50,7 @@ pub enum ConditionStatus {
 }
 
 /// One observation about the agent: `SpecValid`, `SecretsReady`, `Synced`, `Ready`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Condition {
     #[serde(rename = "type")]
@@ -65,7 +66,7 @@ pub struct Condition {
 }
 
 /// The status item. Written by the controller only.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct AgentStatus {
     #[serde(default)]
     pub phase: Phase,

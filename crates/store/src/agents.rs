@@ -39,6 +39,21 @@ pub struct SpecItem {
 }
 
 impl SpecItem {
+    /// The tenant, from the parsed document or, for an item that does not parse, the raw
+    /// attribute; `None` when the item has none.
+    #[must_use]
+    pub fn client_id(&self) -> Option<String> {
+        self.document
+            .as_ref()
+            .and_then(|d| d.client_id.clone())
+            .or_else(|| {
+                self.snapshot
+                    .attribute("client_id")
+                    .and_then(|v| v.as_s().ok())
+                    .cloned()
+            })
+    }
+
     /// The error of a spec item that yields no spec, as one line.
     #[must_use]
     pub fn error_text(&self) -> Option<String> {
@@ -52,6 +67,13 @@ pub struct Agent {
     pub agent_id: String,
     pub spec: Option<SpecItem>,
     pub status: Option<AgentStatus>,
+}
+
+/// One page of agents, and the agent id to continue after when there may be more.
+#[derive(Debug, Clone)]
+pub struct Page {
+    pub agents: Vec<Agent>,
+    pub next: Option<String>,
 }
 
 /// What a spec write did.
@@ -288,18 +310,7 @@ impl Store {
                 agent_id: agent_id.clone(),
             });
         }
-        let existing_client = current
-            .document
-            .as_ref()
-            .and_then(|d| d.client_id.clone())
-            .or_else(|| {
-                current
-                    .snapshot
-                    .attribute("client_id")
-                    .and_then(|v| v.as_s().ok())
-                    .cloned()
-            });
-        if let Some(existing) = existing_client
+        if let Some(existing) = current.client_id()
             && existing != spec.client_id
         {
             return Err(StoreError::ClientIdChanged {
@@ -335,7 +346,7 @@ impl Store {
         Ok(Write::Updated)
     }
 
-    /// Sets one timestamp attribute of an existing spec item and bumps `generation`
+    /// Sets one string attribute of an existing spec item and bumps `generation`
     /// (UpdateItem), without touching any other attribute, so it cannot lose anyone's edit.
     /// Refused when the agent is being deleted.
     async fn mark(&self, agent_id: &str, attribute: &str, at: &str) -> Result<(), StoreError> {
@@ -370,6 +381,20 @@ impl Store {
     /// [`StoreError::Conflict`] when the agent does not exist or is being deleted.
     pub async fn request_restart(&self, agent_id: &str, at: &str) -> Result<(), StoreError> {
         self.mark(agent_id, "restart_requested_at", at).await
+    }
+
+    /// Sets `desired_state` alone (UpdateItem), leaving every other attribute and `managed_by`
+    /// as they are: starting or stopping is an imperative toggle, like `clawfleet restart`,
+    /// not a takeover of a spec someone else manages.
+    ///
+    /// # Errors
+    /// [`StoreError::Conflict`] when the agent does not exist or is being deleted.
+    pub async fn set_desired_state(
+        &self,
+        agent_id: &str,
+        state: spec::DesiredState,
+    ) -> Result<(), StoreError> {
+        self.mark(agent_id, "desired_state", state.as_str()).await
     }
 
     /// Soft-deletes the agent (`deletion_requested_at = at`). The controller tears down its
@@ -598,6 +623,81 @@ impl Store {
                 return Ok(items);
             }
         }
+    }
+
+    /// One page of a tenant's agents, in agent id order after `after`: Query on the
+    /// `by-client` index with a Limit, then their statuses (BatchGetItem).
+    ///
+    /// # Errors
+    /// A failed Query or BatchGetItem.
+    pub async fn page_by_client(
+        &self,
+        client_id: &str,
+        limit: i32,
+        after: Option<&str>,
+    ) -> Result<Page, StoreError> {
+        let start = after.map(|id| {
+            let mut start = key(id, SPEC_RECORD);
+            start.insert("client_id".to_owned(), s(client_id));
+            start
+        });
+        let out = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(BY_CLIENT_INDEX)
+            .key_condition_expression("client_id = :c")
+            .expression_attribute_values(":c", s(client_id))
+            .limit(limit)
+            .set_exclusive_start_key(start)
+            .send()
+            .await
+            .map_err(|e| StoreError::aws("Query", &self.table, &e))?;
+        self.page_of(out.items.unwrap_or_default(), out.last_evaluated_key)
+            .await
+    }
+
+    /// One page of every tenant's agents, in table order after `after` (Scan with a Limit,
+    /// spec items only, so a page may hold fewer than `limit`), then their statuses.
+    ///
+    /// # Errors
+    /// A failed Scan or BatchGetItem.
+    pub async fn page_all(&self, limit: i32, after: Option<&str>) -> Result<Page, StoreError> {
+        let out = self
+            .client
+            .scan()
+            .table_name(&self.table)
+            .filter_expression("#record = :spec")
+            .expression_attribute_names("#record", "record")
+            .expression_attribute_values(":spec", s(SPEC_RECORD))
+            .limit(limit)
+            .set_exclusive_start_key(after.map(|id| key(id, SPEC_RECORD)))
+            .send()
+            .await
+            .map_err(|e| StoreError::aws("Scan", &self.table, &e))?;
+        self.page_of(out.items.unwrap_or_default(), out.last_evaluated_key)
+            .await
+    }
+
+    async fn page_of(
+        &self,
+        mut items: Vec<Item>,
+        last: Option<HashMap<String, AttributeValue>>,
+    ) -> Result<Page, StoreError> {
+        let next = last
+            .as_ref()
+            .and_then(|k| k.get("agent_id"))
+            .and_then(|v| v.as_s().ok())
+            .cloned();
+        let ids: Vec<String> = items
+            .iter()
+            .filter_map(|i| agent_id_of(i).map(str::to_owned))
+            .collect();
+        items.extend(self.batch_get(&ids, STATUS_RECORD).await?);
+        Ok(Page {
+            agents: group(items),
+            next,
+        })
     }
 
     /// One tenant's agents: Query on the `by-client` index (all pages), then their statuses

@@ -12,7 +12,7 @@ pub mod lease;
 pub mod stream;
 mod table;
 
-pub use agents::{Agent, SpecError, SpecItem, Store, Write};
+pub use agents::{Agent, Page, SpecError, SpecItem, Store, Write};
 pub use error::{StoreError, error_chain};
 pub use item::Snapshot;
 pub use table::{BootstrapOutcome, DEFAULT_TABLE};
