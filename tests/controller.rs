@@ -83,25 +83,7 @@ fn the_controller_serves_health_logs_agent_ids_and_stops_cleanly_on_sigterm() {
     }
     assert!(running, "the agent goes Running under the controller");
 
-    let pid = child.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
-    let stopped_by = Instant::now() + Duration::from_secs(20);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            Instant::now() < stopped_by,
-            "the controller did not exit after SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let status = support::terminate(&mut child, Duration::from_secs(20));
     assert!(status.success(), "exit after SIGTERM: {status}");
 
     let mut logs = String::new();

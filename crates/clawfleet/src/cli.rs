@@ -220,6 +220,32 @@ pub enum Command {
         #[arg(long, env = "CLAWFLEET_RATE_LIMITS", default_value = "")]
         rate_limits: String,
     },
+    /// Serve the HTTP API (/v1/agents, /openapi.json, /healthz) until SIGTERM or Ctrl-C,
+    /// which finish the requests in flight first.
+    Serve {
+        /// Address to listen on.
+        #[arg(long, env = "CLAWFLEET_LISTEN", default_value = "127.0.0.1:8080")]
+        listen: std::net::SocketAddr,
+        /// YAML list of `{sha256: HEX, tenant: CLIENT_ID}` or `{sha256: HEX, admin: true}`:
+        /// SHA-256 hashes of the bearer tokens, never the tokens.
+        #[arg(
+            long,
+            env = "CLAWFLEET_TOKENS_FILE",
+            value_name = "FILE",
+            required_unless_present = "tokens_secret",
+            conflicts_with = "tokens_secret"
+        )]
+        tokens_file: Option<PathBuf>,
+        /// The same document, as the value of this Secrets Manager secret.
+        #[arg(long, env = "CLAWFLEET_TOKENS_SECRET", value_name = "NAME")]
+        tokens_secret: Option<String>,
+        /// Larger request bodies get a 413.
+        #[arg(long, env = "CLAWFLEET_BODY_LIMIT", default_value_t = api::DEFAULT_BODY_LIMIT)]
+        body_limit: usize,
+        /// Prefix of the agents' secret names.
+        #[arg(long, env = "CLAWFLEET_SECRET_PREFIX", default_value = spec::render::DEFAULT_SECRET_PREFIX)]
+        secret_prefix: String,
+    },
     /// Manage an agent's secret values (never printed).
     Secrets {
         #[command(subcommand)]

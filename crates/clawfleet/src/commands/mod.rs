@@ -8,6 +8,7 @@ mod get;
 mod plan;
 mod reconcile;
 mod secrets;
+mod serve;
 mod sync;
 
 use aws_config::BehaviorVersion;
@@ -15,6 +16,29 @@ use store::Store;
 
 use crate::cli::{Cli, Command};
 use crate::failure::{Exit, Failure};
+
+/// Resolves on SIGTERM or Ctrl-C.
+pub(crate) async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
 
 /// The standard AWS chain's configuration, shared by every client.
 async fn sdk_config() -> Result<aws_config::SdkConfig, Failure> {
@@ -96,6 +120,28 @@ pub async fn run(cli: Cli) -> Result<Exit, Failure> {
             .await
         }
         Command::Secrets { command } => secrets::run(&store, &config, command).await,
+        Command::Serve {
+            listen,
+            tokens_file,
+            tokens_secret,
+            body_limit,
+            secret_prefix,
+        } => {
+            serve::run(
+                &cli.table,
+                &config,
+                serve::Options {
+                    listen,
+                    tokens_file,
+                    tokens_secret,
+                    config: api::Config {
+                        secret_prefix,
+                        body_limit,
+                    },
+                },
+            )
+            .await
+        }
         Command::Plan {
             agent_id,
             all: _,

@@ -1,31 +1,18 @@
-//! `clawfleet secrets set|keys`: the writer of secret values.
+//! `clawfleet secrets set|keys`: the command-line front of the secret intake
+//! ([`api::intake`], shared with `PUT /v1/agents/{id}/secrets`).
 //!
-//! Values go from a file or a literal straight into Secrets Manager. They are never printed,
-//! logged, put in an error, or written to DynamoDB; the key names (only) are recorded in the
-//! secret's Description in the same call, so the controller can check `secret_keys` without
-//! reading values.
+//! Values come from a file or a literal and are never printed, logged or put in an error; a
+//! bad line is named by file and line, never by its value.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use api::intake::{self, IntakeError, is_key};
 use cloud::Secrets;
-use spec::render::{self, tag};
 use store::{SpecItem, Store};
 
 use crate::cli::SecretsCommand;
 use crate::failure::{Exit, Failure};
-
-fn aws(e: impl std::fmt::Display) -> Failure {
-    Failure::Aws(e.to_string())
-}
-
-fn is_key(name: &str) -> bool {
-    let mut chars = name.chars();
-    chars
-        .next()
-        .is_some_and(|c| c.is_ascii_uppercase() || c == '_')
-        && chars.all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
-}
 
 /// `KEY=VALUE` lines; the error names the file and line, never the value.
 fn parse_env_file(path: &Path, values: &mut BTreeMap<String, String>) -> Result<(), Failure> {
@@ -85,24 +72,20 @@ fn parse_literals(
     Ok(())
 }
 
-/// The agent's spec item, which must exist and not be deleting, and its tenant.
-async fn agent(store: &Store, agent_id: &str) -> Result<(SpecItem, String), Failure> {
-    let Some(item) = store.get_spec(agent_id).await? else {
-        return Err(Failure::Invalid(format!(
+/// The agent's spec item, which must exist.
+async fn agent(store: &Store, agent_id: &str) -> Result<SpecItem, Failure> {
+    store.get_spec(agent_id).await?.ok_or_else(|| {
+        Failure::Invalid(format!(
             "agent {agent_id}: not found; secrets are set only for an existing agent"
-        )));
-    };
-    if item.meta.is_deleting() {
-        return Err(Failure::Invalid(format!(
-            "agent {agent_id}: conflict: the agent is being deleted"
-        )));
+        ))
+    })
+}
+
+fn intake_failure(e: IntakeError) -> Failure {
+    match e {
+        IntakeError::Aws(_) => Failure::Aws(e.to_string()),
+        _ => Failure::Invalid(e.to_string()),
     }
-    let client = item
-        .document
-        .as_ref()
-        .and_then(|d| d.client_id.clone())
-        .ok_or_else(|| Failure::Invalid(format!("agent {agent_id}: client_id: is required")))?;
-    Ok((item, client))
 }
 
 pub async fn run(
@@ -134,19 +117,21 @@ pub async fn run(
             agent_id,
             secret_prefix,
         } => {
-            let (_, client) = agent(store, &agent_id).await?;
-            let name = format!("{secret_prefix}{agent_id}/secrets");
-            match secrets.describe_secret(&name).await.map_err(aws)? {
-                Some(s)
-                    if s.agent_id() == Some(agent_id.as_str())
-                        && s.tags.get(tag::CLIENT_ID) == Some(&client) =>
-                {
-                    for key in s.key_names.unwrap_or_default() {
+            let item = agent(store, &agent_id).await?;
+            match intake::key_names(&secrets, &item, &secret_prefix)
+                .await
+                .map_err(intake_failure)?
+            {
+                Some(keys) => {
+                    for key in keys {
                         println!("{key}");
                     }
                     Ok(Exit::Success)
                 }
-                _ => Err(Failure::Invalid(format!("secret {name}: not found"))),
+                None => Err(Failure::Invalid(format!(
+                    "secret {}: not found",
+                    intake::secret_name(&secret_prefix, &agent_id)
+                ))),
             }
         }
     }
@@ -171,63 +156,15 @@ async fn set(
             "nothing to set: give --from-env-file FILE or --from-literal KEY=VALUE".into(),
         ));
     }
-    let (item, client) = agent(store, agent_id).await?;
-    let tags = match &item.spec {
-        Ok(spec) => render::resource_tags(spec),
-        Err(_) => render::identity_tags(agent_id, &client),
-    };
-    let name = format!("{prefix}{agent_id}/secrets");
-    let request = render::Secret {
-        name: name.clone(),
-        tags,
-    };
-    let existing = secrets.describe_secret(&name).await.map_err(aws)?;
-    let keys: Vec<String>;
-    match existing {
-        None => {
-            keys = values.keys().cloned().collect();
-            let value =
-                serde_json::to_string(&values).map_err(|e| Failure::Usage(e.to_string()))?;
-            secrets
-                .create_secret(&request, &render::secret_description(&keys), &value)
-                .await
-                .map_err(aws)?;
-        }
-        Some(secret) => {
-            let ours = secret.agent_id() == Some(agent_id)
-                && secret.tags.get(tag::CLIENT_ID) == Some(&client);
-            if !ours {
-                return Err(Failure::Invalid(format!(
-                    "secret {name}: exists and is not this agent's; clawfleet never writes another tenant's secret"
-                )));
-            }
-            if secret.deleted {
-                secrets.restore_secret(&secret.arn).await.map_err(aws)?;
-            }
-            let current = secrets.get_secret_value(&secret.arn).await.map_err(aws)?;
-            let mut merged: BTreeMap<String, String> = match current.as_deref() {
-                None | Some("") => BTreeMap::new(),
-                Some(text) => serde_json::from_str(text).map_err(|_| {
-                    Failure::Invalid(format!(
-                        "secret {name}: its value is not a JSON object of strings; fix or delete it first"
-                    ))
-                })?,
-            };
-            merged.extend(values.clone());
-            keys = merged.keys().cloned().collect();
-            let value =
-                serde_json::to_string(&merged).map_err(|e| Failure::Usage(e.to_string()))?;
-            secrets
-                .update_secret(&secret.arn, &render::secret_description(&keys), &value)
-                .await
-                .map_err(aws)?;
-        }
-    }
-    let set: Vec<&str> = values.keys().map(String::as_str).collect();
+    let item = agent(store, agent_id).await?;
+    let written = intake::set_values(secrets, &item, prefix, values)
+        .await
+        .map_err(intake_failure)?;
     println!(
-        "secret/{name}: set {} ({} keys in all; values not shown)",
-        set.join(", "),
-        keys.len()
+        "secret/{}: set {} ({} keys in all; values not shown)",
+        written.name,
+        written.set.join(", "),
+        written.keys.len()
     );
     if restart {
         let at = spec::now_rfc3339();

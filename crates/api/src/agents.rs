@@ -1,0 +1,575 @@
+//! The `/v1/agents` routes: every write ends in the same validated spec item that the CLI and
+//! the console produce, through the store's conditional writes.
+//!
+//! A tenant sees only agents whose `client_id` is its own: anything else, including an agent id
+//! that cannot exist, is the same 404, so a response never tells whether another tenant's agent
+//! exists. The one exception is creation, where a taken id must be refused: that 409 reads the
+//! same whoever owns the id.
+
+use std::collections::BTreeMap;
+
+use axum::Extension;
+use axum::body::Body;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use rand::Rng;
+use schemars::JsonSchema;
+use serde::Serialize;
+use spec::{AgentDocument, AgentStatus, DesiredState};
+use store::{Agent, SpecItem, StoreError};
+
+use crate::auth::Caller;
+use crate::problem::{ApiError, axum_json};
+use crate::{Api, WRITER, body, intake, is_label};
+
+/// An agent as the API shows it.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct AgentView {
+    pub agent_id: String,
+    pub client_id: Option<String>,
+    /// The spec as stored, in the shape `PUT` takes, without bookkeeping. `null` when the
+    /// item's attributes do not parse; it may break rules when typed by hand in the console
+    /// (`spec_error` then says which).
+    #[schemars(with = "Option<serde_json::Map<String, serde_json::Value>>")]
+    pub spec: Option<AgentDocument>,
+    pub metadata: Metadata,
+    /// Why the stored spec does not validate; the agent then keeps its last valid
+    /// configuration.
+    pub spec_error: Option<String>,
+    /// What the controller last reported; `null` until it has seen the agent.
+    pub status: Option<AgentStatus>,
+}
+
+/// Bookkeeping set by writers, never by tenants.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct Metadata {
+    /// Bumped by every API, CLI and GitOps write (not by console edits).
+    pub generation: u64,
+    /// `api`, `cli` or `gitops:NAME`; `null` for an item written in the console.
+    pub managed_by: Option<String>,
+    pub created_at: Option<String>,
+    /// Set once deletion was asked for; the controller then tears the agent down.
+    pub deletion_requested_at: Option<String>,
+    /// The same value as the `ETag` header: the hash of the spec item as read.
+    pub etag: String,
+}
+
+/// One page of agents.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct AgentList {
+    pub items: Vec<AgentView>,
+    /// Pass as `cursor` for the next page; `null` on the last one.
+    pub next_cursor: Option<String>,
+}
+
+/// The key names of an agent's secret. Never values.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct SecretKeys {
+    pub agent_id: String,
+    /// Every key the secret holds, in order.
+    pub keys: Vec<String>,
+    /// The keys this request set; absent on `GET`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub set: Option<Vec<String>>,
+}
+
+fn not_found(agent_id: &str) -> ApiError {
+    ApiError::NotFound(format!("agent {agent_id}"))
+}
+
+fn view(agent: Agent) -> Option<AgentView> {
+    let item = agent.spec?;
+    let spec = item.document.clone().map(|d| AgentDocument {
+        generation: None,
+        managed_by: None,
+        created_at: None,
+        deletion_requested_at: None,
+        ..d
+    });
+    Some(AgentView {
+        client_id: item.client_id(),
+        spec,
+        metadata: Metadata {
+            generation: item.meta.generation,
+            managed_by: item.meta.managed_by.clone(),
+            created_at: item.meta.created_at.clone(),
+            deletion_requested_at: item.meta.deletion_requested_at.clone(),
+            etag: item.snapshot.etag(),
+        },
+        spec_error: item.error_text(),
+        status: agent.status,
+        agent_id: agent.agent_id,
+    })
+}
+
+/// A JSON response; with the agent's `ETag` when it shows one agent.
+fn respond<T: Serialize>(status: StatusCode, body: &T, etag: Option<&str>) -> Response {
+    let mut response = (status, axum_json(body)).into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    if let Some(etag) = etag
+        && let Ok(value) = HeaderValue::from_str(&format!("\"{etag}\""))
+    {
+        headers.insert(header::ETAG, value);
+    }
+    response
+}
+
+fn respond_agent(status: StatusCode, agent: AgentView) -> Response {
+    let etag = agent.metadata.etag.clone();
+    respond(status, &agent, Some(&etag))
+}
+
+/// Both items of an agent the caller may see (Query).
+async fn visible(api: &Api, caller: &Caller, agent_id: &str) -> Result<AgentView, ApiError> {
+    if !is_label(agent_id) {
+        return Err(not_found(agent_id));
+    }
+    let agent = api.store.get(agent_id).await?;
+    agent
+        .and_then(view)
+        .filter(|v| caller.may_see(v.client_id.as_deref()))
+        .ok_or_else(|| not_found(agent_id))
+}
+
+/// The spec item of an agent the caller may see (GetItem).
+async fn visible_spec(api: &Api, caller: &Caller, agent_id: &str) -> Result<SpecItem, ApiError> {
+    if !is_label(agent_id) {
+        return Err(not_found(agent_id));
+    }
+    api.store
+        .get_spec(agent_id)
+        .await?
+        .filter(|item| caller.may_see(item.client_id().as_deref()))
+        .ok_or_else(|| not_found(agent_id))
+}
+
+/// Checks `If-Match` against the item as read. Returns whether the request carried one.
+fn if_match(headers: &HeaderMap, etag: &str) -> Result<bool, ApiError> {
+    let Some(value) = headers.get(header::IF_MATCH) else {
+        return Ok(false);
+    };
+    let value = value.to_str().map_err(|_| ApiError::PreconditionFailed)?;
+    let matches = value
+        .split(',')
+        .map(str::trim)
+        .any(|tag| tag == "*" || tag.strip_prefix("W/").unwrap_or(tag).trim_matches('"') == etag);
+    if matches {
+        Ok(true)
+    } else {
+        Err(ApiError::PreconditionFailed)
+    }
+}
+
+/// A write the store refused because the item changed after it was read.
+fn changed(conditional: bool, agent_id: &str) -> ApiError {
+    if conditional {
+        ApiError::PreconditionFailed
+    } else {
+        ApiError::Conflict(format!(
+            "agent {agent_id}: conflict: the agent changed while this request was applied; GET it and retry"
+        ))
+    }
+}
+
+fn refuse_bookkeeping(document: &AgentDocument) -> Result<(), ApiError> {
+    match document.bookkeeping_present().first() {
+        Some(field) => Err(ApiError::invalid(
+            *field,
+            "is set by the server; a request cannot set it",
+        )),
+        None => Ok(()),
+    }
+}
+
+/// `{client_id}-` and eight random characters, within the 40 an id may have.
+fn generate_id(client_id: &str) -> String {
+    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+    let mut rng = rand::rng();
+    let suffix: String = (0..8)
+        .map(|_| char::from(ALPHABET[rng.random_range(0..ALPHABET.len())]))
+        .collect();
+    let prefix = client_id[..client_id.len().min(31)].trim_end_matches('-');
+    format!("{prefix}-{suffix}")
+}
+
+async fn reread(api: &Api, caller: &Caller, agent_id: &str) -> Result<AgentView, ApiError> {
+    visible(api, caller, agent_id).await
+}
+
+pub async fn list(
+    State(api): State<Api>,
+    Extension(caller): Extension<Caller>,
+    RawQuery(query): RawQuery,
+) -> Result<Response, ApiError> {
+    let params = body::query(query.as_deref(), &["limit", "cursor", "client_id"])?;
+    let mut limit = 50;
+    let mut after = None;
+    let mut client = match &caller {
+        Caller::Tenant(own) => Some(own.clone()),
+        Caller::Admin => None,
+    };
+    for (name, value) in params {
+        match name {
+            "limit" => {
+                limit = value
+                    .parse::<i32>()
+                    .ok()
+                    .filter(|n| (1..=100).contains(n))
+                    .ok_or_else(|| ApiError::BadParameter {
+                        field: "limit".into(),
+                        message: "must be an integer from 1 to 100".into(),
+                    })?;
+            }
+            "cursor" => {
+                after = Some(decode_cursor(value).ok_or_else(|| ApiError::BadParameter {
+                    field: "cursor".into(),
+                    message: "is not a cursor this API returned".into(),
+                })?);
+            }
+            _ => match &caller {
+                Caller::Admin if is_label(value) => client = Some(value.to_owned()),
+                Caller::Admin => {
+                    return Err(ApiError::BadParameter {
+                        field: "client_id".into(),
+                        message: "must be a lowercase DNS label of 1 to 40 characters".into(),
+                    });
+                }
+                Caller::Tenant(own) if value == own => {}
+                Caller::Tenant(_) => {
+                    return Err(ApiError::Forbidden {
+                        field: "client_id".into(),
+                        message: "a tenant token lists only its own agents".into(),
+                    });
+                }
+            },
+        }
+    }
+    let page = match &client {
+        Some(client) => {
+            api.store
+                .page_by_client(client, limit, after.as_deref())
+                .await?
+        }
+        None => api.store.page_all(limit, after.as_deref()).await?,
+    };
+    let items: Vec<AgentView> = page
+        .agents
+        .into_iter()
+        .filter_map(view)
+        .filter(|v| caller.may_see(v.client_id.as_deref()))
+        .collect();
+    let list = AgentList {
+        items,
+        next_cursor: page.next.as_deref().map(encode_cursor),
+    };
+    Ok(respond(StatusCode::OK, &list, None))
+}
+
+/// The cursor is the last agent id of a page, hex-encoded so that callers treat it as opaque.
+fn encode_cursor(agent_id: &str) -> String {
+    hex::encode(agent_id)
+}
+
+fn decode_cursor(cursor: &str) -> Option<String> {
+    let bytes = hex::decode(cursor).ok()?;
+    let id = String::from_utf8(bytes).ok()?;
+    is_label(&id).then_some(id)
+}
+
+pub async fn create(
+    State(api): State<Api>,
+    Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
+    request: Body,
+) -> Result<Response, ApiError> {
+    let mut document: AgentDocument = body::json(&headers, request, api.config.body_limit).await?;
+    refuse_bookkeeping(&document)?;
+    let client = match (&caller, document.client_id.take()) {
+        (Caller::Tenant(own), None) => own.clone(),
+        (Caller::Tenant(own), Some(given)) if &given == own => given,
+        (Caller::Tenant(_), Some(_)) => {
+            return Err(ApiError::Forbidden {
+                field: "client_id".into(),
+                message: "must be omitted or your own tenant's id".into(),
+            });
+        }
+        (Caller::Admin, Some(given)) => given,
+        (Caller::Admin, None) => {
+            return Err(ApiError::invalid(
+                "client_id",
+                "is required with an admin token",
+            ));
+        }
+    };
+    document.client_id = Some(client.clone());
+    let generated = document.agent_id.is_none();
+    let mut tries = 0;
+    let agent_id = loop {
+        tries += 1;
+        if generated {
+            document.agent_id = Some(generate_id(&client));
+        }
+        let spec = document.validate().map_err(ApiError::Invalid)?;
+        match api.store.apply_over(&spec, WRITER, None).await {
+            Ok(_) => break spec.agent_id,
+            Err(StoreError::Conflict { .. }) if generated && tries < 3 => {}
+            Err(StoreError::Conflict { .. }) => {
+                return Err(ApiError::Conflict(format!(
+                    "agent_id: {} is taken; choose another",
+                    spec.agent_id
+                )));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    };
+    let agent = reread(&api, &caller, &agent_id).await?;
+    let mut response = respond_agent(StatusCode::CREATED, agent);
+    if let Ok(location) = HeaderValue::from_str(&format!("/v1/agents/{agent_id}")) {
+        response.headers_mut().insert(header::LOCATION, location);
+    }
+    Ok(response)
+}
+
+pub async fn get(
+    State(api): State<Api>,
+    Extension(caller): Extension<Caller>,
+    Path(agent_id): Path<String>,
+) -> Result<Response, ApiError> {
+    let agent = visible(&api, &caller, &agent_id).await?;
+    Ok(respond_agent(StatusCode::OK, agent))
+}
+
+pub async fn replace(
+    State(api): State<Api>,
+    Extension(caller): Extension<Caller>,
+    Path(agent_id): Path<String>,
+    headers: HeaderMap,
+    request: Body,
+) -> Result<Response, ApiError> {
+    let current = visible_spec(&api, &caller, &agent_id).await?;
+    let conditional = if_match(&headers, &current.snapshot.etag())?;
+    let mut document: AgentDocument = body::json(&headers, request, api.config.body_limit).await?;
+    refuse_bookkeeping(&document)?;
+    match &document.agent_id {
+        Some(given) if *given != agent_id => {
+            return Err(ApiError::invalid(
+                "agent_id",
+                "must be omitted or equal to the id in the path",
+            ));
+        }
+        _ => document.agent_id = Some(agent_id.clone()),
+    }
+    let stored_client = current.client_id();
+    if document.client_id.is_none() {
+        document.client_id.clone_from(&stored_client);
+    }
+    if stored_client.is_some() && document.client_id != stored_client {
+        return Err(ApiError::invalid(
+            "client_id",
+            "cannot change once the agent exists",
+        ));
+    }
+    let spec = document.validate().map_err(ApiError::Invalid)?;
+    match api.store.apply_over(&spec, WRITER, Some(&current)).await {
+        Ok(_) => {}
+        Err(StoreError::Conflict { .. }) => return Err(changed(conditional, &agent_id)),
+        Err(e) => return Err(e.into()),
+    }
+    let agent = reread(&api, &caller, &agent_id).await?;
+    Ok(respond_agent(StatusCode::OK, agent))
+}
+
+pub async fn delete(
+    State(api): State<Api>,
+    Extension(caller): Extension<Caller>,
+    Path(agent_id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let current = visible_spec(&api, &caller, &agent_id).await?;
+    let conditional = if_match(&headers, &current.snapshot.etag())?;
+    if !current.meta.is_deleting() {
+        match api
+            .store
+            .request_deletion_over(&current, &spec::now_rfc3339())
+            .await
+        {
+            Ok(()) | Err(StoreError::Deleting { .. }) => {}
+            Err(StoreError::Conflict { .. }) => return Err(changed(conditional, &agent_id)),
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let agent = reread(&api, &caller, &agent_id).await?;
+    Ok(respond_agent(StatusCode::ACCEPTED, agent))
+}
+
+/// The state a spec item asks for; absent means running, as in validation.
+fn desired_state(item: &SpecItem) -> Option<&str> {
+    item.document
+        .as_ref()
+        .map(|d| d.desired_state.as_deref().unwrap_or("running"))
+}
+
+async fn set_state(
+    api: Api,
+    caller: Caller,
+    agent_id: String,
+    state: DesiredState,
+) -> Result<Response, ApiError> {
+    let current = visible_spec(&api, &caller, &agent_id).await?;
+    refuse_deleting(&current)?;
+    if desired_state(&current) != Some(state.as_str()) {
+        api.store.set_desired_state(&agent_id, state).await?;
+    }
+    let agent = reread(&api, &caller, &agent_id).await?;
+    Ok(respond_agent(StatusCode::ACCEPTED, agent))
+}
+
+fn refuse_deleting(item: &SpecItem) -> Result<(), ApiError> {
+    if item.meta.is_deleting() {
+        return Err(ApiError::Conflict(format!(
+            "agent {}: conflict: the agent is being deleted",
+            item.agent_id
+        )));
+    }
+    Ok(())
+}
+
+pub async fn start(
+    State(api): State<Api>,
+    Extension(caller): Extension<Caller>,
+    Path(agent_id): Path<String>,
+) -> Result<Response, ApiError> {
+    set_state(api, caller, agent_id, DesiredState::Running).await
+}
+
+pub async fn stop(
+    State(api): State<Api>,
+    Extension(caller): Extension<Caller>,
+    Path(agent_id): Path<String>,
+) -> Result<Response, ApiError> {
+    set_state(api, caller, agent_id, DesiredState::Stopped).await
+}
+
+pub async fn restart(
+    State(api): State<Api>,
+    Extension(caller): Extension<Caller>,
+    Path(agent_id): Path<String>,
+) -> Result<Response, ApiError> {
+    let current = visible_spec(&api, &caller, &agent_id).await?;
+    refuse_deleting(&current)?;
+    // Milliseconds, so that two restarts asked for within one second are two restarts.
+    api.store
+        .request_restart(&agent_id, &spec::now_rfc3339_millis())
+        .await?;
+    let agent = reread(&api, &caller, &agent_id).await?;
+    Ok(respond_agent(StatusCode::ACCEPTED, agent))
+}
+
+pub async fn status(
+    State(api): State<Api>,
+    Extension(caller): Extension<Caller>,
+    Path(agent_id): Path<String>,
+) -> Result<Response, ApiError> {
+    let agent = visible(&api, &caller, &agent_id).await?;
+    let status = agent.status.unwrap_or_default();
+    Ok(respond(StatusCode::OK, &status, None))
+}
+
+pub async fn put_secrets(
+    State(api): State<Api>,
+    Extension(caller): Extension<Caller>,
+    Path(agent_id): Path<String>,
+    headers: HeaderMap,
+    request: Body,
+) -> Result<Response, ApiError> {
+    let current = visible_spec(&api, &caller, &agent_id).await?;
+    let values: BTreeMap<String, String> =
+        body::json(&headers, request, api.config.body_limit).await?;
+    let written =
+        intake::set_values(&api.secrets, &current, &api.config.secret_prefix, values).await?;
+    let keys = SecretKeys {
+        agent_id,
+        keys: written.keys,
+        set: Some(written.set),
+    };
+    Ok(respond(StatusCode::OK, &keys, None))
+}
+
+pub async fn get_secrets(
+    State(api): State<Api>,
+    Extension(caller): Extension<Caller>,
+    Path(agent_id): Path<String>,
+) -> Result<Response, ApiError> {
+    let current = visible_spec(&api, &caller, &agent_id).await?;
+    let keys = intake::key_names(&api.secrets, &current, &api.config.secret_prefix)
+        .await?
+        .unwrap_or_default();
+    let keys = SecretKeys {
+        agent_id,
+        keys,
+        set: None,
+    };
+    Ok(respond(StatusCode::OK, &keys, None))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_ids_are_valid_and_start_with_the_tenant() {
+        for client in [
+            "acme",
+            "a",
+            &"x".repeat(40),
+            &format!("{}-b", "a".repeat(30)),
+        ] {
+            let id = generate_id(client);
+            assert!(is_label(&id), "{id}");
+            assert!(id.len() <= 40, "{id}");
+            assert!(id.starts_with(&client[..client.len().min(30)]), "{id}");
+        }
+        assert_ne!(generate_id("acme"), generate_id("acme"));
+    }
+
+    #[test]
+    fn cursors_round_trip_and_refuse_anything_else() {
+        assert_eq!(
+            decode_cursor(&encode_cursor("acme-1")).as_deref(),
+            Some("acme-1")
+        );
+        for bad in [
+            "",
+            "zz",
+            "4",
+            &hex::encode("Not A Label"),
+            &hex::encode([0xff, 0xfe]),
+        ] {
+            assert_eq!(decode_cursor(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn if_match_takes_lists_weak_tags_and_star() {
+        let with = |value: &str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(header::IF_MATCH, HeaderValue::from_str(value).unwrap());
+            if_match(&headers, "abc")
+        };
+        assert!(!if_match(&HeaderMap::new(), "abc").unwrap());
+        for good in ["\"abc\"", "*", "\"x\", \"abc\"", "W/\"abc\""] {
+            assert!(with(good).unwrap(), "{good}");
+        }
+        for bad in ["\"abd\"", "\"\"", "abcd"] {
+            assert_eq!(
+                with(bad).unwrap_err().status(),
+                StatusCode::PRECONDITION_FAILED
+            );
+        }
+    }
+}

@@ -1,0 +1,215 @@
+//! Bearer tokens: who is calling.
+//!
+//! Tokens are configured only as SHA-256 hashes (a YAML list of `{sha256, tenant}` or
+//! `{sha256, admin: true}`), so the configuration never holds a usable credential. A presented
+//! token is hashed and compared with every configured hash in constant time, without stopping
+//! at the first match, so timing tells nothing about which hashes exist.
+
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use crate::is_label;
+
+/// Who a request acts as.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Caller {
+    /// One tenant: sees and writes only agents whose `client_id` is this.
+    Tenant(String),
+    /// Every agent of every tenant.
+    Admin,
+}
+
+impl Caller {
+    /// The tenant, for the access log; `admin` for the admin scope.
+    #[must_use]
+    pub fn label(&self) -> &str {
+        match self {
+            Self::Tenant(client) => client,
+            Self::Admin => "admin",
+        }
+    }
+
+    /// Whether this caller may see an agent of `client_id` (`None` when the item has none).
+    #[must_use]
+    pub fn may_see(&self, client_id: Option<&str>) -> bool {
+        match self {
+            Self::Admin => true,
+            Self::Tenant(own) => client_id == Some(own.as_str()),
+        }
+    }
+}
+
+/// A tokens document that cannot be used. Names the entry, never a token.
+#[derive(Debug, thiserror::Error)]
+pub enum TokensError {
+    #[error("{source_name}: {message}")]
+    Parse {
+        source_name: String,
+        message: String,
+    },
+    #[error("{source_name}: entry {index}: {message}")]
+    Entry {
+        source_name: String,
+        index: usize,
+        message: String,
+    },
+    #[error(
+        "{source_name}: no tokens; every request but /healthz and /openapi.json would be refused"
+    )]
+    Empty { source_name: String },
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Entry {
+    sha256: String,
+    #[serde(default)]
+    tenant: Option<String>,
+    #[serde(default)]
+    admin: bool,
+}
+
+/// The configured token hashes.
+#[derive(Debug, Clone)]
+pub struct Tokens {
+    entries: Vec<([u8; 32], Caller)>,
+}
+
+/// The SHA-256 of a token, as the hex a tokens file holds.
+#[must_use]
+pub fn token_hash(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+impl Tokens {
+    /// Parses a tokens document; `source_name` (a file path or a secret name) prefixes errors.
+    ///
+    /// # Errors
+    /// [`TokensError`] naming the entry and the field.
+    pub fn parse(source_name: &str, text: &str) -> Result<Self, TokensError> {
+        let entries: Vec<Entry> = serde_saphyr::from_str(text).map_err(|e| TokensError::Parse {
+            source_name: source_name.to_owned(),
+            message: e.to_string().lines().next().unwrap_or_default().to_owned(),
+        })?;
+        let entry_error = |index: usize, message: &str| TokensError::Entry {
+            source_name: source_name.to_owned(),
+            index: index + 1,
+            message: message.to_owned(),
+        };
+        let mut parsed = Vec::with_capacity(entries.len());
+        for (index, entry) in entries.into_iter().enumerate() {
+            let mut hash = [0u8; 32];
+            hex::decode_to_slice(entry.sha256.trim().to_ascii_lowercase(), &mut hash)
+                .map_err(|_| entry_error(index, "sha256: must be 64 hex digits"))?;
+            let caller = match (entry.tenant, entry.admin) {
+                (Some(_), true) => {
+                    return Err(entry_error(index, "tenant: not allowed with admin: true"));
+                }
+                (Some(tenant), false) => {
+                    if !is_label(&tenant) {
+                        return Err(entry_error(
+                            index,
+                            "tenant: must be a lowercase DNS label of 1 to 40 characters",
+                        ));
+                    }
+                    Caller::Tenant(tenant)
+                }
+                (None, true) => Caller::Admin,
+                (None, false) => {
+                    return Err(entry_error(index, "needs tenant: CLIENT_ID or admin: true"));
+                }
+            };
+            parsed.push((hash, caller));
+        }
+        if parsed.is_empty() {
+            return Err(TokensError::Empty {
+                source_name: source_name.to_owned(),
+            });
+        }
+        Ok(Self { entries: parsed })
+    }
+
+    /// The caller a bearer token stands for.
+    #[must_use]
+    pub fn caller(&self, token: &str) -> Option<Caller> {
+        let presented: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        let mut found = None;
+        for (hash, caller) in &self.entries {
+            // Every entry is compared, match or not.
+            if bool::from(hash.ct_eq(&presented)) && found.is_none() {
+                found = Some(caller.clone());
+            }
+        }
+        found
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn doc(entries: &[(&str, &str)]) -> String {
+        entries
+            .iter()
+            .map(|(token, who)| format!("- sha256: {}\n  {who}\n", token_hash(token)))
+            .collect()
+    }
+
+    #[test]
+    fn a_token_maps_to_its_tenant_or_to_admin() {
+        let text = doc(&[("t-acme", "tenant: acme"), ("t-root", "admin: true")]);
+        let tokens = Tokens::parse("tokens.yaml", &text).unwrap();
+        assert_eq!(tokens.caller("t-acme"), Some(Caller::Tenant("acme".into())));
+        assert_eq!(tokens.caller("t-root"), Some(Caller::Admin));
+        assert_eq!(tokens.caller("t-acmE"), None);
+        assert_eq!(tokens.caller(""), None);
+    }
+
+    #[test]
+    fn hashes_are_accepted_in_upper_case() {
+        let text = format!(
+            "- sha256: {}\n  tenant: acme\n",
+            token_hash("x").to_uppercase()
+        );
+        let tokens = Tokens::parse("f", &text).unwrap();
+        assert_eq!(tokens.caller("x"), Some(Caller::Tenant("acme".into())));
+    }
+
+    #[test]
+    fn broken_entries_are_named_without_the_hash() {
+        let cases = [
+            ("- sha256: abc\n  tenant: acme\n", "entry 1: sha256"),
+            (
+                &doc(&[("a", "tenant: acme"), ("b", "tenant: Acme")]) as &str,
+                "entry 2: tenant",
+            ),
+            (
+                &doc(&[("a", "tenant: acme\n  admin: true")]),
+                "entry 1: tenant",
+            ),
+            (
+                &format!("- sha256: {}\n", token_hash("a")),
+                "entry 1: needs",
+            ),
+            (&doc(&[("a", "tenant: acme\n  role: x")]), "f: "),
+            ("[]", "no tokens"),
+            ("{", "f: "),
+        ];
+        for (text, expected) in cases {
+            let err = Tokens::parse("f", text).unwrap_err().to_string();
+            assert!(err.contains(expected), "{text:?} gave {err}");
+            assert!(!err.contains(&token_hash("a")), "{err}");
+        }
+    }
+
+    #[test]
+    fn tenants_see_their_own_agents_and_admin_sees_all() {
+        let acme = Caller::Tenant("acme".into());
+        assert!(acme.may_see(Some("acme")));
+        assert!(!acme.may_see(Some("globex")));
+        assert!(!acme.may_see(None));
+        assert!(Caller::Admin.may_see(None));
+        assert!(Caller::Admin.may_see(Some("globex")));
+    }
+}

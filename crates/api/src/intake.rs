@@ -1,0 +1,185 @@
+//! Secret intake: the one writer of secret values, shared by `clawfleet secrets set` and
+//! `PUT /v1/agents/{id}/secrets`.
+//!
+//! Values go straight into Secrets Manager. They are never logged, put in an error, or written
+//! to DynamoDB; the key names (only) are recorded in the secret's Description in the same call,
+//! so the controller can check `secret_keys` without reading values.
+
+use std::collections::BTreeMap;
+
+use cloud::{AwsError, Secrets};
+use spec::render::{self, tag};
+use store::SpecItem;
+
+/// Why secret values were not written. No variant carries a value.
+#[derive(Debug, thiserror::Error)]
+pub enum IntakeError {
+    #[error("agent {agent_id}: conflict: the agent is being deleted")]
+    Deleting { agent_id: String },
+    #[error("agent {agent_id}: client_id: is required before secrets can be set")]
+    NoClient { agent_id: String },
+    #[error("key {key:?}: must match [A-Z_][A-Z0-9_]*")]
+    BadKey { key: String },
+    #[error("nothing to set: no keys were given")]
+    Empty,
+    #[error(
+        "secret {name}: exists and is not this agent's; clawfleet never writes another tenant's secret"
+    )]
+    Foreign { name: String },
+    #[error("secret {name}: its value is not a JSON object of strings; fix or delete it first")]
+    Unreadable { name: String },
+    #[error("the secret would hold {size} bytes; Secrets Manager allows {SECRET_LIMIT}")]
+    TooLarge { size: usize },
+    #[error("{0}")]
+    Aws(#[from] AwsError),
+}
+
+/// Secrets Manager's limit on a SecretString, in bytes.
+pub const SECRET_LIMIT: usize = 65_536;
+
+/// What a write left in the secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Written {
+    pub name: String,
+    /// The keys this write set.
+    pub set: Vec<String>,
+    /// Every key the secret now holds.
+    pub keys: Vec<String>,
+}
+
+/// Whether `name` can be an environment variable name, the only keys a secret may hold.
+#[must_use]
+pub fn is_key(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_uppercase() || c == '_')
+        && chars.all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+}
+
+/// The name of an agent's secret.
+#[must_use]
+pub fn secret_name(prefix: &str, agent_id: &str) -> String {
+    format!("{prefix}{agent_id}/secrets")
+}
+
+/// Merges `values` into the agent's secret (DescribeSecret, then CreateSecret, or
+/// RestoreSecret if needed, GetSecretValue and UpdateSecret), recording every key name in the
+/// Description in the same call. A secret is written only for an existing agent that is not
+/// being deleted, and only when it carries this agent's and this tenant's tags.
+///
+/// # Errors
+/// [`IntakeError`]; none carries a value.
+pub async fn set_values(
+    secrets: &Secrets,
+    item: &SpecItem,
+    prefix: &str,
+    values: BTreeMap<String, String>,
+) -> Result<Written, IntakeError> {
+    let agent_id = item.agent_id.as_str();
+    if values.is_empty() {
+        return Err(IntakeError::Empty);
+    }
+    if let Some(key) = values.keys().find(|k| !is_key(k)) {
+        return Err(IntakeError::BadKey { key: key.clone() });
+    }
+    if item.meta.is_deleting() {
+        return Err(IntakeError::Deleting {
+            agent_id: agent_id.to_owned(),
+        });
+    }
+    let client = item.client_id().ok_or_else(|| IntakeError::NoClient {
+        agent_id: agent_id.to_owned(),
+    })?;
+    let name = secret_name(prefix, agent_id);
+    let request = render::Secret {
+        name: name.clone(),
+        tags: match &item.spec {
+            Ok(spec) => render::resource_tags(spec),
+            Err(_) => render::identity_tags(agent_id, &client),
+        },
+    };
+    let set: Vec<String> = values.keys().cloned().collect();
+    let keys = match secrets.describe_secret(&name).await? {
+        None => {
+            let keys = set.clone();
+            let value = within_limit(json(&values))?;
+            secrets
+                .create_secret(&request, &render::secret_description(&keys), &value)
+                .await?;
+            keys
+        }
+        Some(secret) => {
+            let ours = secret.agent_id() == Some(agent_id)
+                && secret.tags.get(tag::CLIENT_ID) == Some(&client);
+            if !ours {
+                return Err(IntakeError::Foreign { name });
+            }
+            if secret.deleted {
+                secrets.restore_secret(&secret.arn).await?;
+            }
+            let mut merged: BTreeMap<String, String> =
+                match secrets.get_secret_value(&secret.arn).await?.as_deref() {
+                    None | Some("") => BTreeMap::new(),
+                    Some(text) => serde_json::from_str(text)
+                        .map_err(|_| IntakeError::Unreadable { name: name.clone() })?,
+                };
+            merged.extend(values);
+            let keys: Vec<String> = merged.keys().cloned().collect();
+            let value = within_limit(json(&merged))?;
+            secrets
+                .update_secret(&secret.arn, &render::secret_description(&keys), &value)
+                .await?;
+            keys
+        }
+    };
+    Ok(Written { name, set, keys })
+}
+
+/// The key names of the agent's secret (DescribeSecret; never GetSecretValue), or `None` when
+/// it has no secret that carries this agent's and tenant's tags.
+///
+/// # Errors
+/// A failed DescribeSecret.
+pub async fn key_names(
+    secrets: &Secrets,
+    item: &SpecItem,
+    prefix: &str,
+) -> Result<Option<Vec<String>>, IntakeError> {
+    let name = secret_name(prefix, &item.agent_id);
+    let client = item.client_id();
+    Ok(secrets.describe_secret(&name).await?.and_then(|s| {
+        let ours = s.agent_id() == Some(item.agent_id.as_str())
+            && client.is_some()
+            && s.tags.get(tag::CLIENT_ID) == client.as_ref();
+        (ours && !s.deleted).then(|| s.key_names.unwrap_or_default())
+    }))
+}
+
+fn within_limit(value: String) -> Result<String, IntakeError> {
+    if value.len() > SECRET_LIMIT {
+        return Err(IntakeError::TooLarge { size: value.len() });
+    }
+    Ok(value)
+}
+
+/// A JSON object of strings; serializing one cannot fail, and an empty object would only mean
+/// the keys are lost, never that a value leaks.
+fn json(values: &BTreeMap<String, String>) -> String {
+    serde_json::to_string(values).unwrap_or_else(|_| "{}".to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_key;
+
+    #[test]
+    fn keys_are_environment_variable_names() {
+        for good in ["A", "_", "API_KEY", "K8S_TOKEN_2", "_X"] {
+            assert!(is_key(good), "{good}");
+        }
+        for bad in ["", "a", "Api", "1KEY", "KEY-NAME", "KEY NAME", "KÉ", "key"] {
+            assert!(!is_key(bad), "{bad}");
+        }
+    }
+}

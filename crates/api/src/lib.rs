@@ -1,0 +1,234 @@
+//! The HTTP API: tenant-scoped agent lifecycle and secret intake over the Agent store.
+//!
+//! Customers' backends and dashboards write specs here; every write ends in the same validated
+//! spec item that the CLI, GitOps and the DynamoDB console produce, so the controller cannot
+//! tell them apart. Secret values go to Secrets Manager through [`intake`], the code that
+//! `clawfleet secrets set` uses too.
+
+pub mod agents;
+pub mod auth;
+pub mod body;
+pub mod intake;
+pub mod openapi;
+pub mod problem;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Router;
+use axum::extract::{MatchedPath, Request, State};
+use axum::handler::Handler;
+use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{MethodFilter, MethodRouter, get};
+use cloud::Secrets;
+use store::Store;
+use tower_http::catch_panic::CatchPanicLayer;
+
+pub use auth::{Caller, Tokens, TokensError, token_hash};
+pub use problem::ApiError;
+
+/// The `managed_by` of every spec the API writes.
+pub const WRITER: &str = "api";
+
+/// The default limit on request bodies.
+pub const DEFAULT_BODY_LIMIT: usize = 64 * 1024;
+
+/// How the API runs.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Prefix of the agents' secret names (`/openclaw/agents/` by default).
+    pub secret_prefix: String,
+    /// Larger request bodies get a 413.
+    pub body_limit: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            secret_prefix: spec::render::DEFAULT_SECRET_PREFIX.to_owned(),
+            body_limit: DEFAULT_BODY_LIMIT,
+        }
+    }
+}
+
+/// What every handler shares.
+#[derive(Debug, Clone)]
+pub struct Api(Arc<Inner>);
+
+#[derive(Debug)]
+pub struct Inner {
+    pub store: Store,
+    pub secrets: Secrets,
+    pub tokens: Tokens,
+    pub config: Config,
+}
+
+impl std::ops::Deref for Api {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+impl Api {
+    #[must_use]
+    pub fn new(store: Store, secrets: Secrets, tokens: Tokens, config: Config) -> Self {
+        Self(Arc::new(Inner {
+            store,
+            secrets,
+            tokens,
+            config,
+        }))
+    }
+
+    /// Every route, with authentication, the access log and panic containment.
+    pub fn router(&self) -> Router {
+        let v1 = v1()
+            .router
+            .route_layer(middleware::from_fn_with_state(self.clone(), authenticate));
+        Router::new()
+            .merge(v1)
+            .route("/healthz", get(|| async { "ok\n" }))
+            .route("/openapi.json", get(openapi_json))
+            .fallback(|| async { ApiError::NotFound("route".to_owned()) })
+            .layer(middleware::from_fn(access_log))
+            .layer(CatchPanicLayer::custom(|_| {
+                ApiError::Upstream {
+                    status: StatusCode::INTERNAL_SERVER_ERROR,
+                    message: "internal error; the request was not completed".to_owned(),
+                }
+                .into_response()
+            }))
+            .with_state(self.clone())
+    }
+}
+
+/// The authenticated routes, recorded as they are added so that the OpenAPI document can be
+/// checked against them.
+pub struct Routes {
+    router: Router<Api>,
+    paths: BTreeMap<&'static str, MethodRouter<Api>>,
+    /// Every (method, path) served.
+    pub table: Vec<(Method, &'static str)>,
+}
+
+impl Routes {
+    fn new() -> Self {
+        Self {
+            router: Router::new(),
+            paths: BTreeMap::new(),
+            table: Vec::new(),
+        }
+    }
+
+    fn add<H, T>(mut self, method: Method, path: &'static str, handler: H) -> Self
+    where
+        H: Handler<T, Api>,
+        T: 'static,
+    {
+        let filter = MethodFilter::try_from(method.clone()).unwrap_or(MethodFilter::GET);
+        let routes = self.paths.remove(path).unwrap_or_default();
+        self.paths.insert(path, routes.on(filter, handler));
+        self.table.push((method, path));
+        self
+    }
+
+    fn build(mut self) -> Self {
+        for (path, routes) in std::mem::take(&mut self.paths) {
+            self.router = self.router.route(path, routes);
+        }
+        self
+    }
+}
+
+/// The `/v1` routes.
+#[must_use]
+pub fn v1() -> Routes {
+    use agents::*;
+    Routes::new()
+        .add(Method::GET, "/v1/agents", list)
+        .add(Method::POST, "/v1/agents", create)
+        .add(Method::GET, "/v1/agents/{agent_id}", get)
+        .add(Method::PUT, "/v1/agents/{agent_id}", replace)
+        .add(Method::DELETE, "/v1/agents/{agent_id}", delete)
+        .add(Method::POST, "/v1/agents/{agent_id}/start", start)
+        .add(Method::POST, "/v1/agents/{agent_id}/stop", stop)
+        .add(Method::POST, "/v1/agents/{agent_id}/restart", restart)
+        .add(Method::GET, "/v1/agents/{agent_id}/status", status)
+        .add(Method::PUT, "/v1/agents/{agent_id}/secrets", put_secrets)
+        .add(Method::GET, "/v1/agents/{agent_id}/secrets", get_secrets)
+        .build()
+}
+
+async fn openapi_json() -> Response {
+    let mut response = problem::axum_json(&openapi::document()).into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+/// Whether `text` is a lowercase DNS label of 1 to 40 characters: every agent and client id.
+#[must_use]
+pub fn is_label(text: &str) -> bool {
+    (1..=40).contains(&text.len())
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !text.starts_with('-')
+        && !text.ends_with('-')
+}
+
+/// The tenant a response was served to, for the access log.
+#[derive(Debug, Clone)]
+struct Served(String);
+
+/// Resolves the bearer token to a [`Caller`], or answers 401.
+async fn authenticate(State(api): State<Api>, mut request: Request, next: Next) -> Response {
+    let caller = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            let (scheme, token) = v.split_once(' ')?;
+            scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+        })
+        .and_then(|token| api.tokens.caller(token));
+    let Some(caller) = caller else {
+        return ApiError::Unauthorized.into_response();
+    };
+    let served = Served(caller.label().to_owned());
+    request.extensions_mut().insert(caller);
+    let mut response = next.run(request).await;
+    response.extensions_mut().insert(served);
+    response
+}
+
+/// One line per request: method, route, status, latency and tenant. Never a header value, a
+/// token or a body.
+async fn access_log(request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = request.method().clone();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "(unmatched)".to_owned(), |p| p.as_str().to_owned());
+    let response = next.run(request).await;
+    let tenant = response
+        .extensions()
+        .get::<Served>()
+        .map_or("-", |s| s.0.as_str());
+    tracing::info!(
+        target: "access",
+        %method,
+        route,
+        status = response.status().as_u16(),
+        latency_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        tenant,
+    );
+    response
+}

@@ -1,0 +1,187 @@
+//! Errors as `application/problem+json` (RFC 9457), each naming the field, the parameter or the
+//! AWS operation at fault. Bad input is always a 4xx: a 5xx means AWS failed us.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use schemars::JsonSchema;
+use serde::Serialize;
+use spec::ValidationErrors;
+use store::StoreError;
+
+use crate::intake::IntakeError;
+
+/// Why a request failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("a bearer token is required (Authorization: Bearer TOKEN)")]
+    Unauthorized,
+    #[error("{0}: not found")]
+    NotFound(String),
+    #[error("the body is not valid JSON: {0}")]
+    MalformedJson(String),
+    #[error("{field}: {message}")]
+    BadParameter { field: String, message: String },
+    #[error("the body is larger than {limit} bytes")]
+    TooLarge { limit: usize },
+    #[error("Content-Type must be application/json")]
+    UnsupportedMediaType,
+    #[error("{0}")]
+    Invalid(ValidationErrors),
+    #[error("{field}: {message}")]
+    Forbidden { field: String, message: String },
+    #[error("{0}")]
+    Conflict(String),
+    #[error("If-Match: the agent changed since that ETag was read; GET it again")]
+    PreconditionFailed,
+    /// AWS refused or failed the call; the message names the operation.
+    #[error("{message}")]
+    Upstream { status: StatusCode, message: String },
+}
+
+impl ApiError {
+    /// One field error, as validation reports them.
+    pub fn invalid(field: impl Into<String>, rule: impl Into<String>) -> Self {
+        Self::Invalid(ValidationErrors(vec![spec::FieldError {
+            field: field.into(),
+            rule: rule.into(),
+        }]))
+    }
+
+    #[must_use]
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::Unauthorized => StatusCode::UNAUTHORIZED,
+            Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::MalformedJson(_) | Self::BadParameter { .. } => StatusCode::BAD_REQUEST,
+            Self::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::Forbidden { .. } => StatusCode::FORBIDDEN,
+            Self::Conflict(_) => StatusCode::CONFLICT,
+            Self::PreconditionFailed => StatusCode::PRECONDITION_FAILED,
+            Self::Upstream { status, .. } => *status,
+        }
+    }
+
+    fn errors(&self) -> Vec<FieldProblem> {
+        match self {
+            Self::Invalid(errors) => errors
+                .0
+                .iter()
+                .map(|e| FieldProblem {
+                    field: e.field.clone(),
+                    detail: e.rule.clone(),
+                })
+                .collect(),
+            Self::BadParameter { field, message } | Self::Forbidden { field, message } => {
+                vec![FieldProblem {
+                    field: field.clone(),
+                    detail: message.clone(),
+                }]
+            }
+            _ => Vec::new(),
+        }
+    }
+}
+
+/// The body of every error response.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct Problem {
+    /// Always `about:blank`: the status and the title say what kind of problem it is.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub title: String,
+    pub status: u16,
+    /// One line naming the field, the parameter or the AWS operation.
+    pub detail: String,
+    /// Every field at fault, for validation errors.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<FieldProblem>,
+}
+
+/// One field at fault: a path into the body (`plugins[2].source`), a query parameter or a key.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct FieldProblem {
+    pub field: String,
+    pub detail: String,
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let problem = Problem {
+            kind: "about:blank".to_owned(),
+            title: status.canonical_reason().unwrap_or("Error").to_owned(),
+            status: status.as_u16(),
+            detail: self.to_string(),
+            errors: self.errors(),
+        };
+        let mut response = (status, axum_json(&problem)).into_response();
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
+        if status == StatusCode::UNAUTHORIZED {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        response
+    }
+}
+
+/// Serializes a response body; our own types always serialize.
+pub(crate) fn axum_json<T: Serialize>(value: &T) -> String {
+    serde_json::to_string(value).unwrap_or_else(|_| "{}".to_owned())
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Conflict { .. } | StoreError::Deleting { .. } => {
+                Self::Conflict(e.to_string())
+            }
+            StoreError::ClientIdChanged { .. } => {
+                Self::invalid("client_id", "cannot change once the agent exists")
+            }
+            StoreError::Aws { ref code, .. } => Self::Upstream {
+                status: upstream_status(code.as_deref()),
+                message: e.to_string(),
+            },
+            StoreError::TableShape { .. } => Self::Upstream {
+                status: StatusCode::SERVICE_UNAVAILABLE,
+                message: e.to_string(),
+            },
+        }
+    }
+}
+
+impl From<IntakeError> for ApiError {
+    fn from(e: IntakeError) -> Self {
+        match e {
+            IntakeError::BadKey { ref key } => {
+                Self::invalid(key.clone(), "must match [A-Z_][A-Z0-9_]*")
+            }
+            IntakeError::Empty => Self::invalid("(body)", "must set at least one key"),
+            IntakeError::TooLarge { .. } => Self::invalid("(body)", e.to_string()),
+            IntakeError::NoClient { .. } => Self::invalid("client_id", "is required"),
+            IntakeError::Deleting { .. }
+            | IntakeError::Foreign { .. }
+            | IntakeError::Unreadable { .. } => Self::Conflict(e.to_string()),
+            IntakeError::Aws(aws) => Self::Upstream {
+                status: upstream_status(aws.code.as_deref()),
+                message: aws.to_string(),
+            },
+        }
+    }
+}
+
+/// Throttling is 503 (try again later); any other AWS failure is 502.
+fn upstream_status(code: Option<&str>) -> StatusCode {
+    match code {
+        Some(code) if code.contains("Throttl") || code.contains("TooManyRequests") => {
+            StatusCode::SERVICE_UNAVAILABLE
+        }
+        _ => StatusCode::BAD_GATEWAY,
+    }
+}

@@ -1,0 +1,614 @@
+//! Every route against moto: the happy path, each error status, and tenant isolation.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+mod support;
+
+use axum::http::StatusCode;
+use serde_json::{Value, json};
+use support::{ACME, ADMIN, GLOBEX, Harness};
+
+#[tokio::test]
+async fn a_tenant_creates_configures_starts_stops_restarts_and_deletes_an_agent() {
+    let h = Harness::new("api-happy").await;
+
+    // Create without an id: the server generates one under the tenant, and client_id comes
+    // from the token.
+    let created = h
+        .create(ACME, r#"{"plan": "small", "desired_state": "stopped"}"#)
+        .await;
+    let id = created.json["agent_id"].as_str().unwrap().to_owned();
+    assert!(id.starts_with("acme-"), "{id}");
+    assert_eq!(created.json["client_id"], "acme");
+    assert_eq!(created.json["metadata"]["managed_by"], "api");
+    assert_eq!(created.json["metadata"]["generation"], 1);
+    assert_eq!(
+        created.headers["location"].to_str().unwrap(),
+        format!("/v1/agents/{id}")
+    );
+    assert_eq!(
+        created.etag(),
+        format!("\"{}\"", created.json["metadata"]["etag"].as_str().unwrap())
+    );
+    let item = h.store.get_spec(&id).await.unwrap().unwrap();
+    assert_eq!(item.meta.managed_by.as_deref(), Some("api"));
+    assert!(item.spec.is_ok());
+
+    // Create with an id.
+    let named = h
+        .create(
+            ACME,
+            r#"{"agent_id": "acme-named", "image": "openclaw/agent:1.2"}"#,
+        )
+        .await;
+    assert_eq!(named.json["spec"]["image"], "openclaw/agent:1.2");
+
+    // Read, list (paged), status.
+    let got = h.get(&format!("/v1/agents/{id}"), ACME).await;
+    assert_eq!(got.status, StatusCode::OK);
+    assert_eq!(got.etag(), created.etag());
+    assert_eq!(got.json["spec"]["plan"], "small");
+    let first = h.get("/v1/agents?limit=1", ACME).await;
+    assert_eq!(first.status, StatusCode::OK, "{}", first.text);
+    assert_eq!(first.json["items"].as_array().unwrap().len(), 1);
+    let cursor = first.json["next_cursor"].as_str().unwrap().to_owned();
+    let second = h
+        .get(&format!("/v1/agents?limit=1&cursor={cursor}"), ACME)
+        .await;
+    let mut seen: Vec<String> = [&first, &second]
+        .iter()
+        .flat_map(|r| r.json["items"].as_array().unwrap().clone())
+        .map(|a| a["agent_id"].as_str().unwrap().to_owned())
+        .collect();
+    seen.sort();
+    let mut expected = vec![id.clone(), "acme-named".to_owned()];
+    expected.sort();
+    assert_eq!(seen, expected);
+    let status = h.get(&format!("/v1/agents/{id}/status"), ACME).await;
+    assert_eq!(status.status, StatusCode::OK);
+    assert_eq!(status.json["phase"], "Pending");
+
+    // Replace the spec, with a fresh If-Match.
+    let put = h
+        .call(
+            "PUT",
+            &format!("/v1/agents/{id}"),
+            Some(ACME),
+            Some(r#"{"plan": "medium", "desired_state": "stopped", "secret_keys": ["OPENAI_API_KEY"]}"#),
+            &[("if-match", &got.etag())],
+        )
+        .await;
+    assert_eq!(put.status, StatusCode::OK, "{}", put.text);
+    assert_eq!(put.json["spec"]["plan"], "medium");
+    assert_eq!(put.json["metadata"]["generation"], 2);
+    assert_ne!(put.etag(), got.etag());
+
+    // Secrets: values to Secrets Manager, key names back.
+    let secrets = h
+        .call(
+            "PUT",
+            &format!("/v1/agents/{id}/secrets"),
+            Some(ACME),
+            Some(r#"{"OPENAI_API_KEY": "sk-happy-path-value"}"#),
+            &[],
+        )
+        .await;
+    assert_eq!(secrets.status, StatusCode::OK, "{}", secrets.text);
+    assert_eq!(secrets.json["keys"], json!(["OPENAI_API_KEY"]));
+    assert!(!secrets.text.contains("sk-happy-path-value"));
+    let stored: Value = serde_json::from_str(&h.secret_value(&id).await.unwrap()).unwrap();
+    assert_eq!(stored["OPENAI_API_KEY"], "sk-happy-path-value");
+    assert!(!h.dump().await.contains("sk-happy-path-value"));
+    let more = h
+        .call(
+            "PUT",
+            &format!("/v1/agents/{id}/secrets"),
+            Some(ACME),
+            Some(r#"{"SLACK_TOKEN": "xoxb-1"}"#),
+            &[],
+        )
+        .await;
+    assert_eq!(more.json["keys"], json!(["OPENAI_API_KEY", "SLACK_TOKEN"]));
+    assert_eq!(more.json["set"], json!(["SLACK_TOKEN"]));
+    let keys = h.get(&format!("/v1/agents/{id}/secrets"), ACME).await;
+    assert_eq!(keys.status, StatusCode::OK);
+    assert_eq!(
+        keys.json,
+        json!({"agent_id": id, "keys": ["OPENAI_API_KEY", "SLACK_TOKEN"]})
+    );
+
+    // Start, stop, restart: imperative toggles that keep managed_by.
+    let start = h
+        .call(
+            "POST",
+            &format!("/v1/agents/{id}/start"),
+            Some(ACME),
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(start.status, StatusCode::ACCEPTED, "{}", start.text);
+    assert_eq!(start.json["spec"]["desired_state"], "running");
+    assert_eq!(start.json["spec"]["plan"], "medium");
+    let again = h
+        .call(
+            "POST",
+            &format!("/v1/agents/{id}/start"),
+            Some(ACME),
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(
+        again.json["metadata"]["generation"],
+        start.json["metadata"]["generation"]
+    );
+    let restart = h
+        .call(
+            "POST",
+            &format!("/v1/agents/{id}/restart"),
+            Some(ACME),
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(restart.status, StatusCode::ACCEPTED);
+    assert!(restart.json["spec"]["restart_requested_at"].is_string());
+    let stop = h
+        .call(
+            "POST",
+            &format!("/v1/agents/{id}/stop"),
+            Some(ACME),
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(stop.status, StatusCode::ACCEPTED);
+    assert_eq!(stop.json["spec"]["desired_state"], "stopped");
+    let stored = h.store.get_spec(&id).await.unwrap().unwrap();
+    let spec = stored.spec.unwrap();
+    assert_eq!(spec.desired_state, spec::DesiredState::Stopped);
+    assert!(spec.restart_requested_at.is_some());
+
+    // A PUT that omits restart_requested_at keeps it, as `kubectl apply` keeps the restart
+    // annotation.
+    let put = h
+        .call(
+            "PUT",
+            &format!("/v1/agents/{id}"),
+            Some(ACME),
+            Some(r#"{"plan": "large"}"#),
+            &[],
+        )
+        .await;
+    assert_eq!(put.status, StatusCode::OK, "{}", put.text);
+    assert_eq!(
+        put.json["spec"]["restart_requested_at"],
+        restart.json["spec"]["restart_requested_at"]
+    );
+
+    // Delete: soft, then visible as deleting; a second DELETE is the same answer.
+    let deleted = h
+        .call(
+            "DELETE",
+            &format!("/v1/agents/{id}"),
+            Some(ACME),
+            None,
+            &[("if-match", &put.etag())],
+        )
+        .await;
+    assert_eq!(deleted.status, StatusCode::ACCEPTED, "{}", deleted.text);
+    assert!(deleted.json["metadata"]["deletion_requested_at"].is_string());
+    let twice = h
+        .call("DELETE", &format!("/v1/agents/{id}"), Some(ACME), None, &[])
+        .await;
+    assert_eq!(twice.status, StatusCode::ACCEPTED);
+    assert!(
+        h.store
+            .get_spec(&id)
+            .await
+            .unwrap()
+            .unwrap()
+            .meta
+            .is_deleting()
+    );
+}
+
+#[tokio::test]
+async fn health_and_the_openapi_document_need_no_token_and_everything_else_does() {
+    let h = Harness::new("api-auth").await;
+    let health = h.call("GET", "/healthz", None, None, &[]).await;
+    assert_eq!(health.status, StatusCode::OK);
+    let doc = h.call("GET", "/openapi.json", None, None, &[]).await;
+    assert_eq!(doc.status, StatusCode::OK);
+    assert_eq!(doc.json["openapi"], "3.1.0");
+
+    for (method, path) in [
+        ("GET", "/v1/agents"),
+        ("POST", "/v1/agents"),
+        ("GET", "/v1/agents/x"),
+        ("PUT", "/v1/agents/x"),
+        ("DELETE", "/v1/agents/x"),
+        ("POST", "/v1/agents/x/start"),
+        ("POST", "/v1/agents/x/stop"),
+        ("POST", "/v1/agents/x/restart"),
+        ("GET", "/v1/agents/x/status"),
+        ("PUT", "/v1/agents/x/secrets"),
+        ("GET", "/v1/agents/x/secrets"),
+    ] {
+        for token in [None, Some("wrong-token"), Some("")] {
+            let reply = h.call(method, path, token, Some("{}"), &[]).await;
+            assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{method} {path}");
+            assert_eq!(reply.content_type(), "application/problem+json");
+            assert_eq!(reply.headers["www-authenticate"], "Bearer");
+        }
+    }
+    let basic = h
+        .call(
+            "GET",
+            "/v1/agents",
+            None,
+            None,
+            &[("authorization", "Basic YWNtZTpwdw==")],
+        )
+        .await;
+    assert_eq!(basic.status, StatusCode::UNAUTHORIZED);
+    let unknown = h.get("/v2/agents", ACME).await;
+    assert_eq!(unknown.status, StatusCode::NOT_FOUND);
+    assert_eq!(unknown.content_type(), "application/problem+json");
+}
+
+fn detail(reply: &support::Reply) -> String {
+    reply.json["detail"].as_str().unwrap_or_default().to_owned()
+}
+
+#[tokio::test]
+async fn each_error_is_a_problem_with_its_status_naming_the_field() {
+    let h = Harness::with_limit("api-errors", 2048).await;
+    h.create(ACME, r#"{"agent_id": "acme-1"}"#).await;
+    let post = |body: &'static str| h.call("POST", "/v1/agents", Some(ACME), Some(body), &[]);
+
+    // 400: malformed JSON, a body that is not an object, bad query parameters.
+    for body in [
+        r#"{"plan": "#,
+        "",
+        "<xml/>",
+        r#"{"plan": "small"} trailing"#,
+    ] {
+        let reply = post(body).await;
+        assert_eq!(
+            reply.status,
+            StatusCode::BAD_REQUEST,
+            "{body:?}: {}",
+            reply.text
+        );
+        assert_eq!(reply.content_type(), "application/problem+json");
+        assert_eq!(reply.json["status"], 400);
+    }
+    for query in [
+        "limit=0",
+        "limit=101",
+        "limit=x",
+        "cursor=zz",
+        "colour=red",
+        "limit=1&limit=2",
+    ] {
+        let reply = h.get(&format!("/v1/agents?{query}"), ACME).await;
+        assert_eq!(
+            reply.status,
+            StatusCode::BAD_REQUEST,
+            "{query}: {}",
+            reply.text
+        );
+        let field = query.split('=').next().unwrap();
+        assert_eq!(reply.json["errors"][0]["field"], field, "{query}");
+    }
+
+    // 413 over the limit (2 KiB here), 415 for a body that is not JSON.
+    let large = format!(r#"{{"env": {{"BIG": "{}"}}}}"#, "x".repeat(4096));
+    let reply = h
+        .call("POST", "/v1/agents", Some(ACME), Some(&large), &[])
+        .await;
+    assert_eq!(
+        reply.status,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "{}",
+        reply.text
+    );
+    assert_eq!(reply.content_type(), "application/problem+json");
+    let reply = h
+        .call(
+            "PUT",
+            "/v1/agents/acme-1/secrets",
+            Some(ACME),
+            Some(&large),
+            &[],
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::PAYLOAD_TOO_LARGE);
+    let reply = h
+        .call(
+            "POST",
+            "/v1/agents",
+            Some(ACME),
+            None,
+            &[("content-type", "text/yaml")],
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+
+    // 422 naming the field: rules, wrong types, unknown fields, bookkeeping, ids.
+    for (body, field) in [
+        (r#"{"plan": "huge"}"#, "plan"),
+        (r#"{"cpu": 256, "memory": 4096}"#, "memory"),
+        (r#"{"cpu": "lots"}"#, "cpu"),
+        (r#"{"colour": "red"}"#, "colour"),
+        (
+            r#"{"plugins": [{"name": "x", "source": "ftp://x", "version": "1"}]}"#,
+            "plugins[0].source",
+        ),
+        (r#"{"managed_by": "gitops:prod"}"#, "managed_by"),
+        (r#"{"generation": 7}"#, "generation"),
+        (r#"{"agent_id": "Not_A_Label"}"#, "agent_id"),
+        (r#"{"env": {"AGENT_ID": "x"}}"#, "env.AGENT_ID"),
+        ("[null, null]", "(body)"),
+    ] {
+        let reply = post(body).await;
+        assert_eq!(
+            reply.status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{body}: {}",
+            reply.text
+        );
+        let fields: Vec<&str> = reply.json["errors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["field"].as_str().unwrap())
+            .collect();
+        assert!(
+            fields.iter().any(|f| f.starts_with(field)),
+            "{body}: {fields:?} should name {field}"
+        );
+        assert!(
+            detail(&reply).contains(field.trim_start_matches("(body)")),
+            "{}",
+            reply.text
+        );
+    }
+    for (body, field) in [
+        (r#"{"lower": "x"}"#, "lower"),
+        (r#"{"KEY": 1}"#, "KEY"),
+        ("{}", "(body)"),
+    ] {
+        let reply = h
+            .call(
+                "PUT",
+                "/v1/agents/acme-1/secrets",
+                Some(ACME),
+                Some(body),
+                &[],
+            )
+            .await;
+        assert_eq!(
+            reply.status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{body}: {}",
+            reply.text
+        );
+        assert_eq!(reply.json["errors"][0]["field"], field, "{body}");
+    }
+    let reply = h
+        .call(
+            "PUT",
+            "/v1/agents/acme-1",
+            Some(ACME),
+            Some(r#"{"agent_id": "acme-2"}"#),
+            &[],
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(reply.json["errors"][0]["field"], "agent_id");
+    let reply = h
+        .call(
+            "PUT",
+            "/v1/agents/acme-1",
+            Some(ADMIN),
+            Some(r#"{"client_id": "globex"}"#),
+            &[],
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(reply.json["errors"][0]["field"], "client_id");
+    let reply = h
+        .call("POST", "/v1/agents", Some(ADMIN), Some("{}"), &[])
+        .await;
+    assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(reply.json["errors"][0]["field"], "client_id");
+
+    // 403: a tenant creating for another tenant, or listing one.
+    let reply = post(r#"{"client_id": "globex"}"#).await;
+    assert_eq!(reply.status, StatusCode::FORBIDDEN);
+    assert_eq!(reply.json["errors"][0]["field"], "client_id");
+    let reply = h.get("/v1/agents?client_id=globex", ACME).await;
+    assert_eq!(reply.status, StatusCode::FORBIDDEN);
+
+    // 404: unknown agents, and ids that cannot exist, on every agent route.
+    for id in ["acme-missing", "NOT-AN-ID", &"a".repeat(41)] {
+        for (method, suffix) in [
+            ("GET", ""),
+            ("PUT", ""),
+            ("DELETE", ""),
+            ("POST", "/start"),
+            ("POST", "/stop"),
+            ("POST", "/restart"),
+            ("GET", "/status"),
+            ("GET", "/secrets"),
+            ("PUT", "/secrets"),
+        ] {
+            let path = format!("/v1/agents/{id}{suffix}");
+            let reply = h
+                .call(method, &path, Some(ACME), Some(r#"{"A": "b"}"#), &[])
+                .await;
+            assert_eq!(
+                reply.status,
+                StatusCode::NOT_FOUND,
+                "{method} {path}: {}",
+                reply.text
+            );
+            assert_eq!(reply.content_type(), "application/problem+json");
+        }
+    }
+
+    // 409: a taken id; writes to an agent being deleted.
+    let reply = post(r#"{"agent_id": "acme-1"}"#).await;
+    assert_eq!(reply.status, StatusCode::CONFLICT);
+    assert!(detail(&reply).starts_with("agent_id:"), "{}", reply.text);
+    h.call("DELETE", "/v1/agents/acme-1", Some(ACME), None, &[])
+        .await;
+    for (method, suffix, body) in [
+        ("PUT", "", Some("{}")),
+        ("POST", "/start", None),
+        ("POST", "/stop", None),
+        ("POST", "/restart", None),
+        ("PUT", "/secrets", Some(r#"{"A": "b"}"#)),
+    ] {
+        let path = format!("/v1/agents/acme-1{suffix}");
+        let reply = h.call(method, &path, Some(ACME), body, &[]).await;
+        assert_eq!(
+            reply.status,
+            StatusCode::CONFLICT,
+            "{method} {path}: {}",
+            reply.text
+        );
+        assert!(detail(&reply).contains("being deleted"), "{}", reply.text);
+    }
+}
+
+/// The routes an agent id can be put in, with a body each may take.
+const AGENT_ROUTES: [(&str, &str, Option<&str>); 9] = [
+    ("GET", "", None),
+    ("PUT", "", Some(r#"{"plan": "large"}"#)),
+    ("DELETE", "", None),
+    ("POST", "/start", None),
+    ("POST", "/stop", None),
+    ("POST", "/restart", None),
+    ("GET", "/status", None),
+    ("GET", "/secrets", None),
+    ("PUT", "/secrets", Some(r#"{"STOLEN": "x"}"#)),
+];
+
+#[tokio::test]
+async fn another_tenants_agent_is_a_404_on_every_route_and_nothing_changes() {
+    let h = Harness::new("api-tenants").await;
+    h.create(
+        ACME,
+        r#"{"agent_id": "acme-private", "desired_state": "stopped"}"#,
+    )
+    .await;
+    h.call(
+        "PUT",
+        "/v1/agents/acme-private/secrets",
+        Some(ACME),
+        Some(r#"{"KEY": "v"}"#),
+        &[],
+    )
+    .await;
+    let before = h.dump().await;
+    let secret_before = h.secret_value("acme-private").await;
+
+    for (method, suffix, body) in AGENT_ROUTES {
+        let path = format!("/v1/agents/acme-private{suffix}");
+        let reply = h.call(method, &path, Some(GLOBEX), body, &[]).await;
+        assert_eq!(
+            reply.status,
+            StatusCode::NOT_FOUND,
+            "{method} {path}: {}",
+            reply.text
+        );
+        // Same answer as for an agent that does not exist.
+        let missing = h
+            .call(
+                method,
+                &format!("/v1/agents/acme-nobody{suffix}"),
+                Some(GLOBEX),
+                body,
+                &[],
+            )
+            .await;
+        assert_eq!(
+            reply.text.replace("acme-private", "X"),
+            missing.text.replace("acme-nobody", "X")
+        );
+    }
+    let list = h.get("/v1/agents", GLOBEX).await;
+    assert_eq!(list.json["items"], json!([]));
+    // Creating under a taken id says it is taken, and nothing about whose it is.
+    let taken = h
+        .call(
+            "POST",
+            "/v1/agents",
+            Some(GLOBEX),
+            Some(r#"{"agent_id": "acme-private"}"#),
+            &[],
+        )
+        .await;
+    assert_eq!(taken.status, StatusCode::CONFLICT);
+    assert!(!taken.text.contains("acme\""), "{}", taken.text);
+    assert!(!taken.text.contains("client"), "{}", taken.text);
+
+    assert_eq!(
+        h.dump().await,
+        before,
+        "another tenant's requests changed the table"
+    );
+    assert_eq!(h.secret_value("acme-private").await, secret_before);
+
+    // The admin token sees and lists every tenant's agents.
+    assert_eq!(
+        h.get("/v1/agents/acme-private", ADMIN).await.status,
+        StatusCode::OK
+    );
+    let all = h.get("/v1/agents", ADMIN).await;
+    assert_eq!(all.json["items"][0]["agent_id"], "acme-private");
+    let acme = h.get("/v1/agents?client_id=acme", ADMIN).await;
+    assert_eq!(acme.json["items"].as_array().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn an_agent_typed_in_the_console_is_served_and_its_errors_are_shown() {
+    let h = Harness::new("api-console").await;
+    h.create(ACME, r#"{"agent_id": "acme-console"}"#).await;
+    h.console_set("acme-console", "plan", "gigantic").await;
+    let got = h.get("/v1/agents/acme-console", ACME).await;
+    assert_eq!(got.status, StatusCode::OK);
+    assert!(
+        got.json["spec_error"]
+            .as_str()
+            .unwrap()
+            .starts_with("plan:"),
+        "{}",
+        got.text
+    );
+    // Starting and stopping need no valid spec; a PUT fixes it.
+    let stop = h
+        .call(
+            "POST",
+            "/v1/agents/acme-console/stop",
+            Some(ACME),
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(stop.status, StatusCode::ACCEPTED, "{}", stop.text);
+    let fix = h
+        .call(
+            "PUT",
+            "/v1/agents/acme-console",
+            Some(ACME),
+            Some(r#"{"plan": "small"}"#),
+            &[("if-match", &stop.etag())],
+        )
+        .await;
+    assert_eq!(fix.status, StatusCode::OK, "{}", fix.text);
+    assert_eq!(fix.json["spec_error"], Value::Null);
+}

@@ -1,0 +1,80 @@
+//! `clawfleet serve`: the HTTP API.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use api::{Api, Tokens};
+use cloud::Secrets;
+use store::Store;
+use tracing::info;
+
+use crate::commands::shutdown_signal;
+use crate::failure::{Exit, Failure};
+
+pub struct Options {
+    pub listen: SocketAddr,
+    pub tokens_file: Option<PathBuf>,
+    pub tokens_secret: Option<String>,
+    pub config: api::Config,
+}
+
+/// A request waits at most this long on one AWS call, and then answers 502 naming it.
+const AWS_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub async fn run(
+    table: &str,
+    config: &aws_config::SdkConfig,
+    options: Options,
+) -> Result<Exit, Failure> {
+    let config = &config
+        .to_builder()
+        .timeout_config(
+            aws_config::timeout::TimeoutConfig::builder()
+                .operation_timeout(AWS_TIMEOUT)
+                .build(),
+        )
+        .build();
+    let secrets = Secrets::new(aws_sdk_secretsmanager::Client::new(config));
+    let tokens = match (&options.tokens_file, &options.tokens_secret) {
+        (Some(path), _) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| Failure::Usage(format!("--tokens-file {}: {e}", path.display())))?;
+            Tokens::parse(&path.display().to_string(), &text)
+        }
+        (None, Some(name)) => {
+            let value = secrets
+                .get_secret_value(name)
+                .await
+                .map_err(|e| Failure::Aws(format!("--tokens-secret {name}: {e}")))?
+                .ok_or_else(|| {
+                    Failure::Usage(format!(
+                        "--tokens-secret {name}: the secret has no string value"
+                    ))
+                })?;
+            Tokens::parse(&format!("secret {name}"), &value)
+        }
+        (None, None) => {
+            return Err(Failure::Usage(
+                "give --tokens-file or --tokens-secret: every request needs a token".into(),
+            ));
+        }
+    }
+    .map_err(|e| Failure::Usage(e.to_string()))?;
+    let store = Store::new(aws_sdk_dynamodb::Client::new(config), table);
+    let api = Api::new(store, secrets, tokens, options.config);
+    let listener = tokio::net::TcpListener::bind(options.listen)
+        .await
+        .map_err(|e| Failure::Usage(format!("--listen {}: {e}", options.listen)))?;
+    let local = listener
+        .local_addr()
+        .map_err(|e| Failure::Usage(format!("--listen {}: {e}", options.listen)))?;
+    // The one line a script waits for before sending requests.
+    info!(addr = %local, "serving the HTTP API");
+    axum::serve(listener, api.router())
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .map_err(|e| Failure::Usage(format!("serving on {local}: {e}")))?;
+    info!("stopped: requests in flight were finished");
+    Ok(Exit::Success)
+}

@@ -1,0 +1,209 @@
+//! `clawfleet serve` as a process at RUST_LOG=trace: a tenant's walk through the README's curl
+//! section, one access line per request, no secret value or token in any log line or in the
+//! table, and SIGTERM finishing cleanly.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+mod support;
+
+use std::io::{Read as _, Write as _};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use support::Fleet;
+
+/// One HTTP/1.1 exchange; returns the status and the body.
+fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    token: &str,
+    body: Option<&str>,
+) -> (u16, String) {
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(1)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let body = body.unwrap_or("");
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {token}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let status = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+fn sha256_hex(text: &str) -> String {
+    let out = Command::new("sha256sum")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            child.stdin.take().unwrap().write_all(text.as_bytes())?;
+            child.wait_with_output()
+        })
+        .unwrap();
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_tenant_drives_an_agent_over_http_and_no_secret_reaches_a_log_or_the_table() {
+    let fleet = Fleet::new("serve");
+    let token = "tok-acme-7f3e9a21c4";
+    let secret = "sk-live-DO-NOT-LOG-58d1f2";
+    let dir = std::env::temp_dir().join(local_aws::unique("tokens"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let tokens = dir.join("tokens.yaml");
+    std::fs::write(
+        &tokens,
+        format!("- sha256: {}\n  tenant: acme\n", sha256_hex(token)),
+    )
+    .unwrap();
+
+    let addr = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let mut child = fleet
+        .command(&["serve", "--listen", &addr.to_string(), "--tokens-file"])
+        .arg(&tokens)
+        .env("CLAWFLEET_SECRET_PREFIX", format!("/{}/", fleet.table))
+        .env("RUST_LOG", "trace")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Trace logs are large: drain them while the server runs, or it blocks on a full pipe.
+    let mut stderr = child.stderr.take().unwrap();
+    let logs = std::thread::spawn(move || {
+        let mut text = String::new();
+        stderr.read_to_string(&mut text).unwrap();
+        text
+    });
+
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while TcpStream::connect(addr).is_err() {
+        assert!(Instant::now() < deadline, "the server did not listen");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    // The README's walk: create, set secrets, start, watch status, stop.
+    let (status, body) = http(
+        addr,
+        "POST",
+        "/v1/agents",
+        token,
+        Some(
+            r#"{"agent_id": "acme-walk", "desired_state": "stopped", "secret_keys": ["OPENAI_API_KEY"]}"#,
+        ),
+    );
+    assert_eq!(status, 201, "{body}");
+    let put = format!(r#"{{"OPENAI_API_KEY": "{secret}"}}"#);
+    let (status, body) = http(
+        addr,
+        "PUT",
+        "/v1/agents/acme-walk/secrets",
+        token,
+        Some(&put),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert!(!body.contains(secret));
+    let (status, body) = http(addr, "POST", "/v1/agents/acme-walk/start", token, None);
+    assert_eq!(status, 202, "{body}");
+    let (status, body) = http(addr, "GET", "/v1/agents/acme-walk/status", token, None);
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("\"phase\""), "{body}");
+    let (status, _) = http(addr, "POST", "/v1/agents/acme-walk/stop", token, None);
+    assert_eq!(status, 202);
+    let (status, _) = http(
+        addr,
+        "GET",
+        "/v1/agents/acme-walk/secrets",
+        "not-a-token",
+        None,
+    );
+    assert_eq!(status, 401);
+
+    let exit = support::terminate(&mut child, Duration::from_secs(20));
+    assert!(exit.success(), "exit after SIGTERM: {exit}");
+    let logs = logs.join().unwrap();
+
+    assert!(
+        logs.contains("GetSecretValue") || logs.contains("CreateSecret"),
+        "trace logs were captured"
+    );
+    assert!(!logs.contains(secret), "a secret value reached the logs");
+    assert!(!logs.contains(token), "a token reached the logs");
+    let access: Vec<&str> = logs.lines().filter(|l| l.contains(" access:")).collect();
+    assert_eq!(
+        access.len(),
+        6,
+        "one access line per request:\n{}",
+        access.join("\n")
+    );
+    assert!(
+        access[1].contains("method=PUT")
+            && access[1].contains("route=\"/v1/agents/{agent_id}/secrets\""),
+        "{}",
+        access[1]
+    );
+    assert!(
+        access[1].contains("status=200")
+            && access[1].contains("tenant=\"acme\"")
+            && access[1].contains("latency_ms="),
+        "{}",
+        access[1]
+    );
+    assert!(
+        access[5].contains("status=401") && access[5].contains("tenant=\"-\""),
+        "{}",
+        access[5]
+    );
+
+    // The value is in Secrets Manager, and nowhere in the table.
+    let config = local_aws::sdk_config().await;
+    let value = aws_sdk_secretsmanager::Client::new(&config)
+        .get_secret_value()
+        .secret_id(format!("/{}/acme-walk/secrets", fleet.table))
+        .send()
+        .await
+        .unwrap()
+        .secret_string
+        .unwrap();
+    assert!(value.contains(secret));
+    let items = fleet
+        .dynamodb()
+        .await
+        .scan()
+        .table_name(&fleet.table)
+        .send()
+        .await
+        .unwrap()
+        .items
+        .unwrap_or_default();
+    assert!(!items.is_empty());
+    assert!(
+        !format!("{items:?}").contains(secret),
+        "a secret value reached the table"
+    );
+    std::fs::remove_dir_all(dir).ok();
+}
