@@ -1,6 +1,6 @@
 # The entry points. Each target installs what it needs (moto through pip) and starts what it
 # uses; nothing has to be running beforehand.
-.PHONY: demo test lint build bench
+.PHONY: demo test lint build bench api-check
 
 # The main job on the local AWS: start moto, bootstrap, apply examples/, print `clawfleet get`.
 demo:
@@ -9,6 +9,10 @@ demo:
 # Every test, against one moto_server started for the run.
 test:
 	tools/test.sh
+
+# Schemathesis against `clawfleet serve` on moto, with a tenant's token (docs/api.md).
+api-check:
+	tools/schemathesis.sh
 
 lint:
 	cargo fmt --all -- --check

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The quickstart, end to end on a local AWS: start moto, create the development stack (VPC with
 # DNS hostnames, private subnets, security group, ECS cluster, EFS file system, template task
-# definition), create the table, start the controller, apply examples/, wait until every
-# example agent is Running, and print `clawfleet get` and the metrics address.
+# definition), create the table, start the controller and the HTTP API (with a token for the
+# tenant acme), apply examples/, wait until every example agent is Running, and print
+# `clawfleet get` and the addresses.
 #
 # In a terminal, everything keeps running until Ctrl-C, which stops all it started. Elsewhere
 # (CI, scripts) it stops once the agents are Running. CLAWFLEET_DEMO_KEEP=1 keeps it running.
@@ -31,6 +32,21 @@ RUST_LOG=${RUST_LOG:-info} "$clawfleet" --log-format json controller \
   --resync-interval 5s --metrics-addr "$metrics" >"$log" 2>&1 &
 pids+=("$!")
 echo "controller started (logs: $log)"
+
+# The HTTP API, with one tenant token for acme. Only its SHA-256 goes into the tokens file.
+listen=${CLAWFLEET_LISTEN:-127.0.0.1:8080}
+token=demo-$(python3 -c 'import secrets; print(secrets.token_hex(16))')
+tokens=$(mktemp /tmp/clawfleet-tokens.XXXXXX.yaml)
+printf -- '- sha256: %s\n  tenant: acme\n' "$(printf '%s' "$token" | sha256sum | cut -d' ' -f1)" >"$tokens"
+api_log=$(mktemp /tmp/clawfleet-serve.XXXXXX.log)
+"$clawfleet" serve --listen "$listen" --tokens-file "$tokens" >"$api_log" 2>&1 &
+pids+=("$!")
+for _ in $(seq 1 100); do
+  if python3 -c "import urllib.request; urllib.request.urlopen('http://$listen/healthz', timeout=1)" 2>/dev/null; then break; fi
+  sleep 0.1
+done
+echo "HTTP API started on http://$listen (access log: $api_log)"
+
 "$clawfleet" apply -f examples/
 
 expected=$(grep -h '^agent_id:' examples/*.yaml | wc -l)
@@ -47,12 +63,16 @@ done
 "$clawfleet" get
 echo
 echo "metrics: http://$metrics/metrics   health: http://$metrics/healthz   ready: http://$metrics/readyz"
+echo "HTTP API: http://$listen/v1/agents   OpenAPI: http://$listen/openapi.json"
 "$clawfleet" plan --all
 
 if [ -t 0 ] || [ "${CLAWFLEET_DEMO_KEEP:-0}" = 1 ]; then
   cat <<MSG
 
-Everything keeps running; press Ctrl-C to stop moto and the controller. From another shell:
+Everything keeps running; press Ctrl-C to stop moto, the controller and the API.
+The HTTP API as tenant acme (README, "HTTP API"):
+  export API=http://$listen TOKEN=$token
+From another shell:
   export AWS_ENDPOINT_URL=$AWS_ENDPOINT_URL AWS_REGION=$AWS_REGION AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing CLAWFLEET_TABLE=$CLAWFLEET_TABLE
   export CLAWFLEET_CLUSTER=$CLAWFLEET_CLUSTER CLAWFLEET_SUBNETS=$CLAWFLEET_SUBNETS CLAWFLEET_SECURITY_GROUPS=$CLAWFLEET_SECURITY_GROUPS
   export CLAWFLEET_FILE_SYSTEM_ID=$CLAWFLEET_FILE_SYSTEM_ID CLAWFLEET_TEMPLATE_TASK_DEFINITION=$CLAWFLEET_TEMPLATE_TASK_DEFINITION

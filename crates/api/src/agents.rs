@@ -351,10 +351,11 @@ pub async fn replace(
     headers: HeaderMap,
     request: Body,
 ) -> Result<Response, ApiError> {
-    let current = visible_spec(&api, &caller, &agent_id).await?;
-    let conditional = if_match(&headers, &current.snapshot.etag())?;
+    // A body that is not a valid spec is refused before any precondition is looked at: its
+    // 400 or 422 does not depend on what is stored.
     let mut document: AgentDocument = body::json(&headers, request, api.config.body_limit).await?;
     refuse_bookkeeping(&document)?;
+    let current = visible_spec(&api, &caller, &agent_id).await?;
     match &document.agent_id {
         Some(given) if *given != agent_id => {
             return Err(ApiError::invalid(
@@ -375,6 +376,7 @@ pub async fn replace(
         ));
     }
     let spec = document.validate().map_err(ApiError::Invalid)?;
+    let conditional = if_match(&headers, &current.snapshot.etag())?;
     match api.store.apply_over(&spec, WRITER, Some(&current)).await {
         Ok(_) => {}
         Err(StoreError::Conflict { .. }) => return Err(changed(conditional, &agent_id)),
