@@ -10,7 +10,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python=${CLAWFLEET_PYTHON:-python3}
-venv=target/schemathesis-venv
+venv=$PWD/target/schemathesis-venv
 work=$(mktemp -d)
 pids=()
 cleanup() {
@@ -78,13 +78,14 @@ request PUT "$base/v1/agents/acme-seed/secrets" "$tenant" '{"SEED_KEY": "seed"}'
 request POST "$base/v1/agents" "$admin" '{"agent_id": "globex-seed", "client_id": "globex"}'
 
 set +e
-"$venv/bin/schemathesis" run "$base/openapi.json" \
+# From the scratch directory, where schemathesis leaves its cache.
+(cd "$work" && "$venv/bin/schemathesis" run "$base/openapi.json" \
   --header "Authorization: Bearer $tenant" \
   --checks not_a_server_error,status_code_conformance,content_type_conformance,response_headers_conformance,response_schema_conformance,negative_data_rejection,ignored_auth,missing_required_header,unsupported_method \
   --max-examples "${SCHEMATHESIS_MAX_EXAMPLES:-50}" \
   --seed "${SCHEMATHESIS_SEED:-20261125}" \
   --report-dir "$work/report" \
-  "$@"
+  "$@")
 status=$?
 set -e
 
