@@ -64,6 +64,116 @@ fn sha256_hex(text: &str) -> String {
         .to_owned()
 }
 
+/// `clawfleet serve` on a free port, its stderr drained on a thread.
+struct Server {
+    child: Option<std::process::Child>,
+    addr: SocketAddr,
+    logs: Option<std::thread::JoinHandle<String>>,
+}
+
+impl Server {
+    fn start(fleet: &Fleet, args: &[&str], log_level: &str) -> Self {
+        let addr = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let listen = addr.to_string();
+        let mut all = vec!["serve", "--listen", &listen];
+        all.extend_from_slice(args);
+        let mut child = fleet
+            .command(&all)
+            .env("CLAWFLEET_SECRET_PREFIX", format!("/{}/", fleet.table))
+            .env("RUST_LOG", log_level)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Trace logs are large: drain them while the server runs, or it blocks on a full pipe.
+        let mut stderr = child.stderr.take().unwrap();
+        let logs = std::thread::spawn(move || {
+            let mut text = String::new();
+            stderr.read_to_string(&mut text).unwrap();
+            text
+        });
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while TcpStream::connect(addr).is_err() {
+            assert!(Instant::now() < deadline, "the server did not listen");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Self {
+            child: Some(child),
+            addr,
+            logs: Some(logs),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn token_hashes_come_from_a_secret_and_a_broken_document_stops_serve_with_its_entry() {
+    let fleet = Fleet::new("serve-secret");
+    let secrets = aws_sdk_secretsmanager::Client::new(&local_aws::sdk_config().await);
+    let name = format!("/{}/api-tokens", fleet.table);
+    secrets
+        .create_secret()
+        .name(&name)
+        .secret_string(format!(
+            "- sha256: {}\n  tenant: acme\n",
+            sha256_hex("tok-from-secret")
+        ))
+        .send()
+        .await
+        .unwrap();
+    let mut server = Server::start(&fleet, &["--tokens-secret", &name], "warn");
+    assert_eq!(
+        http(server.addr, "GET", "/v1/agents", "tok-from-secret", None).0,
+        200
+    );
+    assert_eq!(
+        http(server.addr, "GET", "/v1/agents", "tok-other", None).0,
+        401
+    );
+    let exit = support::terminate(server.child.as_mut().unwrap(), Duration::from_secs(20));
+    assert!(exit.success(), "{exit}");
+
+    let broken = format!("/{}/broken-tokens", fleet.table);
+    secrets
+        .create_secret()
+        .name(&broken)
+        .secret_string("- sha256: not-hex\n  tenant: acme\n")
+        .send()
+        .await
+        .unwrap();
+    let run = fleet.run(&[
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--tokens-secret",
+        &broken,
+    ]);
+    assert_eq!(run.code, 2);
+    assert_eq!(
+        run.stderr.trim(),
+        format!("error: secret {broken}: entry 1: sha256: must be 64 hex digits")
+    );
+    let run = fleet.run(&[
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--tokens-file",
+        "/nonexistent/tokens.yaml",
+    ]);
+    assert_eq!(run.code, 2);
+    assert!(
+        run.stderr
+            .starts_with("error: --tokens-file /nonexistent/tokens.yaml: "),
+        "{}",
+        run.stderr
+    );
+    let run = fleet.run(&["serve", "--listen", "127.0.0.1:0"]);
+    assert_eq!(run.code, 2, "no tokens, no server: {}", run.stderr);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_tenant_drives_an_agent_over_http_and_no_secret_reaches_a_log_or_the_table() {
     let fleet = Fleet::new("serve");
@@ -78,33 +188,12 @@ async fn a_tenant_drives_an_agent_over_http_and_no_secret_reaches_a_log_or_the_t
     )
     .unwrap();
 
-    let addr = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
-    let mut child = fleet
-        .command(&["serve", "--listen", &addr.to_string(), "--tokens-file"])
-        .arg(&tokens)
-        .env("CLAWFLEET_SECRET_PREFIX", format!("/{}/", fleet.table))
-        .env("RUST_LOG", "trace")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    // Trace logs are large: drain them while the server runs, or it blocks on a full pipe.
-    let mut stderr = child.stderr.take().unwrap();
-    let logs = std::thread::spawn(move || {
-        let mut text = String::new();
-        stderr.read_to_string(&mut text).unwrap();
-        text
-    });
-
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while TcpStream::connect(addr).is_err() {
-        assert!(Instant::now() < deadline, "the server did not listen");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let mut server = Server::start(
+        &fleet,
+        &["--tokens-file", tokens.to_str().unwrap()],
+        "trace",
+    );
+    let (mut child, addr) = (server.child.take().unwrap(), server.addr);
 
     // The README's walk: create, set secrets, start, watch status, stop.
     let (status, body) = http(
@@ -145,7 +234,7 @@ async fn a_tenant_drives_an_agent_over_http_and_no_secret_reaches_a_log_or_the_t
 
     let exit = support::terminate(&mut child, Duration::from_secs(20));
     assert!(exit.success(), "exit after SIGTERM: {exit}");
-    let logs = logs.join().unwrap();
+    let logs = server.logs.take().unwrap().join().unwrap();
 
     assert!(
         logs.contains("GetSecretValue") || logs.contains("CreateSecret"),
