@@ -245,6 +245,10 @@ pub enum Command {
         /// Prefix of the agents' secret names.
         #[arg(long, env = "CLAWFLEET_SECRET_PREFIX", default_value = spec::render::DEFAULT_SECRET_PREFIX)]
         secret_prefix: String,
+        /// Client-side rate limits for the API's Secrets Manager calls, in the controller's
+        /// syntax (docs/controller.md); a burst of secret writes waits instead of throttling.
+        #[arg(long, env = "CLAWFLEET_API_RATE_LIMITS", default_value = "")]
+        rate_limits: String,
     },
     /// Manage an agent's secret values (never printed).
     Secrets {

@@ -126,6 +126,7 @@ pub async fn run(cli: Cli) -> Result<Exit, Failure> {
             tokens_secret,
             body_limit,
             secret_prefix,
+            rate_limits,
         } => {
             serve::run(
                 &cli.table,
@@ -134,6 +135,7 @@ pub async fn run(cli: Cli) -> Result<Exit, Failure> {
                     listen,
                     tokens_file,
                     tokens_secret,
+                    rate_limits,
                     config: api::Config {
                         secret_prefix,
                         body_limit,

@@ -2,10 +2,12 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use api::{Api, Tokens};
 use cloud::Secrets;
+use controller::ratelimit::Limits;
 use store::Store;
 use tracing::info;
 
@@ -16,6 +18,7 @@ pub struct Options {
     pub listen: SocketAddr,
     pub tokens_file: Option<PathBuf>,
     pub tokens_secret: Option<String>,
+    pub rate_limits: String,
     pub config: api::Config,
 }
 
@@ -35,7 +38,12 @@ pub async fn run(
                 .build(),
         )
         .build();
-    let secrets = Secrets::new(aws_sdk_secretsmanager::Client::new(config));
+    // The controller's buckets, so that a burst of secret writes from tenants waits for
+    // Secrets Manager's rates instead of being throttled by it.
+    let limits = Limits::parse(&options.rate_limits)
+        .map_err(|e| Failure::Usage(format!("--rate-limits: {e}")))?;
+    let secrets =
+        Secrets::new(aws_sdk_secretsmanager::Client::new(config)).with_gate(Arc::new(limits));
     let tokens = match (&options.tokens_file, &options.tokens_secret) {
         (Some(path), _) => {
             let text = std::fs::read_to_string(path)
