@@ -28,6 +28,10 @@ pub enum IntakeError {
     Foreign { name: String },
     #[error("secret {name}: its value is not a JSON object of strings; fix or delete it first")]
     Unreadable { name: String },
+    #[error(
+        "the key names take {size} characters in the secret's Description; Secrets Manager allows {DESCRIPTION_LIMIT}"
+    )]
+    TooManyKeys { size: usize },
     #[error("the secret would hold {size} bytes; Secrets Manager allows {SECRET_LIMIT}")]
     TooLarge { size: usize },
     #[error("{0}")]
@@ -36,6 +40,9 @@ pub enum IntakeError {
 
 /// Secrets Manager's limit on a SecretString, in bytes.
 pub const SECRET_LIMIT: usize = 65_536;
+
+/// Secrets Manager's limit on a Description, which records the key names.
+pub const DESCRIPTION_LIMIT: usize = 2_048;
 
 /// What a write left in the secret.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -105,7 +112,7 @@ pub async fn set_values(
             let keys = set.clone();
             let value = within_limit(json(&values))?;
             secrets
-                .create_secret(&request, &render::secret_description(&keys), &value)
+                .create_secret(&request, &description(&keys)?, &value)
                 .await?;
             keys
         }
@@ -128,7 +135,7 @@ pub async fn set_values(
             let keys: Vec<String> = merged.keys().cloned().collect();
             let value = within_limit(json(&merged))?;
             secrets
-                .update_secret(&secret.arn, &render::secret_description(&keys), &value)
+                .update_secret(&secret.arn, &description(&keys)?, &value)
                 .await?;
             keys
         }
@@ -154,6 +161,16 @@ pub async fn key_names(
             && s.tags.get(tag::CLIENT_ID) == client.as_ref();
         (ours && !s.deleted).then(|| s.key_names.unwrap_or_default())
     }))
+}
+
+fn description(keys: &[String]) -> Result<String, IntakeError> {
+    let description = render::secret_description(keys);
+    if description.chars().count() > DESCRIPTION_LIMIT {
+        return Err(IntakeError::TooManyKeys {
+            size: description.chars().count(),
+        });
+    }
+    Ok(description)
 }
 
 fn within_limit(value: String) -> Result<String, IntakeError> {

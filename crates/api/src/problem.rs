@@ -163,7 +163,9 @@ impl From<IntakeError> for ApiError {
                 Self::invalid(key.clone(), "must match [A-Z_][A-Z0-9_]*")
             }
             IntakeError::Empty => Self::invalid("(body)", "must set at least one key"),
-            IntakeError::TooLarge { .. } => Self::invalid("(body)", e.to_string()),
+            IntakeError::TooLarge { .. } | IntakeError::TooManyKeys { .. } => {
+                Self::invalid("(body)", e.to_string())
+            }
             IntakeError::NoClient { .. } => Self::invalid("client_id", "is required"),
             IntakeError::Deleting { .. }
             | IntakeError::Foreign { .. }

@@ -615,3 +615,51 @@ async fn an_agent_typed_in_the_console_is_served_and_its_errors_are_shown() {
     assert_eq!(fix.status, StatusCode::OK, "{}", fix.text);
     assert_eq!(fix.json["spec_error"], Value::Null);
 }
+
+#[tokio::test]
+async fn key_names_beyond_what_the_secrets_description_holds_are_a_422_and_change_nothing() {
+    let h = Harness::new("api-keys").await;
+    h.create(ACME, r#"{"agent_id": "acme-keys"}"#).await;
+    // The key names are recorded in the secret's Description, which holds 2048 characters.
+    let keys = |from: usize, to: usize| {
+        let pairs: Vec<String> = (from..to)
+            .map(|i| format!(r#""A_RATHER_LONG_KEY_NAME_FOR_A_TOKEN_{i:03}": "v""#))
+            .collect();
+        format!("{{{}}}", pairs.join(","))
+    };
+    let path = "/v1/agents/acme-keys/secrets";
+    let first = h
+        .call("PUT", path, Some(ACME), Some(&keys(0, 40)), &[])
+        .await;
+    assert_eq!(first.status, StatusCode::OK, "{}", first.text);
+    let before = h.secret_value("acme-keys").await;
+    let more = h
+        .call("PUT", path, Some(ACME), Some(&keys(40, 60)), &[])
+        .await;
+    assert_eq!(
+        more.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        more.text
+    );
+    assert!(detail(&more).contains("Description"), "{}", more.text);
+    assert_eq!(h.secret_value("acme-keys").await, before);
+    let fresh = h.create(ACME, r#"{"agent_id": "acme-keys-2"}"#).await;
+    assert_eq!(fresh.status, StatusCode::CREATED);
+    let at_once = h
+        .call(
+            "PUT",
+            "/v1/agents/acme-keys-2/secrets",
+            Some(ACME),
+            Some(&keys(0, 60)),
+            &[],
+        )
+        .await;
+    assert_eq!(
+        at_once.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        at_once.text
+    );
+    assert_eq!(h.secret_value("acme-keys-2").await, None);
+}
