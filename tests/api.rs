@@ -174,6 +174,76 @@ async fn token_hashes_come_from_a_secret_and_a_broken_document_stops_serve_with_
     assert_eq!(run.code, 2, "no tokens, no server: {}", run.stderr);
 }
 
+/// Polls `check` for up to 10 s.
+fn eventually(what: &str, check: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !check() {
+        assert!(Instant::now() < deadline, "{what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn tokens_added_or_revoked_in_the_file_take_effect_without_a_restart() {
+    let fleet = Fleet::new("serve-refresh");
+    let dir = std::env::temp_dir().join(local_aws::unique("tokens"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("tokens.yaml");
+    let entry = |token: &str, tenant: &str| {
+        format!("- sha256: {}\n  tenant: {tenant}\n", sha256_hex(token))
+    };
+    std::fs::write(&file, entry("tok-acme", "acme")).unwrap();
+    let mut server = Server::start(
+        &fleet,
+        &[
+            "--tokens-file",
+            file.to_str().unwrap(),
+            "--tokens-refresh",
+            "200ms",
+        ],
+        "warn,clawfleet::commands::serve=info",
+    );
+    let status = |token: &str| http(server.addr, "GET", "/v1/agents", token, None).0;
+    assert_eq!(status("tok-acme"), 200);
+    assert_eq!(status("tok-globex"), 401);
+
+    // A new tenant is onboarded.
+    std::fs::write(
+        &file,
+        entry("tok-acme", "acme") + &entry("tok-globex", "globex"),
+    )
+    .unwrap();
+    eventually("the added token was not picked up", || {
+        status("tok-globex") == 200
+    });
+    // A broken edit changes nothing: the tokens in force stay.
+    std::fs::write(&file, "- sha256: nonsense\n").unwrap();
+    std::thread::sleep(Duration::from_millis(600));
+    assert_eq!(status("tok-acme"), 200);
+    assert_eq!(status("tok-globex"), 200);
+    // A revoked token stops working.
+    std::fs::write(&file, entry("tok-globex", "globex")).unwrap();
+    eventually("the revoked token still works", || {
+        status("tok-acme") == 401
+    });
+    assert_eq!(status("tok-globex"), 200);
+
+    let exit = support::terminate(server.child.as_mut().unwrap(), Duration::from_secs(20));
+    assert!(exit.success(), "{exit}");
+    let logs = server.logs.take().unwrap().join().unwrap();
+    assert!(logs.contains("tokens reloaded"), "{logs}");
+    assert!(
+        logs.contains("tokens not reloaded; the ones in force stay: ")
+            && logs.contains("entry 1: sha256: must be 64 hex digits"),
+        "{logs}"
+    );
+    assert!(
+        !logs.contains("tok-acme") && !logs.contains(&sha256_hex("tok-acme")),
+        "{logs}"
+    );
+    std::fs::remove_dir_all(dir).ok();
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_tenant_drives_an_agent_over_http_and_no_secret_reaches_a_log_or_the_table() {
     let fleet = Fleet::new("serve");

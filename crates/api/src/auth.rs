@@ -71,7 +71,7 @@ struct Entry {
 }
 
 /// The configured token hashes.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Tokens {
     entries: Vec<([u8; 32], Caller)>,
 }
@@ -128,6 +128,18 @@ impl Tokens {
             });
         }
         Ok(Self { entries: parsed })
+    }
+
+    /// How many tokens are configured.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Never true: a document without tokens does not parse.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
     }
 
     /// The caller a bearer token stands for.

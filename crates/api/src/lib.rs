@@ -13,7 +13,7 @@ pub mod openapi;
 pub mod problem;
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Instant;
 
 use axum::Router;
@@ -62,8 +62,10 @@ pub struct Api(Arc<Inner>);
 pub struct Inner {
     pub store: Store,
     pub secrets: Secrets,
-    pub tokens: Tokens,
     pub config: Config,
+    /// Replaced whole when the tokens document is read again, so that a tenant added to it
+    /// needs no restart.
+    tokens: RwLock<Arc<Tokens>>,
 }
 
 impl std::ops::Deref for Api {
@@ -79,9 +81,20 @@ impl Api {
         Self(Arc::new(Inner {
             store,
             secrets,
-            tokens,
             config,
+            tokens: RwLock::new(Arc::new(tokens)),
         }))
+    }
+
+    /// The token hashes in force.
+    #[must_use]
+    pub fn tokens(&self) -> Arc<Tokens> {
+        Arc::clone(&self.tokens.read().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// Puts a new tokens document in force for every request from now on.
+    pub fn set_tokens(&self, tokens: Tokens) {
+        *self.tokens.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(tokens);
     }
 
     /// Every route, with authentication, the access log and panic containment.
@@ -197,7 +210,7 @@ async fn authenticate(State(api): State<Api>, mut request: Request, next: Next) 
             let (scheme, token) = v.split_once(' ')?;
             scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
         })
-        .and_then(|token| api.tokens.caller(token));
+        .and_then(|token| api.tokens().caller(token));
     let Some(caller) = caller else {
         return ApiError::Unauthorized.into_response();
     };

@@ -239,6 +239,9 @@ pub enum Command {
         /// The same document, as the value of this Secrets Manager secret.
         #[arg(long, env = "CLAWFLEET_TOKENS_SECRET", value_name = "NAME")]
         tokens_secret: Option<String>,
+        /// How often the tokens document is read again (new tenants, revoked tokens); 0s never.
+        #[arg(long, env = "CLAWFLEET_TOKENS_REFRESH", default_value = "30s", value_parser = humantime::parse_duration)]
+        tokens_refresh: std::time::Duration,
         /// Larger request bodies get a 413.
         #[arg(long, env = "CLAWFLEET_BODY_LIMIT", default_value_t = api::DEFAULT_BODY_LIMIT)]
         body_limit: usize,

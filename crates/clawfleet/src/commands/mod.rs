@@ -124,6 +124,7 @@ pub async fn run(cli: Cli) -> Result<Exit, Failure> {
             listen,
             tokens_file,
             tokens_secret,
+            tokens_refresh,
             body_limit,
             secret_prefix,
             rate_limits,
@@ -136,6 +137,7 @@ pub async fn run(cli: Cli) -> Result<Exit, Failure> {
                     tokens_file,
                     tokens_secret,
                     rate_limits,
+                    tokens_refresh,
                     config: api::Config {
                         secret_prefix,
                         body_limit,

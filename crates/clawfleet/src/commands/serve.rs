@@ -9,7 +9,7 @@ use api::{Api, Tokens};
 use cloud::Secrets;
 use controller::ratelimit::Limits;
 use store::Store;
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::commands::shutdown_signal;
 use crate::failure::{Exit, Failure};
@@ -19,7 +19,61 @@ pub struct Options {
     pub tokens_file: Option<PathBuf>,
     pub tokens_secret: Option<String>,
     pub rate_limits: String,
+    pub tokens_refresh: Duration,
     pub config: api::Config,
+}
+
+/// Where the token hashes come from.
+enum TokenSource {
+    File(PathBuf),
+    Secret(String),
+}
+
+impl TokenSource {
+    /// Reads and parses the tokens document (GetSecretValue for a secret).
+    async fn load(&self, secrets: &Secrets) -> Result<Tokens, Failure> {
+        match self {
+            Self::File(path) => {
+                let text = std::fs::read_to_string(path).map_err(|e| {
+                    Failure::Usage(format!("--tokens-file {}: {e}", path.display()))
+                })?;
+                Tokens::parse(&path.display().to_string(), &text)
+            }
+            Self::Secret(name) => {
+                let value = secrets
+                    .get_secret_value(name)
+                    .await
+                    .map_err(|e| Failure::Aws(format!("--tokens-secret {name}: {e}")))?
+                    .ok_or_else(|| {
+                        Failure::Usage(format!(
+                            "--tokens-secret {name}: the secret has no string value"
+                        ))
+                    })?;
+                Tokens::parse(&format!("secret {name}"), &value)
+            }
+        }
+        .map_err(|e| Failure::Usage(e.to_string()))
+    }
+}
+
+/// Reads the tokens document again every `every`, so that a tenant added to it (or a token
+/// revoked) takes effect without a restart. A document that no longer parses is reported and
+/// the tokens in force stay.
+async fn refresh_tokens(api: Api, source: TokenSource, every: Duration) {
+    let mut ticks = tokio::time::interval(every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticks.tick().await;
+    loop {
+        ticks.tick().await;
+        match source.load(&api.secrets).await {
+            Ok(tokens) if tokens != *api.tokens() => {
+                info!(tokens = tokens.len(), "tokens reloaded");
+                api.set_tokens(tokens);
+            }
+            Ok(_) => {}
+            Err(e) => warn!("tokens not reloaded; the ones in force stay: {e}"),
+        }
+    }
 }
 
 /// A request waits at most this long on one AWS call, and then answers 502 naming it.
@@ -44,33 +98,21 @@ pub async fn run(
         .map_err(|e| Failure::Usage(format!("--rate-limits: {e}")))?;
     let secrets =
         Secrets::new(aws_sdk_secretsmanager::Client::new(config)).with_gate(Arc::new(limits));
-    let tokens = match (&options.tokens_file, &options.tokens_secret) {
-        (Some(path), _) => {
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| Failure::Usage(format!("--tokens-file {}: {e}", path.display())))?;
-            Tokens::parse(&path.display().to_string(), &text)
-        }
-        (None, Some(name)) => {
-            let value = secrets
-                .get_secret_value(name)
-                .await
-                .map_err(|e| Failure::Aws(format!("--tokens-secret {name}: {e}")))?
-                .ok_or_else(|| {
-                    Failure::Usage(format!(
-                        "--tokens-secret {name}: the secret has no string value"
-                    ))
-                })?;
-            Tokens::parse(&format!("secret {name}"), &value)
-        }
+    let source = match (options.tokens_file, options.tokens_secret) {
+        (Some(path), _) => TokenSource::File(path),
+        (None, Some(name)) => TokenSource::Secret(name),
         (None, None) => {
             return Err(Failure::Usage(
                 "give --tokens-file or --tokens-secret: every request needs a token".into(),
             ));
         }
-    }
-    .map_err(|e| Failure::Usage(e.to_string()))?;
+    };
+    let tokens = source.load(&secrets).await?;
     let store = Store::new(aws_sdk_dynamodb::Client::new(config), table);
     let api = Api::new(store, secrets, tokens, options.config);
+    if !options.tokens_refresh.is_zero() {
+        tokio::spawn(refresh_tokens(api.clone(), source, options.tokens_refresh));
+    }
     let listener = tokio::net::TcpListener::bind(options.listen)
         .await
         .map_err(|e| Failure::Usage(format!("--listen {}: {e}", options.listen)))?;
