@@ -68,6 +68,7 @@ fn sha256_hex(text: &str) -> String {
 struct Server {
     child: Option<std::process::Child>,
     addr: SocketAddr,
+    metrics: SocketAddr,
     logs: Option<std::thread::JoinHandle<String>>,
 }
 
@@ -78,7 +79,18 @@ impl Server {
             .local_addr()
             .unwrap();
         let listen = addr.to_string();
-        let mut all = vec!["serve", "--listen", &listen];
+        let metrics = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let metrics_addr = metrics.to_string();
+        let mut all = vec![
+            "serve",
+            "--listen",
+            &listen,
+            "--metrics-addr",
+            &metrics_addr,
+        ];
         all.extend_from_slice(args);
         let mut child = fleet
             .command(&all)
@@ -104,6 +116,7 @@ impl Server {
         Self {
             child: Some(child),
             addr,
+            metrics,
             logs: Some(logs),
         }
     }
@@ -301,6 +314,26 @@ async fn a_tenant_drives_an_agent_over_http_and_no_secret_reaches_a_log_or_the_t
         None,
     );
     assert_eq!(status, 401);
+
+    // The same requests, counted for Prometheus on the metrics address, with no token.
+    let (status, metrics) = http(server.metrics, "GET", "/metrics", "", None);
+    assert_eq!(status, 200);
+    for line in [
+        r#"clawfleet_api_requests_total{method="POST",route="/v1/agents",status="201"} 1"#,
+        r#"clawfleet_api_requests_total{method="PUT",route="/v1/agents/{agent_id}/secrets",status="200"} 1"#,
+        r#"clawfleet_api_requests_total{method="GET",route="/v1/agents/{agent_id}/secrets",status="401"} 1"#,
+        r#"clawfleet_api_request_duration_seconds_count{method="GET",route="/v1/agents/{agent_id}/status"} 1"#,
+    ] {
+        assert!(metrics.contains(line), "{line} missing from:\n{metrics}");
+    }
+    assert!(
+        metrics.contains("clawfleet_aws_requests_total{service="),
+        "{metrics}"
+    );
+    assert!(
+        !metrics.contains("acme-walk"),
+        "agent ids are not label values"
+    );
 
     let exit = support::terminate(&mut child, Duration::from_secs(20));
     assert!(exit.success(), "exit after SIGTERM: {exit}");

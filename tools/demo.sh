@@ -39,7 +39,8 @@ token=demo-$(python3 -c 'import secrets; print(secrets.token_hex(16))')
 tokens=$(mktemp /tmp/clawfleet-tokens.XXXXXX.yaml)
 printf -- '- sha256: %s\n  tenant: acme\n' "$(printf '%s' "$token" | sha256sum | cut -d' ' -f1)" >"$tokens"
 api_log=$(mktemp /tmp/clawfleet-serve.XXXXXX.log)
-"$clawfleet" serve --listen "$listen" --tokens-file "$tokens" >"$api_log" 2>&1 &
+api_metrics=${CLAWFLEET_API_METRICS_ADDR:-127.0.0.1:9091}
+"$clawfleet" serve --listen "$listen" --metrics-addr "$api_metrics" --tokens-file "$tokens" >"$api_log" 2>&1 &
 pids+=("$!")
 for _ in $(seq 1 100); do
   if python3 -c "import urllib.request; urllib.request.urlopen('http://$listen/healthz', timeout=1)" 2>/dev/null; then break; fi
@@ -63,7 +64,7 @@ done
 "$clawfleet" get
 echo
 echo "metrics: http://$metrics/metrics   health: http://$metrics/healthz   ready: http://$metrics/readyz"
-echo "HTTP API: http://$listen/v1/agents   OpenAPI: http://$listen/openapi.json"
+echo "HTTP API: http://$listen/v1/agents   OpenAPI: http://$listen/openapi.json   API metrics: http://$api_metrics/metrics"
 "$clawfleet" plan --all
 
 if [ -t 0 ] || [ "${CLAWFLEET_DEMO_KEEP:-0}" = 1 ]; then

@@ -52,7 +52,7 @@ TOKENS
 
 port=$("$python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 base=http://127.0.0.1:$port
-"$binary" serve --listen "127.0.0.1:$port" --tokens-file "$work/tokens.yaml" 2>"$work/serve.log" &
+"$binary" serve --listen "127.0.0.1:$port" --metrics-addr 127.0.0.1:0 --tokens-file "$work/tokens.yaml" 2>"$work/serve.log" &
 pids+=("$!")
 for _ in $(seq 1 100); do
   if "$python" -c "import urllib.request; urllib.request.urlopen('$base/healthz', timeout=1)" 2>/dev/null; then

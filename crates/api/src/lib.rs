@@ -9,6 +9,7 @@ pub mod agents;
 pub mod auth;
 pub mod body;
 pub mod intake;
+pub mod metrics;
 pub mod openapi;
 pub mod problem;
 
@@ -63,6 +64,7 @@ pub struct Inner {
     pub store: Store,
     pub secrets: Secrets,
     pub config: Config,
+    pub metrics: metrics::Metrics,
     /// Replaced whole when the tokens document is read again, so that a tenant added to it
     /// needs no restart.
     tokens: RwLock<Arc<Tokens>>,
@@ -78,10 +80,23 @@ impl std::ops::Deref for Api {
 impl Api {
     #[must_use]
     pub fn new(store: Store, secrets: Secrets, tokens: Tokens, config: Config) -> Self {
+        Self::with_metrics(store, secrets, tokens, config, metrics::Metrics::default())
+    }
+
+    /// [`Api::new`] with metrics that carry more collectors (the AWS call counts).
+    #[must_use]
+    pub fn with_metrics(
+        store: Store,
+        secrets: Secrets,
+        tokens: Tokens,
+        config: Config,
+        metrics: metrics::Metrics,
+    ) -> Self {
         Self(Arc::new(Inner {
             store,
             secrets,
             config,
+            metrics,
             tokens: RwLock::new(Arc::new(tokens)),
         }))
     }
@@ -97,6 +112,26 @@ impl Api {
         *self.tokens.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(tokens);
     }
 
+    /// `/metrics`, for the separate address Prometheus scrapes.
+    pub fn metrics_router(&self) -> Router {
+        let api = self.clone();
+        Router::new().route(
+            "/metrics",
+            get(move || {
+                let text = api.metrics.render();
+                async move {
+                    (
+                        [(
+                            header::CONTENT_TYPE,
+                            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                        )],
+                        text,
+                    )
+                }
+            }),
+        )
+    }
+
     /// Every route, with authentication, the access log and panic containment.
     pub fn router(&self) -> Router {
         let v1 = v1()
@@ -107,7 +142,7 @@ impl Api {
             .route("/healthz", get(|| async { "ok\n" }))
             .route("/openapi.json", get(openapi_json))
             .fallback(|| async { ApiError::NotFound("route".to_owned()) })
-            .layer(middleware::from_fn(access_log))
+            .layer(middleware::from_fn_with_state(self.clone(), access_log))
             .layer(CatchPanicLayer::custom(|_| {
                 ApiError::Upstream {
                     status: StatusCode::INTERNAL_SERVER_ERROR,
@@ -222,8 +257,8 @@ async fn authenticate(State(api): State<Api>, mut request: Request, next: Next) 
 }
 
 /// One line per request: method, route, status, latency and tenant. Never a header value, a
-/// token or a body.
-async fn access_log(request: Request, next: Next) -> Response {
+/// token or a body. The same figures go to the metrics.
+async fn access_log(State(api): State<Api>, request: Request, next: Next) -> Response {
     let started = Instant::now();
     let method = request.method().clone();
     let route = request
@@ -235,13 +270,16 @@ async fn access_log(request: Request, next: Next) -> Response {
         .extensions()
         .get::<Served>()
         .map_or("-", |s| s.0.as_str());
+    let took = started.elapsed();
+    let status = response.status().as_u16();
     tracing::info!(
         target: "access",
         %method,
         route,
-        status = response.status().as_u16(),
-        latency_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        status,
+        latency_ms = u64::try_from(took.as_millis()).unwrap_or(u64::MAX),
         tenant,
     );
+    api.metrics.observe(method.as_str(), &route, status, took);
     response
 }

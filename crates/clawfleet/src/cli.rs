@@ -226,6 +226,13 @@ pub enum Command {
         /// Address to listen on.
         #[arg(long, env = "CLAWFLEET_LISTEN", default_value = "127.0.0.1:8080")]
         listen: std::net::SocketAddr,
+        /// Where /metrics is served (no token: keep it on a private address).
+        #[arg(
+            long,
+            env = "CLAWFLEET_API_METRICS_ADDR",
+            default_value = "127.0.0.1:9091"
+        )]
+        metrics_addr: std::net::SocketAddr,
         /// YAML list of `{sha256: HEX, tenant: CLIENT_ID}` or `{sha256: HEX, admin: true}`:
         /// SHA-256 hashes of the bearer tokens, never the tokens.
         #[arg(

@@ -49,9 +49,9 @@ fn seconds_histogram() -> Histogram {
 }
 
 /// `clawfleet_aws_requests_total{service,operation,outcome}`, read from the SDK interceptor's
-/// counts at each scrape.
+/// counts at each scrape. The HTTP API exports it too.
 #[derive(Debug)]
-struct AwsRequests(Calls);
+pub struct AwsRequests(pub Calls);
 
 impl Collector for AwsRequests {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {

@@ -122,6 +122,7 @@ pub async fn run(cli: Cli) -> Result<Exit, Failure> {
         Command::Secrets { command } => secrets::run(&store, &config, command).await,
         Command::Serve {
             listen,
+            metrics_addr,
             tokens_file,
             tokens_secret,
             tokens_refresh,
@@ -138,6 +139,7 @@ pub async fn run(cli: Cli) -> Result<Exit, Failure> {
                     tokens_secret,
                     rate_limits,
                     tokens_refresh,
+                    metrics_addr,
                     config: api::Config {
                         secret_prefix,
                         body_limit,

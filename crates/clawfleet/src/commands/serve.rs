@@ -6,7 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use api::{Api, Tokens};
-use cloud::Secrets;
+use cloud::{Calls, Secrets};
+use controller::metrics::AwsRequests;
 use controller::ratelimit::Limits;
 use store::Store;
 use tracing::{info, warn};
@@ -20,6 +21,7 @@ pub struct Options {
     pub tokens_secret: Option<String>,
     pub rate_limits: String,
     pub tokens_refresh: Duration,
+    pub metrics_addr: SocketAddr,
     pub config: api::Config,
 }
 
@@ -96,8 +98,13 @@ pub async fn run(
     // Secrets Manager's rates instead of being throttled by it.
     let limits = Limits::parse(&options.rate_limits)
         .map_err(|e| Failure::Usage(format!("--rate-limits: {e}")))?;
-    let secrets =
-        Secrets::new(aws_sdk_secretsmanager::Client::new(config)).with_gate(Arc::new(limits));
+    // Every AWS call is counted for /metrics, as the controller counts its own.
+    let calls = Calls::default();
+    let secrets_client = aws_sdk_secretsmanager::config::Builder::from(config)
+        .interceptor(calls.clone())
+        .build();
+    let secrets = Secrets::new(aws_sdk_secretsmanager::Client::from_conf(secrets_client))
+        .with_gate(Arc::new(limits));
     let source = match (options.tokens_file, options.tokens_secret) {
         (Some(path), _) => TokenSource::File(path),
         (None, Some(name)) => TokenSource::Secret(name),
@@ -108,8 +115,12 @@ pub async fn run(
         }
     };
     let tokens = source.load(&secrets).await?;
-    let store = Store::new(aws_sdk_dynamodb::Client::new(config), table);
-    let api = Api::new(store, secrets, tokens, options.config);
+    let dynamodb = aws_sdk_dynamodb::config::Builder::from(config)
+        .interceptor(calls.clone())
+        .build();
+    let store = Store::new(aws_sdk_dynamodb::Client::from_conf(dynamodb), table);
+    let metrics = api::metrics::Metrics::new(vec![Box::new(AwsRequests(calls))]);
+    let api = Api::with_metrics(store, secrets, tokens, options.config, metrics);
     if !options.tokens_refresh.is_zero() {
         tokio::spawn(refresh_tokens(api.clone(), source, options.tokens_refresh));
     }
@@ -119,12 +130,32 @@ pub async fn run(
     let local = listener
         .local_addr()
         .map_err(|e| Failure::Usage(format!("--listen {}: {e}", options.listen)))?;
+    let metrics_listener = tokio::net::TcpListener::bind(options.metrics_addr)
+        .await
+        .map_err(|e| Failure::Usage(format!("--metrics-addr {}: {e}", options.metrics_addr)))?;
+    let metrics_local = metrics_listener
+        .local_addr()
+        .map_err(|e| Failure::Usage(format!("--metrics-addr {}: {e}", options.metrics_addr)))?;
+
+    // One signal stops both servers; each finishes its requests in flight.
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = stop.send(true);
+    });
+    let until_stopped = |mut stopped: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = stopped.wait_for(|s| *s).await;
+    };
+    let metrics_server = axum::serve(metrics_listener, api.metrics_router())
+        .with_graceful_shutdown(until_stopped(stopped.clone()));
+    let metrics_task = tokio::spawn(async move { metrics_server.await });
     // The one line a script waits for before sending requests.
-    info!(addr = %local, "serving the HTTP API");
+    info!(addr = %local, metrics = %metrics_local, "serving the HTTP API");
     axum::serve(listener, api.router())
-        .with_graceful_shutdown(shutdown_signal())
+        .with_graceful_shutdown(until_stopped(stopped))
         .await
         .map_err(|e| Failure::Usage(format!("serving on {local}: {e}")))?;
+    let _ = metrics_task.await;
     info!("stopped: requests in flight were finished");
     Ok(Exit::Success)
 }
