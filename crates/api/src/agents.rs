@@ -16,6 +16,7 @@ use axum::response::{IntoResponse, Response};
 use rand::Rng;
 use schemars::JsonSchema;
 use serde::Serialize;
+use sha2::{Digest, Sha256};
 use spec::{AgentDocument, AgentStatus, DesiredState};
 use store::{Agent, SpecItem, StoreError};
 
@@ -186,15 +187,21 @@ fn refuse_bookkeeping(document: &AgentDocument) -> Result<(), ApiError> {
     }
 }
 
+const ID_ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+
+/// The tenant's part of a generated id: at most 31 characters, so that with `-` and 8 more the
+/// id stays within 40.
+fn id_prefix(client_id: &str) -> &str {
+    client_id[..client_id.len().min(31)].trim_end_matches('-')
+}
+
 /// `{client_id}-` and eight random characters, within the 40 an id may have.
 fn generate_id(client_id: &str) -> String {
-    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
     let mut rng = rand::rng();
     let suffix: String = (0..8)
-        .map(|_| char::from(ALPHABET[rng.random_range(0..ALPHABET.len())]))
+        .map(|_| char::from(ID_ALPHABET[rng.random_range(0..ID_ALPHABET.len())]))
         .collect();
-    let prefix = client_id[..client_id.len().min(31)].trim_end_matches('-');
-    format!("{prefix}-{suffix}")
+    format!("{}-{suffix}", id_prefix(client_id))
 }
 
 async fn reread(api: &Api, caller: &Caller, agent_id: &str) -> Result<AgentView, ApiError> {
@@ -287,6 +294,7 @@ pub async fn create(
     headers: HeaderMap,
     request: Body,
 ) -> Result<Response, ApiError> {
+    let key = idempotency_key(&headers)?;
     let mut document: AgentDocument = body::json(&headers, request, api.config.body_limit).await?;
     refuse_bookkeeping(&document)?;
     let client = match (&caller, document.client_id.take()) {
@@ -307,6 +315,15 @@ pub async fn create(
         }
     };
     document.client_id = Some(client.clone());
+    // With an Idempotency-Key and no agent_id, the id comes from the tenant and the key, so a
+    // retried create (after a timeout, say) finds the agent its first attempt made.
+    let keyed = match (&key, &document.agent_id) {
+        (Some(key), None) => {
+            document.agent_id = Some(keyed_id(&client, key));
+            true
+        }
+        _ => false,
+    };
     let generated = document.agent_id.is_none();
     let mut tries = 0;
     let agent_id = loop {
@@ -319,6 +336,13 @@ pub async fn create(
             Ok(_) => break spec.agent_id,
             Err(StoreError::Conflict { .. }) if generated && tries < 3 => {}
             Err(StoreError::Conflict { .. }) => {
+                if keyed && let Ok(agent) = visible(&api, &caller, &spec.agent_id).await {
+                    let mut response = respond_agent(StatusCode::OK, agent);
+                    response
+                        .headers_mut()
+                        .insert("idempotent-replayed", HeaderValue::from_static("true"));
+                    return Ok(response);
+                }
                 return Err(ApiError::Conflict(format!(
                     "agent_id: {} is taken; choose another",
                     spec.agent_id
@@ -333,6 +357,37 @@ pub async fn create(
         response.headers_mut().insert(header::LOCATION, location);
     }
     Ok(response)
+}
+
+/// The `Idempotency-Key` header, when sent.
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    let Some(value) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    value
+        .to_str()
+        .ok()
+        .map(str::trim)
+        .filter(|k| (1..=255).contains(&k.len()))
+        .map(|k| Some(k.to_owned()))
+        .ok_or_else(|| ApiError::BadParameter {
+            field: "Idempotency-Key".into(),
+            message: "must be 1 to 255 visible ASCII characters".into(),
+        })
+}
+
+/// The agent id a tenant's `Idempotency-Key` stands for: `{client_id}-` and 8 characters of the
+/// hash of both, so that the same key gives the same id, and another tenant's the same key
+/// another id.
+#[must_use]
+pub fn keyed_id(client_id: &str, key: &str) -> String {
+    let digest = Sha256::digest(format!("{client_id}\n{key}").as_bytes());
+    let suffix: String = digest
+        .iter()
+        .take(8)
+        .map(|b| char::from(ID_ALPHABET[usize::from(*b) % ID_ALPHABET.len()]))
+        .collect();
+    format!("{}-{suffix}", id_prefix(client_id))
 }
 
 pub async fn get(
@@ -537,6 +592,17 @@ mod tests {
             assert!(id.starts_with(&client[..client.len().min(30)]), "{id}");
         }
         assert_ne!(generate_id("acme"), generate_id("acme"));
+    }
+
+    #[test]
+    fn keyed_ids_depend_on_the_tenant_and_the_key_only() {
+        let id = keyed_id("acme", "order-1234");
+        assert!(is_label(&id) && id.starts_with("acme-"), "{id}");
+        assert_eq!(id, keyed_id("acme", "order-1234"));
+        assert_ne!(id, keyed_id("acme", "order-1235"));
+        assert_ne!(id[5..], keyed_id("globex", "order-1234")[7..]);
+        let long = keyed_id(&"x".repeat(40), "k");
+        assert!(is_label(&long) && long.len() == 40, "{long}");
     }
 
     #[test]

@@ -27,6 +27,8 @@ struct Operation {
     errors: &'static [u16],
     if_match: bool,
     query: &'static [&'static str],
+    /// Takes `Idempotency-Key`, and answers 200 when a retry finds what the first attempt made.
+    idempotent: bool,
 }
 
 const OPERATIONS: &[Operation] = &[
@@ -40,6 +42,7 @@ const OPERATIONS: &[Operation] = &[
         errors: &[400, 403],
         if_match: false,
         query: &["limit", "cursor", "client_id"],
+        idempotent: false,
     },
     Operation {
         method: "post",
@@ -51,6 +54,7 @@ const OPERATIONS: &[Operation] = &[
         errors: &[400, 403, 409, 413, 415, 422],
         if_match: false,
         query: &[],
+        idempotent: true,
     },
     Operation {
         method: "get",
@@ -62,6 +66,7 @@ const OPERATIONS: &[Operation] = &[
         errors: &[404],
         if_match: false,
         query: &[],
+        idempotent: false,
     },
     Operation {
         method: "put",
@@ -73,6 +78,7 @@ const OPERATIONS: &[Operation] = &[
         errors: &[400, 404, 409, 412, 413, 415, 422],
         if_match: true,
         query: &[],
+        idempotent: false,
     },
     Operation {
         method: "delete",
@@ -84,6 +90,7 @@ const OPERATIONS: &[Operation] = &[
         errors: &[404, 409, 412],
         if_match: true,
         query: &[],
+        idempotent: false,
     },
     Operation {
         method: "post",
@@ -95,6 +102,7 @@ const OPERATIONS: &[Operation] = &[
         errors: &[404, 409],
         if_match: false,
         query: &[],
+        idempotent: false,
     },
     Operation {
         method: "post",
@@ -106,6 +114,7 @@ const OPERATIONS: &[Operation] = &[
         errors: &[404, 409],
         if_match: false,
         query: &[],
+        idempotent: false,
     },
     Operation {
         method: "post",
@@ -117,6 +126,7 @@ const OPERATIONS: &[Operation] = &[
         errors: &[404, 409],
         if_match: false,
         query: &[],
+        idempotent: false,
     },
     Operation {
         method: "get",
@@ -128,6 +138,7 @@ const OPERATIONS: &[Operation] = &[
         errors: &[404],
         if_match: false,
         query: &[],
+        idempotent: false,
     },
     Operation {
         method: "put",
@@ -139,6 +150,7 @@ const OPERATIONS: &[Operation] = &[
         errors: &[400, 404, 409, 413, 415, 422],
         if_match: false,
         query: &[],
+        idempotent: false,
     },
     Operation {
         method: "get",
@@ -150,6 +162,7 @@ const OPERATIONS: &[Operation] = &[
         errors: &[404],
         if_match: false,
         query: &[],
+        idempotent: false,
     },
 ];
 
@@ -211,6 +224,13 @@ fn operation(op: &Operation) -> Value {
         }));
     }
     parameters.extend(op.query.iter().map(|q| query_parameter(q)));
+    if op.idempotent {
+        parameters.push(json!({
+            "name": "Idempotency-Key", "in": "header", "required": false,
+            "description": "Without agent_id: the same key gives the same generated id, so a retry answers 200 with the agent the first attempt created instead of creating a second",
+            "schema": { "type": "string", "minLength": 1, "maxLength": 255 }
+        }));
+    }
     if op.if_match {
         parameters.push(json!({
             "name": "If-Match", "in": "header", "required": false,
@@ -237,6 +257,16 @@ fn operation(op: &Operation) -> Value {
         ok["headers"] = headers;
     }
     let mut responses = Map::new();
+    if op.idempotent {
+        let mut replayed = ok.clone();
+        replayed["description"] = json!(
+            "A retry with the same Idempotency-Key: the agent the first attempt created, as it is now"
+        );
+        if let Some(headers) = replayed["headers"].as_object_mut() {
+            headers.remove("Location");
+        }
+        responses.insert("200".to_owned(), replayed);
+    }
     responses.insert(ok_status.to_string(), ok);
     let mut errors: Vec<u16> = op.errors.to_vec();
     errors.extend([401, 502, 503]);

@@ -663,3 +663,88 @@ async fn key_names_beyond_what_the_secrets_description_holds_are_a_422_and_chang
     );
     assert_eq!(h.secret_value("acme-keys-2").await, None);
 }
+
+#[tokio::test]
+async fn a_create_retried_with_its_idempotency_key_finds_the_first_agent_instead_of_a_second() {
+    let h = Harness::new("api-idem").await;
+    let h = &h;
+    let create = |token: &'static str, key: &'static str| async move {
+        h.call(
+            "POST",
+            "/v1/agents",
+            Some(token),
+            Some(r#"{"plan": "small"}"#),
+            &[("idempotency-key", key)],
+        )
+        .await
+    };
+    let first = create(ACME, "order-1234").await;
+    assert_eq!(first.status, StatusCode::CREATED, "{}", first.text);
+    let id = first.json["agent_id"].as_str().unwrap().to_owned();
+    let retry = create(ACME, "order-1234").await;
+    assert_eq!(retry.status, StatusCode::OK, "{}", retry.text);
+    assert_eq!(retry.headers["idempotent-replayed"], "true");
+    assert_eq!(retry.json["agent_id"], id.as_str());
+    assert_eq!(retry.etag(), first.etag());
+    let list = h.get("/v1/agents", ACME).await;
+    assert_eq!(
+        list.json["items"].as_array().unwrap().len(),
+        1,
+        "no second agent"
+    );
+
+    // Another key is another agent; another tenant's same key is that tenant's own agent.
+    let other = create(ACME, "order-1235").await;
+    assert_eq!(other.status, StatusCode::CREATED);
+    assert_ne!(other.json["agent_id"], id.as_str());
+    let globex = create(GLOBEX, "order-1234").await;
+    assert_eq!(globex.status, StatusCode::CREATED, "{}", globex.text);
+    assert!(
+        globex.json["agent_id"]
+            .as_str()
+            .unwrap()
+            .starts_with("globex-")
+    );
+
+    // An agent of another tenant that happens to have the id a key stands for is not replayed:
+    // a plain 409, as for any taken id.
+    let collide = api::agents::keyed_id("acme", "k-collide");
+    let squatter = h
+        .call(
+            "POST",
+            "/v1/agents",
+            Some(ADMIN),
+            Some(&format!(
+                r#"{{"agent_id": "{collide}", "client_id": "globex"}}"#
+            )),
+            &[],
+        )
+        .await;
+    assert_eq!(squatter.status, StatusCode::CREATED, "{}", squatter.text);
+    let refused = create(ACME, "k-collide").await;
+    assert_eq!(refused.status, StatusCode::CONFLICT, "{}", refused.text);
+    assert!(!refused.text.contains("globex"), "{}", refused.text);
+
+    let bad = h
+        .call(
+            "POST",
+            "/v1/agents",
+            Some(ACME),
+            Some("{}"),
+            &[("idempotency-key", "")],
+        )
+        .await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    assert_eq!(bad.json["errors"][0]["field"], "Idempotency-Key");
+    let long = "k".repeat(256);
+    let bad = h
+        .call(
+            "POST",
+            "/v1/agents",
+            Some(ACME),
+            Some("{}"),
+            &[("idempotency-key", &long)],
+        )
+        .await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+}
