@@ -9,6 +9,7 @@ pub mod agents;
 pub mod auth;
 pub mod body;
 pub mod intake;
+pub mod limit;
 pub mod metrics;
 pub mod openapi;
 pub mod problem;
@@ -44,6 +45,8 @@ pub struct Config {
     pub secret_prefix: String,
     /// Larger request bodies get a 413.
     pub body_limit: usize,
+    /// Each tenant's request budget; `None` leaves tenants unlimited.
+    pub tenant_rate: Option<limit::TenantRate>,
 }
 
 impl Default for Config {
@@ -51,6 +54,7 @@ impl Default for Config {
         Self {
             secret_prefix: spec::render::DEFAULT_SECRET_PREFIX.to_owned(),
             body_limit: DEFAULT_BODY_LIMIT,
+            tenant_rate: None,
         }
     }
 }
@@ -65,6 +69,7 @@ pub struct Inner {
     pub secrets: Secrets,
     pub config: Config,
     pub metrics: metrics::Metrics,
+    limits: Option<limit::TenantLimits>,
     /// Replaced whole when the tokens document is read again, so that a tenant added to it
     /// needs no restart.
     tokens: RwLock<Arc<Tokens>>,
@@ -95,6 +100,7 @@ impl Api {
         Self(Arc::new(Inner {
             store,
             secrets,
+            limits: config.tenant_rate.map(limit::TenantLimits::new),
             config,
             metrics,
             tokens: RwLock::new(Arc::new(tokens)),
@@ -250,6 +256,16 @@ async fn authenticate(State(api): State<Api>, mut request: Request, next: Next) 
         return ApiError::Unauthorized.into_response();
     };
     let served = Served(caller.label().to_owned());
+    if let (Caller::Tenant(tenant), Some(limits)) = (&caller, &api.limits)
+        && let Err(wait) = limits.check(tenant)
+    {
+        let mut response = ApiError::TooManyRequests {
+            retry_after: wait.as_secs().saturating_add(1),
+        }
+        .into_response();
+        response.extensions_mut().insert(served);
+        return response;
+    }
     request.extensions_mut().insert(caller);
     let mut response = next.run(request).await;
     response.extensions_mut().insert(served);

@@ -23,7 +23,7 @@ struct Operation {
     body: Option<&'static str>,
     /// The success status, its schema name, and whether it carries the agent's ETag.
     ok: (u16, &'static str, bool),
-    /// Problem statuses besides 401, 502 and 503, which every operation may answer.
+    /// Problem statuses besides 401, 429, 502 and 503, which every operation may answer.
     errors: &'static [u16],
     if_match: bool,
     query: &'static [&'static str],
@@ -269,7 +269,7 @@ fn operation(op: &Operation) -> Value {
     }
     responses.insert(ok_status.to_string(), ok);
     let mut errors: Vec<u16> = op.errors.to_vec();
-    errors.extend([401, 502, 503]);
+    errors.extend([401, 429, 502, 503]);
     errors.sort_unstable();
     errors.dedup();
     for status in errors {

@@ -33,6 +33,8 @@ pub enum ApiError {
     Conflict(String),
     #[error("If-Match: the agent changed since that ETag was read; GET it again")]
     PreconditionFailed,
+    #[error("this tenant's request rate is used up; retry after {retry_after} s")]
+    TooManyRequests { retry_after: u64 },
     /// AWS refused or failed the call; the message names the operation.
     #[error("{message}")]
     Upstream { status: StatusCode, message: String },
@@ -59,6 +61,7 @@ impl ApiError {
             Self::Forbidden { .. } => StatusCode::FORBIDDEN,
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::PreconditionFailed => StatusCode::PRECONDITION_FAILED,
+            Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Upstream { status, .. } => *status,
         }
     }
@@ -109,6 +112,10 @@ pub struct FieldProblem {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
+        let retry_after = match &self {
+            Self::TooManyRequests { retry_after } => Some(*retry_after),
+            _ => None,
+        };
         let problem = Problem {
             kind: "about:blank".to_owned(),
             title: status.canonical_reason().unwrap_or("Error").to_owned(),
@@ -121,6 +128,11 @@ impl IntoResponse for ApiError {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/problem+json"),
         );
+        if let Some(seconds) = retry_after
+            && let Ok(value) = HeaderValue::from_str(&seconds.to_string())
+        {
+            response.headers_mut().insert(header::RETRY_AFTER, value);
+        }
         if status == StatusCode::UNAUTHORIZED {
             response
                 .headers_mut()

@@ -748,3 +748,36 @@ async fn a_create_retried_with_its_idempotency_key_finds_the_first_agent_instead
         .await;
     assert_eq!(bad.status, StatusCode::BAD_REQUEST);
 }
+
+#[tokio::test]
+async fn a_tenant_over_its_request_rate_gets_429s_and_the_others_do_not() {
+    let rate = "3/0.01".parse().unwrap();
+    let h = Harness::with_config("api-rate", api::DEFAULT_BODY_LIMIT, Some(rate)).await;
+    for _ in 0..3 {
+        assert_eq!(h.get("/v1/agents", ACME).await.status, StatusCode::OK);
+    }
+    let limited = h.get("/v1/agents", ACME).await;
+    assert_eq!(
+        limited.status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "{}",
+        limited.text
+    );
+    assert_eq!(limited.content_type(), "application/problem+json");
+    let retry_after: u64 = limited.headers["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=100).contains(&retry_after), "{retry_after}");
+    // Another tenant, and the admin scope, are not held back by acme's script.
+    assert_eq!(h.get("/v1/agents", GLOBEX).await.status, StatusCode::OK);
+    for _ in 0..5 {
+        assert_eq!(h.get("/v1/agents", ADMIN).await.status, StatusCode::OK);
+    }
+    // Unauthenticated requests cost nothing and stay 401s.
+    assert_eq!(
+        h.call("GET", "/v1/agents", None, None, &[]).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+}

@@ -252,6 +252,10 @@ pub enum Command {
         /// Larger request bodies get a 413.
         #[arg(long, env = "CLAWFLEET_BODY_LIMIT", default_value_t = api::DEFAULT_BODY_LIMIT)]
         body_limit: usize,
+        /// Each tenant's request budget, CAPACITY/RATE: a burst of CAPACITY requests refilled
+        /// at RATE a second; beyond it a 429 with Retry-After. The admin scope is not limited.
+        #[arg(long, env = "CLAWFLEET_TENANT_RATE_LIMIT", default_value = "50/10")]
+        tenant_rate_limit: api::limit::TenantRate,
         /// Prefix of the agents' secret names.
         #[arg(long, env = "CLAWFLEET_SECRET_PREFIX", default_value = spec::render::DEFAULT_SECRET_PREFIX)]
         secret_prefix: String,

@@ -65,6 +65,14 @@ impl Harness {
     }
 
     pub async fn with_limit(prefix: &str, body_limit: usize) -> Self {
+        Self::with_config(prefix, body_limit, None).await
+    }
+
+    pub async fn with_config(
+        prefix: &str,
+        body_limit: usize,
+        tenant_rate: Option<api::limit::TenantRate>,
+    ) -> Self {
         let config = local_aws::sdk_config().await;
         let table = local_aws::unique(prefix);
         let dynamodb = aws_sdk_dynamodb::Client::new(&config);
@@ -80,6 +88,7 @@ impl Harness {
             Config {
                 secret_prefix: secret_prefix.clone(),
                 body_limit,
+                tenant_rate,
             },
         );
         Self {

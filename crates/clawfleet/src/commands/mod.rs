@@ -129,6 +129,7 @@ pub async fn run(cli: Cli) -> Result<Exit, Failure> {
             body_limit,
             secret_prefix,
             rate_limits,
+            tenant_rate_limit,
         } => {
             serve::run(
                 &cli.table,
@@ -143,6 +144,7 @@ pub async fn run(cli: Cli) -> Result<Exit, Failure> {
                     config: api::Config {
                         secret_prefix,
                         body_limit,
+                        tenant_rate: Some(tenant_rate_limit),
                     },
                 },
             )
