@@ -192,7 +192,10 @@ const ID_ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
 /// The tenant's part of a generated id: at most 31 characters, so that with `-` and 8 more the
 /// id stays within 40.
 fn id_prefix(client_id: &str) -> &str {
-    client_id[..client_id.len().min(31)].trim_end_matches('-')
+    client_id
+        .get(..client_id.len().min(31))
+        .unwrap_or(client_id)
+        .trim_end_matches('-')
 }
 
 /// `{client_id}-` and eight random characters, within the 40 an id may have.
@@ -314,6 +317,13 @@ pub async fn create(
             ));
         }
     };
+    if !is_label(&client) {
+        // Checked before an id is made from it; validation would say the same.
+        return Err(ApiError::invalid(
+            "client_id",
+            "must be a lowercase DNS label of 1 to 40 characters (a-z, 0-9, '-', not starting or ending with '-')",
+        ));
+    }
     document.client_id = Some(client.clone());
     // With an Idempotency-Key and no agent_id, the id comes from the tenant and the key, so a
     // retried create (after a timeout, say) finds the agent its first attempt made.

@@ -49,8 +49,10 @@ pub struct TenantLimits {
 impl TenantLimits {
     #[must_use]
     pub fn new(rate: TenantRate) -> Self {
-        let period = Duration::from_secs_f64(1.0 / rate.per_second);
-        let quota = Quota::with_period(period)
+        // A rate that makes no period (zero, negative, not a number) is one a second.
+        let quota = Duration::try_from_secs_f64(1.0 / rate.per_second)
+            .ok()
+            .and_then(Quota::with_period)
             .unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN))
             .allow_burst(rate.burst);
         Self {
@@ -94,5 +96,12 @@ mod tests {
         let wait = limits.check("acme").unwrap_err();
         assert!(wait > Duration::from_secs(100), "{wait:?}");
         assert!(limits.check("globex").is_ok());
+        for odd in [0.0, -1.0, f64::NAN, f64::INFINITY] {
+            let limits = TenantLimits::new(TenantRate {
+                burst: NonZeroU32::MIN,
+                per_second: odd,
+            });
+            assert!(limits.check("acme").is_ok(), "{odd}");
+        }
     }
 }

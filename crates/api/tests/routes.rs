@@ -424,6 +424,31 @@ async fn each_error_is_a_problem_with_its_status_naming_the_field() {
         .await;
     assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(reply.json["errors"][0]["field"], "client_id");
+    // An admin's client_id is checked before an id is generated from it.
+    for client in [
+        "ééééééééééééééééééééééééééééééééé",
+        "Acme",
+        "-acme",
+        &"a".repeat(41),
+    ] {
+        let body = format!(r#"{{"client_id": "{client}"}}"#);
+        let reply = h
+            .call(
+                "POST",
+                "/v1/agents",
+                Some(ADMIN),
+                Some(&body),
+                &[("idempotency-key", "k")],
+            )
+            .await;
+        assert_eq!(
+            reply.status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{client}: {}",
+            reply.text
+        );
+        assert_eq!(reply.json["errors"][0]["field"], "client_id");
+    }
 
     // 403: a tenant creating for another tenant, or listing one.
     let reply = post(r#"{"client_id": "globex"}"#).await;
