@@ -490,7 +490,7 @@ async fn set_state(
     let current = visible_spec(&api, &caller, &agent_id).await?;
     refuse_deleting(&current)?;
     if desired_state(&current) != Some(state.as_str()) {
-        api.store.set_desired_state(&agent_id, state).await?;
+        api.store.set_desired_state(&current, state).await?;
     }
     let agent = reread(&api, &caller, &agent_id).await?;
     Ok(respond_agent(StatusCode::ACCEPTED, agent))
@@ -531,7 +531,7 @@ pub async fn restart(
     refuse_deleting(&current)?;
     // Milliseconds, so that two restarts asked for within one second are two restarts.
     api.store
-        .request_restart(&agent_id, &spec::now_rfc3339_millis())
+        .request_restart_of(&current, &spec::now_rfc3339_millis())
         .await?;
     let agent = reread(&api, &caller, &agent_id).await?;
     Ok(respond_agent(StatusCode::ACCEPTED, agent))

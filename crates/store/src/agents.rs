@@ -348,15 +348,38 @@ impl Store {
 
     /// Sets one string attribute of an existing spec item and bumps `generation`
     /// (UpdateItem), without touching any other attribute, so it cannot lose anyone's edit.
-    /// Refused when the agent is being deleted.
-    async fn mark(&self, agent_id: &str, attribute: &str, at: &str) -> Result<(), StoreError> {
-        let result = self
-            .client
-            .update_item()
+    /// Refused when the agent is being deleted, and, given the item as read, when it is another
+    /// incarnation now (deleted and created again, perhaps by another tenant, since the read).
+    async fn mark(
+        &self,
+        agent_id: &str,
+        read: Option<&SpecItem>,
+        attribute: &str,
+        at: &str,
+    ) -> Result<(), StoreError> {
+        let mut condition = "attribute_exists(#id) AND attribute_not_exists(#deleting)".to_owned();
+        let mut request = self.client.update_item();
+        if let Some(read) = read {
+            for (name, value) in [
+                ("client_id", read.client_id()),
+                ("created_at", read.meta.created_at.clone()),
+            ] {
+                let placeholder = format!("#{name}");
+                condition.push_str(&match &value {
+                    Some(_) => format!(" AND {placeholder} = :{name}"),
+                    None => format!(" AND attribute_not_exists({placeholder})"),
+                });
+                request = request.expression_attribute_names(placeholder, name);
+                if let Some(value) = value {
+                    request = request.expression_attribute_values(format!(":{name}"), s(&value));
+                }
+            }
+        }
+        let result = request
             .table_name(&self.table)
             .set_key(Some(key(agent_id, SPEC_RECORD)))
             .update_expression("SET #at = :at, #gen = if_not_exists(#gen, :zero) + :one")
-            .condition_expression("attribute_exists(#id) AND attribute_not_exists(#deleting)")
+            .condition_expression(condition)
             .expression_attribute_names("#at", attribute)
             .expression_attribute_names("#gen", "generation")
             .expression_attribute_names("#id", "agent_id")
@@ -380,21 +403,33 @@ impl Store {
     /// # Errors
     /// [`StoreError::Conflict`] when the agent does not exist or is being deleted.
     pub async fn request_restart(&self, agent_id: &str, at: &str) -> Result<(), StoreError> {
-        self.mark(agent_id, "restart_requested_at", at).await
+        self.mark(agent_id, None, "restart_requested_at", at).await
+    }
+
+    /// [`Store::request_restart`] of the incarnation the caller read: refused when the agent
+    /// was deleted and created again since.
+    ///
+    /// # Errors
+    /// As [`Store::request_restart`].
+    pub async fn request_restart_of(&self, read: &SpecItem, at: &str) -> Result<(), StoreError> {
+        self.mark(&read.agent_id, Some(read), "restart_requested_at", at)
+            .await
     }
 
     /// Sets `desired_state` alone (UpdateItem), leaving every other attribute and `managed_by`
     /// as they are: starting or stopping is an imperative toggle, like `clawfleet restart`,
-    /// not a takeover of a spec someone else manages.
+    /// not a takeover of a spec someone else manages. Only on the incarnation the caller read.
     ///
     /// # Errors
-    /// [`StoreError::Conflict`] when the agent does not exist or is being deleted.
+    /// [`StoreError::Conflict`] when the agent no longer exists, is being deleted, or is another
+    /// incarnation now.
     pub async fn set_desired_state(
         &self,
-        agent_id: &str,
+        read: &SpecItem,
         state: spec::DesiredState,
     ) -> Result<(), StoreError> {
-        self.mark(agent_id, "desired_state", state.as_str()).await
+        self.mark(&read.agent_id, Some(read), "desired_state", state.as_str())
+            .await
     }
 
     /// Soft-deletes the agent (`deletion_requested_at = at`). The controller tears down its
@@ -403,7 +438,7 @@ impl Store {
     /// # Errors
     /// [`StoreError::Conflict`] when the agent does not exist or is already being deleted.
     pub async fn request_deletion(&self, agent_id: &str, at: &str) -> Result<(), StoreError> {
-        self.mark(agent_id, "deletion_requested_at", at).await
+        self.mark(agent_id, None, "deletion_requested_at", at).await
     }
 
     /// [`Store::apply_over`] that also takes the agent over: a spec equal to the stored one is

@@ -425,3 +425,52 @@ async fn aws_errors_name_the_operation() {
     );
     assert!(text.contains("ResourceNotFoundException"), "{text}");
 }
+
+#[tokio::test]
+async fn a_toggle_lands_only_on_the_incarnation_that_was_read() {
+    let store = fresh_store().await;
+    store.apply(&spec("reused", "acme"), "api").await.unwrap();
+    let read = store.get_spec("reused").await.unwrap().unwrap();
+    // Deleted and created again, by another tenant, between the read and the write.
+    store.delete_items("reused", &read.snapshot).await.unwrap();
+    store.apply(&spec("reused", "globex"), "api").await.unwrap();
+    let globex = store.get_spec("reused").await.unwrap().unwrap();
+    assert!(matches!(
+        store
+            .set_desired_state(&read, spec::DesiredState::Stopped)
+            .await,
+        Err(StoreError::Conflict { .. })
+    ));
+    assert!(matches!(
+        store
+            .request_restart_of(&read, "2026-11-25T12:00:00Z")
+            .await,
+        Err(StoreError::Conflict { .. })
+    ));
+    let after = store.get_spec("reused").await.unwrap().unwrap();
+    assert_eq!(
+        after.snapshot, globex.snapshot,
+        "the other tenant's agent was touched"
+    );
+    // On the incarnation read, both go through.
+    store
+        .set_desired_state(&globex, spec::DesiredState::Stopped)
+        .await
+        .unwrap();
+    store
+        .request_restart_of(&globex, "2026-11-25T12:00:00Z")
+        .await
+        .unwrap();
+    let done = store
+        .get_spec("reused")
+        .await
+        .unwrap()
+        .unwrap()
+        .spec
+        .unwrap();
+    assert_eq!(done.desired_state, spec::DesiredState::Stopped);
+    assert_eq!(
+        done.restart_requested_at.as_deref(),
+        Some("2026-11-25T12:00:00Z")
+    );
+}
