@@ -10,7 +10,8 @@ use std::collections::BTreeMap;
 
 use axum::Extension;
 use axum::body::Body;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{FromRequestParts, Path, RawQuery, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use rand::Rng;
@@ -73,6 +74,21 @@ pub struct SecretKeys {
     /// The keys this request set; absent on `GET`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub set: Option<Vec<String>>,
+}
+
+/// The `{agent_id}` of the path. One that does not even decode (`%FF`) is the same 404 as any
+/// id that cannot exist, not axum's plain-text 400.
+pub struct AgentId(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for AgentId {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        Path::<String>::from_request_parts(parts, state)
+            .await
+            .map(|Path(id)| Self(id))
+            .map_err(|_| ApiError::NotFound("agent (an id that cannot exist)".to_owned()))
+    }
 }
 
 fn not_found(agent_id: &str) -> ApiError {
@@ -403,7 +419,7 @@ pub fn keyed_id(client_id: &str, key: &str) -> String {
 pub async fn get(
     State(api): State<Api>,
     Extension(caller): Extension<Caller>,
-    Path(agent_id): Path<String>,
+    AgentId(agent_id): AgentId,
 ) -> Result<Response, ApiError> {
     let agent = visible(&api, &caller, &agent_id).await?;
     Ok(respond_agent(StatusCode::OK, agent))
@@ -412,7 +428,7 @@ pub async fn get(
 pub async fn replace(
     State(api): State<Api>,
     Extension(caller): Extension<Caller>,
-    Path(agent_id): Path<String>,
+    AgentId(agent_id): AgentId,
     headers: HeaderMap,
     request: Body,
 ) -> Result<Response, ApiError> {
@@ -454,7 +470,7 @@ pub async fn replace(
 pub async fn delete(
     State(api): State<Api>,
     Extension(caller): Extension<Caller>,
-    Path(agent_id): Path<String>,
+    AgentId(agent_id): AgentId,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let current = visible_spec(&api, &caller, &agent_id).await?;
@@ -509,7 +525,7 @@ fn refuse_deleting(item: &SpecItem) -> Result<(), ApiError> {
 pub async fn start(
     State(api): State<Api>,
     Extension(caller): Extension<Caller>,
-    Path(agent_id): Path<String>,
+    AgentId(agent_id): AgentId,
 ) -> Result<Response, ApiError> {
     set_state(api, caller, agent_id, DesiredState::Running).await
 }
@@ -517,7 +533,7 @@ pub async fn start(
 pub async fn stop(
     State(api): State<Api>,
     Extension(caller): Extension<Caller>,
-    Path(agent_id): Path<String>,
+    AgentId(agent_id): AgentId,
 ) -> Result<Response, ApiError> {
     set_state(api, caller, agent_id, DesiredState::Stopped).await
 }
@@ -525,7 +541,7 @@ pub async fn stop(
 pub async fn restart(
     State(api): State<Api>,
     Extension(caller): Extension<Caller>,
-    Path(agent_id): Path<String>,
+    AgentId(agent_id): AgentId,
 ) -> Result<Response, ApiError> {
     let current = visible_spec(&api, &caller, &agent_id).await?;
     refuse_deleting(&current)?;
@@ -540,7 +556,7 @@ pub async fn restart(
 pub async fn status(
     State(api): State<Api>,
     Extension(caller): Extension<Caller>,
-    Path(agent_id): Path<String>,
+    AgentId(agent_id): AgentId,
 ) -> Result<Response, ApiError> {
     let agent = visible(&api, &caller, &agent_id).await?;
     let status = agent.status.unwrap_or_default();
@@ -550,15 +566,29 @@ pub async fn status(
 pub async fn put_secrets(
     State(api): State<Api>,
     Extension(caller): Extension<Caller>,
-    Path(agent_id): Path<String>,
+    AgentId(agent_id): AgentId,
     headers: HeaderMap,
     request: Body,
 ) -> Result<Response, ApiError> {
     let current = visible_spec(&api, &caller, &agent_id).await?;
-    let values: BTreeMap<String, String> =
+    let values: BTreeMap<String, serde_json::Value> =
         body::json(&headers, request, api.config.body_limit).await?;
-    let written =
-        intake::set_values(&api.secrets, &current, &api.config.secret_prefix, values).await?;
+    // serde's own message would quote the offending value, and this one may be a secret.
+    let values = values
+        .into_iter()
+        .map(|(key, value)| match value {
+            serde_json::Value::String(text) => Ok((key, text)),
+            _ => Err(ApiError::invalid(key, "must be a string")),
+        })
+        .collect::<Result<BTreeMap<String, String>, ApiError>>()?;
+    let written = intake::set_values(
+        &api.store,
+        &api.secrets,
+        &current,
+        &api.config.secret_prefix,
+        values,
+    )
+    .await?;
     let keys = SecretKeys {
         agent_id,
         keys: written.keys,
@@ -570,7 +600,7 @@ pub async fn put_secrets(
 pub async fn get_secrets(
     State(api): State<Api>,
     Extension(caller): Extension<Caller>,
-    Path(agent_id): Path<String>,
+    AgentId(agent_id): AgentId,
 ) -> Result<Response, ApiError> {
     let current = visible_spec(&api, &caller, &agent_id).await?;
     let keys = intake::key_names(&api.secrets, &current, &api.config.secret_prefix)

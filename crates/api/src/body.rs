@@ -5,6 +5,7 @@ use axum::body::Body;
 use axum::http::{HeaderMap, header};
 use http_body_util::LengthLimitError;
 use serde::de::DeserializeOwned;
+use serde_json::Value;
 
 use crate::problem::ApiError;
 
@@ -48,36 +49,58 @@ pub async fn json<T: DeserializeOwned>(
 /// # Errors
 /// As [`json`].
 pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::MalformedJson("the body is empty".to_owned()));
+    }
+    let value: Value =
+        serde_json::from_slice(bytes).map_err(|e| ApiError::MalformedJson(e.to_string()))?;
     // serde also fills a struct from a JSON array, field by field: `[null]` would be a spec.
     // Every body this API takes is an object.
-    match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
-        None => return Err(ApiError::MalformedJson("the body is empty".to_owned())),
-        Some(b'{') => {}
-        Some(b'[' | b'"' | b'-' | b'0'..=b'9' | b't' | b'f' | b'n') => {
-            return Err(ApiError::invalid("(body)", "must be a JSON object"));
-        }
-        Some(_) => {}
+    if !value.is_object() {
+        return Err(ApiError::invalid("(body)", "must be a JSON object"));
     }
-    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
-    let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|e| {
+    // serde reads `null` as absent, so `{"generation": null}` would pass for a body without
+    // bookkeeping; the document says no field is nullable.
+    if let Some(path) = first_null(&value, "") {
+        return Err(ApiError::invalid(
+            path,
+            "must not be null; leave the field out instead",
+        ));
+    }
+    serde_path_to_error::deserialize(value).map_err(|e| {
         let path = e.path().to_string();
-        let inner = e.into_inner();
-        match inner.classify() {
-            serde_json::error::Category::Data => {
-                let field = if path == "." {
-                    "(body)".to_owned()
-                } else {
-                    path
-                };
-                ApiError::invalid(field, strip_position(&inner.to_string()))
-            }
-            _ => ApiError::MalformedJson(inner.to_string()),
-        }
-    })?;
-    deserializer
-        .end()
-        .map_err(|e| ApiError::MalformedJson(e.to_string()))?;
-    Ok(value)
+        let field = if path == "." {
+            "(body)".to_owned()
+        } else {
+            path
+        };
+        ApiError::invalid(field, strip_position(&e.into_inner().to_string()))
+    })
+}
+
+/// The path of the first `null` inside `value`, written as validation writes paths
+/// (`plugins[0].name`, `env.KEY`).
+fn first_null(value: &Value, path: &str) -> Option<String> {
+    match value {
+        Value::Null => Some(if path.is_empty() {
+            "(body)".to_owned()
+        } else {
+            path.to_owned()
+        }),
+        Value::Object(map) => map.iter().find_map(|(key, v)| {
+            let path = if path.is_empty() {
+                key.clone()
+            } else {
+                format!("{path}.{key}")
+            };
+            first_null(v, &path)
+        }),
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(i, v)| first_null(v, &format!("{path}[{i}]"))),
+        _ => None,
+    }
 }
 
 /// serde_json appends " at line L column C" to shape errors; the field path says more.
@@ -146,6 +169,27 @@ mod tests {
             assert_eq!(err.to_string(), "(body): must be a JSON object");
         }
         assert_eq!(parse::<spec::AgentDocument>(b"").unwrap_err().status(), 400);
+        assert_eq!(
+            parse::<spec::AgentDocument>(b" \n").unwrap_err().status(),
+            400
+        );
+        for (body, field) in [
+            (&br#"{"image": null}"#[..], "image"),
+            (br#"{"generation": null}"#, "generation"),
+            (
+                br#"{"plugins": [{"name": "a", "source": null}]}"#,
+                "plugins[0].source",
+            ),
+            (br#"{"env": {"A": null}}"#, "env.A"),
+            (br#"{"skills": ["a", null]}"#, "skills[1]"),
+        ] {
+            let err = parse::<spec::AgentDocument>(body).unwrap_err();
+            assert_eq!(err.status(), 422);
+            assert_eq!(
+                err.to_string(),
+                format!("{field}: must not be null; leave the field out instead")
+            );
+        }
         assert_eq!(
             parse::<spec::AgentDocument>(b"<x>").unwrap_err().status(),
             400

@@ -9,7 +9,9 @@ use std::collections::BTreeMap;
 
 use cloud::{AwsError, Secrets};
 use spec::render::{self, tag};
-use store::SpecItem;
+use std::time::Duration;
+
+use store::{SpecItem, Store};
 
 /// Why secret values were not written. No variant carries a value.
 #[derive(Debug, thiserror::Error)]
@@ -34,6 +36,10 @@ pub enum IntakeError {
     TooManyKeys { size: usize },
     #[error("the secret would hold {size} bytes; Secrets Manager allows {SECRET_LIMIT}")]
     TooLarge { size: usize },
+    #[error("secret {name}: another write of its values is in progress; retry")]
+    Busy { name: String },
+    #[error("{0}")]
+    Store(#[from] store::StoreError),
     #[error("{0}")]
     Aws(#[from] AwsError),
 }
@@ -70,14 +76,16 @@ pub fn secret_name(prefix: &str, agent_id: &str) -> String {
     format!("{prefix}{agent_id}/secrets")
 }
 
-/// Merges `values` into the agent's secret (DescribeSecret, then CreateSecret, or
-/// RestoreSecret if needed, GetSecretValue and UpdateSecret), recording every key name in the
-/// Description in the same call. A secret is written only for an existing agent that is not
+/// Merges `values` into the agent's secret under the agent's writer lock (PutItem and
+/// DeleteItem of the lock item; DescribeSecret, then CreateSecret, or RestoreSecret if needed,
+/// GetSecretValue and UpdateSecret), recording every key name in the Description in the same
+/// call. A secret is written only for an existing agent that is not
 /// being deleted, and only when it carries this agent's and this tenant's tags.
 ///
 /// # Errors
 /// [`IntakeError`]; none carries a value.
 pub async fn set_values(
+    store: &Store,
     secrets: &Secrets,
     item: &SpecItem,
     prefix: &str,
@@ -106,41 +114,100 @@ pub async fn set_values(
             Err(_) => render::identity_tags(agent_id, &client),
         },
     };
+    // Secrets Manager has no conditional write: two writers that read the same value and each
+    // wrote it back merged with their own keys would leave only the later one's. Writers take
+    // the agent's lock in the table for the read, merge and write.
+    let holder = hex::encode(rand::random::<[u8; 16]>());
+    let waited = tokio::time::Instant::now();
+    let mut pause = Duration::from_millis(20);
+    while !store.lock_secret(agent_id, &holder, LOCK_LEASE).await? {
+        if waited.elapsed() >= LOCK_WAIT {
+            return Err(IntakeError::Busy { name });
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_millis(400));
+    }
+    let written = merge(secrets, &request, agent_id, &client, values).await;
+    if let Err(e) = store.unlock_secret(agent_id, &holder).await {
+        // The lock expires by itself; the write itself is done.
+        tracing::warn!(agent_id, "secret lock not released: {e}");
+    }
+    written
+}
+
+/// How long a writer may hold an agent's secret lock before another may take it: more than
+/// the four calls of a write at their timeout.
+const LOCK_LEASE: Duration = Duration::from_secs(60);
+
+/// How long a writer waits for the lock before answering that the secret is busy.
+const LOCK_WAIT: Duration = Duration::from_secs(10);
+
+/// The read, merge and write, under the lock.
+async fn merge(
+    secrets: &Secrets,
+    request: &render::Secret,
+    agent_id: &str,
+    client: &str,
+    values: BTreeMap<String, String>,
+) -> Result<Written, IntakeError> {
+    let name = request.name.clone();
     let set: Vec<String> = values.keys().cloned().collect();
-    let keys = match secrets.describe_secret(&name).await? {
-        None => {
-            let keys = set.clone();
-            let value = within_limit(json(&values))?;
-            secrets
-                .create_secret(&request, &description(&keys)?, &value)
-                .await?;
-            keys
-        }
-        Some(secret) => {
-            let ours = secret.agent_id() == Some(agent_id)
-                && secret.tags.get(tag::CLIENT_ID) == Some(&client);
-            if !ours {
-                return Err(IntakeError::Foreign { name });
+    // Twice at most: a secret created meanwhile (the controller creates an empty one for a new
+    // agent) is merged into on the second pass.
+    for _ in 0..2 {
+        match secrets.describe_secret(&name).await? {
+            None => {
+                let value = within_limit(json(&values))?;
+                match secrets
+                    .create_secret(request, &description(&set)?, &value)
+                    .await
+                {
+                    Ok(_) => {
+                        return Ok(Written {
+                            name,
+                            keys: set.clone(),
+                            set,
+                        });
+                    }
+                    Err(e) if e.code.as_deref() == Some("ResourceExistsException") => {}
+                    Err(e) => return Err(e.into()),
+                }
             }
-            if secret.deleted {
-                secrets.restore_secret(&secret.arn).await?;
+            Some(secret) => {
+                let ours = secret.agent_id() == Some(agent_id)
+                    && secret.tags.get(tag::CLIENT_ID).map(String::as_str) == Some(client);
+                if !ours {
+                    return Err(IntakeError::Foreign { name });
+                }
+                if secret.deleted {
+                    secrets.restore_secret(&secret.arn).await?;
+                }
+                let mut merged = read_values(secrets, &secret.arn, &name).await?;
+                merged.extend(values);
+                let keys: Vec<String> = merged.keys().cloned().collect();
+                let value = within_limit(json(&merged))?;
+                secrets
+                    .update_secret(&secret.arn, &description(&keys)?, &value)
+                    .await?;
+                return Ok(Written { name, set, keys });
             }
-            let mut merged: BTreeMap<String, String> =
-                match secrets.get_secret_value(&secret.arn).await?.as_deref() {
-                    None | Some("") => BTreeMap::new(),
-                    Some(text) => serde_json::from_str(text)
-                        .map_err(|_| IntakeError::Unreadable { name: name.clone() })?,
-                };
-            merged.extend(values);
-            let keys: Vec<String> = merged.keys().cloned().collect();
-            let value = within_limit(json(&merged))?;
-            secrets
-                .update_secret(&secret.arn, &description(&keys)?, &value)
-                .await?;
-            keys
         }
-    };
-    Ok(Written { name, set, keys })
+    }
+    Err(IntakeError::Busy { name })
+}
+
+/// The secret's value as a map (GetSecretValue); an empty secret is an empty map.
+async fn read_values(
+    secrets: &Secrets,
+    arn: &str,
+    name: &str,
+) -> Result<BTreeMap<String, String>, IntakeError> {
+    match secrets.get_secret_value(arn).await?.as_deref() {
+        None | Some("") => Ok(BTreeMap::new()),
+        Some(text) => serde_json::from_str(text).map_err(|_| IntakeError::Unreadable {
+            name: name.to_owned(),
+        }),
+    }
 }
 
 /// The key names of the agent's secret (DescribeSecret; never GetSecretValue), or `None` when

@@ -181,7 +181,9 @@ impl From<IntakeError> for ApiError {
             IntakeError::NoClient { .. } => Self::invalid("client_id", "is required"),
             IntakeError::Deleting { .. }
             | IntakeError::Foreign { .. }
-            | IntakeError::Unreadable { .. } => Self::Conflict(e.to_string()),
+            | IntakeError::Unreadable { .. }
+            | IntakeError::Busy { .. } => Self::Conflict(e.to_string()),
+            IntakeError::Store(e) => e.into(),
             IntakeError::Aws(aws) => Self::Upstream {
                 status: upstream_status(aws.code.as_deref()),
                 message: aws.to_string(),

@@ -186,3 +186,44 @@ async fn concurrent_read_modify_write_loops_lose_no_update() {
     // Six writes on top of the creation.
     assert_eq!(stored.json["metadata"]["generation"], 7);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_secret_writes_keep_every_key() {
+    let h = Arc::new(Harness::new("api-secret-race").await);
+    h.create(ACME, r#"{"agent_id": "acme-keys"}"#).await;
+    // No secret yet: the writers race to create it, then to merge into it.
+    let writers: Vec<_> = (0..8)
+        .map(|i| {
+            let h = Arc::clone(&h);
+            tokio::spawn(async move {
+                let body = format!(r#"{{"KEY_{i}": "value-{i}"}}"#);
+                let reply = h
+                    .call(
+                        "PUT",
+                        "/v1/agents/acme-keys/secrets",
+                        Some(ACME),
+                        Some(&body),
+                        &[],
+                    )
+                    .await;
+                assert_eq!(reply.status, StatusCode::OK, "writer {i}: {}", reply.text);
+            })
+        })
+        .collect();
+    for writer in writers {
+        writer.await.unwrap();
+    }
+    let stored: Value = serde_json::from_str(&h.secret_value("acme-keys").await.unwrap()).unwrap();
+    let keys = h.get("/v1/agents/acme-keys/secrets", ACME).await;
+    for i in 0..8 {
+        assert_eq!(stored[format!("KEY_{i}")], format!("value-{i}"), "{stored}");
+        assert!(
+            keys.json["keys"]
+                .as_array()
+                .unwrap()
+                .contains(&json!(format!("KEY_{i}"))),
+            "the Description lost KEY_{i}: {}",
+            keys.text
+        );
+    }
+}

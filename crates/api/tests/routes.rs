@@ -806,3 +806,84 @@ async fn a_tenant_over_its_request_rate_gets_429s_and_the_others_do_not() {
         StatusCode::UNAUTHORIZED
     );
 }
+
+#[tokio::test]
+async fn secret_values_of_the_wrong_type_are_named_by_key_never_quoted() {
+    let h = Harness::new("api-quote").await;
+    h.create(ACME, r#"{"agent_id": "acme-pin"}"#).await;
+    for body in [
+        r#"{"PIN": 987654321}"#,
+        r#"{"PIN": 98765.4321}"#,
+        r#"{"PIN": ["987654321"]}"#,
+        r#"{"PIN": {"v": "987654321"}}"#,
+    ] {
+        let reply = h
+            .call(
+                "PUT",
+                "/v1/agents/acme-pin/secrets",
+                Some(ACME),
+                Some(body),
+                &[],
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+        assert_eq!(reply.json["errors"][0]["field"], "PIN");
+        assert!(
+            !reply.text.contains("98765"),
+            "a value reached the error: {}",
+            reply.text
+        );
+    }
+    let reply = h
+        .call(
+            "PUT",
+            "/v1/agents/acme-pin/secrets",
+            Some(ACME),
+            Some(r#"{"PIN": null}"#),
+            &[],
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(h.secret_value("acme-pin").await, None);
+}
+
+#[tokio::test]
+async fn ids_that_do_not_decode_and_invented_methods_get_problems_not_plain_text() {
+    let h = Harness::new("api-odd").await;
+    for path in [
+        "/v1/agents/%FF",
+        "/v1/agents/%C3%28/status",
+        "/v1/agents/%FF/secrets",
+    ] {
+        let reply = h.get(path, ACME).await;
+        assert_eq!(
+            reply.status,
+            StatusCode::NOT_FOUND,
+            "{path}: {}",
+            reply.text
+        );
+        assert_eq!(reply.content_type(), "application/problem+json", "{path}");
+    }
+    // Invented methods share one metrics label, so they cannot grow the series.
+    for method in ["QWERTY", "BREW", "X-LONG-INVENTED-METHOD"] {
+        let reply = h.call(method, "/v1/agents", Some(ACME), None, &[]).await;
+        assert!(reply.status.is_client_error(), "{method}: {}", reply.status);
+    }
+    let metrics = h.api.metrics.render();
+    assert!(metrics.contains(r#"method="other""#), "{metrics}");
+    assert!(
+        !metrics.contains("QWERTY") && !metrics.contains("BREW"),
+        "{metrics}"
+    );
+    // A null where no field is nullable, bookkeeping included, is named.
+    for (body, field) in [
+        (r#"{"image": null}"#, "image"),
+        (r#"{"generation": null}"#, "generation"),
+    ] {
+        let reply = h
+            .call("POST", "/v1/agents", Some(ACME), Some(body), &[])
+            .await;
+        assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+        assert_eq!(reply.json["errors"][0]["field"], field);
+    }
+}

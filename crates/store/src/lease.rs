@@ -148,3 +148,65 @@ impl Store {
         }
     }
 }
+
+/// The sort key of an agent's secret-writer lock item (beside its spec and status).
+const SECRET_LOCK_RECORD: &str = "secret-lock";
+
+impl Store {
+    /// Takes the lock that writers of an agent's secret values hold while they read, merge and
+    /// write the value (PutItem, on condition that it is free or expired). Secrets Manager has
+    /// no conditional write, so without it two writers merging from the same read would leave
+    /// only the later one's keys. `false` when another writer holds it.
+    ///
+    /// # Errors
+    /// A failed PutItem.
+    pub async fn lock_secret(
+        &self,
+        agent_id: &str,
+        holder: &str,
+        duration: Duration,
+    ) -> Result<bool, StoreError> {
+        let now = now_ms();
+        let expires = now + u64::try_from(duration.as_millis()).unwrap_or(u64::MAX);
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .item("agent_id", s(agent_id))
+            .item("record", s(SECRET_LOCK_RECORD))
+            .item("holder", s(holder))
+            .item("expires_at", n(expires))
+            .condition_expression("attribute_not_exists(agent_id) OR expires_at < :now")
+            .expression_attribute_values(":now", n(now))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e) if StoreError::is_condition_failure(&e) => Ok(false),
+            Err(e) => Err(StoreError::aws("PutItem", &self.table, &e)),
+        }
+    }
+
+    /// Gives the lock up (DeleteItem, only if `holder` still holds it), so that no item is
+    /// left behind.
+    ///
+    /// # Errors
+    /// A failed DeleteItem.
+    pub async fn unlock_secret(&self, agent_id: &str, holder: &str) -> Result<(), StoreError> {
+        let result = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .key("agent_id", s(agent_id))
+            .key("record", s(SECRET_LOCK_RECORD))
+            .condition_expression("holder = :me")
+            .expression_attribute_values(":me", s(holder))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) if StoreError::is_condition_failure(&e) => Ok(()),
+            Err(e) => Err(StoreError::aws("DeleteItem", &self.table, &e)),
+        }
+    }
+}

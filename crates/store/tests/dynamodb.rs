@@ -474,3 +474,75 @@ async fn a_toggle_lands_only_on_the_incarnation_that_was_read() {
         Some("2026-11-25T12:00:00Z")
     );
 }
+
+#[tokio::test]
+async fn the_secret_writer_lock_is_held_by_one_writer_and_leaves_no_item() {
+    let store = fresh_store().await;
+    let minute = std::time::Duration::from_secs(60);
+    assert!(
+        store
+            .lock_secret("acme-1", "writer-a", minute)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .lock_secret("acme-1", "writer-b", minute)
+            .await
+            .unwrap()
+    );
+    // Another agent's lock is another item.
+    assert!(
+        store
+            .lock_secret("acme-2", "writer-b", minute)
+            .await
+            .unwrap()
+    );
+    // Only the holder releases it.
+    store.unlock_secret("acme-1", "writer-b").await.unwrap();
+    assert!(
+        !store
+            .lock_secret("acme-1", "writer-b", minute)
+            .await
+            .unwrap()
+    );
+    store.unlock_secret("acme-1", "writer-a").await.unwrap();
+    assert!(
+        store
+            .lock_secret("acme-1", "writer-b", minute)
+            .await
+            .unwrap()
+    );
+    // An expired lock is taken over.
+    assert!(
+        store
+            .lock_secret("acme-3", "crashed", std::time::Duration::ZERO)
+            .await
+            .unwrap()
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    assert!(
+        store
+            .lock_secret("acme-3", "writer-c", minute)
+            .await
+            .unwrap()
+    );
+    for (agent, holder) in [
+        ("acme-1", "writer-b"),
+        ("acme-2", "writer-b"),
+        ("acme-3", "writer-c"),
+    ] {
+        store.unlock_secret(agent, holder).await.unwrap();
+    }
+    let items = client()
+        .await
+        .scan()
+        .table_name(store.table())
+        .send()
+        .await
+        .unwrap()
+        .items
+        .unwrap_or_default();
+    assert!(items.is_empty(), "{items:?}");
+    assert!(store.list().await.unwrap().is_empty());
+}

@@ -18,6 +18,7 @@ pub const GLOBEX: &str = "globex-token";
 pub const ADMIN: &str = "admin-token";
 
 pub struct Harness {
+    pub api: Api,
     pub router: Router,
     pub store: Store,
     pub dynamodb: aws_sdk_dynamodb::Client,
@@ -93,6 +94,7 @@ impl Harness {
         );
         Self {
             router: api.router(),
+            api,
             store,
             dynamodb,
             secrets,

@@ -84,6 +84,7 @@ async fn agent(store: &Store, agent_id: &str) -> Result<SpecItem, Failure> {
 fn intake_failure(e: IntakeError) -> Failure {
     match e {
         IntakeError::Aws(_) => Failure::Aws(e.to_string()),
+        IntakeError::Store(e) => e.into(),
         _ => Failure::Invalid(e.to_string()),
     }
 }
@@ -157,7 +158,7 @@ async fn set(
         ));
     }
     let item = agent(store, agent_id).await?;
-    let written = intake::set_values(secrets, &item, prefix, values)
+    let written = intake::set_values(store, secrets, &item, prefix, values)
         .await
         .map_err(intake_failure)?;
     println!(
