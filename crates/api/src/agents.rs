@@ -167,18 +167,20 @@ async fn visible_spec(api: &Api, caller: &Caller, agent_id: &str) -> Result<Spec
 
 /// Checks `If-Match` against the item as read. Returns whether the request carried one.
 fn if_match(headers: &HeaderMap, etag: &str) -> Result<bool, ApiError> {
-    let Some(value) = headers.get(header::IF_MATCH) else {
-        return Ok(false);
-    };
-    let value = value.to_str().map_err(|_| ApiError::PreconditionFailed)?;
-    let matches = value
-        .split(',')
-        .map(str::trim)
-        .any(|tag| tag == "*" || tag.strip_prefix("W/").unwrap_or(tag).trim_matches('"') == etag);
-    if matches {
-        Ok(true)
-    } else {
-        Err(ApiError::PreconditionFailed)
+    // The header may come as several lines; together they are one list.
+    let mut given = false;
+    let mut matches = false;
+    for value in headers.get_all(header::IF_MATCH) {
+        given = true;
+        let value = value.to_str().map_err(|_| ApiError::PreconditionFailed)?;
+        matches |= value.split(',').map(str::trim).any(|tag| {
+            tag == "*" || tag.strip_prefix("W/").unwrap_or(tag).trim_matches('"') == etag
+        });
+    }
+    match (given, matches) {
+        (false, _) => Ok(false),
+        (true, true) => Ok(true),
+        (true, false) => Err(ApiError::PreconditionFailed),
     }
 }
 
@@ -362,12 +364,20 @@ pub async fn create(
             Ok(_) => break spec.agent_id,
             Err(StoreError::Conflict { .. }) if generated && tries < 3 => {}
             Err(StoreError::Conflict { .. }) => {
-                if keyed && let Ok(agent) = visible(&api, &caller, &spec.agent_id).await {
-                    let mut response = respond_agent(StatusCode::OK, agent);
-                    response
-                        .headers_mut()
-                        .insert("idempotent-replayed", HeaderValue::from_static("true"));
-                    return Ok(response);
+                if keyed {
+                    // A failed read is that failure, never "taken": the client would then
+                    // make the second agent the key is there to prevent.
+                    match visible(&api, &caller, &spec.agent_id).await {
+                        Ok(agent) => {
+                            let mut response = respond_agent(StatusCode::OK, agent);
+                            response
+                                .headers_mut()
+                                .insert("idempotent-replayed", HeaderValue::from_static("true"));
+                            return Ok(response);
+                        }
+                        Err(ApiError::NotFound(_)) => {}
+                        Err(e) => return Err(e),
+                    }
                 }
                 return Err(ApiError::Conflict(format!(
                     "agent_id: {} is taken; choose another",
@@ -673,6 +683,10 @@ mod tests {
         for good in ["\"abc\"", "*", "\"x\", \"abc\"", "W/\"abc\""] {
             assert!(with(good).unwrap(), "{good}");
         }
+        let mut two_lines = HeaderMap::new();
+        two_lines.append(header::IF_MATCH, HeaderValue::from_static("\"x\""));
+        two_lines.append(header::IF_MATCH, HeaderValue::from_static("\"abc\""));
+        assert!(if_match(&two_lines, "abc").unwrap());
         for bad in ["\"abd\"", "\"\"", "abcd"] {
             assert_eq!(
                 with(bad).unwrap_err().status(),

@@ -21,7 +21,7 @@ use std::time::Instant;
 use axum::Router;
 use axum::extract::{MatchedPath, Request, State};
 use axum::handler::Handler;
-use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::http::{HeaderValue, Method, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodFilter, MethodRouter, get};
@@ -150,11 +150,7 @@ impl Api {
             .fallback(|| async { ApiError::NotFound("route".to_owned()) })
             // Inside the access log, so that a request that panicked is logged and counted.
             .layer(CatchPanicLayer::custom(|_| {
-                ApiError::Upstream {
-                    status: StatusCode::INTERNAL_SERVER_ERROR,
-                    message: "internal error; the request was not completed".to_owned(),
-                }
-                .into_response()
+                ApiError::Internal.into_response()
             }))
             .layer(middleware::from_fn_with_state(self.clone(), access_log))
             .with_state(self.clone())

@@ -35,9 +35,18 @@ pub enum ApiError {
     PreconditionFailed,
     #[error("this tenant's request rate is used up; retry after {retry_after} s")]
     TooManyRequests { retry_after: u64 },
-    /// AWS refused or failed the call; the message names the operation.
-    #[error("{message}")]
-    Upstream { status: StatusCode, message: String },
+    /// AWS refused or failed the call. Tenants are told which call and AWS's error code; the
+    /// whole message (table names, role ARNs, account ids) goes to the server's log only.
+    #[error("{call}: {}; the details are in the server's log", code.as_deref().unwrap_or("failed"))]
+    Upstream {
+        status: StatusCode,
+        call: String,
+        code: Option<String>,
+        log: String,
+    },
+    /// A handler panicked; nothing was left half done that a retry would not redo.
+    #[error("internal error; the request was not completed")]
+    Internal,
 }
 
 impl ApiError {
@@ -63,6 +72,7 @@ impl ApiError {
             Self::PreconditionFailed => StatusCode::PRECONDITION_FAILED,
             Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Upstream { status, .. } => *status,
+            Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
@@ -111,6 +121,9 @@ pub struct FieldProblem {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        if let Self::Upstream { log, .. } = &self {
+            tracing::warn!("AWS call failed: {log}");
+        }
         let status = self.status();
         let retry_after = match &self {
             Self::TooManyRequests { retry_after } => Some(*retry_after),
@@ -156,13 +169,28 @@ impl From<StoreError> for ApiError {
             StoreError::ClientIdChanged { .. } => {
                 Self::invalid("client_id", "cannot change once the agent exists")
             }
-            StoreError::Aws { ref code, .. } => Self::Upstream {
-                status: upstream_status(code.as_deref()),
-                message: e.to_string(),
+            StoreError::Aws {
+                operation,
+                ref code,
+                ..
+            } => Self::Upstream {
+                status: upstream_status(cloud::classify(
+                    operation,
+                    code.as_deref(),
+                    match code {
+                        Some(_) => cloud::Failure::Service(400),
+                        None => cloud::Failure::Dispatch,
+                    },
+                )),
+                call: format!("DynamoDB {operation}"),
+                code: code.clone(),
+                log: e.to_string(),
             },
             StoreError::TableShape { .. } => Self::Upstream {
                 status: StatusCode::SERVICE_UNAVAILABLE,
-                message: e.to_string(),
+                call: "DynamoDB".to_owned(),
+                code: None,
+                log: e.to_string(),
             },
         }
     }
@@ -185,19 +213,21 @@ impl From<IntakeError> for ApiError {
             | IntakeError::Busy { .. } => Self::Conflict(e.to_string()),
             IntakeError::Store(e) => e.into(),
             IntakeError::Aws(aws) => Self::Upstream {
-                status: upstream_status(aws.code.as_deref()),
-                message: aws.to_string(),
+                status: upstream_status(aws.class),
+                call: format!("{} {}", aws.service, aws.operation),
+                code: aws.code.clone(),
+                log: aws.to_string(),
             },
         }
     }
 }
 
-/// Throttling is 503 (try again later); any other AWS failure is 502.
-fn upstream_status(code: Option<&str>) -> StatusCode {
-    match code {
-        Some(code) if code.contains("Throttl") || code.contains("TooManyRequests") => {
+/// A failure worth retrying (throttling, a timeout, a 5xx) is 503; any other is 502.
+fn upstream_status(class: cloud::ErrorClass) -> StatusCode {
+    match class {
+        cloud::ErrorClass::Throttled | cloud::ErrorClass::Transient => {
             StatusCode::SERVICE_UNAVAILABLE
         }
-        _ => StatusCode::BAD_GATEWAY,
+        cloud::ErrorClass::Terminal => StatusCode::BAD_GATEWAY,
     }
 }

@@ -887,3 +887,36 @@ async fn ids_that_do_not_decode_and_invented_methods_get_problems_not_plain_text
         assert_eq!(reply.json["errors"][0]["field"], field);
     }
 }
+
+#[tokio::test]
+async fn an_aws_failure_names_the_call_and_its_code_and_keeps_the_rest_in_the_log() {
+    let config = local_aws::sdk_config().await;
+    let table = local_aws::unique("api-missing-table");
+    let api = api::Api::new(
+        store::Store::new(aws_sdk_dynamodb::Client::new(&config), &table),
+        cloud::Secrets::new(aws_sdk_secretsmanager::Client::new(&config)),
+        api::Tokens::parse("t", &support::tokens_document()).unwrap(),
+        api::Config::default(),
+    );
+    let request = axum::http::Request::builder()
+        .uri("/v1/agents/acme-1")
+        .header("authorization", format!("Bearer {ACME}"))
+        .body(axum::body::Body::empty())
+        .unwrap();
+    let response = tower::ServiceExt::oneshot(api.router(), request)
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_GATEWAY);
+    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    let problem: Value = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(
+        problem["detail"],
+        "DynamoDB Query: ResourceNotFoundException; the details are in the server's log"
+    );
+    assert!(
+        !String::from_utf8_lossy(&bytes).contains(&table),
+        "the table name reached a tenant"
+    );
+}

@@ -313,10 +313,13 @@ impl AgentDocument {
     fn check_plugins(&self, errors: &mut Errors) -> Vec<Plugin> {
         let mut seen = BTreeSet::new();
         for (i, p) in self.plugins.iter().enumerate() {
-            if p.name.is_empty() || p.name.len() > 128 || p.name.chars().any(char::is_whitespace) {
+            if p.name.is_empty()
+                || p.name.len() > 128
+                || p.name.chars().any(|c| c.is_whitespace() || c.is_control())
+            {
                 errors.push(
                     format!("plugins[{i}].name"),
-                    "must be 1 to 128 characters without spaces",
+                    "must be 1 to 128 characters without spaces or control characters",
                 );
             } else if !seen.insert(p.name.as_str()) {
                 errors.push(
@@ -338,7 +341,7 @@ impl AgentDocument {
             {
                 errors.push(
                     format!("plugins[{i}].version"),
-                    "must be 1 to 64 characters without spaces",
+                    "must be 1 to 64 characters without spaces or control characters",
                 );
             }
         }

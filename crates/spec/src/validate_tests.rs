@@ -540,6 +540,23 @@ fn plugin_name_is_required() {
 }
 
 #[test]
+fn plugin_names_and_versions_have_no_control_characters() {
+    for (name, version, field) in [
+        ("a\u{1c}b", "1", "plugins[0].name"),
+        ("a\u{7f}", "1", "plugins[0].name"),
+        ("a", "1\u{1f}", "plugins[0].version"),
+    ] {
+        refused(
+            AgentDocument {
+                plugins: vec![plugin(name, "https://x.io/a", version)],
+                ..valid()
+            },
+            field,
+        );
+    }
+}
+
+#[test]
 fn plugin_version_is_required() {
     refused(
         AgentDocument {
