@@ -543,8 +543,8 @@ impl Store {
         Ok(specs)
     }
 
-    /// Removes both items of an agent (DeleteItem twice), the spec one on condition it is
-    /// exactly as read.
+    /// Removes an agent's items (DeleteItem of the spec, on condition it is exactly as read, of
+    /// the status, and of any secret-writer lock).
     ///
     /// # Errors
     /// [`StoreError::Conflict`] when the spec changed since it was read.
@@ -573,13 +573,16 @@ impl Store {
             }
             Err(e) => return Err(StoreError::aws("DeleteItem", &self.table, &e)),
         }
-        self.client
-            .delete_item()
-            .table_name(&self.table)
-            .set_key(Some(key(agent_id, STATUS_RECORD)))
-            .send()
-            .await
-            .map_err(|e| StoreError::aws("DeleteItem", &self.table, &e))?;
+        // The status, and a secret-writer lock a crashed writer may have left.
+        for record in [STATUS_RECORD, crate::lease::SECRET_LOCK_RECORD] {
+            self.client
+                .delete_item()
+                .table_name(&self.table)
+                .set_key(Some(key(agent_id, record)))
+                .send()
+                .await
+                .map_err(|e| StoreError::aws("DeleteItem", &self.table, &e))?;
+        }
         Ok(())
     }
 

@@ -150,7 +150,7 @@ impl Store {
 }
 
 /// The sort key of an agent's secret-writer lock item (beside its spec and status).
-const SECRET_LOCK_RECORD: &str = "secret-lock";
+pub(crate) const SECRET_LOCK_RECORD: &str = "secret-lock";
 
 impl Store {
     /// Takes the lock that writers of an agent's secret values hold while they read, merge and

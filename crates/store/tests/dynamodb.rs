@@ -545,4 +545,25 @@ async fn the_secret_writer_lock_is_held_by_one_writer_and_leaves_no_item() {
         .unwrap_or_default();
     assert!(items.is_empty(), "{items:?}");
     assert!(store.list().await.unwrap().is_empty());
+
+    // A lock left by a writer that crashed goes with the agent's other items.
+    store.apply(&spec("acme-4", "acme"), "api").await.unwrap();
+    assert!(
+        store
+            .lock_secret("acme-4", "crashed", minute)
+            .await
+            .unwrap()
+    );
+    let read = store.get_spec("acme-4").await.unwrap().unwrap();
+    store.delete_items("acme-4", &read.snapshot).await.unwrap();
+    let left = client()
+        .await
+        .scan()
+        .table_name(store.table())
+        .send()
+        .await
+        .unwrap()
+        .items
+        .unwrap_or_default();
+    assert!(left.is_empty(), "{left:?}");
 }
