@@ -225,10 +225,6 @@ fn generate_id(client_id: &str) -> String {
     format!("{}-{suffix}", id_prefix(client_id))
 }
 
-async fn reread(api: &Api, caller: &Caller, agent_id: &str) -> Result<AgentView, ApiError> {
-    visible(api, caller, agent_id).await
-}
-
 pub async fn list(
     State(api): State<Api>,
     Extension(caller): Extension<Caller>,
@@ -387,7 +383,7 @@ pub async fn create(
             Err(e) => return Err(e.into()),
         }
     };
-    let agent = reread(&api, &caller, &agent_id).await?;
+    let agent = visible(&api, &caller, &agent_id).await?;
     let mut response = respond_agent(StatusCode::CREATED, agent);
     if let Ok(location) = HeaderValue::from_str(&format!("/v1/agents/{agent_id}")) {
         response.headers_mut().insert(header::LOCATION, location);
@@ -473,7 +469,7 @@ pub async fn replace(
         Err(StoreError::Conflict { .. }) => return Err(changed(conditional, &agent_id)),
         Err(e) => return Err(e.into()),
     }
-    let agent = reread(&api, &caller, &agent_id).await?;
+    let agent = visible(&api, &caller, &agent_id).await?;
     Ok(respond_agent(StatusCode::OK, agent))
 }
 
@@ -496,7 +492,7 @@ pub async fn delete(
             Err(e) => return Err(e.into()),
         }
     }
-    let agent = reread(&api, &caller, &agent_id).await?;
+    let agent = visible(&api, &caller, &agent_id).await?;
     Ok(respond_agent(StatusCode::ACCEPTED, agent))
 }
 
@@ -518,7 +514,7 @@ async fn set_state(
     if desired_state(&current) != Some(state.as_str()) {
         api.store.set_desired_state(&current, state).await?;
     }
-    let agent = reread(&api, &caller, &agent_id).await?;
+    let agent = visible(&api, &caller, &agent_id).await?;
     Ok(respond_agent(StatusCode::ACCEPTED, agent))
 }
 
@@ -559,7 +555,7 @@ pub async fn restart(
     api.store
         .request_restart_of(&current, &spec::now_rfc3339_millis())
         .await?;
-    let agent = reread(&api, &caller, &agent_id).await?;
+    let agent = visible(&api, &caller, &agent_id).await?;
     Ok(respond_agent(StatusCode::ACCEPTED, agent))
 }
 

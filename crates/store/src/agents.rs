@@ -679,6 +679,17 @@ impl Store {
             start.insert("client_id".to_owned(), s(client_id));
             start
         });
+        let (items, last) = self.query_by_client(client_id, Some(limit), start).await?;
+        self.page_of(items, last).await
+    }
+
+    /// One Query page of the `by-client` index, and where the next starts.
+    async fn query_by_client(
+        &self,
+        client_id: &str,
+        limit: Option<i32>,
+        start: Option<HashMap<String, AttributeValue>>,
+    ) -> Result<(Vec<Item>, Option<HashMap<String, AttributeValue>>), StoreError> {
         let out = self
             .client
             .query()
@@ -686,13 +697,15 @@ impl Store {
             .index_name(BY_CLIENT_INDEX)
             .key_condition_expression("client_id = :c")
             .expression_attribute_values(":c", s(client_id))
-            .limit(limit)
+            .set_limit(limit)
             .set_exclusive_start_key(start)
             .send()
             .await
             .map_err(|e| StoreError::aws("Query", &self.table, &e))?;
-        self.page_of(out.items.unwrap_or_default(), out.last_evaluated_key)
-            .await
+        Ok((
+            out.items.unwrap_or_default(),
+            out.last_evaluated_key.filter(|k| !k.is_empty()),
+        ))
     }
 
     /// One page of every tenant's agents, in table order after `after` (Scan with a Limit,
@@ -745,31 +758,16 @@ impl Store {
     /// A failed Query or BatchGetItem.
     pub async fn list_by_client(&self, client_id: &str) -> Result<Vec<Agent>, StoreError> {
         let mut items = Vec::new();
-        let mut start: Option<HashMap<String, AttributeValue>> = None;
+        let mut start = None;
         loop {
-            let out = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .index_name(BY_CLIENT_INDEX)
-                .key_condition_expression("client_id = :c")
-                .expression_attribute_values(":c", s(client_id))
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(|e| StoreError::aws("Query", &self.table, &e))?;
-            items.extend(out.items.unwrap_or_default());
-            start = out.last_evaluated_key.filter(|k| !k.is_empty());
+            let (page, next) = self.query_by_client(client_id, None, start).await?;
+            items.extend(page);
+            start = next;
             if start.is_none() {
                 break;
             }
         }
-        let ids: Vec<String> = items
-            .iter()
-            .filter_map(|i| agent_id_of(i).map(str::to_owned))
-            .collect();
-        items.extend(self.batch_get(&ids, STATUS_RECORD).await?);
-        Ok(group(items))
+        Ok(self.page_of(items, None).await?.agents)
     }
 
     /// BatchGetItem of one record kind for many agents, retrying unprocessed keys.

@@ -29,6 +29,19 @@ fn spec(agent_id: &str, client_id: &str) -> AgentSpec {
     .expect("valid spec")
 }
 
+/// Every item in the store's table, whatever its record.
+async fn every_item(store: &Store) -> Vec<HashMap<String, AttributeValue>> {
+    client()
+        .await
+        .scan()
+        .table_name(store.table())
+        .send()
+        .await
+        .unwrap()
+        .items
+        .unwrap_or_default()
+}
+
 fn s(v: &str) -> AttributeValue {
     AttributeValue::S(v.into())
 }
@@ -534,15 +547,7 @@ async fn the_secret_writer_lock_is_held_by_one_writer_and_leaves_no_item() {
     ] {
         store.unlock_secret(agent, holder).await.unwrap();
     }
-    let items = client()
-        .await
-        .scan()
-        .table_name(store.table())
-        .send()
-        .await
-        .unwrap()
-        .items
-        .unwrap_or_default();
+    let items = every_item(&store).await;
     assert!(items.is_empty(), "{items:?}");
     assert!(store.list().await.unwrap().is_empty());
 
@@ -556,14 +561,6 @@ async fn the_secret_writer_lock_is_held_by_one_writer_and_leaves_no_item() {
     );
     let read = store.get_spec("acme-4").await.unwrap().unwrap();
     store.delete_items("acme-4", &read.snapshot).await.unwrap();
-    let left = client()
-        .await
-        .scan()
-        .table_name(store.table())
-        .send()
-        .await
-        .unwrap()
-        .items
-        .unwrap_or_default();
+    let left = every_item(&store).await;
     assert!(left.is_empty(), "{left:?}");
 }
