@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use aws_sdk_efs::types::{PosixUser, RootDirectory};
 use cloud::Aws;
-use controller::{Action, Context, Desired};
+use plan::{Action, Context, Desired};
 use spec::render::{self, Settings};
 use spec::{AgentDocument, AgentSpec};
 use support::Fleet;
@@ -217,7 +217,7 @@ async fn observe_finds_the_agents_resources_and_never_foreign_ones() {
         deleting: false,
         status: None,
     };
-    let plan = controller::plan(&desired, &seen, &ctx);
+    let plan = plan::plan(&desired, &seen, &ctx);
     let aws_actions: Vec<String> = plan
         .actions
         .iter()

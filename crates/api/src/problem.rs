@@ -174,14 +174,7 @@ impl From<StoreError> for ApiError {
                 ref code,
                 ..
             } => Self::Upstream {
-                status: upstream_status(cloud::classify(
-                    operation,
-                    code.as_deref(),
-                    match code {
-                        Some(_) => cloud::Failure::Service(400),
-                        None => cloud::Failure::Dispatch,
-                    },
-                )),
+                status: upstream_status(e.class()),
                 call: format!("DynamoDB {operation}"),
                 code: code.clone(),
                 log: e.to_string(),

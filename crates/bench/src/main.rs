@@ -14,9 +14,9 @@ use std::time::Duration;
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use clap::Parser;
+use cloud::Limits;
 use cloud::{Aws, Calls};
 use controller::metrics::Metrics;
-use controller::ratelimit::Limits;
 use controller::runtime::{Config, Controller};
 use spec::render::Settings;
 use spec::{AgentDocument, Phase};

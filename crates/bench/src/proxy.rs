@@ -9,7 +9,7 @@ use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use controller::ratelimit::{Bucket, Limit};
+use cloud::ratelimit::{Bucket, Limit};
 use http_body_util::BodyExt;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -58,7 +58,7 @@ impl Proxy {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let bucket = buckets.entry(name).or_insert_with(|| {
-            let limit = Limit::new(capacity, rate).unwrap_or(controller::ratelimit::DEFAULT_LIMIT);
+            let limit = Limit::new(capacity, rate).unwrap_or(cloud::ratelimit::DEFAULT_LIMIT);
             Arc::new(Bucket::new(name, limit))
         });
         Some(Arc::clone(bucket))

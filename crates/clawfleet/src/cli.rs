@@ -61,6 +61,15 @@ pub enum SecretsCommand {
     },
 }
 
+/// How long deleted agents' secrets stay restorable: one definition for every command that
+/// deletes them.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RecoveryArgs {
+    /// Days a deleted agent's secret can still be restored (Secrets Manager allows 7 to 30).
+    #[arg(long, env = "CLAWFLEET_SECRET_RECOVERY_DAYS", default_value_t = 7, value_parser = clap::value_parser!(i64).range(7..=30))]
+    pub secret_recovery_days: i64,
+}
+
 /// Where and how agents run: shared by every command that plans or reconciles.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ControllerArgs {
@@ -176,9 +185,8 @@ pub enum Command {
         /// Reconcile every agent, and collect orphaned resources.
         #[arg(long)]
         all: bool,
-        /// Days a deleted agent's secret can still be restored.
-        #[arg(long, env = "CLAWFLEET_SECRET_RECOVERY_DAYS", default_value_t = 7, value_parser = clap::value_parser!(i64).range(7..=30))]
-        secret_recovery_days: i64,
+        #[command(flatten)]
+        recovery: RecoveryArgs,
         #[command(flatten)]
         controller: ControllerArgs,
     },
@@ -203,9 +211,8 @@ pub enum Command {
             default_value_t = 10
         )]
         max_concurrent_replacements: usize,
-        /// Days a deleted agent's secret can still be restored.
-        #[arg(long, env = "CLAWFLEET_SECRET_RECOVERY_DAYS", default_value_t = 7, value_parser = clap::value_parser!(i64).range(7..=30))]
-        secret_recovery_days: i64,
+        #[command(flatten)]
+        recovery: RecoveryArgs,
         /// How long a leader's lease lasts without renewal; a standby takes over after it.
         #[arg(long, env = "CLAWFLEET_LEASE_DURATION", default_value = "15s", value_parser = humantime::parse_duration)]
         lease_duration: std::time::Duration,

@@ -1,4 +1,6 @@
-//! ECS reads: each function names the operation it calls.
+//! ECS: the reads (ListTasks, DescribeTasks, DescribeTaskDefinition, ListTaskDefinitions) and the
+//! writes (RegisterTaskDefinition, RunTask, StopTask, TagResource, DeregisterTaskDefinition)
+//! clawfleet makes; each function names the operation it calls.
 
 use std::collections::BTreeMap;
 
@@ -13,8 +15,8 @@ use spec::render::{
 
 use crate::error::AwsError;
 use crate::gate::{SharedGate, Through};
-use crate::observed::{Task, TaskDefinitionRevision};
 use crate::pages::all_pages;
+use plan::observed::{Task, TaskDefinitionRevision};
 
 /// DescribeTasks accepts at most this many ARNs per call.
 pub const DESCRIBE_TASKS_BATCH: usize = 100;

@@ -1,11 +1,12 @@
-//! EFS reads: each function names the operation it calls.
+//! EFS: DescribeAccessPoints, CreateAccessPoint, DeleteAccessPoint and tagging; each function
+//! names the operation it calls.
 
 use aws_sdk_efs::Client;
 
 use crate::error::AwsError;
 use crate::gate::{SharedGate, Through};
-use crate::observed::AccessPoint;
 use crate::pages::all_pages;
+use plan::observed::AccessPoint;
 
 /// EFS on one file system.
 #[derive(Debug, Clone)]

@@ -1,7 +1,9 @@
-//! The one place every AWS call passes through: it waits for its operation's rate limit
-//! before sending, classifies the error (see [`crate::ErrorClass`]), and reports throttling
-//! back so the limit slows down. Retries of transient errors are the SDK's standard mode
-//! within a call, and the work queue's per-agent backoff across calls.
+//! The one place every call to ECS, EFS and Secrets Manager passes through: it waits for its
+//! operation's rate limit before sending ([`crate::ratelimit`]), classifies the error (see
+//! [`crate::ErrorClass`]), and reports throttling back so the limit slows down. Retries of
+//! transient errors are the SDK's standard mode within a call, and the work queue's per-agent
+//! backoff across calls. DynamoDB calls do not pass it: the table has its own capacity, and the
+//! store classifies its errors with the same [`spec::failure`] rules.
 
 use std::fmt::Debug;
 use std::future::Future;

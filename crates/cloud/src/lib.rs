@@ -1,15 +1,17 @@
-//! Observed AWS state and actions, one module per service, each function named after the AWS
-//! operation it calls. Errors are classified once, here ([`ErrorClass`]); listings follow every
-//! page ([`pages`]).
+//! The AWS adapters: one module per service, each function named after the AWS operation it
+//! calls (reads and writes), filling the planner's observed types ([`plan::observed`]). Every
+//! call passes one [`Gate`] (rate limits in [`ratelimit`], error classes in [`ErrorClass`]) and is
+//! counted by [`Calls`] (exported by [`metrics`]); listings follow every page ([`pages`]).
 
 pub mod calls;
 mod ecs;
 mod efs;
 mod error;
 pub mod gate;
+pub mod metrics;
 mod observe;
-pub mod observed;
 mod pages;
+pub mod ratelimit;
 mod secrets;
 
 pub use calls::Calls;
@@ -19,4 +21,5 @@ pub use error::{AwsError, ErrorClass, Failure, classify};
 pub use gate::{Gate, SharedGate};
 pub use observe::{Aws, ObserveError};
 pub use pages::all_pages;
+pub use ratelimit::Limits;
 pub use secrets::Secrets;

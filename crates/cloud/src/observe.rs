@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 use spec::render::{self, Settings, TaskDefinition, TemplateError};
 
 use crate::error::AwsError;
-use crate::observed::{AgentResources, Fleet, TaskDefinitionRevision, family_revision};
 use crate::{Ecs, Efs, Secrets};
+use plan::observed::{AgentResources, Fleet, TaskDefinitionRevision, family_revision};
 
 /// Why observing failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -136,22 +136,30 @@ impl Aws {
         Ok(fleet)
     }
 
+    /// The revision cache, recovered from a poisoned lock like every lock in clawfleet: each
+    /// update leaves it consistent.
+    fn cache(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, TaskDefinitionRevision>> {
+        self.revisions
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     /// Remembers a revision this process registered, so no resync describes it again.
     pub fn remember(&self, revision: &TaskDefinitionRevision) {
-        if let Ok(mut cache) = self.revisions.lock() {
-            cache.insert(revision.arn.clone(), revision.clone());
-        }
+        self.cache().insert(revision.arn.clone(), revision.clone());
     }
 
     /// One revision's content: from the cache, or DescribeTaskDefinition.
     async fn revision(&self, arn: &str) -> Result<Option<TaskDefinitionRevision>, AwsError> {
-        let cached = self.revisions.lock().ok().and_then(|c| c.get(arn).cloned());
+        let cached = self.cache().get(arn).cloned();
         if cached.is_some() {
             return Ok(cached);
         }
         let described = self.ecs.describe_task_definition(arn).await?;
-        if let (Some(rev), Ok(mut cache)) = (&described, self.revisions.lock()) {
-            cache.insert(arn.to_owned(), rev.clone());
+        if let Some(rev) = &described {
+            self.cache().insert(arn.to_owned(), rev.clone());
         }
         Ok(described)
     }

@@ -1,13 +1,14 @@
-//! Secrets Manager reads. Secret values are never read here: the key names a writer recorded
-//! come from the Description.
+//! Secrets Manager: DescribeSecret, ListSecrets, CreateSecret, RestoreSecret, DeleteSecret and
+//! tagging. Secret values are never read here: the key names a writer recorded come from the
+//! Description.
 
 use aws_sdk_secretsmanager::Client;
 use aws_sdk_secretsmanager::types::{Filter, FilterNameStringType};
 
 use crate::error::AwsError;
 use crate::gate::{SharedGate, Through};
-use crate::observed::Secret;
 use crate::pages::all_pages;
+use plan::observed::Secret;
 
 /// Secrets Manager.
 #[derive(Debug, Clone)]

@@ -3,10 +3,10 @@
 //! listing does not show yet must not be made twice.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use cloud::observed::{AccessPoint, AgentResources, Secret, Task, TaskDefinitionRevision};
+use plan::observed::{AccessPoint, AgentResources, Secret, Task, TaskDefinitionRevision};
 use tokio::time::Instant;
 
 /// How long a create is trusted without being observed.
@@ -48,13 +48,20 @@ impl Expectations {
         }
     }
 
+    /// The map, recovered from a poisoned lock: every update leaves it consistent, and a lost
+    /// expectation would mean a duplicate create.
+    fn map(&self) -> MutexGuard<'_, HashMap<String, Vec<Expected>>> {
+        self.by_agent.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     fn add(&self, agent_id: &str, created: Created) {
-        if let Ok(mut map) = self.by_agent.lock() {
-            map.entry(agent_id.to_owned()).or_default().push(Expected {
+        self.map()
+            .entry(agent_id.to_owned())
+            .or_default()
+            .push(Expected {
                 created,
                 until: Instant::now() + self.ttl,
             });
-        }
     }
 
     pub fn access_point(&self, agent_id: &str, ap: &AccessPoint) {
@@ -73,9 +80,7 @@ impl Expectations {
     /// Adds to `observed` what was created and is not listed yet; forgets what is listed now
     /// or has expired.
     pub fn merge(&self, agent_id: &str, observed: &mut AgentResources) {
-        let Ok(mut map) = self.by_agent.lock() else {
-            return;
-        };
+        let mut map = self.map();
         let Some(expected) = map.get_mut(agent_id) else {
             return;
         };
@@ -124,9 +129,7 @@ impl Expectations {
 
     /// Forgets an agent (deleted).
     pub fn forget(&self, agent_id: &str) {
-        if let Ok(mut map) = self.by_agent.lock() {
-            map.remove(agent_id);
-        }
+        self.map().remove(agent_id);
     }
 }
 

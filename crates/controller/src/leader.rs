@@ -19,7 +19,7 @@ use tokio::time::Instant;
 use tracing::{info, warn};
 
 use crate::metrics::Metrics;
-use crate::ratelimit::Limits;
+use cloud::Limits;
 
 /// Takes and keeps the lease.
 #[derive(Debug)]

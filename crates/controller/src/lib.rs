@@ -1,19 +1,52 @@
-//! The controller: what to do about one agent, decided as a pure function of what it should be
-//! and what AWS shows ([`plan()`]), with the typed [`delta`] that decides replacements, and the
-//! reconciler that carries a plan out ([`reconcile`]).
+//! The controller, in the order a change flows through it:
+//!
+//! 1. [`watch`]: the table's stream, so a spec written anywhere is enqueued within a second;
+//!    [`resync`]: the periodic snapshot of the whole fleet that enqueues every agent with work.
+//! 2. [`queue`]: client-go's work queue (one worker per agent at a time, coalesced adds,
+//!    per-agent backoff), which owns its metrics.
+//! 3. [`reconcile`]: read one agent, `plan::plan` it (the pure planner in the `plan` crate),
+//!    and [`execute`] the actions through the [`aws`] and [`status`] ports, with
+//!    [`expectations`] for lagging listings, launch [`token`]s and [`rollout`] pacing.
+//! 4. [`policy`]: the result of a reconcile decides the queue's next step.
+//! 5. [`status`]: the status item, written at the end of each reconcile.
+//!
+//! Around them: [`runtime`] (the workers and the resync loop), [`leader`] (the lease),
+//! [`metrics`] and [`health`] (`/metrics`, `/healthz`, `/readyz`).
 
-pub mod act;
-pub mod action;
-pub mod delta;
-pub mod expectations;
-pub mod leader;
-pub mod metrics;
-pub mod plan;
+// 1. Changes come in.
+pub mod watch;
+
+pub mod resync;
+
+// 2. Queued.
 pub mod queue;
-pub mod ratelimit;
+
+// 3. Planned and carried out.
 pub mod reconcile;
-pub mod runtime;
+
+pub mod execute;
+
+pub mod aws;
+
+pub mod status;
+
+pub mod expectations;
+
 pub mod token;
 
-pub use action::{Action, Plan, Wait};
-pub use plan::{Context, Desired, plan};
+pub mod rollout;
+
+// 4. Requeued.
+pub mod policy;
+
+// Around them.
+pub mod runtime;
+
+pub mod leader;
+
+pub mod metrics;
+
+pub mod health;
+
+#[cfg(any(test, feature = "fixtures"))]
+pub mod fake;

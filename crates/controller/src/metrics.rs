@@ -1,22 +1,33 @@
 //! Prometheus metrics, named as controller-runtime and client-go name theirs, plus
-//! clawfleet's own.
+//! clawfleet's own. Every series a dashboard or an alert reads exists at 0 from the start, for
+//! the controller's and the queue's name (`agent`), so `rate()` and `absent()` work before the
+//! first event; the list is in docs/controller.md and a test holds the two together.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use cloud::Calls;
-use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
-use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use cloud::metrics::AwsRequests;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use tokio::time::Instant;
 
-/// The controller's name in `controller` labels.
+use crate::policy;
+
+/// The controller's name in `controller` labels, and its queue's in `name` labels.
 pub const CONTROLLER: &str = "agent";
+
+/// The `result` labels of `controller_runtime_reconcile_total`, as controller-runtime's.
+pub const RESULTS: [&str; 3] = ["success", "error", "requeue_after"];
+
+/// The resources whose drift corrections are counted.
+pub const DRIFT_RESOURCES: [&str; 3] = ["access_point", "secret", "task"];
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ReconcileLabels {
@@ -44,33 +55,122 @@ struct ResourceLabel {
     resource: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ClassLabel {
+    class: String,
+}
+
+type SecondsGauge = Gauge<f64, AtomicU64>;
+
 fn seconds_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.005, 2.0, 16))
 }
 
-/// `clawfleet_aws_requests_total{service,operation,outcome}`, read from the SDK interceptor's
-/// counts at each scrape. The HTTP API exports it too.
+/// The `workqueue_*` series of one queue, which the queue itself updates
+/// ([`crate::queue::QueueMetrics`]).
 #[derive(Debug)]
-pub struct AwsRequests(pub Calls);
+pub struct WorkqueueMetrics {
+    name: NameLabel,
+    depth: Family<NameLabel, Gauge>,
+    adds: Family<NameLabel, Counter>,
+    retries: Family<NameLabel, Counter>,
+    queue_duration: Family<NameLabel, Histogram>,
+    work_duration: Family<NameLabel, Histogram>,
+    unfinished: Family<NameLabel, SecondsGauge>,
+    longest: Family<NameLabel, SecondsGauge>,
+}
 
-impl Collector for AwsRequests {
-    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let mut metric = encoder.encode_descriptor(
-            "clawfleet_aws_requests",
-            "AWS requests by service, operation and outcome (success or error), retries included",
-            None,
-            prometheus_client::metrics::MetricType::Counter,
-        )?;
-        for ((service, operation, outcome), count) in self.0.snapshot() {
-            let labels = [
-                ("service", service),
-                ("operation", operation),
-                ("outcome", outcome),
-            ];
-            let family = metric.encode_family(&labels)?;
-            ConstCounter::new(count).encode(family)?;
-        }
-        Ok(())
+impl WorkqueueMetrics {
+    fn register(registry: &mut Registry, name: &str) -> Self {
+        let histogram = || {
+            Family::<NameLabel, Histogram>::new_with_constructor(
+                seconds_histogram as fn() -> Histogram,
+            )
+        };
+        let this = Self {
+            name: NameLabel {
+                name: name.to_owned(),
+            },
+            depth: Family::default(),
+            adds: Family::default(),
+            retries: Family::default(),
+            queue_duration: histogram(),
+            work_duration: histogram(),
+            unfinished: Family::default(),
+            longest: Family::default(),
+        };
+        registry.register(
+            "workqueue_depth",
+            "Agents waiting in the work queue",
+            this.depth.clone(),
+        );
+        registry.register(
+            "workqueue_adds",
+            "Adds to the work queue",
+            this.adds.clone(),
+        );
+        registry.register(
+            "workqueue_retries",
+            "Retries after failed reconciles",
+            this.retries.clone(),
+        );
+        registry.register(
+            "workqueue_queue_duration_seconds",
+            "Time an agent waited in the queue before a worker took it",
+            this.queue_duration.clone(),
+        );
+        registry.register(
+            "workqueue_work_duration_seconds",
+            "Time a worker spent on an agent",
+            this.work_duration.clone(),
+        );
+        registry.register(
+            "workqueue_unfinished_work_seconds",
+            "Seconds of work in process that has not finished, summed over agents; a value that only grows means a stuck worker",
+            this.unfinished.clone(),
+        );
+        registry.register(
+            "workqueue_longest_running_processor_seconds",
+            "Seconds the longest-running reconcile in process has been running",
+            this.longest.clone(),
+        );
+        // Every series of the queue exists at 0 from the start.
+        drop(this.depth.get_or_create(&this.name));
+        drop(this.adds.get_or_create(&this.name));
+        drop(this.retries.get_or_create(&this.name));
+        drop(this.queue_duration.get_or_create(&this.name));
+        drop(this.work_duration.get_or_create(&this.name));
+        drop(this.unfinished.get_or_create(&this.name));
+        drop(this.longest.get_or_create(&this.name));
+        this
+    }
+}
+
+impl crate::queue::QueueMetrics for WorkqueueMetrics {
+    fn add(&self) {
+        self.adds.get_or_create(&self.name).inc();
+    }
+    fn depth(&self, depth: usize) {
+        self.depth
+            .get_or_create(&self.name)
+            .set(i64::try_from(depth).unwrap_or(i64::MAX));
+    }
+    fn queued_for(&self, waited: Duration) {
+        self.queue_duration
+            .get_or_create(&self.name)
+            .observe(waited.as_secs_f64());
+    }
+    fn worked_for(&self, took: Duration) {
+        self.work_duration
+            .get_or_create(&self.name)
+            .observe(took.as_secs_f64());
+    }
+    fn retry(&self) {
+        self.retries.get_or_create(&self.name).inc();
+    }
+    fn unfinished(&self, total_secs: f64, longest_secs: f64) {
+        self.unfinished.get_or_create(&self.name).set(total_secs);
+        self.longest.get_or_create(&self.name).set(longest_secs);
     }
 }
 
@@ -81,12 +181,9 @@ pub struct Metrics {
     reconcile_total: Family<ReconcileLabels, Counter>,
     reconcile_errors: Family<ControllerLabel, Counter>,
     reconcile_time: Family<ControllerLabel, Histogram>,
-    queue_depth: Family<NameLabel, Gauge>,
-    queue_adds: Family<NameLabel, Counter>,
-    queue_retries: Family<NameLabel, Counter>,
-    queue_duration: Family<NameLabel, Histogram>,
-    work_duration: Family<NameLabel, Histogram>,
+    workqueue: Arc<WorkqueueMetrics>,
     agents: Family<PhaseLabel, Gauge>,
+    store_errors: Family<ClassLabel, Counter>,
     drift: Family<ResourceLabel, Counter>,
     to_running: Histogram,
     leader: Gauge,
@@ -103,16 +200,8 @@ impl Metrics {
         let reconcile_time = Family::<ControllerLabel, Histogram>::new_with_constructor(
             seconds_histogram as fn() -> Histogram,
         );
-        let queue_depth = Family::<NameLabel, Gauge>::default();
-        let queue_adds = Family::<NameLabel, Counter>::default();
-        let queue_retries = Family::<NameLabel, Counter>::default();
-        let queue_duration = Family::<NameLabel, Histogram>::new_with_constructor(
-            seconds_histogram as fn() -> Histogram,
-        );
-        let work_duration = Family::<NameLabel, Histogram>::new_with_constructor(
-            seconds_histogram as fn() -> Histogram,
-        );
         let agents = Family::<PhaseLabel, Gauge>::default();
+        let store_errors = Family::<ClassLabel, Counter>::default();
         let drift = Family::<ResourceLabel, Counter>::default();
         let to_running = Histogram::new(exponential_buckets(0.25, 2.0, 14));
         let leader = Gauge::default();
@@ -131,31 +220,7 @@ impl Metrics {
             "Time per reconcile",
             reconcile_time.clone(),
         );
-        registry.register(
-            "workqueue_depth",
-            "Agents waiting in the work queue",
-            queue_depth.clone(),
-        );
-        registry.register(
-            "workqueue_adds",
-            "Adds to the work queue",
-            queue_adds.clone(),
-        );
-        registry.register(
-            "workqueue_retries",
-            "Retries after failed reconciles",
-            queue_retries.clone(),
-        );
-        registry.register(
-            "workqueue_queue_duration_seconds",
-            "Time an agent waited in the queue before a worker took it",
-            queue_duration.clone(),
-        );
-        registry.register(
-            "workqueue_work_duration_seconds",
-            "Time a worker spent on an agent",
-            work_duration.clone(),
-        );
+        let workqueue = Arc::new(WorkqueueMetrics::register(&mut registry, CONTROLLER));
         registry.register(
             "clawfleet_agents",
             "Agents by phase at the last resync",
@@ -176,18 +241,47 @@ impl Metrics {
             "1 when this replica is the leader",
             leader.clone(),
         );
+        registry.register(
+            "clawfleet_store_errors",
+            "Failed DynamoDB calls of reconciles, by class (terminal errors such as AccessDenied are retried at the resync interval)",
+            store_errors.clone(),
+        );
         registry.register_collector(Box::new(AwsRequests(calls.clone())));
+        // Every series exists at 0 from the start.
+        let controller = || ControllerLabel {
+            controller: CONTROLLER.to_owned(),
+        };
+        for result in RESULTS {
+            drop(reconcile_total.get_or_create(&ReconcileLabels {
+                controller: CONTROLLER.to_owned(),
+                result: result.to_owned(),
+            }));
+        }
+        drop(reconcile_errors.get_or_create(&controller()));
+        drop(reconcile_time.get_or_create(&controller()));
+        for phase in spec::Phase::ALL {
+            drop(agents.get_or_create(&PhaseLabel {
+                phase: phase.as_str().to_owned(),
+            }));
+        }
+        for resource in DRIFT_RESOURCES {
+            drop(drift.get_or_create(&ResourceLabel {
+                resource: resource.to_owned(),
+            }));
+        }
+        for class in ["terminal", "throttled", "transient"] {
+            drop(store_errors.get_or_create(&ClassLabel {
+                class: class.to_owned(),
+            }));
+        }
         Self {
             registry,
             reconcile_total,
             reconcile_errors,
             reconcile_time,
-            queue_depth,
-            queue_adds,
-            queue_retries,
-            queue_duration,
-            work_duration,
+            workqueue,
             agents,
+            store_errors,
             drift,
             to_running,
             leader,
@@ -205,15 +299,15 @@ impl Metrics {
         out
     }
 
-    pub fn reconciled(&self, result: &str, took: Duration) {
+    pub fn reconciled(&self, result: policy::Result, took: Duration) {
         let controller = CONTROLLER.to_owned();
         self.reconcile_total
             .get_or_create(&ReconcileLabels {
                 controller: controller.clone(),
-                result: result.to_owned(),
+                result: result.as_str().to_owned(),
             })
             .inc();
-        if result == "error" {
+        if result == policy::Result::Error {
             self.reconcile_errors
                 .get_or_create(&ControllerLabel {
                     controller: controller.clone(),
@@ -225,36 +319,19 @@ impl Metrics {
             .observe(took.as_secs_f64());
     }
 
-    fn queue(&self) -> NameLabel {
-        NameLabel {
-            name: CONTROLLER.to_owned(),
-        }
+    /// The work queue's series, for [`crate::queue::Queue::with_metrics`].
+    #[must_use]
+    pub fn workqueue(&self) -> Arc<WorkqueueMetrics> {
+        Arc::clone(&self.workqueue)
     }
 
-    pub fn queue_depth(&self, depth: usize) {
-        self.queue_depth
-            .get_or_create(&self.queue())
-            .set(i64::try_from(depth).unwrap_or(i64::MAX));
-    }
-
-    pub fn queue_add(&self) {
-        self.queue_adds.get_or_create(&self.queue()).inc();
-    }
-
-    pub fn queue_retry(&self) {
-        self.queue_retries.get_or_create(&self.queue()).inc();
-    }
-
-    pub fn queued_for(&self, waited: Duration) {
-        self.queue_duration
-            .get_or_create(&self.queue())
-            .observe(waited.as_secs_f64());
-    }
-
-    pub fn worked_for(&self, took: Duration) {
-        self.work_duration
-            .get_or_create(&self.queue())
-            .observe(took.as_secs_f64());
+    /// A DynamoDB call of a reconcile failed with `class`.
+    pub fn store_error(&self, class: spec::failure::ErrorClass) {
+        self.store_errors
+            .get_or_create(&ClassLabel {
+                class: class.as_str().to_owned(),
+            })
+            .inc();
     }
 
     /// Replaces the per-phase agent counts.

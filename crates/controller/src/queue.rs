@@ -13,8 +13,10 @@
 //!   and backoffs) are dropped because the next start's resync finds them again and waiting out a
 //!   5-minute backoff would hold up the exit, and ids already due (also ones added while in
 //!   process) are still handed out. `get` returns `None` once none is left, waking idle workers.
-//! - Metrics are plain data: [`Item::queued_for`] (due to handed out), the work duration returned
-//!   by `done`, and the counters of [`Queue::stats`].
+//! - The queue owns its metrics, as client-go's does: a [`QueueMetrics`] sink given at creation
+//!   is told of every add, the depth, each queue and work duration and each retry, from inside
+//!   `add`, `get`, `done` and `retry`; [`Queue::update_unfinished_work`] (called on a tick, as
+//!   client-go's `updateUnfinishedWorkLoop`) reports the work in process and its longest item.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Mutex, MutexGuard, PoisonError};
@@ -94,6 +96,36 @@ pub struct QueueStats {
     pub retries: u64,
 }
 
+/// Where the queue reports what happens to it (`workqueue_*` in Prometheus terms). Every
+/// method is cheap and must not block: it is called under the queue's lock.
+pub trait QueueMetrics: Send + Sync + std::fmt::Debug {
+    /// An id was queued or marked dirty (coalesced adds are not counted).
+    fn add(&self);
+    /// Ids waiting to be handed out.
+    fn depth(&self, depth: usize);
+    /// From due to handed out.
+    fn queued_for(&self, waited: Duration);
+    /// From handed out to done.
+    fn worked_for(&self, took: Duration);
+    /// A failed reconcile was queued again after its backoff.
+    fn retry(&self);
+    /// The seconds of work in process, summed over ids, and of the longest-running one.
+    fn unfinished(&self, total_secs: f64, longest_secs: f64);
+}
+
+/// Reports nothing: one-shot commands and tests that do not look.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoMetrics;
+
+impl QueueMetrics for NoMetrics {
+    fn add(&self) {}
+    fn depth(&self, _: usize) {}
+    fn queued_for(&self, _: Duration) {}
+    fn worked_for(&self, _: Duration) {}
+    fn retry(&self) {}
+    fn unfinished(&self, _: f64, _: f64) {}
+}
+
 #[derive(Debug, Default)]
 struct State {
     /// Queued ids by (due, arrival), so that ids due at the same time keep their order.
@@ -113,8 +145,9 @@ struct State {
 }
 
 impl State {
-    /// Queues `agent_id` (not in process) due at `due`; an earlier due time wins.
-    fn enqueue(&mut self, agent_id: &str, due: Instant) {
+    /// Queues `agent_id` (not in process) due at `due`; an earlier due time wins. Returns
+    /// whether it was not queued before.
+    fn enqueue(&mut self, agent_id: &str, due: Instant) -> bool {
         if let Some(key) = self.queued.get_mut(agent_id) {
             let old = *key;
             if due < old.0
@@ -123,13 +156,13 @@ impl State {
                 *key = (due, old.1);
                 self.order.insert(*key, id);
             }
-            return;
+            return false;
         }
         let key = (due, self.next_arrival);
         self.next_arrival += 1;
         self.queued.insert(agent_id.to_owned(), key);
         self.order.insert(key, agent_id.to_owned());
-        self.adds += 1;
+        true
     }
 
     /// Returns whether a waiting worker may now find something to do.
@@ -147,7 +180,9 @@ impl State {
             }
             return false;
         }
-        self.enqueue(agent_id, due);
+        if self.enqueue(agent_id, due) {
+            self.adds += 1;
+        }
         true
     }
 
@@ -167,10 +202,17 @@ impl State {
     }
 }
 
+impl Default for Queue {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 /// The queue; share it between workers with an `Arc`.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Queue {
     backoff: Backoff,
+    metrics: std::sync::Arc<dyn QueueMetrics>,
     state: Mutex<State>,
     /// Wakes workers waiting in `get` after anything that can make an id available or ends the
     /// queue.
@@ -178,18 +220,54 @@ pub struct Queue {
 }
 
 impl Queue {
-    /// A queue with the default backoff (1 s doubling to 5 min, ±10 %).
+    /// A queue with the default backoff (1 s doubling to 5 min, ±10 %) that reports nothing.
     #[must_use]
     pub fn new() -> Self {
-        Self::default()
+        Self::with_backoff(Backoff::default())
     }
 
     #[must_use]
     pub fn with_backoff(backoff: Backoff) -> Self {
+        Self::with_metrics(backoff, std::sync::Arc::new(NoMetrics))
+    }
+
+    /// A queue that reports to `metrics`, which it sets to 0 now: the depth and the work in
+    /// process exist before the first add, as client-go's do.
+    #[must_use]
+    pub fn with_metrics(backoff: Backoff, metrics: std::sync::Arc<dyn QueueMetrics>) -> Self {
+        metrics.depth(0);
+        metrics.unfinished(0.0, 0.0);
         Self {
             backoff,
-            ..Self::default()
+            metrics,
+            state: Mutex::default(),
+            changed: Notify::new(),
         }
+    }
+
+    /// Reports the work in process (`workqueue_unfinished_work_seconds`) and its longest item
+    /// (`workqueue_longest_running_processor_seconds`); call it on a tick.
+    pub fn update_unfinished_work(&self) {
+        let state = self.state();
+        let now = Instant::now();
+        let ages = state
+            .in_process
+            .values()
+            .map(|started| now.saturating_duration_since(*started).as_secs_f64());
+        let (total, longest) = ages.fold((0.0, 0.0_f64), |(t, l), a| (t + a, l.max(a)));
+        self.metrics.unfinished(total, longest);
+    }
+
+    /// Runs `change` on the state and reports what it changed: an add, and the depth.
+    fn change<T>(&self, change: impl FnOnce(&mut State) -> T) -> T {
+        let mut state = self.state();
+        let adds = state.adds;
+        let out = change(&mut state);
+        for _ in adds..state.adds {
+            self.metrics.add();
+        }
+        self.metrics.depth(state.order.len());
+        out
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
@@ -210,7 +288,7 @@ impl Queue {
     }
 
     fn add_at(&self, agent_id: &str, due: Instant) {
-        let wake = self.state().add(agent_id, due);
+        let wake = self.change(|state| state.add(agent_id, due));
         if wake {
             self.changed.notify_waiters();
         }
@@ -232,6 +310,8 @@ impl Queue {
             let next_due = {
                 let mut state = self.state();
                 if let Some(item) = state.pop_due(Instant::now()) {
+                    self.metrics.depth(state.order.len());
+                    self.metrics.queued_for(item.queued_for);
                     return Some(item);
                 }
                 if state.shutting_down && state.order.is_empty() && state.dirty.is_empty() {
@@ -255,36 +335,40 @@ impl Queue {
     /// at the later time its add asked for). Returns how long it was in process (the
     /// `workqueue_work_duration_seconds` sample), or `None` if it was not in process.
     pub fn done(&self, agent_id: &str) -> Option<Duration> {
-        let mut state = self.state();
-        let started = state.in_process.remove(agent_id)?;
         let now = Instant::now();
-        let requeued = state.dirty.remove(agent_id).map(|due| due.max(now));
-        if let Some(due) = requeued {
-            state.enqueue(agent_id, due);
-        }
-        drop(state);
+        let (started, requeued) = self.change(|state| {
+            let started = state.in_process.remove(agent_id)?;
+            let requeued = state.dirty.remove(agent_id).map(|due| due.max(now));
+            if let Some(due) = requeued {
+                state.enqueue(agent_id, due);
+            }
+            Some((started, requeued))
+        })?;
         if requeued.is_some() {
             self.changed.notify_waiters();
         }
-        Some(now.saturating_duration_since(started))
+        let took = now.saturating_duration_since(started);
+        self.metrics.worked_for(took);
+        Some(took)
     }
 
     /// Counts a failure of `agent_id`'s reconcile and queues it after its backoff. Call it for
     /// real failures only, before or after `done`. Returns the delay chosen, or `None` after
     /// [`Queue::shut_down`] (nothing is counted or queued then).
     pub fn retry(&self, agent_id: &str) -> Option<Duration> {
-        let mut state = self.state();
-        if state.shutting_down {
-            return None;
-        }
-        let failures = state.failures.entry(agent_id.to_owned()).or_insert(0);
-        *failures = failures.saturating_add(1);
-        let delay = self
-            .backoff
-            .jittered(*failures, rand::random_range(-1.0..=1.0));
-        state.retries += 1;
-        let wake = state.add(agent_id, Instant::now() + delay);
-        drop(state);
+        let (delay, wake) = self.change(|state| {
+            if state.shutting_down {
+                return None;
+            }
+            let failures = state.failures.entry(agent_id.to_owned()).or_insert(0);
+            *failures = failures.saturating_add(1);
+            let delay = self
+                .backoff
+                .jittered(*failures, rand::random_range(-1.0..=1.0));
+            state.retries += 1;
+            Some((delay, state.add(agent_id, Instant::now() + delay)))
+        })?;
+        self.metrics.retry();
         if wake {
             self.changed.notify_waiters();
         }
@@ -321,6 +405,7 @@ impl Queue {
             keep
         });
         dirty.retain(|_, due| *due <= now);
+        self.metrics.depth(state.order.len());
         drop(state);
         self.changed.notify_waiters();
     }
@@ -827,5 +912,88 @@ mod tests {
         assert_no_overlap_and_no_lost_add(&book, IDS);
         let stats = queue.stats();
         assert_eq!((stats.queued, stats.in_process), (0, 0));
+    }
+
+    /// A sink that records what the queue told it.
+    #[derive(Debug, Default)]
+    struct Recorded {
+        events: Mutex<Vec<String>>,
+    }
+
+    impl Recorded {
+        fn push(&self, event: String) {
+            self.events
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push(event);
+        }
+        fn take(&self) -> Vec<String> {
+            std::mem::take(&mut *self.events.lock().unwrap_or_else(PoisonError::into_inner))
+        }
+    }
+
+    impl QueueMetrics for Recorded {
+        fn add(&self) {
+            self.push("add".into());
+        }
+        fn depth(&self, depth: usize) {
+            self.push(format!("depth {depth}"));
+        }
+        fn queued_for(&self, waited: Duration) {
+            self.push(format!("queued {}", waited.as_secs()));
+        }
+        fn worked_for(&self, took: Duration) {
+            self.push(format!("worked {}", took.as_secs()));
+        }
+        fn retry(&self) {
+            self.push("retry".into());
+        }
+        fn unfinished(&self, total: f64, longest: f64) {
+            self.push(format!("unfinished {total} {longest}"));
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_queue_reports_its_own_metrics_from_add_get_done_and_retry() {
+        let sink = Arc::new(Recorded::default());
+        let queue = Queue::with_metrics(
+            Backoff {
+                jitter: 0.0,
+                ..Backoff::default()
+            },
+            sink.clone(),
+        );
+        assert_eq!(
+            sink.take(),
+            ["depth 0", "unfinished 0 0"],
+            "at 0 from the start"
+        );
+
+        queue.add("a");
+        queue.add("a");
+        assert_eq!(
+            sink.take(),
+            ["add", "depth 1", "depth 1"],
+            "a coalesced add is no add"
+        );
+
+        tokio::time::advance(secs(2.0)).await;
+        let item = get_now(&queue).await.expect("due");
+        assert_eq!(sink.take(), ["depth 0", "queued 2"]);
+
+        tokio::time::advance(secs(3.0)).await;
+        queue.update_unfinished_work();
+        assert_eq!(sink.take(), ["unfinished 3 3"]);
+
+        queue.retry(&item.agent_id);
+        assert_eq!(
+            sink.take(),
+            ["add", "depth 0", "retry"],
+            "marked dirty while in process"
+        );
+        queue.done(&item.agent_id);
+        assert_eq!(sink.take(), ["depth 1", "worked 3"]);
+        queue.update_unfinished_work();
+        assert_eq!(sink.take(), ["unfinished 0 0"]);
     }
 }

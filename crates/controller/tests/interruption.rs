@@ -8,14 +8,16 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 
-use cloud::observed::{AccessPoint, AgentResources, Secret, Task, TaskDefinitionRevision};
 use cloud::{AwsError, ErrorClass};
-use controller::act::Cloud;
+use controller::aws::Cloud;
 use controller::expectations::Expectations;
+use controller::fake::FakeStore;
 use controller::reconcile::{Outcome, Reconciler};
-use spec::render::{self, RunTask, Settings, TaskDefinition, tag};
+use controller::status::StatusStore;
+use plan::fixtures::{self, settings, template};
+use plan::observed::{AccessPoint, AgentResources, Secret, Task, TaskDefinitionRevision};
+use spec::render::{self, RunTask, TaskDefinition, tag};
 use spec::{AgentDocument, AgentSpec};
-use store::Store;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Fault {
@@ -379,52 +381,26 @@ impl Cloud for FakeAws {
     }
 }
 
-fn settings() -> Settings {
-    Settings {
-        subnets: vec!["subnet-a".into()],
-        security_groups: vec!["sg-1".into()],
-        ..Settings::new("fake", "fs-1")
-    }
-}
-
-fn template() -> TaskDefinition {
-    TaskDefinition {
-        family: "agent-template".into(),
-        task_role_arn: Some("arn:aws:iam::1:role/task".into()),
-        network_mode: Some("awsvpc".into()),
-        requires_compatibilities: vec!["FARGATE".into()],
-        container_definitions: vec![render::Container {
-            name: "agent".into(),
-            image: "openclaw/openclaw:latest".into(),
-            memory_reservation: Some(512),
-            ..render::Container::default()
-        }],
-        ..TaskDefinition::default()
-    }
-}
-
+/// The fixture agent with no secret keys, so it converges all the way to Running.
 fn spec(agent_id: &str) -> AgentSpec {
     AgentDocument {
-        agent_id: Some(agent_id.into()),
-        client_id: Some("acme".into()),
-        ..AgentDocument::default()
+        secret_keys: Vec::new(),
+        ..fixtures::document_of(agent_id)
     }
     .validate()
     .unwrap()
 }
 
-async fn store() -> Store {
-    let config = local_aws::sdk_config().await;
-    let store = Store::new(
-        aws_sdk_dynamodb::Client::new(&config),
-        local_aws::unique("interrupt"),
-    );
-    store.bootstrap().await.unwrap();
-    store
+fn store() -> FakeStore {
+    FakeStore::default()
 }
 
 /// Reconciles as a controller that restarts between tries: no expectations survive.
-async fn reconcile_until_converged(fake: &FakeAws, store: &Store, agent_id: &str) -> Vec<String> {
+async fn reconcile_until_converged(
+    fake: &FakeAws,
+    store: &FakeStore,
+    agent_id: &str,
+) -> Vec<String> {
     let settings = settings();
     let template = template();
     let mut outcomes = Vec::new();
@@ -497,7 +473,7 @@ fn assert_one_of_each(fake: &FakeAws, agent_id: &str) {
 
 #[tokio::test]
 async fn every_create_survives_a_lost_response_or_a_failure_without_duplicates() {
-    let store = store().await;
+    let store = store();
     for operation in [
         "CreateAccessPoint",
         "CreateSecret",
@@ -506,7 +482,7 @@ async fn every_create_survives_a_lost_response_or_a_failure_without_duplicates()
     ] {
         for fault in [Fault::LoseResponse, Fault::Fail] {
             let agent_id = local_aws::unique("agent");
-            store.apply(&spec(&agent_id), "cli").await.unwrap();
+            store.apply(&spec(&agent_id), "cli");
             // Listings lag two reconciles behind writes.
             let fake = FakeAws::new(2);
             fake.inject(operation, fault);
@@ -524,9 +500,9 @@ async fn every_create_survives_a_lost_response_or_a_failure_without_duplicates()
 
 #[tokio::test]
 async fn a_lost_run_task_response_is_retried_with_the_same_token_and_replayed() {
-    let store = store().await;
+    let store = store();
     let agent_id = local_aws::unique("agent");
-    store.apply(&spec(&agent_id), "cli").await.unwrap();
+    store.apply(&spec(&agent_id), "cli");
     // A long lag: without the replayed token, the second reconcile would start a second task.
     let fake = FakeAws::new(100);
     fake.inject("RunTask", Fault::LoseResponse);
@@ -539,7 +515,7 @@ async fn a_lost_run_task_response_is_retried_with_the_same_token_and_replayed() 
 
 #[tokio::test]
 async fn teardown_survives_lost_responses_of_every_delete() {
-    let store = store().await;
+    let store = store();
     for operation in [
         "StopTask",
         "DeleteAccessPoint",
@@ -548,13 +524,10 @@ async fn teardown_survives_lost_responses_of_every_delete() {
     ] {
         for fault in [Fault::LoseResponse, Fault::Fail] {
             let agent_id = local_aws::unique("agent");
-            store.apply(&spec(&agent_id), "cli").await.unwrap();
+            store.apply(&spec(&agent_id), "cli");
             let fake = FakeAws::new(0);
             reconcile_until_converged(&fake, &store, &agent_id).await;
-            store
-                .request_deletion(&agent_id, &spec::now_rfc3339())
-                .await
-                .unwrap();
+            store.request_deletion(&agent_id);
             fake.inject(operation, fault);
             let outcomes = reconcile_until_converged(&fake, &store, &agent_id).await;
             assert_eq!(
@@ -603,33 +576,27 @@ async fn teardown_survives_lost_responses_of_every_delete() {
 
 #[tokio::test]
 async fn a_recreated_agent_restores_its_own_secret_but_never_another_tenants() {
-    let store = store().await;
+    let store = store();
     let agent_id = local_aws::unique("agent");
-    store.apply(&spec(&agent_id), "cli").await.unwrap();
+    store.apply(&spec(&agent_id), "cli");
     let fake = FakeAws::new(0);
     reconcile_until_converged(&fake, &store, &agent_id).await;
-    store
-        .request_deletion(&agent_id, &spec::now_rfc3339())
-        .await
-        .unwrap();
+    store.request_deletion(&agent_id);
     reconcile_until_converged(&fake, &store, &agent_id).await;
     assert!(fake.count(|s| s.secrets.iter().filter(|(x, _)| x.deleted).count()) == 1);
 
     // The same tenant re-creates the agent: its secret comes back from the recovery window.
-    store.apply(&spec(&agent_id), "cli").await.unwrap();
+    store.apply(&spec(&agent_id), "cli");
     reconcile_until_converged(&fake, &store, &agent_id).await;
     assert_eq!(fake.count(|s| s.secrets.len()), 1);
     assert!(fake.count(|s| s.calls.iter().filter(|c| **c == "RestoreSecret").count()) == 1);
 
     // Another tenant takes the same agent id after deletion: the secret is never handed over.
-    store
-        .request_deletion(&agent_id, &spec::now_rfc3339())
-        .await
-        .unwrap();
+    store.request_deletion(&agent_id);
     reconcile_until_converged(&fake, &store, &agent_id).await;
     let mut other = spec(&agent_id);
     other.client_id = "globex".into();
-    store.apply(&other, "cli").await.unwrap();
+    store.apply(&other, "cli");
     let settings = settings();
     let template = template();
     let expectations = Expectations::default();
@@ -661,9 +628,9 @@ async fn a_recreated_agent_restores_its_own_secret_but_never_another_tenants() {
 
 #[tokio::test]
 async fn a_launch_token_reused_with_other_parameters_moves_to_the_next_attempt() {
-    let store = store().await;
+    let store = store();
     let agent_id = local_aws::unique("agent");
-    store.apply(&spec(&agent_id), "cli").await.unwrap();
+    store.apply(&spec(&agent_id), "cli");
     // The RunTask response is lost and the listing lags far behind.
     let fake = FakeAws::new(100);
     fake.inject("RunTask", Fault::LoseResponse);
@@ -684,7 +651,7 @@ async fn a_launch_token_reused_with_other_parameters_moves_to_the_next_attempt()
     // Meanwhile a cost tag changes: same attempt, same token, other parameters.
     let mut tagged = spec(&agent_id);
     tagged.tags.insert("CostCenter".into(), "emea".into());
-    store.apply(&tagged, "cli").await.unwrap();
+    store.apply(&tagged, "cli");
     let outcome = reconciler.reconcile(&agent_id, None).await.unwrap();
     assert!(matches!(outcome, Outcome::Waiting(_)), "{outcome:?}");
     assert_eq!(
@@ -722,20 +689,17 @@ async fn a_launch_token_reused_with_other_parameters_moves_to_the_next_attempt()
 
 #[tokio::test]
 async fn rollout_pacing_holds_replacements_beyond_the_cap_but_never_new_agents() {
-    use controller::reconcile::Rollout;
-    let store = store().await;
+    use controller::rollout::Rollout;
+    let store = store();
     let fake = FakeAws::new(0);
     let ids: Vec<String> = (0..3).map(|_| local_aws::unique("agent")).collect();
     for id in &ids {
-        store.apply(&spec(id), "cli").await.unwrap();
+        store.apply(&spec(id), "cli");
         reconcile_until_converged(&fake, &store, id).await;
     }
     // A fleet-wide change: every agent needs a new task.
     for id in &ids {
-        store
-            .request_restart(id, "2026-11-25T12:00:00Z")
-            .await
-            .unwrap();
+        store.request_restart(id, "2026-11-25T12:00:00Z");
     }
     let rollout = Rollout::new(1);
     let settings = settings();
@@ -775,7 +739,7 @@ async fn rollout_pacing_holds_replacements_beyond_the_cap_but_never_new_agents()
     assert_eq!(stopped(&ids[1]), 0, "held back: still running its old task");
     // A new agent is not held back by the cap.
     let new_agent = local_aws::unique("agent");
-    store.apply(&spec(&new_agent), "cli").await.unwrap();
+    store.apply(&spec(&new_agent), "cli");
     assert_eq!(
         reconciler.reconcile(&new_agent, None).await.unwrap(),
         Outcome::Converged
@@ -792,4 +756,73 @@ async fn rollout_pacing_holds_replacements_beyond_the_cap_but_never_new_agents()
         "{next:?}"
     );
     assert_eq!(stopped(&ids[1]), 1);
+}
+
+#[tokio::test]
+async fn a_replacement_that_fails_releases_its_rollout_slot() {
+    use controller::rollout::Rollout;
+    let store = store();
+    let fake = FakeAws::new(0);
+    let agent_id = local_aws::unique("agent");
+    store.apply(&spec(&agent_id), "cli");
+    reconcile_until_converged(&fake, &store, &agent_id).await;
+    store.request_restart(&agent_id, "2026-11-25T12:00:00Z");
+    let rollout = Rollout::new(1);
+    let (settings, template) = (settings(), template());
+    let expectations = Expectations::default();
+    let reconciler = Reconciler {
+        cloud: &fake,
+        store: &store,
+        settings: &settings,
+        template: &template,
+        expectations: &expectations,
+        recovery_days: 7,
+        rollout: Some(&rollout),
+        metrics: None,
+    };
+    fake.inject("StopTask", Fault::Fail);
+    let failed = reconciler.reconcile(&agent_id, None).await;
+    assert!(failed.is_err(), "{failed:?}");
+    assert_eq!(rollout.in_progress(), 0, "a failure never holds a slot");
+}
+
+#[tokio::test]
+async fn a_store_that_refuses_is_a_terminal_store_error_looked_at_again_at_the_resync() {
+    use controller::policy::{Requeue, decide};
+    let store = store();
+    let fake = FakeAws::new(0);
+    let agent_id = local_aws::unique("agent");
+    store.apply(&spec(&agent_id), "cli");
+    store.fail_next(store::StoreError::Aws {
+        operation: "Query",
+        table: "t".into(),
+        code: Some("AccessDeniedException".into()),
+        message: "AccessDeniedException: not authorized".into(),
+        class: ErrorClass::Terminal,
+    });
+    let (settings, template) = (settings(), template());
+    let expectations = Expectations::default();
+    let reconciler = Reconciler {
+        cloud: &fake,
+        store: &store,
+        settings: &settings,
+        template: &template,
+        expectations: &expectations,
+        recovery_days: 7,
+        rollout: None,
+        metrics: None,
+    };
+    let result = reconciler.reconcile(&agent_id, None).await;
+    let error = result.as_ref().expect_err("the read failed");
+    assert!(error.is_store() && error.class() == ErrorClass::Terminal);
+    let resync = std::time::Duration::from_secs(300);
+    assert_eq!(decide(&result, resync).requeue, Requeue::After(resync));
+    assert!(
+        fake.count(|s| s.calls.len()) == 0,
+        "nothing was done on AWS"
+    );
+    // Once the store answers again, the agent converges.
+    let outcomes = reconcile_until_converged(&fake, &store, &agent_id).await;
+    assert_eq!(outcomes.last().map(String::as_str), Some("converged"));
+    assert!(store.status(&agent_id).is_some());
 }

@@ -4,11 +4,11 @@
 
 use std::collections::BTreeMap;
 
-use cloud::observed::Task;
 use cloud::{Aws, Calls};
-use controller::act::{Cloud, RealCloud};
+use controller::aws::{Cloud, RealCloud};
 use controller::expectations::Expectations;
 use controller::reconcile::{Outcome, Reconciler};
+use plan::observed::Task;
 use spec::render::{self, Settings, tag};
 use spec::{AgentDocument, AgentSpec, DesiredState, Phase};
 use store::Store;

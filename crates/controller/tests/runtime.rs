@@ -6,12 +6,12 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use cloud::observed::Task;
+use cloud::Limits;
 use cloud::{Aws, Calls};
 use controller::leader::Elector;
 use controller::metrics::Metrics;
-use controller::ratelimit::Limits;
 use controller::runtime::{Config, Controller};
+use plan::observed::Task;
 use spec::render::{self, Settings};
 use spec::{AgentDocument, AgentSpec, Phase};
 use store::Store;

@@ -6,6 +6,7 @@
 
 mod agent;
 mod document;
+pub mod failure;
 pub mod manifest;
 pub mod render;
 pub mod status;
@@ -13,7 +14,7 @@ mod validate;
 
 pub use agent::{AgentSpec, DesiredState, Meta, Plan, Plugin, Resources, Size};
 pub use document::{AgentDocument, PluginDocument};
-pub use status::{AgentStatus, Condition, ConditionStatus, Phase};
+pub use status::{AgentStatus, Condition, ConditionKind, ConditionStatus, Phase};
 pub use validate::{FieldError, ValidationErrors};
 
 /// The `api_version` this build understands.

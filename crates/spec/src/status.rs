@@ -49,12 +49,54 @@ pub enum ConditionStatus {
     Unknown,
 }
 
-/// One observation about the agent: `SpecValid`, `SecretsReady`, `Synced`, `Ready`.
+/// The kinds of condition the controller reports, as ACK's `conditions.go` names its own: a
+/// closed set, so that code decides on a variant and never on a wording.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
+)]
+pub enum ConditionKind {
+    /// The spec item validates; False names the field.
+    SpecValid,
+    /// Every key in `secret_keys` is recorded in the agent's secret.
+    SecretsReady,
+    /// AWS matches the spec (no action pending).
+    Synced,
+    /// The agent's task is running.
+    Ready,
+}
+
+impl ConditionKind {
+    /// Every kind, in the order `describe` prints them.
+    pub const ALL: [ConditionKind; 4] = [
+        ConditionKind::SpecValid,
+        ConditionKind::SecretsReady,
+        ConditionKind::Synced,
+        ConditionKind::Ready,
+    ];
+
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::SpecValid => "SpecValid",
+            Self::SecretsReady => "SecretsReady",
+            Self::Synced => "Synced",
+            Self::Ready => "Ready",
+        }
+    }
+}
+
+impl std::fmt::Display for ConditionKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One observation about the agent, of one [`ConditionKind`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Condition {
     #[serde(rename = "type")]
-    pub kind: String,
+    pub kind: ConditionKind,
     pub status: ConditionStatus,
     #[serde(default)]
     pub reason: String,
@@ -101,7 +143,7 @@ pub struct AgentStatus {
 impl AgentStatus {
     /// The condition of this type, if reported.
     #[must_use]
-    pub fn condition(&self, kind: &str) -> Option<&Condition> {
+    pub fn condition(&self, kind: ConditionKind) -> Option<&Condition> {
         self.conditions.iter().find(|c| c.kind == kind)
     }
 

@@ -139,6 +139,15 @@ fn spec_item(agent_id: &str, item: Item) -> SpecItem {
     }
 }
 
+impl SpecItem {
+    /// The spec item `document` is stored as, parsed back, without DynamoDB: what fakes of the
+    /// store hand out, so that they parse exactly as the table does.
+    #[must_use]
+    pub fn of_document(agent_id: &str, document: &AgentDocument) -> Self {
+        spec_item(agent_id, item::spec_item(document, agent_id))
+    }
+}
+
 fn status_of(agent_id: &str, item: &Item) -> Option<AgentStatus> {
     match item::status(item) {
         Ok(status) => Some(status),

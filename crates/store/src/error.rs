@@ -1,6 +1,7 @@
 //! Store errors: one line each, naming the DynamoDB operation or the agent.
 
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
+use spec::failure::{ErrorClass, Failure, classify, error_chain};
 
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -12,6 +13,9 @@ pub enum StoreError {
         table: String,
         code: Option<String>,
         message: String,
+        /// Classified as AWS errors are: throttling and 5xx are worth a retry, AccessDenied
+        /// and validation errors are not.
+        class: ErrorClass,
     },
     /// The item changed since it was read, or exists though it was expected absent.
     #[error("agent {agent_id}: conflict: the item changed since it was read; re-read and retry")]
@@ -30,12 +34,23 @@ pub enum StoreError {
 }
 
 impl StoreError {
-    pub(crate) fn aws<E, R>(operation: &'static str, table: &str, err: &SdkError<E, R>) -> Self
+    pub(crate) fn aws<E>(
+        operation: &'static str,
+        table: &str,
+        err: &SdkError<E, aws_sdk_dynamodb::config::http::HttpResponse>,
+    ) -> Self
     where
         E: ProvideErrorMetadata + std::error::Error + 'static,
-        R: std::fmt::Debug + 'static,
     {
+        let failure = match err {
+            SdkError::ConstructionFailure(_) => Failure::Construction,
+            SdkError::TimeoutError(_) => Failure::Timeout,
+            SdkError::ResponseError(_) => Failure::Response,
+            SdkError::ServiceError(e) => Failure::Service(e.raw().status().as_u16()),
+            _ => Failure::Dispatch,
+        };
         let code = err.code().map(str::to_owned);
+        let class = classify(code.as_deref(), failure);
         let message = match (err.code(), err.message()) {
             (Some(code), Some(message)) => format!("{code}: {message}"),
             (Some(code), None) => code.to_owned(),
@@ -46,6 +61,21 @@ impl StoreError {
             table: table.to_owned(),
             code,
             message,
+            class,
+        }
+    }
+
+    /// What the failure means for a retry. Only DynamoDB's own answers can be retried with
+    /// hope; a conflict is retried at once by re-reading, and the rest are the caller's input
+    /// or the table's shape, which no retry fixes.
+    #[must_use]
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            Self::Aws { class, .. } => *class,
+            Self::Conflict { .. } => ErrorClass::Transient,
+            Self::Deleting { .. } | Self::ClientIdChanged { .. } | Self::TableShape { .. } => {
+                ErrorClass::Terminal
+            }
         }
     }
 
@@ -59,23 +89,4 @@ impl StoreError {
             Some("ConditionalCheckFailedException" | "TransactionCanceledException")
         )
     }
-}
-
-/// An error and its sources as one line of their `Display`s, never a debug dump.
-#[must_use]
-pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut parts: Vec<String> = Vec::new();
-    let mut next = Some(err);
-    while let Some(e) = next {
-        let text = e
-            .to_string()
-            .split_whitespace()
-            .collect::<Vec<_>>()
-            .join(" ");
-        if !text.is_empty() && !parts.last().is_some_and(|p| p.contains(&text)) {
-            parts.push(text);
-        }
-        next = e.source();
-    }
-    parts.join(": ")
 }

@@ -343,7 +343,7 @@ mod tests {
             task_arn: Some("arn:aws:ecs:us-east-1:123:task/c/abc".into()),
             restarts: 2,
             conditions: vec![spec::Condition {
-                kind: "Ready".into(),
+                kind: spec::ConditionKind::Ready,
                 status: spec::ConditionStatus::True,
                 reason: "TaskRunning".into(),
                 message: String::new(),

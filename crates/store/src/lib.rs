@@ -13,7 +13,7 @@ pub mod stream;
 mod table;
 
 pub use agents::{Agent, Page, SpecError, SpecItem, Store, Write};
-pub use error::{StoreError, error_chain};
+pub use error::StoreError;
 pub use item::Snapshot;
 pub use table::{BootstrapOutcome, DEFAULT_TABLE};
 

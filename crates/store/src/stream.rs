@@ -203,7 +203,7 @@ fn streams_error(
         Some("TrimmedDataAccessException") => FeedError::Trimmed,
         _ => FeedError::Other(format!(
             "DynamoDB Streams {operation}: {}",
-            crate::error_chain(e)
+            spec::failure::error_chain(e)
         )),
     }
 }

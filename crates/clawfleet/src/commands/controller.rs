@@ -4,10 +4,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use cloud::Limits;
 use cloud::{Aws, Calls};
 use controller::leader::Elector;
 use controller::metrics::Metrics;
-use controller::ratelimit::Limits;
 use controller::runtime::{Config, Controller};
 use std::collections::HashMap;
 use store::Store;

@@ -132,7 +132,7 @@ pub async fn describe(store: &Store, agent_id: &str) -> Result<Exit, Failure> {
                     .iter()
                     .map(|c| {
                         vec![
-                            c.kind.clone(),
+                            c.kind.to_string(),
                             format!("{:?}", c.status),
                             c.reason.clone(),
                             c.time.clone(),

@@ -76,7 +76,7 @@ pub async fn run(cli: Cli) -> Result<Exit, Failure> {
         Command::Reconcile {
             agent_id,
             all: _,
-            secret_recovery_days,
+            recovery,
             controller,
         } => {
             reconcile::run(
@@ -85,7 +85,7 @@ pub async fn run(cli: Cli) -> Result<Exit, Failure> {
                 &controller.settings(),
                 &controller.template_task_definition,
                 agent_id.as_deref(),
-                secret_recovery_days,
+                recovery.secret_recovery_days,
             )
             .await
         }
@@ -95,7 +95,7 @@ pub async fn run(cli: Cli) -> Result<Exit, Failure> {
             resync_interval,
             metrics_addr,
             max_concurrent_replacements,
-            secret_recovery_days,
+            recovery,
             rate_limits,
             lease_duration,
             lease_renew,
@@ -110,7 +110,7 @@ pub async fn run(cli: Cli) -> Result<Exit, Failure> {
                     resync_interval,
                     metrics_addr,
                     max_concurrent_replacements,
-                    secret_recovery_days,
+                    secret_recovery_days: recovery.secret_recovery_days,
                     rate_limits,
                     lease_duration,
                     lease_renew,

@@ -1,12 +1,10 @@
 //! `clawfleet plan [AGENT_ID | --all]`: what the controller would do, without doing it.
 
-use std::collections::BTreeSet;
-
 use cloud::Aws;
-use cloud::observed::AgentResources;
-use controller::{Context, Desired, Plan};
+use controller::resync::{fleet_plans, plan_for};
+use plan::{Context, Plan};
 use spec::render::Settings;
-use store::{Agent, Store};
+use store::Store;
 
 use crate::failure::{Exit, Failure};
 
@@ -47,7 +45,8 @@ pub async fn run(
                 template: &template,
                 now,
             };
-            pending |= print_plan(agent_id, agent.as_ref(), &observed, &ctx);
+            let plan = plan_for(agent_id, agent.as_ref(), &observed, &ctx);
+            pending |= print_plan(agent_id, agent.is_some_and(|a| a.spec.is_some()), &plan);
         }
         None => {
             let fleet = aws
@@ -60,15 +59,9 @@ pub async fn run(
                 template: &fleet.template,
                 now,
             };
-            let known: BTreeSet<&str> = agents.iter().map(|a| a.agent_id.as_str()).collect();
-            for agent in &agents {
-                let observed = fleet.agent(&agent.agent_id);
-                pending |= print_plan(&agent.agent_id, Some(agent), &observed, &ctx);
-            }
-            for (agent_id, observed) in &fleet.agents {
-                if !known.contains(agent_id.as_str()) && observed.has_live_resources() {
-                    pending |= print_plan(agent_id, None, observed, &ctx);
-                }
+            for entry in fleet_plans(&agents, &fleet, &ctx) {
+                let has_spec = entry.agent.is_some_and(|a| a.spec.is_some());
+                pending |= print_plan(&entry.agent_id, has_spec, &entry.plan);
             }
         }
     }
@@ -80,26 +73,8 @@ pub async fn run(
 }
 
 /// Prints one agent's plan; returns whether it has actions.
-fn print_plan(
-    agent_id: &str,
-    agent: Option<&Agent>,
-    observed: &AgentResources,
-    ctx: &Context<'_>,
-) -> bool {
-    let spec_item = agent.and_then(|a| a.spec.as_ref());
-    let error = spec_item.and_then(store::SpecItem::error_text);
-    let desired = Desired::of(
-        agent_id,
-        spec_item,
-        error.as_deref(),
-        agent.and_then(|a| a.status.as_ref()),
-    );
-    let plan: Plan = controller::plan(&desired, observed, ctx);
-    let label = if spec_item.is_none() {
-        " (orphaned: no spec)"
-    } else {
-        ""
-    };
+fn print_plan(agent_id: &str, has_spec: bool, plan: &Plan) -> bool {
+    let label = if has_spec { "" } else { " (orphaned: no spec)" };
     if plan.is_empty() {
         match &plan.wait {
             Some(w) => println!(

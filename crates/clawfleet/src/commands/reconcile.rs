@@ -1,11 +1,11 @@
 //! `clawfleet reconcile [AGENT_ID | --all]`: one pass of the controller.
 
-use std::collections::BTreeSet;
-
 use cloud::Aws;
-use controller::act::RealCloud;
+use controller::aws::RealCloud;
 use controller::expectations::Expectations;
 use controller::reconcile::{Outcome, Reconciler};
+use controller::resync::fleet_plans;
+use plan::Context;
 use spec::render::Settings;
 use store::Store;
 
@@ -39,7 +39,7 @@ pub async fn run(
         rollout: None,
         metrics: None,
     };
-    let mut work: Vec<(String, Option<cloud::observed::AgentResources>)> = Vec::new();
+    let mut work: Vec<(String, Option<plan::observed::AgentResources>)> = Vec::new();
     match agent_id {
         Some(id) => work.push((id.to_owned(), None)),
         None => {
@@ -48,15 +48,16 @@ pub async fn run(
                 .await
                 .map_err(|e| Failure::Aws(e.to_string()))?;
             let agents = store.list().await?;
-            let known: BTreeSet<String> = agents.iter().map(|a| a.agent_id.clone()).collect();
-            for agent in &agents {
-                work.push((agent.agent_id.clone(), Some(fleet.agent(&agent.agent_id))));
-            }
-            for (id, resources) in &fleet.agents {
-                if !known.contains(id) && resources.has_live_resources() {
-                    work.push((id.clone(), Some(resources.clone())));
-                }
-            }
+            let ctx = Context {
+                settings,
+                template: &fleet.template,
+                now: time::OffsetDateTime::now_utc().unix_timestamp(),
+            };
+            work.extend(
+                fleet_plans(&agents, &fleet, &ctx)
+                    .into_iter()
+                    .map(|e| (e.agent_id, Some(e.observed))),
+            );
         }
     }
     let mut exit = Exit::Success;

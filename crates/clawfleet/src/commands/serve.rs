@@ -6,9 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use api::{Api, Tokens};
+use cloud::Limits;
+use cloud::metrics::AwsRequests;
 use cloud::{Calls, Secrets};
-use controller::metrics::AwsRequests;
-use controller::ratelimit::Limits;
 use store::Store;
 use tracing::{info, warn};
 

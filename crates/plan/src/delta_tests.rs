@@ -4,84 +4,30 @@
 
 use std::collections::BTreeMap;
 
-use cloud::observed::Task;
+use crate::observed::Task;
 use spec::render::{self, Container, Settings, TaskDefinition};
 use spec::{AgentDocument, PluginDocument};
 
 use super::*;
+use crate::fixtures::{self, SECRET_ARN, launched, revision_arn, settings, template};
 
-const AGENT: &str = "acme-support";
-const SECRET_ARN: &str = "arn:aws:secretsmanager:us-east-1:123456789012:secret:/openclaw/agents/acme-support/secrets-AbCdEf";
-
-fn settings() -> Settings {
-    Settings {
-        subnets: vec!["subnet-a".into()],
-        security_groups: vec!["sg-1".into()],
-        ..Settings::new("dev", "fs-1")
-    }
-}
-
-fn template() -> TaskDefinition {
-    TaskDefinition {
-        family: "agent-template".into(),
-        task_role_arn: Some("arn:aws:iam::123456789012:role/task".into()),
-        execution_role_arn: Some("arn:aws:iam::123456789012:role/exec".into()),
-        network_mode: Some("awsvpc".into()),
-        requires_compatibilities: vec!["FARGATE".into()],
-        cpu: Some("512".into()),
-        memory: Some("1024".into()),
-        container_definitions: vec![Container {
-            name: "agent".into(),
-            image: "openclaw/openclaw:latest".into(),
-            essential: Some(true),
-            memory_reservation: Some(512),
-            ..Container::default()
-        }],
-        ..TaskDefinition::default()
-    }
-}
-
+/// The fixture document, with skills and a plugin, which travel in `PLUGIN_MANIFEST`.
 fn document() -> AgentDocument {
     AgentDocument {
-        agent_id: Some(AGENT.into()),
-        client_id: Some("acme".into()),
-        image: Some("openclaw/openclaw:v1.2.3".into()),
-        plan: Some("small".into()),
         skills: vec!["summarize".into()],
         plugins: vec![PluginDocument {
             name: "web-search".into(),
             source: "https://github.com/openclaw/web-search.git".into(),
             version: "1.0.0".into(),
         }],
-        env: BTreeMap::from([("LOG_LEVEL".into(), "info".into())]),
-        secret_keys: vec!["OPENAI_API_KEY".into()],
-        tags: BTreeMap::from([("CostCenter".into(), "acme".into())]),
-        ..AgentDocument::default()
+        ..fixtures::document()
     }
-}
-
-fn revision_arn(n: i32) -> String {
-    format!("arn:aws:ecs:us-east-1:123456789012:task-definition/clawfleet_dev_{AGENT}:{n}")
 }
 
 /// The RunTask a document asks for, on revision `n`.
 fn run_task(doc: &AgentDocument, n: i32) -> RunTask {
     let spec = doc.validate().expect("valid fixture");
     render::run_task(&spec, &settings(), &revision_arn(n))
-}
-
-/// The task DescribeTasks reports after launching `run`.
-fn launched(run: &RunTask) -> Task {
-    Task {
-        arn: "arn:aws:ecs:us-east-1:123456789012:task/dev/1111".into(),
-        task_definition_arn: run.task_definition.clone(),
-        last_status: "RUNNING".into(),
-        desired_status: "RUNNING".into(),
-        started_by: Some(run.started_by.clone()),
-        tags: run.tags.clone(),
-        overrides: Some(run.overrides.clone()),
-        ..Task::default()
-    }
 }
 
 /// One row: how the spec changed since the task was launched, and what that must do.
@@ -741,4 +687,18 @@ fn a_delta_reads_without_rust_debug_syntax() {
         text.contains("environment.LOG_LEVEL: info -> (none)"),
         "{text}"
     );
+}
+
+#[test]
+fn tags_people_and_aws_own_are_never_removed_on_any_resource() {
+    let want = BTreeMap::from([("CostCenter".to_owned(), "acme".to_owned())]);
+    let have = BTreeMap::from([
+        ("Name".to_owned(), "my agent".to_owned()),
+        ("aws:cloudformation:stack-name".to_owned(), "x".to_owned()),
+        ("Stale".to_owned(), "1".to_owned()),
+        ("clawfleet:launch-attempt".to_owned(), "3".to_owned()),
+    ]);
+    let delta = tag_delta(&want, &have, &["clawfleet:launch-attempt"]);
+    assert_eq!(delta.add, want);
+    assert_eq!(delta.remove, ["Stale"]);
 }

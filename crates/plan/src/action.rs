@@ -1,4 +1,6 @@
-//! The closed vocabulary of what a reconcile may do.
+//! The closed vocabulary of what a reconcile may do. Each action carries, as data, everything
+//! the executor needs to decide how to carry it out: the executor never reads back a message,
+//! a reason or a tag that `plan` wrote.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -7,6 +9,57 @@ use spec::AgentStatus;
 use spec::render;
 
 use crate::delta::Delta;
+
+/// Why clawfleet stops a task. ECS shows [`StopReason`]'s text as the task's `stoppedReason`,
+/// always behind [`crate::STOP_REASON_PREFIX`], so that clawfleet's own stops are never taken
+/// for crashes when the task is observed again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StopReason {
+    /// `desired_state` is `stopped`.
+    DesiredStopped,
+    /// The agent is being deleted, or its spec is gone (garbage collection).
+    Deleted,
+    /// More than one live task for one agent: drift, the extras go.
+    ExtraTask,
+    /// The running task no longer matches the spec; these fields differ. Takes a rollout slot.
+    Replacing(Vec<String>),
+}
+
+impl StopReason {
+    /// Whether this stop is a replacement, which rollout pacing limits.
+    #[must_use]
+    pub fn is_replacement(&self) -> bool {
+        matches!(self, Self::Replacing(_))
+    }
+
+    /// Whether this stop corrects drift (something happened behind clawfleet's back).
+    #[must_use]
+    pub fn is_drift(&self) -> bool {
+        matches!(self, Self::ExtraTask)
+    }
+}
+
+impl fmt::Display for StopReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(crate::STOP_REASON_PREFIX)?;
+        match self {
+            Self::DesiredStopped => f.write_str("desired_state is stopped"),
+            Self::Deleted => f.write_str("agent deleted"),
+            Self::ExtraTask => f.write_str("more than one task for this agent"),
+            Self::Replacing(paths) => write!(f, "replacing: {}", paths.join(", ")),
+        }
+    }
+}
+
+/// Why a task is launched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Launch {
+    /// No task ran for this spec yet, or the last one was stopped by clawfleet (a replacement).
+    Start,
+    /// The last task stopped on its own (a crash, or a person's StopTask): a drift correction,
+    /// counted in `restarts`.
+    CrashRestart,
+}
 
 /// One step of a plan. Steps run in order; each mutating step names the AWS call it makes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,10 +76,18 @@ pub enum Action {
         tags: BTreeMap<String, String>,
         changes: Delta,
     },
-    /// ECS RunTask.
-    RunTask(render::RunTask),
+    /// ECS RunTask. `attempt` is the launch attempt, already recorded in the status by an
+    /// earlier [`Action::UpdateStatus`] of the same plan; the launch token derives from it.
+    RunTask {
+        request: render::RunTask,
+        attempt: u64,
+        cause: Launch,
+    },
     /// ECS StopTask.
-    StopTask { task_arn: String, reason: String },
+    StopTask {
+        task_arn: String,
+        reason: StopReason,
+    },
     /// TagResource / UntagResource on an ECS task, EFS access point or secret, in place.
     TagResource {
         arn: String,
@@ -50,6 +111,18 @@ impl Action {
     #[must_use]
     pub fn is_aws(&self) -> bool {
         !matches!(self, Self::UpdateStatus(_) | Self::DeleteItems)
+    }
+
+    /// Whether the step creates something, which calls for a fresh read of the agent first.
+    #[must_use]
+    pub fn is_create(&self) -> bool {
+        matches!(
+            self,
+            Self::CreateAccessPoint(_)
+                | Self::CreateSecret(_)
+                | Self::RegisterTaskDefinition { .. }
+                | Self::RunTask { .. }
+        )
     }
 }
 
@@ -81,10 +154,13 @@ impl fmt::Display for Action {
                     )
                 }
             }
-            Self::RunTask(r) => write!(
+            Self::RunTask { request, .. } => write!(
                 f,
                 "run task {} cpu {} memory {} in {}",
-                r.task_definition, r.overrides.cpu, r.overrides.memory, r.cluster
+                request.task_definition,
+                request.overrides.cpu,
+                request.overrides.memory,
+                request.cluster
             ),
             Self::StopTask { task_arn, reason } => write!(f, "stop task {task_arn} ({reason})"),
             Self::TagResource { arn, add, remove } => {
@@ -122,6 +198,7 @@ impl fmt::Display for Action {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Wait {
     pub after_secs: u64,
+    /// For people (logs, `plan`); nothing decides on it.
     pub reason: String,
 }
 
@@ -138,5 +215,11 @@ impl Plan {
     #[must_use]
     pub fn is_empty(&self) -> bool {
         self.actions.is_empty()
+    }
+
+    /// Whether the plan asks to look again, now or later: the resync enqueues such agents.
+    #[must_use]
+    pub fn has_work(&self) -> bool {
+        !self.actions.is_empty() || self.wait.is_some()
     }
 }

@@ -1,10 +1,11 @@
-//! The AWS operations a reconcile may perform, as a trait so that tests can put a fake that
-//! behaves like AWS (remembered tokens, lagging listings, lost responses) where moto cannot.
+//! The AWS side of a reconcile, as a port: one method per AWS operation, so that tests can put
+//! a fake that behaves like AWS (remembered tokens, lagging listings, lost responses) where moto
+//! cannot. [`RealCloud`] is the adapter onto [`cloud::Aws`].
 
 use std::collections::BTreeMap;
 
-use cloud::observed::{AccessPoint, AgentResources, Secret, Task, TaskDefinitionRevision};
 use cloud::{Aws, AwsError};
+use plan::observed::{AccessPoint, AgentResources, Secret, Task, TaskDefinitionRevision};
 use spec::render::{self, RunTask, Settings, TaskDefinition};
 
 /// One method per AWS operation (or, for `observe_agent`, per batch of reads).

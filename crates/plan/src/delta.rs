@@ -7,7 +7,7 @@ use std::fmt;
 
 use serde::Serialize;
 
-use cloud::observed::Task;
+use crate::observed::Task;
 use spec::render::{self, Container, NameValue, RunTask, TaskDefinition, tag};
 
 /// One field that differs.
@@ -158,28 +158,60 @@ pub fn task_delta(desired: &RunTask, task: &Task) -> TaskDelta {
         replace.compare("restart_requested_at", wanted, task.tags.get(tag::RESTART));
     }
 
-    let mut tags_add = BTreeMap::new();
-    for (k, v) in &desired.tags {
-        if k != tag::RESTART && k != tag::LAUNCH_ATTEMPT && task.tags.get(k) != Some(v) {
-            tags_add.insert(k.clone(), v.clone());
-        }
-    }
-    let tags_remove = task
-        .tags
-        .keys()
-        .filter(|k| {
-            k.as_str() != tag::RESTART
-                && k.as_str() != tag::LAUNCH_ATTEMPT
-                && !desired.tags.contains_key(*k)
-                && !k.to_lowercase().starts_with("aws:")
-        })
-        .cloned()
-        .collect();
+    let tags = tag_delta(
+        &desired.tags,
+        &task.tags,
+        &[tag::RESTART, tag::LAUNCH_ATTEMPT],
+    );
+    let (tags_add, tags_remove) = (tags.add, tags.remove);
     TaskDelta {
         replace,
         tags_add,
         tags_remove,
     }
+}
+
+/// The tag changes that bring `have` to `want`, applied in place (TagResource/UntagResource).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TagDelta {
+    pub add: BTreeMap<String, String>,
+    pub remove: Vec<String>,
+}
+
+impl TagDelta {
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.add.is_empty() && self.remove.is_empty()
+    }
+}
+
+/// The one rule for tags on every resource: clawfleet sets what it wants and removes the rest,
+/// except AWS's own (`aws:`, which cannot be removed) and `Name`, which people set in the
+/// console to find things. Keys in `skip` are neither set nor removed here (they have another
+/// meaning, such as the launch attempt).
+#[must_use]
+pub fn tag_delta(
+    want: &BTreeMap<String, String>,
+    have: &BTreeMap<String, String>,
+    skip: &[&str],
+) -> TagDelta {
+    let skipped = |k: &str| skip.contains(&k);
+    let add = want
+        .iter()
+        .filter(|(k, v)| !skipped(k) && have.get(*k) != Some(*v))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let remove = have
+        .keys()
+        .filter(|k| {
+            !skipped(k)
+                && !want.contains_key(*k)
+                && !k.to_lowercase().starts_with("aws:")
+                && k.as_str() != "Name"
+        })
+        .cloned()
+        .collect();
+    TagDelta { add, remove }
 }
 
 /// Compares a rendered task definition with a registered revision, field by field, so that

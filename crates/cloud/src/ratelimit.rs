@@ -550,6 +550,29 @@ fn is_operation(name: &str) -> bool {
     })
 }
 
+impl crate::Gate for Limits {
+    fn pass<'a>(
+        &'a self,
+        service: &'static str,
+        operation: &'static str,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), crate::AwsError>> + Send + 'a>>
+    {
+        Box::pin(async move {
+            // Cleanup of old revisions yields to registrations new agents wait for.
+            if operation == "DeregisterTaskDefinition" {
+                self.acquire_low_priority(service, operation).await;
+            } else {
+                self.acquire(service, operation).await;
+            }
+            Ok(())
+        })
+    }
+
+    fn throttled(&self, service: &'static str, operation: &'static str) {
+        Limits::throttled(self, service, operation);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

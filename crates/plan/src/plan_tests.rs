@@ -2,124 +2,13 @@
 
 use std::collections::BTreeMap;
 
-use cloud::observed::{AccessPoint, AgentResources, Secret, Task, TaskDefinitionRevision};
-use spec::render::{self, Container, Settings, TaskDefinition};
-use spec::{AgentDocument, AgentSpec, AgentStatus, ConditionStatus, Phase};
+use crate::observed::AgentResources;
+use spec::render;
+use spec::{AgentSpec, AgentStatus, ConditionKind, ConditionStatus, Phase};
 
 use super::*;
-use crate::action::Action;
-
-const NOW: i64 = 1_780_000_000;
-const AGENT: &str = "acme-support";
-const TASK_ARN: &str = "arn:aws:ecs:us-east-1:123456789012:task/dev/1111";
-const SECRET_ARN: &str = "arn:aws:secretsmanager:us-east-1:123456789012:secret:/openclaw/agents/acme-support/secrets-AbCdEf";
-
-fn settings() -> Settings {
-    Settings {
-        subnets: vec!["subnet-a".into(), "subnet-b".into()],
-        security_groups: vec!["sg-1".into()],
-        ..Settings::new("dev", "fs-1")
-    }
-}
-
-fn template() -> TaskDefinition {
-    TaskDefinition {
-        family: "agent-template".into(),
-        task_role_arn: Some("arn:aws:iam::123456789012:role/task".into()),
-        execution_role_arn: Some("arn:aws:iam::123456789012:role/exec".into()),
-        network_mode: Some("awsvpc".into()),
-        requires_compatibilities: vec!["FARGATE".into()],
-        cpu: Some("512".into()),
-        memory: Some("1024".into()),
-        container_definitions: vec![Container {
-            name: "agent".into(),
-            image: "openclaw/openclaw:latest".into(),
-            essential: Some(true),
-            memory_reservation: Some(512),
-            ..Container::default()
-        }],
-        ..TaskDefinition::default()
-    }
-}
-
-fn spec() -> AgentSpec {
-    AgentDocument {
-        agent_id: Some(AGENT.into()),
-        client_id: Some("acme".into()),
-        image: Some("openclaw/openclaw:v1.2.3".into()),
-        plan: Some("small".into()),
-        secret_keys: vec!["OPENAI_API_KEY".into()],
-        env: BTreeMap::from([("LOG_LEVEL".into(), "info".into())]),
-        tags: BTreeMap::from([("CostCenter".into(), "acme".into())]),
-        ..AgentDocument::default()
-    }
-    .validate()
-    .expect("valid fixture")
-}
-
-fn revision_arn(n: i32) -> String {
-    format!("arn:aws:ecs:us-east-1:123456789012:task-definition/clawfleet_dev_{AGENT}:{n}")
-}
-
-fn access_point(spec: &AgentSpec, id: &str) -> AccessPoint {
-    let want = render::access_point(spec, &settings());
-    AccessPoint {
-        id: id.into(),
-        arn: format!("arn:aws:elasticfilesystem:us-east-1:123456789012:access-point/{id}"),
-        file_system_id: want.file_system_id,
-        root_path: Some(want.root_path),
-        posix_uid: Some(1000),
-        posix_gid: Some(1000),
-        tags: want.tags,
-        life_cycle_state: "available".into(),
-    }
-}
-
-fn revision(
-    spec: &AgentSpec,
-    template: &TaskDefinition,
-    ap: &str,
-    n: i32,
-) -> TaskDefinitionRevision {
-    TaskDefinitionRevision {
-        arn: revision_arn(n),
-        revision: n,
-        content: render::task_definition(spec, template, &settings(), SECRET_ARN, ap)
-            .expect("renders"),
-    }
-}
-
-fn running_task(spec: &AgentSpec, arn: &str, td: &str, started_at: i64) -> Task {
-    let run = render::run_task(spec, &settings(), td);
-    Task {
-        arn: arn.into(),
-        task_definition_arn: td.into(),
-        last_status: "RUNNING".into(),
-        desired_status: "RUNNING".into(),
-        started_by: Some(run.started_by),
-        tags: run.tags,
-        overrides: Some(run.overrides),
-        started_at: Some(started_at),
-        ..Task::default()
-    }
-}
-
-/// What AWS looks like for `spec` once converged.
-fn converged(spec: &AgentSpec) -> AgentResources {
-    AgentResources {
-        tasks: vec![running_task(spec, TASK_ARN, &revision_arn(1), NOW - 100)],
-        access_points: vec![access_point(spec, "fsap-1")],
-        secret: Some(Secret {
-            arn: SECRET_ARN.into(),
-            name: render::secret_name(&settings(), AGENT),
-            tags: render::resource_tags(spec),
-            key_names: Some(vec!["OPENAI_API_KEY".into()]),
-            deleted: false,
-        }),
-        latest_revision: Some(revision(spec, &template(), "fsap-1", 1)),
-        older_revisions: Vec::new(),
-    }
-}
+use crate::action::{Action, Launch, StopReason};
+use crate::fixtures::*;
 
 fn run_plan(
     spec: Option<Result<&AgentSpec, &str>>,
@@ -174,21 +63,23 @@ fn aws_actions(plan: &Plan) -> Vec<&Action> {
     plan.actions.iter().filter(|a| a.is_aws()).collect()
 }
 
-fn stops(plan: &Plan) -> Vec<&str> {
+fn stops(plan: &Plan) -> Vec<String> {
     plan.actions
         .iter()
         .filter_map(|a| match a {
-            Action::StopTask { reason, .. } => Some(reason.as_str()),
+            Action::StopTask { reason, .. } => Some(reason.to_string()),
             _ => None,
         })
         .collect()
 }
 
 fn has_run_task(plan: &Plan) -> bool {
-    plan.actions.iter().any(|a| matches!(a, Action::RunTask(_)))
+    plan.actions
+        .iter()
+        .any(|a| matches!(a, Action::RunTask { .. }))
 }
 
-fn condition(status: &AgentStatus, kind: &str) -> (ConditionStatus, String, String) {
+fn condition(status: &AgentStatus, kind: ConditionKind) -> (ConditionStatus, String, String) {
     let c = status.condition(kind).expect("condition present");
     (c.status, c.reason.clone(), c.message.clone())
 }
@@ -215,7 +106,10 @@ fn a_new_agent_gets_an_access_point_and_a_secret_first() {
     assert!(!has_run_task(&plan));
     let status = final_status(&plan);
     assert_eq!(status.phase, Phase::Pending);
-    assert_eq!(condition(&status, "SecretsReady").0, ConditionStatus::False);
+    assert_eq!(
+        condition(&status, ConditionKind::SecretsReady).0,
+        ConditionStatus::False
+    );
 }
 
 #[test]
@@ -255,7 +149,7 @@ fn a_new_agent_launches_once_its_revision_exists() {
     let plan = run_plan(Some(Ok(&spec)), false, None, &observed);
     let aws = aws_actions(&plan);
     assert_eq!(aws.len(), 1, "{aws:?}");
-    let Action::RunTask(run) = aws[0] else {
+    let Action::RunTask { request: run, .. } = aws[0] else {
         panic!("expected RunTask, got {}", aws[0])
     };
     assert_eq!(run.task_definition, revision_arn(1));
@@ -266,7 +160,7 @@ fn a_new_agent_launches_once_its_revision_exists() {
     let run_at = plan
         .actions
         .iter()
-        .position(|a| matches!(a, Action::RunTask(_)));
+        .position(|a| matches!(a, Action::RunTask { .. }));
     let recorded = plan
         .actions
         .iter()
@@ -285,8 +179,14 @@ fn an_already_converged_agent_has_an_empty_plan() {
     let observed = converged(&spec);
     let status = settled(&spec, &observed);
     assert_eq!(status.phase, Phase::Running);
-    assert_eq!(condition(&status, "Ready").0, ConditionStatus::True);
-    assert_eq!(condition(&status, "Synced").0, ConditionStatus::True);
+    assert_eq!(
+        condition(&status, ConditionKind::Ready).0,
+        ConditionStatus::True
+    );
+    assert_eq!(
+        condition(&status, ConditionKind::Synced).0,
+        ConditionStatus::True
+    );
     assert_eq!(status.task_arn.as_deref(), Some(TASK_ARN));
     assert_eq!(status.access_point_id.as_deref(), Some("fsap-1"));
     let plan = run_plan(Some(Ok(&spec)), false, Some(&status), &observed);
@@ -378,7 +278,7 @@ fn a_plan_change_replaces_the_task_with_new_cpu_and_memory() {
     replaced.tasks[0].stopped_reason = Some(reasons[0].to_owned());
     let plan = run_plan(Some(Ok(&new)), false, None, &replaced);
     let run = plan.actions.iter().find_map(|a| match a {
-        Action::RunTask(r) => Some(r),
+        Action::RunTask { request: r, .. } => Some(r),
         _ => None,
     });
     let run = run.expect("the new task starts once the old one is STOPPED");
@@ -776,7 +676,7 @@ fn missing_secret_keys_wait_with_no_task_and_name_the_keys() {
     assert_eq!(plan.wait, None, "waiting on the owner, not on a timer");
     let status = final_status(&plan);
     assert_eq!(status.phase, Phase::Pending);
-    let (state, reason, message) = condition(&status, "SecretsReady");
+    let (state, reason, message) = condition(&status, ConditionKind::SecretsReady);
     assert_eq!(
         (state, reason.as_str()),
         (ConditionStatus::False, "MissingKeys")
@@ -801,7 +701,10 @@ fn a_stop_for_a_missing_secret_key_is_not_counted_as_a_crash() {
     assert!(!has_run_task(&plan));
     let status = final_status(&plan);
     assert_eq!(status.restarts, 0);
-    assert_eq!(condition(&status, "Ready").1, "WaitingForSecrets");
+    assert_eq!(
+        condition(&status, ConditionKind::Ready).1,
+        "WaitingForSecrets"
+    );
 }
 
 #[test]
@@ -813,7 +716,7 @@ fn an_invalid_spec_changes_nothing_and_leaves_the_running_task_alone() {
     let plan = run_plan(Some(Err(error)), false, Some(&before), &observed);
     assert!(aws_actions(&plan).is_empty(), "{:?}", plan.actions);
     let status = final_status(&plan);
-    let (state, reason, message) = condition(&status, "SpecValid");
+    let (state, reason, message) = condition(&status, ConditionKind::SpecValid);
     assert_eq!(
         (state, reason.as_str(), message.as_str()),
         (ConditionStatus::False, "InvalidSpec", error)
@@ -856,7 +759,7 @@ fn a_task_stopped_by_a_person_is_replaced_at_once() {
 
 fn launched_attempt(plan: &Plan) -> Option<String> {
     plan.actions.iter().find_map(|a| match a {
-        Action::RunTask(r) => r.tags.get(render::tag::LAUNCH_ATTEMPT).cloned(),
+        Action::RunTask { request: r, .. } => r.tags.get(render::tag::LAUNCH_ATTEMPT).cloned(),
         _ => None,
     })
 }
@@ -897,7 +800,7 @@ fn a_relaunch_after_a_seen_attempt_uses_the_next_attempt() {
     let run = plan
         .actions
         .iter()
-        .position(|a| matches!(a, Action::RunTask(_)));
+        .position(|a| matches!(a, Action::RunTask { .. }));
     assert!(recorded < run, "attempt 4 is recorded before RunTask");
     assert_eq!(final_status(&plan).restarts, 1);
 }
@@ -943,4 +846,72 @@ fn of_two_matching_tasks_the_one_clawfleet_launched_is_kept() {
         stopped,
         ["arn:aws:ecs:us-east-1:123456789012:task/dev/9999"]
     );
+}
+
+/// The launch the plan asks for: its attempt and why.
+fn launch(plan: &Plan) -> Option<(u64, Launch)> {
+    plan.actions.iter().find_map(|a| match a {
+        Action::RunTask { attempt, cause, .. } => Some((*attempt, *cause)),
+        _ => None,
+    })
+}
+
+#[test]
+fn a_crash_restart_says_so_in_the_action_and_a_first_launch_does_not() {
+    let spec = spec();
+    let before = settled(&spec, &converged(&spec));
+    let plan = run_plan(Some(Ok(&spec)), false, Some(&before), &crashed(&spec, 30));
+    assert_eq!(
+        launch(&plan),
+        Some((before.launch_attempt + 1, Launch::CrashRestart))
+    );
+
+    let mut fresh = converged(&spec);
+    fresh.tasks.clear();
+    let plan = run_plan(Some(Ok(&spec)), false, None, &fresh);
+    assert_eq!(launch(&plan), Some((1, Launch::Start)));
+}
+
+#[test]
+fn the_run_task_action_carries_the_attempt_it_tags_the_task_with() {
+    let spec = spec();
+    let mut observed = converged(&spec);
+    observed.tasks.clear();
+    let plan = run_plan(Some(Ok(&spec)), false, None, &observed);
+    let (attempt, _) = launch(&plan).expect("a launch");
+    assert_eq!(launched_attempt(&plan), Some(attempt.to_string()));
+}
+
+#[test]
+fn stops_carry_a_typed_reason_the_executor_decides_on() {
+    let old = spec();
+    let mut registered = converged(&old);
+    let mut new = old.clone();
+    new.image = Some("openclaw/openclaw:v1.3.0".into());
+    registered.older_revisions = vec![revision_arn(1)];
+    registered.latest_revision = Some(revision(&new, &template(), "fsap-1", 2));
+    let plan = run_plan(Some(Ok(&new)), false, None, &registered);
+    let reasons: Vec<&StopReason> = plan
+        .actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::StopTask { reason, .. } => Some(reason),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        reasons,
+        [&StopReason::Replacing(vec!["task_definition".into()])]
+    );
+    assert!(reasons[0].is_replacement() && !reasons[0].is_drift());
+
+    let mut two = converged(&old);
+    let mut extra = two.tasks[0].clone();
+    extra.arn = "arn:aws:ecs:us-east-1:123456789012:task/dev/2222".into();
+    two.tasks.push(extra);
+    let plan = run_plan(Some(Ok(&old)), false, None, &two);
+    assert!(plan.actions.iter().any(|a| matches!(
+        a,
+        Action::StopTask { reason, .. } if reason.is_drift() && !reason.is_replacement()
+    )));
 }

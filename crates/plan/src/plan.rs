@@ -8,12 +8,14 @@
 
 use std::collections::BTreeMap;
 
-use cloud::observed::{AgentResources, Task};
+use crate::observed::{AgentResources, Task};
 use spec::render::{self, Settings, TaskDefinition};
-use spec::{AgentSpec, AgentStatus, Condition, ConditionStatus, DesiredState, Phase};
+use spec::{
+    AgentSpec, AgentStatus, Condition, ConditionKind, ConditionStatus, DesiredState, Phase,
+};
 
-use crate::action::{Action, Plan, Wait};
-use crate::delta::{definition_delta, task_delta};
+use crate::action::{Action, Launch, Plan, StopReason, Wait};
+use crate::delta::{definition_delta, tag_delta, task_delta};
 
 /// How long to wait before looking at a task that is starting or stopping again.
 pub const POLL_SECS: u64 = 5;
@@ -38,28 +40,6 @@ pub struct Desired<'a> {
     /// `deletion_requested_at` is set.
     pub deleting: bool,
     pub status: Option<&'a AgentStatus>,
-}
-
-impl<'a> Desired<'a> {
-    /// What a stored agent asks for. `error_text` is the spec item's
-    /// [`store::SpecItem::error_text`], held by the caller for the borrow.
-    #[must_use]
-    pub fn of(
-        agent_id: &'a str,
-        spec_item: Option<&'a store::SpecItem>,
-        error_text: Option<&'a str>,
-        status: Option<&'a AgentStatus>,
-    ) -> Self {
-        Self {
-            agent_id,
-            spec: spec_item.map(|s| match &s.spec {
-                Ok(spec) => Ok(spec),
-                Err(_) => Err(error_text.unwrap_or_default()),
-            }),
-            deleting: spec_item.is_some_and(|s| s.meta.is_deleting()),
-            status,
-        }
-    }
 }
 
 /// What every plan of one pass shares.
@@ -105,7 +85,7 @@ impl StatusDraft {
 
     fn condition(
         &mut self,
-        kind: &str,
+        kind: ConditionKind,
         status: ConditionStatus,
         reason: &str,
         message: String,
@@ -118,13 +98,13 @@ impl StatusDraft {
             .map_or_else(|| rfc3339(now), |c| c.time.clone());
         self.status.conditions.retain(|c| c.kind != kind);
         self.status.conditions.push(Condition {
-            kind: kind.to_owned(),
+            kind,
             status,
             reason: reason.to_owned(),
             message,
             time,
         });
-        self.status.conditions.sort_by_key(|a| order(&a.kind));
+        self.status.conditions.sort_by_key(|c| c.kind);
     }
 
     /// Appends the status update when it says something new.
@@ -137,23 +117,16 @@ impl StatusDraft {
     }
 }
 
-fn order(kind: &str) -> usize {
-    ["SpecValid", "SecretsReady", "Synced", "Ready"]
-        .iter()
-        .position(|k| *k == kind)
-        .unwrap_or(usize::MAX)
-}
-
 fn rfc3339(secs: i64) -> String {
     time::OffsetDateTime::from_unix_timestamp(secs)
         .map(spec::format_rfc3339)
         .unwrap_or_default()
 }
 
-fn stop(task: &Task, why: &str) -> Action {
+fn stop(task: &Task, reason: StopReason) -> Action {
     Action::StopTask {
         task_arn: task.arn.clone(),
-        reason: format!("{STOP_REASON_PREFIX}{why}"),
+        reason,
     }
 }
 
@@ -167,7 +140,7 @@ fn invalid(
 ) -> Plan {
     let mut draft = StatusDraft::new(desired, ctx);
     draft.condition(
-        "SpecValid",
+        ConditionKind::SpecValid,
         ConditionStatus::False,
         "InvalidSpec",
         error.to_owned(),
@@ -193,7 +166,7 @@ fn teardown(
     let mut draft = StatusDraft::new(desired, ctx);
     draft.status.phase = Phase::Deleting;
     for task in observed.tasks.iter().filter(|t| t.is_live()) {
-        plan.actions.push(stop(task, "agent deleted"));
+        plan.actions.push(stop(task, StopReason::Deleted));
     }
     if observed.tasks.iter().any(|t| !t.is_stopped()) {
         draft.status.message = Some("waiting for the task to stop before deleting".into());
@@ -270,7 +243,7 @@ fn converge(
     let mut plan = Plan::default();
     let mut draft = StatusDraft::new(desired, ctx);
     draft.condition(
-        "SpecValid",
+        ConditionKind::SpecValid,
         ConditionStatus::True,
         "Valid",
         String::new(),
@@ -317,7 +290,7 @@ fn converge(
     let secrets_ready = missing.is_empty();
     if secrets_ready {
         draft.condition(
-            "SecretsReady",
+            ConditionKind::SecretsReady,
             ConditionStatus::True,
             "KeysPresent",
             String::new(),
@@ -325,7 +298,7 @@ fn converge(
         );
     } else {
         draft.condition(
-            "SecretsReady",
+            ConditionKind::SecretsReady,
             ConditionStatus::False,
             "MissingKeys",
             format!(
@@ -382,13 +355,13 @@ fn converge(
 
     if spec.desired_state == DesiredState::Stopped {
         for task in &live {
-            plan.actions.push(stop(task, "desired_state is stopped"));
+            plan.actions.push(stop(task, StopReason::DesiredStopped));
         }
         if live.is_empty() && !stopping {
             draft.status.phase = Phase::Stopped;
             draft.status.task_arn = None;
             draft.condition(
-                "Ready",
+                ConditionKind::Ready,
                 ConditionStatus::False,
                 "Stopped",
                 "desired_state is stopped".into(),
@@ -397,7 +370,7 @@ fn converge(
         } else {
             draft.status.phase = Phase::Stopping;
             draft.condition(
-                "Ready",
+                ConditionKind::Ready,
                 ConditionStatus::False,
                 "Stopping",
                 String::new(),
@@ -434,8 +407,7 @@ fn converge(
         .iter()
         .filter(|t| Some(t.arn.as_str()) != keep.map(|k| k.arn.as_str()))
     {
-        plan.actions
-            .push(stop(extra, "more than one task for this agent"));
+        plan.actions.push(stop(extra, StopReason::ExtraTask));
     }
 
     match (keep, &want_run) {
@@ -445,12 +417,19 @@ fn converge(
             if delta.needs_replacement() {
                 plan.actions.push(stop(
                     task,
-                    &format!("replacing: {}", delta.replace.paths().join(", ")),
+                    StopReason::Replacing(
+                        delta
+                            .replace
+                            .paths()
+                            .into_iter()
+                            .map(str::to_owned)
+                            .collect(),
+                    ),
                 ));
                 draft.status.phase = Phase::Provisioning;
                 draft.status.message = Some(format!("replacing the task: {}", delta.replace));
                 draft.condition(
-                    "Ready",
+                    ConditionKind::Ready,
                     ConditionStatus::False,
                     "Replacing",
                     String::new(),
@@ -482,7 +461,7 @@ fn converge(
         (None, _) if stopping => {
             draft.status.phase = Phase::Provisioning;
             draft.condition(
-                "Ready",
+                ConditionKind::Ready,
                 ConditionStatus::False,
                 "TaskStopping",
                 "waiting for the old task to stop".into(),
@@ -509,7 +488,7 @@ fn running_or_starting(draft: &mut StatusDraft, plan: &mut Plan, task: &Task, ct
     if task.last_status == "RUNNING" {
         draft.status.phase = Phase::Running;
         draft.condition(
-            "Ready",
+            ConditionKind::Ready,
             ConditionStatus::True,
             "TaskRunning",
             String::new(),
@@ -518,7 +497,7 @@ fn running_or_starting(draft: &mut StatusDraft, plan: &mut Plan, task: &Task, ct
     } else {
         draft.status.phase = Phase::Provisioning;
         draft.condition(
-            "Ready",
+            ConditionKind::Ready,
             ConditionStatus::False,
             "TaskStarting",
             format!("task is {}", task.last_status),
@@ -547,7 +526,7 @@ fn launch(
     if !secrets_ready || last_stopped.is_some_and(|t| failed_on_secrets(t) && !secrets_ready) {
         draft.status.phase = Phase::Pending;
         draft.condition(
-            "Ready",
+            ConditionKind::Ready,
             ConditionStatus::False,
             "WaitingForSecrets",
             "the agent's declared secret keys are not all set".into(),
@@ -558,7 +537,7 @@ fn launch(
     let Some(want) = want else {
         draft.status.phase = Phase::Provisioning;
         draft.condition(
-            "Ready",
+            ConditionKind::Ready,
             ConditionStatus::False,
             "Provisioning",
             String::new(),
@@ -568,6 +547,7 @@ fn launch(
     };
     let attempt = next_attempt(&draft.status, observed);
     let retrying = attempt == draft.status.launch_attempt;
+    let mut cause = Launch::Start;
     // A task that stopped on its own (a crash, or a person's StopTask) is restarted, with
     // backoff when it keeps stopping; a stop for lack of secrets is not a crash. A retry of an
     // attempt whose outcome is unknown is no new restart.
@@ -578,7 +558,7 @@ fn launch(
         if let Some(wait) = crash_backoff(&draft.status, ran, ctx.now) {
             draft.status.phase = Phase::Failed;
             draft.condition(
-                "Ready",
+                ConditionKind::Ready,
                 ConditionStatus::False,
                 "CrashBackoff",
                 format!("restarting in {wait}s"),
@@ -593,11 +573,12 @@ fn launch(
         let reset = ran.is_some_and(|r| r >= RESTART_RESET_AFTER_SECS);
         draft.status.restarts = if reset { 1 } else { draft.status.restarts + 1 };
         draft.status.last_restart_at = Some(rfc3339(ctx.now));
+        cause = Launch::CrashRestart;
     }
     draft.status.launch_attempt = attempt;
     draft.status.phase = Phase::Provisioning;
     draft.condition(
-        "Ready",
+        ConditionKind::Ready,
         ConditionStatus::False,
         "TaskStarting",
         String::new(),
@@ -609,10 +590,15 @@ fn launch(
         plan.actions
             .push(Action::UpdateStatus(draft.status.clone()));
     }
-    let mut run = want.clone();
-    run.tags
+    let mut request = want.clone();
+    request
+        .tags
         .insert(render::tag::LAUNCH_ATTEMPT.to_owned(), attempt.to_string());
-    plan.actions.push(Action::RunTask(run));
+    plan.actions.push(Action::RunTask {
+        request,
+        attempt,
+        cause,
+    });
 }
 
 /// The attempt a launch uses: the one recorded in the status when no task from it was seen
@@ -636,23 +622,12 @@ fn push_tags(
     have: &BTreeMap<String, String>,
     want: &BTreeMap<String, String>,
 ) {
-    let add: BTreeMap<String, String> = want
-        .iter()
-        .filter(|(k, v)| have.get(*k) != Some(*v))
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
-    let remove: Vec<String> = have
-        .keys()
-        .filter(|k| {
-            !want.contains_key(*k) && !k.to_lowercase().starts_with("aws:") && k.as_str() != "Name"
-        })
-        .cloned()
-        .collect();
-    if !add.is_empty() || !remove.is_empty() {
+    let delta = tag_delta(want, have, &[]);
+    if !delta.is_empty() {
         plan.actions.push(Action::TagResource {
             arn: arn.to_owned(),
-            add,
-            remove,
+            add: delta.add,
+            remove: delta.remove,
         });
     }
 }
@@ -667,7 +642,7 @@ fn synced(mut draft: StatusDraft, desired: &Desired<'_>, plan: Plan, ctx: &Conte
         .collect();
     if pending.is_empty() && plan.wait.is_none() {
         draft.condition(
-            "Synced",
+            ConditionKind::Synced,
             ConditionStatus::True,
             "Converged",
             String::new(),
@@ -679,7 +654,7 @@ fn synced(mut draft: StatusDraft, desired: &Desired<'_>, plan: Plan, ctx: &Conte
             .cloned()
             .or_else(|| plan.wait.as_ref().map(|w| w.reason.clone()));
         draft.condition(
-            "Synced",
+            ConditionKind::Synced,
             ConditionStatus::False,
             "Reconciling",
             message.unwrap_or_default(),

@@ -1,0 +1,251 @@
+//! The executor: carries out one [`Action`] of a plan, decided on the action's data alone, and
+//! files what AWS answered into the observed state, as the listing will show it once it catches
+//! up. Creates register an expectation first-hand, so a lagging listing never causes a second.
+
+use std::collections::BTreeMap;
+
+use plan::observed::{AgentResources, Secret};
+use plan::{Action, Launch, Wait};
+use spec::AgentStatus;
+use spec::render::{self, tag};
+use store::Agent;
+use tracing::{info, warn};
+
+use crate::aws::Cloud;
+use crate::reconcile::{Outcome, ROLLOUT_RETRY_SECS, ReconcileError, Reconciler};
+use crate::status::StatusStore;
+use crate::token;
+
+impl<C: Cloud, S: StatusStore> Reconciler<'_, C, S> {
+    /// Carries out one action and files its result into `observed`, as the listing will show
+    /// it once it catches up.
+    pub(crate) async fn execute(
+        &self,
+        agent: &Agent,
+        status: &mut Option<AgentStatus>,
+        written: &mut Option<AgentStatus>,
+        observed: &mut AgentResources,
+        action: Action,
+    ) -> Result<Option<Outcome>, ReconcileError> {
+        let agent_id = agent.agent_id.as_str();
+        info!(agent_id, action = %action, "acting");
+        match action {
+            Action::CreateAccessPoint(request) => {
+                // The status names the access point last seen. Not listed now means a lagging
+                // listing (adopt it) or a deletion behind our back (create a new one, with a
+                // token of its own so EFS does not hand back the deleted one).
+                let known = status.as_ref().and_then(|s| s.access_point_id.clone());
+                if let Some(id) = &known
+                    && let Some(ap) = self.cloud.describe_access_point(id).await?
+                    && ap.is_usable()
+                    && ap.root_path.as_deref() == Some(request.root_path.as_str())
+                {
+                    observed.access_points.push(ap);
+                    return Ok(None);
+                }
+                let incarnation = agent
+                    .spec
+                    .as_ref()
+                    .and_then(|s| s.meta.created_at.as_deref())
+                    .unwrap_or_default();
+                if known.is_some() {
+                    self.drift("access_point");
+                }
+                let token =
+                    token::access_point_token(agent_id, incarnation, &request, known.as_deref());
+                let ap = self.cloud.create_access_point(&request, &token).await?;
+                self.expectations.access_point(agent_id, &ap);
+                observed.access_points.push(ap);
+            }
+            Action::CreateSecret(request) => {
+                if status.as_ref().is_some_and(|s| s.secret_arn.is_some()) {
+                    self.drift("secret");
+                }
+                let secret = self.create_secret(agent_id, &request).await?;
+                self.expectations.secret(agent_id, &secret);
+                observed.secret = Some(secret);
+            }
+            Action::RegisterTaskDefinition {
+                definition, tags, ..
+            } => {
+                // RegisterTaskDefinition has no token: re-read the family first, so a retry
+                // after a lost response adopts the revision instead of registering it twice.
+                let current = self
+                    .cloud
+                    .describe_task_definition(&definition.family)
+                    .await?;
+                let revision = match current {
+                    Some(rev) if rev.content == definition => rev,
+                    _ => {
+                        self.cloud
+                            .register_task_definition(&definition, &tags)
+                            .await?
+                    }
+                };
+                self.expectations.revision(agent_id, &revision);
+                if let Some(old) = observed.latest_revision.replace(revision) {
+                    observed.older_revisions.push(old.arn);
+                }
+            }
+            Action::RunTask {
+                request,
+                attempt,
+                cause,
+            } => {
+                let token = token::launch_token(agent_id, attempt, &request);
+                if cause == Launch::CrashRestart {
+                    self.drift("task");
+                }
+                self.flush(agent_id, status.as_ref(), written).await?;
+                match self.cloud.run_task(&request, &token).await {
+                    Ok(task) => {
+                        self.expectations.task(agent_id, &task);
+                        observed.tasks.insert(0, task);
+                    }
+                    // The token was used with other parameters (a spec change while the
+                    // outcome of this attempt was unknown): the next launch takes a new one.
+                    Err(e) if e.has_code("ConflictException") => {
+                        warn!(
+                            agent_id,
+                            "launch token reused with other parameters; moving to the next attempt"
+                        );
+                        // Stored when the reconcile ends, like every other status change.
+                        let mut next = status.clone().unwrap_or_default();
+                        next.launch_attempt = attempt + 1;
+                        *status = Some(next);
+                        return Ok(Some(Outcome::Waiting(Wait {
+                            after_secs: 1,
+                            reason: "launch token conflict".into(),
+                        })));
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            Action::StopTask { task_arn, reason } => {
+                if let Some(rollout) = self.rollout.filter(|_| reason.is_replacement())
+                    && !rollout.begin(agent_id)
+                {
+                    return Ok(Some(Outcome::Waiting(Wait {
+                        after_secs: ROLLOUT_RETRY_SECS,
+                        reason: format!(
+                            "rollout paced: {} replacements in progress",
+                            rollout.in_progress()
+                        ),
+                    })));
+                }
+                if reason.is_drift() {
+                    self.drift("task");
+                }
+                let reason = reason.to_string();
+                self.cloud.stop_task(&task_arn, &reason).await?;
+                for t in observed.tasks.iter_mut().filter(|t| t.arn == task_arn) {
+                    t.desired_status = "STOPPED".into();
+                    t.stopped_reason = Some(reason.clone());
+                }
+            }
+            Action::TagResource { arn, add, remove } => {
+                self.cloud.tag_resource(&arn, &add, &remove).await?;
+                let retag = |tags: &mut BTreeMap<String, String>| {
+                    tags.extend(add.clone());
+                    for k in &remove {
+                        tags.remove(k);
+                    }
+                };
+                for t in observed.tasks.iter_mut().filter(|t| t.arn == arn) {
+                    retag(&mut t.tags);
+                }
+                for ap in observed.access_points.iter_mut().filter(|a| a.arn == arn) {
+                    retag(&mut ap.tags);
+                }
+                if let Some(s) = observed.secret.as_mut().filter(|s| s.arn == arn) {
+                    retag(&mut s.tags);
+                }
+            }
+            Action::DeregisterTaskDefinition { arn } => {
+                self.cloud.deregister_task_definition(&arn).await?;
+                observed.older_revisions.retain(|a| a != &arn);
+                if observed
+                    .latest_revision
+                    .as_ref()
+                    .is_some_and(|l| l.arn == arn)
+                {
+                    observed.latest_revision = None;
+                }
+            }
+            Action::DeleteAccessPoint { id } => {
+                self.cloud.delete_access_point(&id).await?;
+                observed.access_points.retain(|a| a.id != id);
+            }
+            Action::DeleteSecret { arn } => {
+                self.cloud.delete_secret(&arn, self.recovery_days).await?;
+                if let Some(s) = observed.secret.as_mut() {
+                    s.deleted = true;
+                }
+            }
+            Action::DeleteItems => {
+                match &agent.spec {
+                    Some(item) => self.store.delete_items(agent_id, &item.snapshot).await?,
+                    None => self.store.delete_status(agent_id).await?,
+                }
+                self.expectations.forget(agent_id);
+                return Ok(Some(Outcome::Deleted));
+            }
+            Action::UpdateStatus(mut next) => {
+                next.updated_at = Some(spec::now_rfc3339());
+                if let (Some(metrics), Some(hash)) =
+                    (self.metrics, next.observed_spec_hash.as_deref())
+                    && next.phase == spec::Phase::Running
+                {
+                    metrics.running_on(agent_id, hash);
+                }
+                *status = Some(next);
+            }
+        }
+        Ok(None)
+    }
+
+    /// CreateSecret; a name already taken is adopted when it is this agent's (a lagging
+    /// listing), restored when it is this tenant's secret waiting out its recovery window, and
+    /// refused otherwise: a secret never passes between tenants.
+    async fn create_secret(
+        &self,
+        agent_id: &str,
+        request: &render::Secret,
+    ) -> Result<Secret, ReconcileError> {
+        let description = render::secret_description(&[]);
+        let err = match self.cloud.create_secret(request, &description, "{}").await {
+            Ok(secret) => return Ok(secret),
+            Err(e)
+                if e.has_code("ResourceExistsException")
+                    || e.has_code("InvalidRequestException") =>
+            {
+                e
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let Some(existing) = self.cloud.describe_secret(&request.name).await? else {
+            return Err(err.into());
+        };
+        let client = request.tags.get(tag::CLIENT_ID);
+        let ours = existing.agent_id() == Some(agent_id);
+        let same_tenant = ours && existing.tags.get(tag::CLIENT_ID) == client;
+        if !same_tenant {
+            return Err(ReconcileError::Refused(format!(
+                "secret {}: exists and is not this agent's (it carries another agent's or tenant's tags, or none); clawfleet never reuses it",
+                request.name
+            )));
+        }
+        if existing.deleted {
+            info!(agent_id, secret = %request.name, "restoring the tenant's own secret from its recovery window");
+            self.cloud.restore_secret(&existing.arn).await?;
+            self.cloud
+                .tag_resource(&existing.arn, &request.tags, &[])
+                .await?;
+        }
+        Ok(Secret {
+            deleted: false,
+            tags: request.tags.clone(),
+            ..existing
+        })
+    }
+}

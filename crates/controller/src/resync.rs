@@ -1,0 +1,122 @@
+//! The resync: one snapshot of the whole fleet with batched reads, a plan per agent from it, and
+//! every agent whose plan has work (and every orphan) enqueued. [`fleet_plans`] is the one fleet
+//! work list: the controller, `clawfleet plan --all` and `clawfleet reconcile --all` all use it.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::Ordering;
+
+use cloud::ObserveError;
+use plan::observed::{AgentResources, Fleet};
+use plan::{Context, Plan};
+use store::{Agent, SpecItem, StoreError};
+
+use crate::reconcile::desired;
+use crate::runtime::Controller;
+
+/// One agent of the fleet, or an orphan (resources whose agent has no items), with its plan.
+#[derive(Debug)]
+pub struct Entry<'a> {
+    pub agent_id: String,
+    /// `None` for an orphan.
+    pub agent: Option<&'a Agent>,
+    pub observed: AgentResources,
+    pub plan: Plan,
+}
+
+/// The plan for one agent as stored (`None`: no items), given what AWS shows of it.
+#[must_use]
+pub fn plan_for(
+    agent_id: &str,
+    agent: Option<&Agent>,
+    observed: &AgentResources,
+    ctx: &Context<'_>,
+) -> Plan {
+    let spec_item = agent.and_then(|a| a.spec.as_ref());
+    let error = spec_item.and_then(SpecItem::error_text);
+    let desired = desired(
+        agent_id,
+        spec_item,
+        error.as_deref(),
+        agent.and_then(|a| a.status.as_ref()),
+    );
+    plan::plan(&desired, observed, ctx)
+}
+
+/// Every stored agent, then every orphan that still has resources, each with its plan.
+#[must_use]
+pub fn fleet_plans<'a>(agents: &'a [Agent], fleet: &Fleet, ctx: &Context<'_>) -> Vec<Entry<'a>> {
+    let known: BTreeSet<&str> = agents.iter().map(|a| a.agent_id.as_str()).collect();
+    let stored = agents.iter().map(|agent| {
+        let observed = fleet.agent(&agent.agent_id);
+        Entry {
+            plan: plan_for(&agent.agent_id, Some(agent), &observed, ctx),
+            agent_id: agent.agent_id.clone(),
+            agent: Some(agent),
+            observed,
+        }
+    });
+    let orphans = fleet
+        .agents
+        .iter()
+        .filter(|(id, observed)| !known.contains(id.as_str()) && observed.has_live_resources())
+        .map(|(id, observed)| Entry {
+            plan: plan_for(id, None, observed, ctx),
+            agent_id: id.clone(),
+            agent: None,
+            observed: observed.clone(),
+        });
+    stored.chain(orphans).collect()
+}
+
+/// Why a resync failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ResyncError {
+    #[error(transparent)]
+    Observe(#[from] ObserveError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl Controller {
+    /// One snapshot of the whole fleet with batched reads; every agent whose plan has work,
+    /// and every orphan, is enqueued. Returns how many were.
+    ///
+    /// # Errors
+    /// A failed read of AWS or of the table.
+    pub async fn resync(&self) -> Result<usize, ResyncError> {
+        let fleet = self
+            .cloud
+            .aws
+            .observe_fleet(&self.config.template, &self.settings)
+            .await?;
+        let agents = self.store.list().await?;
+        *self.template.write().await = Some(fleet.template.clone());
+        let ctx = Context {
+            settings: &self.settings,
+            template: &fleet.template,
+            now: time::OffsetDateTime::now_utc().unix_timestamp(),
+        };
+        let mut phases: HashMap<String, i64> = HashMap::new();
+        for status in agents.iter().filter_map(|a| a.status.as_ref()) {
+            *phases.entry(status.phase.as_str().to_owned()).or_default() += 1;
+        }
+        self.metrics.agents_by_phase(&phases);
+        let work: Vec<Entry<'_>> = fleet_plans(&agents, &fleet, &ctx)
+            .into_iter()
+            .filter(|e| e.agent.is_none() || e.plan.has_work())
+            .collect();
+        let n = work.len();
+        {
+            let mut snapshots = self
+                .snapshots
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            for entry in work {
+                self.queue.add(&entry.agent_id);
+                snapshots.insert(entry.agent_id, entry.observed);
+            }
+        }
+        self.ready.store(true, Ordering::Relaxed);
+        Ok(n)
+    }
+}

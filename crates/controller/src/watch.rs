@@ -1,0 +1,50 @@
+//! Watching the table's stream: every spec change is enqueued at once, and data lost before it
+//! was read triggers a resync. Only the leader reads: DynamoDB allows about two readers per
+//! shard, and the resync converges everything while the stream is unavailable.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use store::stream::{ChangeFeed, Event, Watcher};
+use tracing::{error, info, warn};
+
+use crate::runtime::Controller;
+
+/// How often the stream is read: well within a second, and within DynamoDB Streams' five
+/// GetRecords per second per shard.
+pub const STREAM_POLL: Duration = Duration::from_millis(250);
+
+impl Controller {
+    /// Follows the table's stream until the task is dropped.
+    pub async fn watch<F: ChangeFeed>(self: Arc<Self>, mut watcher: Watcher<F>) {
+        loop {
+            if !self.is_leader() {
+                tokio::time::sleep(STREAM_POLL).await;
+                continue;
+            }
+            match watcher.poll().await {
+                Ok(events) => {
+                    for event in events {
+                        match event {
+                            Event::Changed(agent_id) => {
+                                info!(agent_id = %agent_id, "spec changed");
+                                self.enqueue(&agent_id);
+                            }
+                            Event::Resync => {
+                                warn!("stream records were trimmed before being read; resyncing");
+                                if let Err(e) = self.resync().await {
+                                    error!(error = %e, "resync failed; the next one retries");
+                                }
+                            }
+                        }
+                    }
+                    tokio::time::sleep(STREAM_POLL).await;
+                }
+                Err(e) => {
+                    warn!(error = %e, "stream unavailable; retrying");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        }
+    }
+}
