@@ -4,6 +4,7 @@
 //! - [`observed`]: what clawfleet sees on AWS, as plain data (the adapters in `cloud` fill it).
 //! - [`delta`]: the typed difference (ACK-style) that decides replacements and registrations.
 //! - [`plan()`]: `plan(desired, observed) -> Plan`, the ordered [`Action`]s and the [`Wait`].
+//! - [`gitops`]: what a sync of one source's manifests does for each Agent.
 //! - [`action`]: the closed vocabulary the executor carries out, with everything it needs as
 //!   data, so it never reads back a message or a tag.
 
@@ -11,6 +12,7 @@ pub mod action;
 pub mod delta;
 #[cfg(any(test, feature = "fixtures"))]
 pub mod fixtures;
+pub mod gitops;
 pub mod observed;
 mod plan;
 

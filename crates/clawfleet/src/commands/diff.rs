@@ -10,8 +10,10 @@ use store::Store;
 
 use crate::cli::GitopsSource;
 use crate::commands::apply;
-use crate::commands::sync::{self, Action, Options, Stored};
+use crate::commands::sync;
 use crate::failure::{Exit, Failure};
+use plan::gitops::{Action, Stored, owner, plan};
+use store::SpecItem;
 
 /// One field that differs between the table and DIR.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -100,17 +102,17 @@ pub fn changes(stored: Option<&AgentDocument>, desired: &AgentDocument) -> Vec<C
 /// The lines `diff` prints for an update: the fields, the owner when adopting, and why a
 /// stored spec that does not validate will be rewritten.
 fn update_lines(
-    current: &Stored<'_>,
+    current: &SpecItem,
     desired: &AgentDocument,
     owner: &str,
     adopt: bool,
 ) -> Vec<String> {
     let mut lines = Vec::new();
-    let stored = match current.spec {
+    let stored = match &current.spec {
         Ok(spec) => Some(spec.to_document(&Meta::default())),
         Err(error) => {
             lines.push(format!("the stored spec is invalid ({error})"));
-            current.document.cloned()
+            current.document.clone()
         }
     };
     if adopt {
@@ -131,12 +133,12 @@ fn update_lines(
 
 pub async fn run(store: &Store, source: &GitopsSource) -> Result<Exit, Failure> {
     let manifests = apply::load(std::slice::from_ref(&source.dir))?;
-    let owner = sync::owner(&source.source);
-    let options = Options::from(source);
+    let owner = owner(&source.source);
+    let options = sync::options(source);
     let items = store.list_specs().await?;
-    let stored: Vec<Stored<'_>> = items.iter().map(Stored::from).collect();
-    let plan = sync::plan(&manifests, &stored, &owner, options);
-    let by_id: BTreeMap<&str, &Stored<'_>> = stored.iter().map(|s| (s.agent_id, s)).collect();
+    let stored: Vec<Stored<'_>> = items.iter().map(sync::stored).collect();
+    let plan = plan(&manifests, &stored, &owner, options);
+    let by_id: BTreeMap<&str, &SpecItem> = items.iter().map(|s| (s.agent_id.as_str(), s)).collect();
 
     let mut differs = false;
     for step in &plan.steps {
