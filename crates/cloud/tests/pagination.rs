@@ -531,3 +531,38 @@ async fn a_secrets_manager_internal_error_is_transient() {
         )
     );
 }
+
+#[tokio::test]
+async fn calls_count_throttled_answers_apart_from_other_errors_and_successes() {
+    let calls = cloud::Calls::default();
+    let throttled = mock!(aws_sdk_ecs::Client::list_tasks)
+        .then_http_response(|| ecs_error(400, "ThrottlingException", "Rate exceeded"));
+    let failed = mock!(aws_sdk_ecs::Client::list_tasks)
+        .then_http_response(|| ecs_error(400, "ClientException", "bad request"));
+    let ok = mock!(aws_sdk_ecs::Client::list_tasks).then_output(|| {
+        ListTasksOutput::builder()
+            .set_task_arns(Some(Vec::new()))
+            .build()
+    });
+    let rules = [&throttled, &failed, &ok];
+    let counter = calls.clone();
+    let client = mock_client!(aws_sdk_ecs, RuleMode::Sequential, &rules, |c| c
+        .retry_config(aws_sdk_ecs::config::retry::RetryConfig::disabled())
+        .interceptor(counter.clone()));
+    let ecs = Ecs::new(client, CLUSTER);
+    for _ in 0..3 {
+        let _ = ecs.list_tasks_started_by("clawfleet/a").await;
+    }
+    let counts = calls.snapshot();
+    let count = |outcome: &str| {
+        counts
+            .get(&("ECS".to_owned(), "ListTasks".to_owned(), outcome.to_owned()))
+            .copied()
+            .unwrap_or(0)
+    };
+    assert_eq!(
+        (count("throttled"), count("error"), count("success")),
+        (1, 1, 1),
+        "{counts:?}"
+    );
+}
