@@ -10,7 +10,7 @@ use controller::expectations::Expectations;
 use controller::reconcile::{Outcome, Reconciler};
 use plan::observed::Task;
 use spec::render::{self, Settings, tag};
-use spec::{AgentDocument, AgentSpec, DesiredState, Phase};
+use spec::{AgentSpec, DesiredState, Phase};
 use store::Store;
 
 struct Env {
@@ -127,18 +127,7 @@ impl Env {
 }
 
 fn agent(agent_id: &str) -> AgentSpec {
-    AgentDocument {
-        agent_id: Some(agent_id.into()),
-        client_id: Some("acme".into()),
-        image: Some("openclaw/openclaw:v1.2.3".into()),
-        plan: Some("small".into()),
-        secret_keys: vec!["OPENAI_API_KEY".into()],
-        env: BTreeMap::from([("LOG_LEVEL".into(), "info".into())]),
-        tags: BTreeMap::from([("CostCenter".into(), "acme".into())]),
-        ..AgentDocument::default()
-    }
-    .validate()
-    .unwrap()
+    plan::fixtures::document_of(agent_id).validate().unwrap()
 }
 
 /// What `clawfleet secrets set` does, through the same adapter.

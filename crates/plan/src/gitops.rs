@@ -30,12 +30,12 @@ pub struct Options {
 }
 
 /// What the planner needs of a stored spec item.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Stored<'a> {
     pub agent_id: &'a str,
     pub meta: &'a Meta,
     /// The stored `client_id`, read even from an item that does not parse.
-    pub client_id: Option<&'a str>,
+    pub client_id: Option<String>,
     /// The spec, when the item parses and validates.
     pub spec: Option<&'a AgentSpec>,
 }
@@ -199,11 +199,11 @@ fn decide(desired: &AgentSpec, current: &Stored<'_>, owner: &str, adopt: bool) -
     if current.meta.is_deleting() {
         return Action::Conflict(Conflict::Deleting);
     }
-    if let Some(stored) = current.client_id
-        && stored != desired.client_id
+    if let Some(stored) = &current.client_id
+        && *stored != desired.client_id
     {
         return Action::Conflict(Conflict::ClientId {
-            stored: stored.to_owned(),
+            stored: stored.clone(),
         });
     }
     let spec = keep_restart_marker(desired, current.spec);
@@ -289,7 +289,7 @@ mod tests {
             Stored {
                 agent_id: &self.agent_id,
                 meta: &self.meta,
-                client_id: self.spec.as_ref().map(|s| s.client_id.as_str()),
+                client_id: self.spec.as_ref().map(|s| s.client_id.clone()),
                 spec: self.spec.as_ref(),
             }
         }

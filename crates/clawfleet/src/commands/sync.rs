@@ -20,20 +20,10 @@ use crate::failure::{Exit, Failure};
 /// What the GitOps plan needs of a stored spec item; `client_id` is read even from an item
 /// that does not parse.
 pub fn stored(item: &SpecItem) -> Stored<'_> {
-    let client_id = item
-        .document
-        .as_ref()
-        .and_then(|d| d.client_id.as_deref())
-        .or_else(|| {
-            item.snapshot
-                .attribute("client_id")
-                .and_then(|v| v.as_s().ok())
-                .map(String::as_str)
-        });
     Stored {
         agent_id: &item.agent_id,
         meta: &item.meta,
-        client_id,
+        client_id: item.client_id(),
         spec: item.spec.as_ref().ok(),
     }
 }
