@@ -102,10 +102,23 @@ def select(document, pointer):
     return document
 
 
+def compact(value, indent, width=100):
+    """JSON, one value per line where it does not fit in `width` columns, else on one line."""
+    one_line = json.dumps(value, separators=(", ", ": "))
+    if indent + len(one_line) <= width or not isinstance(value, (dict, list)) or not value:
+        return one_line
+    pad = " " * (indent + 2)
+    if isinstance(value, list):
+        items = [pad + compact(item, indent + 2, width) for item in value]
+        return "[\n" + ",\n".join(items) + "\n" + " " * indent + "]"
+    items = [f"{pad}{json.dumps(key)}: {compact(item, indent + 2, width)}"
+             for key, item in value.items()]
+    return "{\n" + ",\n".join(items) + "\n" + " " * indent + "}"
+
+
 def flow(value, indent):
     """JSON (valid YAML flow style) whose continuation lines sit below `indent`."""
-    lines = json.dumps(value, indent=2).split("\n")
-    return "\n".join([lines[0]] + [" " * (indent + 2) + line for line in lines[1:]])
+    return compact(value, indent + 2)
 
 
 def block(name, pointer, mode, indent):
