@@ -22,7 +22,8 @@ Why boto3 and not the product or CloudFormation:
 - The VPC, subnets and security group are EC2 resources, and the Rust product must not link
   aws-sdk-ec2 (it is not needed at run time and is costly to build); boto3 comes with moto.
 - CloudFormation on moto is partial (Secrets, the EFS volume of a task definition and GetAtt on
-  EFS fail), so deploy/ templates are checked with cfn-lint instead of being applied here.
+  EFS fail), so the deploy/ template is not applied here: tools/deploy_check.sh lints it
+  (cfn-lint, checkov, parliament) and compares it with this stack (check_equality.py).
 
 moto 5.2.x gotchas handled here:
 - Fargate RunTask answers HTTP 500 unless the VPC of its subnets has DNS hostnames enabled.
