@@ -14,8 +14,8 @@
 # constraints.txt) into target/deploy-venv, and promtool (Debian's `prometheus` package) when
 # it is missing. Uses the moto server at AWS_ENDPOINT_URL when one is given (tools/test.sh
 # passes its own), else starts one and stops it on exit. Nothing here reaches the network
-# but the package installs: checkov runs with --skip-download, in a network namespace of its
-# own where `unshare` allows it.
+# but the package installs: checkov runs with --skip-download and without its PyPI version
+# check, in a network namespace of its own where `unshare` allows it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python=${CLAWFLEET_PYTHON:-python3}
@@ -53,7 +53,7 @@ step "cfn-lint"
 echo "cfn-lint: no findings"
 
 step "checkov"
-"${offline[@]}" "$venv/bin/checkov" --quiet --compact --skip-download \
+CKV_SKIP_PACKAGE_UPDATE_CHECK=true "${offline[@]}" "$venv/bin/checkov" --quiet --compact --skip-download \
   --framework cloudformation dockerfile \
   -f deploy/cloudformation/clawfleet.yaml -f deploy/Dockerfile
 
