@@ -1,6 +1,6 @@
 # The entry points. Each target installs what it needs (moto through pip) and starts what it
 # uses; nothing has to be running beforehand.
-.PHONY: demo test lint build bench api-check
+.PHONY: demo test lint build bench api-check deploy-check
 
 # The main job on the local AWS: start moto, bootstrap, apply examples/, print `clawfleet get`.
 demo:
@@ -25,3 +25,8 @@ build:
 # ECS like AWS. Pass arguments with BENCH_ARGS, e.g. make bench BENCH_ARGS="--agents 500".
 bench:
 	tools/bench.sh $(BENCH_ARGS)
+
+# The checks of deploy/ alone (also part of `make test`): cfn-lint, checkov, parliament,
+# promtool, and the template against the development stack on moto (docs/deploy.md).
+deploy-check:
+	tools/deploy_check.sh

@@ -6,16 +6,24 @@ Usage: python3 tools/moto/dev_stack.py [--endpoint URL] [--region us-east-1] [--
     eval "$(python3 tools/moto/dev_stack.py)"
 
 The stack is what an operator provides in a real account: a VPC with two private subnets, the
-agents' security group, an ECS cluster, an encrypted EFS file system with a mount target per
-subnet, the task execution and task roles, and the template task definition the controller derives
-each agent's revision from. Running the script again finds every resource by its Name tag or name
-and prints the same values; the template is registered again only when its content changed.
+agents' security group and the mount targets' security group, an ECS cluster, an encrypted EFS
+file system with its file-system policy and a mount target per subnet, the task execution and
+task roles, the agents' permissions boundary, and the template task definition the controller
+derives each agent's revision from. Running the script again finds every resource by its Name tag
+or name, puts every policy and rule back as written, and prints the same values; the template is
+registered again only when its content changed.
+
+The policies, the security-group rules and the template task definition come from
+deploy/policies/*.json, which deploy/cloudformation/clawfleet.yaml is rendered from too
+(tools/deploy/policies.py resolves their `${Name}` placeholders): the demo and every moto test
+run under the production documents, and tools/deploy/check_equality.py proves both sides equal.
 
 Why boto3 and not the product or CloudFormation:
 - The VPC, subnets and security group are EC2 resources, and the Rust product must not link
   aws-sdk-ec2 (it is not needed at run time and is costly to build); boto3 comes with moto.
 - CloudFormation on moto is partial (Secrets, the EFS volume of a task definition and GetAtt on
-  EFS fail), so deploy/ templates are checked with cfn-lint instead of being applied here.
+  EFS fail), so the deploy/ template is not applied here: tools/deploy_check.sh lints it
+  (cfn-lint, checkov, parliament) and compares it with this stack (check_equality.py).
 
 moto 5.2.x gotchas handled here:
 - Fargate RunTask answers HTTP 500 unless the VPC of its subnets has DNS hostnames enabled.
@@ -25,12 +33,9 @@ moto 5.2.x gotchas handled here:
 - CreateCluster replaces an existing cluster of the same name, so the cluster is looked up first.
 - DescribeTaskDefinition by family returns the highest revision even when it is INACTIVE, so the
   latest ACTIVE revision is found through ListTaskDefinitions.
-- AWS managed IAM policies exist only when moto runs with MOTO_IAM_LOAD_MANAGED_POLICIES=true
-  (else AttachRolePolicy answers NoSuchEntity), so the execution role then falls back to an inline
-  policy with the same permissions.
-- moto checks no IAM policy and no security group rule: the roles and the group's rules (no
-  ingress, HTTPS egress only; a new group's allow-all egress is revoked, as in AWS) document the
-  intended production shape rather than being tested here.
+- moto checks no IAM policy, no file-system policy and no security group rule: they are
+  written exactly as production has them, and tools/deploy/check_equality.py reads them back,
+  but nothing here proves that AWS would enforce them (docs/security.md).
 
 The endpoint must be a loopback URL: this script never talks to a real AWS account.
 """
@@ -46,23 +51,19 @@ import boto3
 import botocore.config
 from botocore.exceptions import BotoCoreError, ClientError
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "deploy"))
+import policies  # noqa: E402  (tools/deploy/policies.py: deploy/policies/*.json)
+
 VPC_CIDR = "10.40.0.0/16"
 SUBNET_CIDRS = ("10.40.1.0/24", "10.40.2.0/24")
 LOCAL_HOSTS = ("127.0.0.1", "localhost")
-ECS_TASKS_TRUST = {
-    "Version": "2012-10-17",
-    "Statement": [
-        {
-            "Effect": "Allow",
-            "Principal": {"Service": "ecs-tasks.amazonaws.com"},
-            "Action": "sts:AssumeRole",
-        }
-    ],
-}
-EXECUTION_MANAGED_POLICY = "policy/service-role/AmazonECSTaskExecutionRolePolicy"
 # The controller's default secret name prefix (/openclaw/agents/{agent_id}/secrets).
 SECRET_NAME_PREFIX = "/openclaw/agents/"
 AGENT_IMAGE = "openclaw/openclaw:latest"
+# The template's health check; the CloudFormation parameter AgentHealthCheckCommand's default.
+AGENT_HEALTH_CHECK = "test -w /home/openclaw/workspace"
+# What the agents may reach on 443; the CloudFormation parameter AgentEgressCidr's default.
+AGENT_EGRESS_CIDR = "0.0.0.0/0"
 
 
 class StackError(Exception):
@@ -183,19 +184,29 @@ def ensure_subnets(ec2, name, vpc_id):
     return subnet_ids
 
 
-HTTPS_EGRESS = {
-    "IpProtocol": "tcp",
-    "FromPort": 443,
-    "ToPort": 443,
-    "IpRanges": [{"CidrIp": "0.0.0.0/0"}],
-}
+def ip_permission(rule):
+    """A rule of deploy/policies/security-groups.json (CloudFormation's SecurityGroupIngress and
+    SecurityGroupEgress shape) as the IpPermissions entry EC2's API takes."""
+    permission = {"IpProtocol": rule["IpProtocol"]}
+    if rule["IpProtocol"] != "-1":
+        permission["FromPort"] = rule["FromPort"]
+        permission["ToPort"] = rule["ToPort"]
+    described = {"Description": rule["Description"]} if rule.get("Description") else {}
+    if "CidrIp" in rule:
+        permission["IpRanges"] = [{"CidrIp": rule["CidrIp"], **described}]
+    group = rule.get("SourceSecurityGroupId") or rule.get("DestinationSecurityGroupId")
+    if group:
+        permission["UserIdGroupPairs"] = [{"GroupId": group, **described}]
+    return permission
 
 
 def rule_key(permission):
+    """What a rule allows, without its description: two rules with one key are the same rule."""
+    protocol = permission.get("IpProtocol")
+    ports = (None, None) if protocol == "-1" else (permission.get("FromPort"), permission.get("ToPort"))
     return (
-        permission.get("IpProtocol"),
-        permission.get("FromPort"),
-        permission.get("ToPort"),
+        protocol,
+        *ports,
         tuple(sorted(r["CidrIp"] for r in permission.get("IpRanges", []))),
         tuple(sorted(r["CidrIpv6"] for r in permission.get("Ipv6Ranges", []))),
         tuple(sorted(p["GroupId"] for p in permission.get("UserIdGroupPairs", []))),
@@ -210,14 +221,7 @@ def bare_permission(permission):
     return {k: permission[k] for k in keys if permission.get(k) not in (None, [])}
 
 
-def ensure_security_group(ec2, name, vpc_id):
-    """The agents' group: no ingress, egress only HTTPS (model APIs, Secrets Manager, ECR).
-
-    The brief fixes exactly these rules and moto does not enforce them. In a real account the EFS
-    mount targets would also need NFS (TCP 2049) from the agents, e.g. a separate mount-target
-    group with that ingress and a matching egress rule here.
-    """
-    group_name = f"{name}-agents"
+def find_or_create_security_group(ec2, vpc_id, group_name, description):
     group = only(
         ec2.describe_security_groups(
             Filters=[
@@ -228,34 +232,60 @@ def ensure_security_group(ec2, name, vpc_id):
         f"security groups named {group_name}",
     )
     if group:
-        log(f"reusing security group {group['GroupId']}")
-    else:
-        group_id = ec2.create_security_group(
-            GroupName=group_name,
-            Description=f"clawfleet agents of {name}: no ingress, HTTPS egress only",
-            VpcId=vpc_id,
-            TagSpecifications=[{"ResourceType": "security-group", "Tags": name_tags(group_name)}],
-        )["GroupId"]
-        log(f"created security group {group_id}")
-        group = ec2.describe_security_groups(GroupIds=[group_id])["SecurityGroups"][0]
-    group_id = group["GroupId"]
-
-    if group.get("IpPermissions"):
-        ec2.revoke_security_group_ingress(
-            GroupId=group_id, IpPermissions=[bare_permission(p) for p in group["IpPermissions"]]
-        )
-        log(f"revoked all ingress of {group_id}")
-    egress = group.get("IpPermissionsEgress", [])
-    extra = [p for p in egress if rule_key(p) != rule_key(HTTPS_EGRESS)]
-    if extra:
-        ec2.revoke_security_group_egress(
-            GroupId=group_id, IpPermissions=[bare_permission(p) for p in extra]
-        )
-        log(f"revoked {len(extra)} egress rule(s) other than TCP 443 of {group_id}")
-    if len(extra) == len(egress):
-        ec2.authorize_security_group_egress(GroupId=group_id, IpPermissions=[HTTPS_EGRESS])
-        log(f"allowed egress TCP 443 to 0.0.0.0/0 from {group_id}")
+        log(f"reusing security group {group['GroupId']} ({group_name})")
+        return group["GroupId"]
+    group_id = ec2.create_security_group(
+        GroupName=group_name,
+        Description=description,
+        VpcId=vpc_id,
+        TagSpecifications=[{"ResourceType": "security-group", "Tags": name_tags(group_name)}],
+    )["GroupId"]
+    log(f"created security group {group_id} ({group_name})")
     return group_id
+
+
+def set_rules(ec2, group_id, direction, rules):
+    """Makes the group's rules of one direction exactly `rules`: revokes the others (a new
+    group's allow-all egress among them, as in AWS) and authorizes the missing ones."""
+    group = ec2.describe_security_groups(GroupIds=[group_id])["SecurityGroups"][0]
+    observed = group.get("IpPermissions" if direction == "ingress" else "IpPermissionsEgress", [])
+    desired = [ip_permission(rule) for rule in rules]
+    wanted = {rule_key(p) for p in desired}
+    extra = [bare_permission(p) for p in observed if rule_key(p) not in wanted]
+    have = {rule_key(p) for p in observed}
+    missing = [p for p in desired if rule_key(p) not in have]
+    revoke = getattr(ec2, f"revoke_security_group_{direction}")
+    authorize = getattr(ec2, f"authorize_security_group_{direction}")
+    # Authorize first, so that a group never passes through "no rule at all" needlessly.
+    if missing:
+        authorize(GroupId=group_id, IpPermissions=missing)
+        log(f"allowed {len(missing)} {direction} rule(s) on {group_id}")
+    if extra:
+        revoke(GroupId=group_id, IpPermissions=extra)
+        log(f"revoked {len(extra)} {direction} rule(s) of {group_id} not in deploy/policies")
+
+
+def ensure_security_groups(ec2, name, vpc_id):
+    """The agents' group and the mount targets' group, with the rules of
+    deploy/policies/security-groups.json: agents have no ingress and reach 443 and, on 2049, the
+    mount targets only; the mount targets accept 2049 from the agents only."""
+    raw = policies.load("security-groups")
+    agents = find_or_create_security_group(
+        ec2, vpc_id, f"{name}-agents", raw["agents"]["description"]
+    )
+    mount_targets = find_or_create_security_group(
+        ec2, vpc_id, f"{name}-mount-targets", raw["mount-targets"]["description"]
+    )
+    rules = policies.resolve(raw, {
+        "AgentEgressCidr": AGENT_EGRESS_CIDR,
+        "AgentSecurityGroupId": agents,
+        "MountTargetSecurityGroupId": mount_targets,
+    })
+    for group_id, key in ((agents, "agents"), (mount_targets, "mount-targets")):
+        for direction in ("ingress", "egress"):
+            set_rules(ec2, group_id, direction, rules[key][direction])
+    return agents, mount_targets
+
 
 
 # --- ECS cluster ---------------------------------------------------------------------------------
@@ -329,140 +359,163 @@ def ensure_mount_targets(efs, file_system_id, subnet_ids, group_id):
 # --- IAM -----------------------------------------------------------------------------------------
 
 
-def ensure_role(iam, role_name, description):
+def stack_values(name, partition, region, account_id):
+    """The values of the placeholders every document of deploy/policies shares."""
+    return {
+        "Partition": partition,
+        "Region": region,
+        "AccountId": account_id,
+        "SecretPrefix": SECRET_NAME_PREFIX,
+        "AgentLogGroup": f"/clawfleet/{name}/agents",
+    }
+
+
+def role_trust(values):
+    return policies.render("ecs-tasks-trust-policy", values)
+
+
+def parsed_document(document):
+    """moto and AWS return policy documents URL-encoded, as a string or already parsed."""
+    if isinstance(document, str):
+        return json.loads(urllib.parse.unquote(document))
+    return document
+
+
+def ensure_role(iam, role_name, description, trust, boundary_arn=None):
     try:
         role = iam.get_role(RoleName=role_name)["Role"]
     except ClientError as error:
         if error.response["Error"]["Code"] != "NoSuchEntity":
             raise
+        extra = {"PermissionsBoundary": boundary_arn} if boundary_arn else {}
         role = iam.create_role(
             RoleName=role_name,
-            AssumeRolePolicyDocument=json.dumps(ECS_TASKS_TRUST),
+            AssumeRolePolicyDocument=json.dumps(trust),
             Description=description,
             Tags=name_tags(role_name),
+            **extra,
         )["Role"]
         log(f"created IAM role {role_name}")
         return role["Arn"]
-    trust = role.get("AssumeRolePolicyDocument")
-    if isinstance(trust, str):
-        trust = json.loads(urllib.parse.unquote(trust))
-    if trust != ECS_TASKS_TRUST:
-        iam.update_assume_role_policy(
-            RoleName=role_name, PolicyDocument=json.dumps(ECS_TASKS_TRUST)
-        )
-        log(f"reset the trust policy of {role_name} to ecs-tasks.amazonaws.com")
+    current_boundary = role.get("PermissionsBoundary", {}).get("PermissionsBoundaryArn")
+    if boundary_arn and current_boundary != boundary_arn:
+        iam.put_role_permissions_boundary(RoleName=role_name, PermissionsBoundary=boundary_arn)
+        log(f"set the permissions boundary of {role_name}")
+    if parsed_document(role.get("AssumeRolePolicyDocument")) != trust:
+        iam.update_assume_role_policy(RoleName=role_name, PolicyDocument=json.dumps(trust))
+        log(f"reset the trust policy of {role_name} (deploy/policies/ecs-tasks-trust-policy.json)")
     else:
         log(f"reusing IAM role {role_name}")
     return role["Arn"]
 
 
-def put_inline_policy(iam, role_name, policy_name, statements):
+def put_inline_policy(iam, role_name, policy_name, document):
     """PutRolePolicy replaces the document, so calling it on every run is idempotent."""
     iam.put_role_policy(
-        RoleName=role_name,
-        PolicyName=policy_name,
-        PolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": statements}),
+        RoleName=role_name, PolicyName=policy_name, PolicyDocument=json.dumps(document)
     )
 
 
-def ensure_execution_role(iam, name, partition, region):
+def ensure_execution_role(iam, name, values):
+    """The agents' execution role: ECS pulls the image, writes the logs and injects the secrets
+    (only under the prefix) with it; the container never sees its credentials."""
     role_name = f"{name}-task-execution"
     arn = ensure_role(
-        iam, role_name, "ECS task execution role of clawfleet agents (image, logs, secrets)"
+        iam, role_name, "ECS task execution role of clawfleet agents (image, logs, secrets)",
+        role_trust(values),
     )
-    managed_arn = f"arn:{partition}:iam::aws:{EXECUTION_MANAGED_POLICY}"
-    attached = {
-        policy["PolicyArn"]
-        for policy in iam.list_attached_role_policies(RoleName=role_name)["AttachedPolicies"]
-    }
-    if managed_arn not in attached:
-        try:
-            iam.attach_role_policy(RoleName=role_name, PolicyArn=managed_arn)
-            attached.add(managed_arn)
-            log(f"attached {managed_arn} to {role_name}")
-        except ClientError as error:
-            if error.response["Error"]["Code"] != "NoSuchEntity":
-                raise
-            # moto loads AWS managed policies only with MOTO_IAM_LOAD_MANAGED_POLICIES=true.
-            log(f"{managed_arn} is unknown to this endpoint; using an inline policy instead")
-    # The managed policy does not cover secrets: ECS reads them with the execution role.
-    statements = [
-        {
-            "Effect": "Allow",
-            "Action": "secretsmanager:GetSecretValue",
-            "Resource": f"arn:{partition}:secretsmanager:{region}:*:secret:{SECRET_NAME_PREFIX}*",
-        }
-    ]
-    if managed_arn not in attached:
-        statements += [
-            {
-                "Effect": "Allow",
-                "Action": [
-                    "ecr:GetAuthorizationToken",
-                    "ecr:BatchCheckLayerAvailability",
-                    "ecr:GetDownloadUrlForLayer",
-                    "ecr:BatchGetImage",
-                    "logs:CreateLogStream",
-                    "logs:PutLogEvents",
-                ],
-                "Resource": "*",
-            }
-        ]
-    put_inline_policy(iam, role_name, "clawfleet-task-execution", statements)
-    return arn
-
-
-def ensure_task_role(iam, name, file_system_arn):
-    role_name = f"{name}-task"
-    arn = ensure_role(iam, role_name, "Task role of clawfleet agents (EFS IAM authorization)")
-    # EFS volumes with IAM authorization mount with the task role's identity.
     put_inline_policy(
-        iam,
-        role_name,
-        "clawfleet-efs-client",
-        [
-            {
-                "Effect": "Allow",
-                "Action": ["elasticfilesystem:ClientMount", "elasticfilesystem:ClientWrite"],
-                "Resource": file_system_arn,
-            }
-        ],
+        iam, role_name, "clawfleet-agent-execution",
+        policies.render("agent-execution-role-policy", values),
     )
     return arn
+
+
+def ensure_permissions_boundary(iam, name, values, file_system_arn):
+    """The boundary every per-agent task role is created under (issue 13: the controller does not
+    create per-agent roles yet). A new default version replaces a changed document."""
+    policy_name = f"{name}-agent-boundary"
+    document = policies.render("agent-permissions-boundary", {**values, "FileSystemArn": file_system_arn})
+    arn = f"arn:{values['Partition']}:iam::{values['AccountId']}:policy/{policy_name}"
+    try:
+        policy = iam.get_policy(PolicyArn=arn)["Policy"]
+    except ClientError as error:
+        if error.response["Error"]["Code"] != "NoSuchEntity":
+            raise
+        iam.create_policy(
+            PolicyName=policy_name,
+            PolicyDocument=json.dumps(document),
+            Description="Permissions boundary of clawfleet agents' task roles",
+        )
+        log(f"created IAM policy {policy_name}")
+        return arn
+    current = iam.get_policy_version(PolicyArn=arn, VersionId=policy["DefaultVersionId"])
+    if parsed_document(current["PolicyVersion"]["Document"]) == document:
+        log(f"reusing IAM policy {policy_name}")
+        return arn
+    for version in iam.list_policy_versions(PolicyArn=arn)["Versions"]:
+        if not version["IsDefaultVersion"]:
+            iam.delete_policy_version(PolicyArn=arn, VersionId=version["VersionId"])
+    iam.create_policy_version(PolicyArn=arn, PolicyDocument=json.dumps(document), SetAsDefault=True)
+    log(f"updated IAM policy {policy_name} to deploy/policies/agent-permissions-boundary.json")
+    return arn
+
+
+def ensure_task_role(iam, name, values, file_system_arn, boundary_arn):
+    """The template's task role, shared by every agent until per-agent roles land (issue 13).
+    EFS volumes with IAM authorization mount with the task role's identity."""
+    role_name = f"{name}-task"
+    arn = ensure_role(
+        iam, role_name, "Task role of clawfleet agents (EFS IAM authorization)",
+        role_trust(values), boundary_arn,
+    )
+    put_inline_policy(
+        iam, role_name, "clawfleet-efs-client",
+        policies.render("template-task-role-policy", {**values, "FileSystemArn": file_system_arn}),
+    )
+    return arn
+
+
+def ensure_file_system_policy(efs, file_system_id, values, file_system_arn):
+    """Deny-only: no client action without an access point or without TLS, no root access."""
+    document = policies.render(
+        "efs-file-system-policy", {**values, "FileSystemArn": file_system_arn}
+    )
+    try:
+        current = efs.describe_file_system_policy(FileSystemId=file_system_id)["Policy"]
+        if json.loads(current) == document:
+            log(f"reusing the file-system policy of {file_system_id}")
+            return
+    except ClientError as error:
+        if error.response["Error"]["Code"] != "PolicyNotFound":
+            raise
+    efs.put_file_system_policy(FileSystemId=file_system_id, Policy=json.dumps(document))
+    log(f"put the file-system policy of {file_system_id} (deploy/policies/efs-file-system-policy.json)")
 
 
 # --- Template task definition --------------------------------------------------------------------
 
 
-def template_task_definition(family, execution_role_arn, task_role_arn):
-    """The template every agent's revision is derived from (the plan's size comes as overrides).
+def template_task_definition(family, values, execution_role_arn, task_role_arn):
+    """The template every agent's revision is derived from (the plan's size comes as overrides):
+    deploy/policies/template-task-definition.json.
 
     Container sizing: container `cpu` 0 and no hard `memory`, so the one container can use the
     whole task size whatever plan the RunTask overrides choose. moto's RunTask fails (HTTP 500,
     TypeError in its placement arithmetic) when a container has neither `memory` nor
     `memoryReservation`, so the container carries a soft `memoryReservation` of 512 MiB: the
     smallest Fargate task memory, so it stays valid under any plan's task-level memory override,
-    and a reservation never caps the container. A container `cpu` of 512 is not needed by moto and
-    would be invalid for a plan with a 256-unit task.
+    and a reservation never caps the container.
     """
-    return {
-        "family": family,
-        "requiresCompatibilities": ["FARGATE"],
-        "networkMode": "awsvpc",
-        "cpu": "512",
-        "memory": "1024",
-        "executionRoleArn": execution_role_arn,
-        "taskRoleArn": task_role_arn,
-        "containerDefinitions": [
-            {
-                "name": "agent",
-                "image": AGENT_IMAGE,
-                "essential": True,
-                "cpu": 0,
-                "memoryReservation": 512,
-            }
-        ],
-    }
+    return policies.render("template-task-definition", {
+        **values,
+        "TemplateFamily": family,
+        "ExecutionRoleArn": execution_role_arn,
+        "TemplateTaskRoleArn": task_role_arn,
+        "AgentImage": AGENT_IMAGE,
+        "AgentHealthCheckCommand": AGENT_HEALTH_CHECK,
+    })
+
 
 
 def latest_active_revision(ecs, family):
@@ -508,9 +561,9 @@ DESCRIBED_ONLY = {
 }
 
 
-def ensure_task_definition(ecs, name, execution_role_arn, task_role_arn):
+def ensure_task_definition(ecs, name, values, execution_role_arn, task_role_arn):
     family = f"{name}-agent-template"
-    desired = template_task_definition(family, execution_role_arn, task_role_arn)
+    desired = template_task_definition(family, values, execution_role_arn, task_role_arn)
     current = latest_active_revision(ecs, family)
     if current is not None:
         observed = {k: v for k, v in current.items() if k not in DESCRIBED_ONLY}
@@ -539,26 +592,34 @@ def create_stack(args):
 
     ec2, ecs, efs, iam = client("ec2"), client("ecs"), client("efs"), client("iam")
     partition = session.get_partition_for_region(args.region)
+    account_id = client("sts").get_caller_identity()["Account"]
     name = args.name
+    values = stack_values(name, partition, args.region, account_id)
 
     vpc_id = ensure_vpc(ec2, name)
     subnet_ids = ensure_subnets(ec2, name, vpc_id)
-    group_id = ensure_security_group(ec2, name, vpc_id)
+    agents_group, mount_targets_group = ensure_security_groups(ec2, name, vpc_id)
     cluster = ensure_cluster(ecs, name)
     file_system_id, file_system_arn = ensure_file_system(efs, name)
-    ensure_mount_targets(efs, file_system_id, subnet_ids, group_id)
-    execution_role_arn = ensure_execution_role(iam, name, partition, args.region)
-    task_role_arn = ensure_task_role(iam, name, file_system_arn)
-    family = ensure_task_definition(ecs, name, execution_role_arn, task_role_arn)
+    ensure_file_system_policy(efs, file_system_id, values, file_system_arn)
+    ensure_mount_targets(efs, file_system_id, subnet_ids, mount_targets_group)
+    execution_role_arn = ensure_execution_role(iam, name, values)
+    boundary_arn = ensure_permissions_boundary(iam, name, values, file_system_arn)
+    task_role_arn = ensure_task_role(iam, name, values, file_system_arn, boundary_arn)
+    family = ensure_task_definition(ecs, name, values, execution_role_arn, task_role_arn)
 
     return [
         ("CLAWFLEET_CLUSTER", cluster),
         ("CLAWFLEET_SUBNETS", ",".join(subnet_ids)),
-        ("CLAWFLEET_SECURITY_GROUPS", group_id),
+        # Only the agents' group: the controller launches agents with it (the mount targets'
+        # group is attached to the mount targets).
+        ("CLAWFLEET_SECURITY_GROUPS", agents_group),
         ("CLAWFLEET_FILE_SYSTEM_ID", file_system_id),
         ("CLAWFLEET_TEMPLATE_TASK_DEFINITION", family),
         ("CLAWFLEET_TASK_ROLE_ARN", task_role_arn),
         ("CLAWFLEET_EXECUTION_ROLE_ARN", execution_role_arn),
+        # For per-agent task roles (issue 13; `--agent-permissions-boundary`).
+        ("CLAWFLEET_AGENT_PERMISSIONS_BOUNDARY", boundary_arn),
     ]
 
 
