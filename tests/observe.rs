@@ -111,7 +111,7 @@ async fn observe_finds_the_agents_resources_and_never_foreign_ones() {
     let template_name = stack.get("CLAWFLEET_TEMPLATE_TASK_DEFINITION");
     let (_, template) = aws.template(template_name, &settings).await.unwrap();
     let rendered =
-        render::task_definition(&spec, &template, &settings, &secret_arn, &ap_id).unwrap();
+        render::task_definition(&spec, &template, &settings, &secret_arn, &ap_id, None).unwrap();
     let revision = aws
         .ecs
         .register_task_definition(
@@ -242,7 +242,9 @@ async fn observe_finds_the_agents_resources_and_never_foreign_ones() {
         )
         .env("CLAWFLEET_FILE_SYSTEM_ID", &settings.file_system_id)
         .env("CLAWFLEET_TEMPLATE_TASK_DEFINITION", template_name)
-        .env("CLAWFLEET_SECRET_PREFIX", &prefix);
+        .env("CLAWFLEET_SECRET_PREFIX", &prefix)
+        // As the library's settings above: the template's task role.
+        .env("CLAWFLEET_TASK_ROLE", "template");
     assert_eq!(cli.run(&["bootstrap"]).code, 0);
     let manifest = format!(
         "agent_id: {}\nclient_id: acme\nimage: openclaw/openclaw:v1.2.3\nsecret_keys: [OPENAI_API_KEY]\ntags: {{CostCenter: acme}}\n",

@@ -116,11 +116,61 @@ pub struct ControllerArgs {
     /// Where the agent's EFS access point is mounted in its container.
     #[arg(long, env = "CLAWFLEET_MOUNT_PATH", default_value = spec::render::DEFAULT_MOUNT_PATH)]
     pub mount_path: String,
+    /// This installation's name (1-16 of a-z, 0-9, -), carried by agent role names and their
+    /// IAM path, so two installations in one account never touch each other's roles. Default:
+    /// a stable id derived from the table name.
+    #[arg(long, env = "CLAWFLEET_INSTALLATION")]
+    pub installation: Option<String>,
+    /// `per-agent`: a task role per agent that may mount only its own access point (needs
+    /// --agent-permissions-boundary). `template`: every agent shares the template's task role,
+    /// so any agent may mount any access point that role may.
+    #[arg(long, env = "CLAWFLEET_TASK_ROLE", value_enum, default_value_t = TaskRoleMode::PerAgent)]
+    pub task_role: TaskRoleMode,
+    /// The permissions boundary every per-agent task role is created under.
+    #[arg(long, env = "CLAWFLEET_AGENT_PERMISSIONS_BOUNDARY")]
+    pub agent_permissions_boundary: Option<String>,
+}
+
+/// Which task role agents run with.
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum TaskRoleMode {
+    PerAgent,
+    Template,
 }
 
 impl ControllerArgs {
-    pub fn settings(&self) -> spec::render::Settings {
-        spec::render::Settings {
+    /// The settings rendering depends on, for the agents of `table`.
+    ///
+    /// # Errors
+    /// A per-agent task role without its boundary, or an installation name IAM cannot carry;
+    /// each names the flag.
+    pub fn settings(&self, table: &str) -> Result<spec::render::Settings, String> {
+        let installation = match &self.installation {
+            Some(name) => name.clone(),
+            None => spec::render::default_installation(table),
+        };
+        let valid = !installation.is_empty()
+            && installation.len() <= 16
+            && installation
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+        if !valid {
+            return Err(format!(
+                "--installation: \"{installation}\" must be 1-16 characters of a-z, 0-9 and -"
+            ));
+        }
+        let task_role = match (self.task_role, &self.agent_permissions_boundary) {
+            (TaskRoleMode::Template, _) => spec::render::TaskRole::Template,
+            (TaskRoleMode::PerAgent, Some(boundary)) if !boundary.is_empty() => {
+                spec::render::TaskRole::PerAgent {
+                    permissions_boundary: boundary.clone(),
+                }
+            }
+            (TaskRoleMode::PerAgent, _) => {
+                return Err("--agent-permissions-boundary (CLAWFLEET_AGENT_PERMISSIONS_BOUNDARY): required with --task-role per-agent, the default; every agent role is created under it".into());
+            }
+        };
+        Ok(spec::render::Settings {
             cluster: self.cluster.clone(),
             subnets: self.subnets.clone(),
             security_groups: self.security_groups.clone(),
@@ -131,7 +181,9 @@ impl ControllerArgs {
             posix_gid: self.posix_gid,
             secret_prefix: self.secret_prefix.clone(),
             default_image: self.default_image.clone(),
-        }
+            installation,
+            task_role,
+        })
     }
 }
 

@@ -52,10 +52,18 @@ impl AwsError {
             (Some(code), None) => code.to_owned(),
             _ => error_chain(err),
         };
+        let class = match classify(code.as_deref(), failure) {
+            // IAM is eventually consistent: a role created a moment ago may not be assumable
+            // by ECS yet. It will be; retry with backoff instead of failing the agent.
+            ErrorClass::Terminal if operation == "RunTask" && assume_role_failed(&message) => {
+                ErrorClass::Transient
+            }
+            class => class,
+        };
         Self {
             service,
             operation,
-            class: classify(code.as_deref(), failure),
+            class,
             code,
             message,
         }
@@ -78,5 +86,43 @@ impl AwsError {
     #[must_use]
     pub fn has_code(&self, code: &str) -> bool {
         self.code.as_deref() == Some(code)
+    }
+}
+
+/// ECS's RunTask answer while a brand-new task role has not propagated through IAM.
+fn assume_role_failed(message: &str) -> bool {
+    message.contains("unable to assume the role")
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::expect_used)]
+    use super::*;
+    use aws_sdk_ecs::operation::run_task::RunTaskError;
+    use aws_smithy_runtime_api::http::StatusCode;
+    use aws_smithy_types::body::SdkBody;
+    use aws_smithy_types::error::ErrorMetadata;
+
+    fn run_task_error(code: &str, message: &str) -> AwsError {
+        let meta = ErrorMetadata::builder().code(code).message(message).build();
+        let err = SdkError::service_error(
+            RunTaskError::generic(meta),
+            HttpResponse::new(
+                StatusCode::try_from(400).expect("a status"),
+                SdkBody::empty(),
+            ),
+        );
+        AwsError::from_sdk("ECS", "RunTask", &err)
+    }
+
+    #[test]
+    fn a_role_ecs_cannot_assume_yet_is_transient_and_other_invalid_parameters_terminal() {
+        let propagating = run_task_error(
+            "InvalidParameterException",
+            "ECS was unable to assume the role 'arn:aws:iam::1:role/x' that was provided for this task.",
+        );
+        assert_eq!(propagating.class, ErrorClass::Transient);
+        let wrong = run_task_error("InvalidParameterException", "subnets can not be empty.");
+        assert_eq!(wrong.class, ErrorClass::Terminal);
     }
 }

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use spec::render::{self, Settings, TaskDefinition, TemplateError};
 
 use crate::error::AwsError;
-use crate::{Ecs, Efs, Secrets};
+use crate::{Ecs, Efs, Iam, Secrets};
 use plan::observed::{AgentResources, Fleet, TaskDefinitionRevision, family_revision};
 
 /// Why observing failed.
@@ -26,6 +26,7 @@ pub struct Aws {
     pub ecs: Ecs,
     pub efs: Efs,
     pub secrets: Secrets,
+    pub iam: Iam,
     /// Described task definition revisions by ARN. Revisions are immutable, so a long-running
     /// controller describes each once, and a steady-state resync describes none.
     revisions:
@@ -40,6 +41,7 @@ impl Aws {
             ecs: self.ecs.with_gate(gate.clone()),
             efs: self.efs.with_gate(gate.clone()),
             secrets: self.secrets.with_gate(gate.clone()),
+            iam: self.iam.with_gate(gate.clone()),
             revisions: self.revisions,
         }
     }
@@ -66,6 +68,9 @@ impl Aws {
         let secrets = aws_sdk_secretsmanager::config::Builder::from(config)
             .interceptor(calls.clone())
             .build();
+        let iam = aws_sdk_iam::config::Builder::from(config)
+            .interceptor(calls.clone())
+            .build();
         Self {
             ecs: Ecs::new(aws_sdk_ecs::Client::from_conf(ecs), &settings.cluster),
             efs: Efs::new(
@@ -73,6 +78,7 @@ impl Aws {
                 &settings.file_system_id,
             ),
             secrets: Secrets::new(aws_sdk_secretsmanager::Client::from_conf(secrets)),
+            iam: Iam::new(aws_sdk_iam::Client::from_conf(iam)),
             revisions: std::sync::Arc::default(),
         }
     }
@@ -98,7 +104,8 @@ impl Aws {
     /// The whole fleet in one snapshot. AWS calls, for N agents with one task each:
     /// 1 DescribeTaskDefinition (template) + 2·⌈N/100⌉ ListTasks (running, stopped) +
     /// ⌈N/100⌉ DescribeTasks + ⌈N/100⌉ DescribeAccessPoints + ⌈N/100⌉ ListSecrets +
-    /// ⌈N/100⌉ ListTaskDefinitions + N DescribeTaskDefinition (latest revision per agent).
+    /// ⌈N/100⌉ ListTaskDefinitions + N DescribeTaskDefinition (latest revision per agent, once:
+    /// revisions are immutable and cached) + ⌈N/1000⌉ ListRoles (the installation's path).
     ///
     /// # Errors
     /// The first failed read.
@@ -133,6 +140,10 @@ impl Aws {
             latest.extend(self.revision(arn).await?);
         }
         fleet.add_revisions(settings, latest, &all);
+        fleet.add_roles(
+            settings,
+            self.iam.list_roles(&render::role_path(settings)).await?,
+        );
         Ok(fleet)
     }
 
@@ -165,8 +176,9 @@ impl Aws {
     }
 
     /// One agent: its tasks (ListTasks by startedBy, plus `known_task` from the status, which
-    /// finds a stopped one), DescribeTasks, its access points, DescribeSecret, and its
-    /// family's revisions.
+    /// finds a stopped one), DescribeTasks, its access points, DescribeSecret, its family's
+    /// revisions, and its task role with its boundary and policy (GetRole, GetRolePolicy):
+    /// this is where a role changed behind clawfleet's back is seen.
     ///
     /// # Errors
     /// The first failed read.
@@ -200,6 +212,11 @@ impl Aws {
             latest.extend(self.revision(arn).await?);
         }
         fleet.add_revisions(settings, latest, &all);
-        Ok(fleet.agent(agent_id))
+        let mut resources = fleet.agent(agent_id);
+        resources.role = self
+            .iam
+            .get_role(&render::role_name(settings, agent_id))
+            .await?;
+        Ok(resources)
     }
 }

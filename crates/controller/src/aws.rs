@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use cloud::{Aws, AwsError};
-use plan::observed::{AccessPoint, AgentResources, Secret, Task, TaskDefinitionRevision};
+use plan::observed::{AccessPoint, AgentResources, Role, Secret, Task, TaskDefinitionRevision};
 use spec::render::{self, RunTask, Settings, TaskDefinition};
 
 /// One method per AWS operation (or, for `observe_agent`, per batch of reads).
@@ -67,6 +67,20 @@ pub trait Cloud: Sync {
     async fn delete_access_point(&self, id: &str) -> Result<(), AwsError>;
     /// Secrets Manager DeleteSecret with a recovery window.
     async fn delete_secret(&self, arn: &str, recovery_days: i64) -> Result<(), AwsError>;
+    /// IAM GetRole and GetRolePolicy: the re-read when CreateRole says the name is taken.
+    async fn get_role(&self, name: &str) -> Result<Option<Role>, AwsError>;
+    /// IAM CreateRole, then PutRolePolicy.
+    async fn create_role(&self, request: &render::Role) -> Result<Role, AwsError>;
+    /// IAM PutRolePolicy.
+    async fn put_role_policy(&self, name: &str, policy: &str) -> Result<(), AwsError>;
+    /// IAM PutRolePermissionsBoundary.
+    async fn put_role_permissions_boundary(
+        &self,
+        name: &str,
+        boundary: &str,
+    ) -> Result<(), AwsError>;
+    /// IAM DeleteRolePolicy, then DeleteRole.
+    async fn delete_role(&self, name: &str) -> Result<(), AwsError>;
 }
 
 /// The real AWS, configured for one installation.
@@ -144,7 +158,10 @@ impl Cloud for RealCloud {
         add: &BTreeMap<String, String>,
         remove: &[String],
     ) -> Result<(), AwsError> {
-        if arn.contains(":elasticfilesystem:") {
+        if arn.contains(":iam::") {
+            let name = arn.rsplit('/').next().unwrap_or(arn);
+            self.aws.iam.tag_role(name, add, remove).await
+        } else if arn.contains(":elasticfilesystem:") {
             let id = arn.rsplit('/').next().unwrap_or(arn);
             self.aws.efs.tag_resource(id, add, remove).await
         } else if arn.contains(":secretsmanager:") {
@@ -161,5 +178,27 @@ impl Cloud for RealCloud {
     }
     async fn delete_secret(&self, arn: &str, recovery_days: i64) -> Result<(), AwsError> {
         self.aws.secrets.delete_secret(arn, recovery_days).await
+    }
+    async fn get_role(&self, name: &str) -> Result<Option<Role>, AwsError> {
+        self.aws.iam.get_role(name).await
+    }
+    async fn create_role(&self, request: &render::Role) -> Result<Role, AwsError> {
+        self.aws.iam.create_role(request).await
+    }
+    async fn put_role_policy(&self, name: &str, policy: &str) -> Result<(), AwsError> {
+        self.aws.iam.put_role_policy(name, policy).await
+    }
+    async fn put_role_permissions_boundary(
+        &self,
+        name: &str,
+        boundary: &str,
+    ) -> Result<(), AwsError> {
+        self.aws
+            .iam
+            .put_role_permissions_boundary(name, boundary)
+            .await
+    }
+    async fn delete_role(&self, name: &str) -> Result<(), AwsError> {
+        self.aws.iam.delete_role(name).await
     }
 }

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use plan::observed::{AgentResources, Secret};
+use plan::observed::{AgentResources, Role, Secret};
 use plan::{Action, Launch, Wait};
 use spec::AgentStatus;
 use spec::render::{self, tag};
@@ -56,6 +56,50 @@ impl<C: Cloud, S: StatusStore> Reconciler<'_, C, S> {
                 let ap = self.cloud.create_access_point(&request, &token).await?;
                 self.expectations.access_point(agent_id, &ap);
                 observed.access_points.push(ap);
+            }
+            Action::CreateRole(request) => {
+                let role = self.create_role(agent, &request).await?;
+                self.expectations.role(agent_id, &role);
+                observed.role = Some(role);
+            }
+            Action::UpdateRole {
+                name,
+                policy,
+                permissions_boundary,
+            } => {
+                self.drift("task_role");
+                if let Some(policy) = &policy {
+                    self.cloud.put_role_policy(&name, policy).await?;
+                }
+                if let Some(boundary) = &permissions_boundary {
+                    self.cloud
+                        .put_role_permissions_boundary(&name, boundary)
+                        .await?;
+                }
+                if let Some(details) = observed.role.as_mut().and_then(|r| r.details.as_mut()) {
+                    if policy.is_some() {
+                        details.policy = policy;
+                    }
+                    if permissions_boundary.is_some() {
+                        details.permissions_boundary = permissions_boundary;
+                    }
+                }
+            }
+            Action::DeleteRole { name } => {
+                // A listed role carries no tags: confirm it is this agent's before deleting,
+                // so a role someone else put under the installation's path is never touched.
+                match self.cloud.get_role(&name).await? {
+                    Some(role) if role.agent_id() == Some(agent_id) => {
+                        self.cloud.delete_role(&name).await?;
+                    }
+                    Some(_) => warn!(
+                        agent_id,
+                        role = %name,
+                        "role under clawfleet's path is not tagged as this agent's; left alone"
+                    ),
+                    None => {}
+                }
+                observed.role = None;
             }
             Action::CreateSecret(request) => {
                 if status.as_ref().is_some_and(|s| s.secret_arn.is_some()) {
@@ -157,6 +201,14 @@ impl<C: Cloud, S: StatusStore> Reconciler<'_, C, S> {
                 for ap in observed.access_points.iter_mut().filter(|a| a.arn == arn) {
                     retag(&mut ap.tags);
                 }
+                if let Some(details) = observed
+                    .role
+                    .as_mut()
+                    .filter(|r| r.arn == arn)
+                    .and_then(|r| r.details.as_mut())
+                {
+                    retag(&mut details.tags);
+                }
                 if let Some(s) = observed.secret.as_mut().filter(|s| s.arn == arn) {
                     retag(&mut s.tags);
                 }
@@ -247,5 +299,51 @@ impl<C: Cloud, S: StatusStore> Reconciler<'_, C, S> {
             tags: request.tags.clone(),
             ..existing
         })
+    }
+
+    /// CreateRole; a name already taken is adopted when it is this agent's own role of this
+    /// tenant (a lost response, or a listing that lags), and refused otherwise. At the account's
+    /// role quota the agent waits with a message that says what to do; no other agent is
+    /// harmed.
+    async fn create_role(
+        &self,
+        agent: &Agent,
+        request: &render::Role,
+    ) -> Result<Role, ReconcileError> {
+        let err = match self.cloud.create_role(request).await {
+            Ok(role) => return Ok(role),
+            Err(e) if e.has_code("LimitExceeded") || e.has_code("LimitExceededException") => {
+                return Err(ReconcileError::Refused(
+                    "iam: role quota reached; raise it or move agents to another account".into(),
+                ));
+            }
+            Err(e)
+                if e.has_code("EntityAlreadyExists")
+                    || e.has_code("EntityAlreadyExistsException") =>
+            {
+                e
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let Some(existing) = self.cloud.get_role(&request.name).await? else {
+            return Err(err.into());
+        };
+        let client = request.tags.get(tag::CLIENT_ID);
+        let ours = existing.agent_id() == Some(agent.agent_id.as_str())
+            && existing
+                .details
+                .as_ref()
+                .is_some_and(|d| d.tags.get(tag::CLIENT_ID) == client);
+        if !ours {
+            return Err(ReconcileError::Refused(format!(
+                "iam: role {} exists and is not this agent's (another agent's or tenant's tags, or none); clawfleet never reuses it",
+                request.name
+            )));
+        }
+        // Finish what the lost call may not have: the policy.
+        self.cloud
+            .put_role_policy(&request.name, &request.policy)
+            .await?;
+        Ok(existing)
     }
 }

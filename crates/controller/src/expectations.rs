@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use plan::observed::{AccessPoint, AgentResources, Secret, Task, TaskDefinitionRevision};
+use plan::observed::{AccessPoint, AgentResources, Role, Secret, Task, TaskDefinitionRevision};
 use tokio::time::Instant;
 
 /// How long a create is trusted without being observed.
@@ -18,6 +18,7 @@ enum Created {
     Secret(Secret),
     Revision(TaskDefinitionRevision),
     Task(Task),
+    Role(Role),
 }
 
 #[derive(Debug)]
@@ -76,6 +77,9 @@ impl Expectations {
     pub fn task(&self, agent_id: &str, task: &Task) {
         self.add(agent_id, Created::Task(task.clone()));
     }
+    pub fn role(&self, agent_id: &str, role: &Role) {
+        self.add(agent_id, Created::Role(role.clone()));
+    }
 
     /// Adds to `observed` what was created and is not listed yet; forgets what is listed now
     /// or has expired.
@@ -112,6 +116,12 @@ impl Expectations {
                     if let Some(old) = observed.latest_revision.replace(r.clone()) {
                         observed.older_revisions.push(old.arn);
                     }
+                }
+                Created::Role(r) => {
+                    if observed.role.as_ref().is_some_and(|o| o.name == r.name) {
+                        return false;
+                    }
+                    observed.role = Some(r.clone());
                 }
                 Created::Task(t) => {
                     if observed.tasks.iter().any(|o| o.arn == t.arn) {

@@ -27,7 +27,7 @@ pub const CONTROLLER: &str = "agent";
 pub const RESULTS: [&str; 3] = ["success", "error", "requeue_after"];
 
 /// The resources whose drift corrections are counted.
-pub const DRIFT_RESOURCES: [&str; 3] = ["access_point", "secret", "task"];
+pub const DRIFT_RESOURCES: [&str; 4] = ["access_point", "secret", "task", "task_role"];
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ReconcileLabels {

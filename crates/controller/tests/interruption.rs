@@ -15,7 +15,9 @@ use controller::fake::FakeStore;
 use controller::reconcile::{Outcome, Reconciler};
 use controller::status::StatusStore;
 use plan::fixtures::{self, settings, template};
-use plan::observed::{AccessPoint, AgentResources, Secret, Task, TaskDefinitionRevision};
+use plan::observed::{
+    AccessPoint, AgentResources, Role, RoleDetails, Secret, Task, TaskDefinitionRevision,
+};
 use spec::render::{self, RunTask, TaskDefinition, tag};
 use spec::{AgentDocument, AgentSpec};
 
@@ -40,6 +42,11 @@ struct State {
     revisions: Vec<(TaskDefinitionRevision, u64, bool)>,
     tasks: Vec<(Task, u64)>,
     run_tokens: HashMap<String, (String, String)>,
+    roles: Vec<Role>,
+    /// IAM's role quota; `None` for none.
+    role_quota: Option<usize>,
+    /// RunTask calls left that fail as while a new role propagates through IAM.
+    unassumable: usize,
     calls: Vec<&'static str>,
 }
 
@@ -163,6 +170,11 @@ impl Cloud for FakeAws {
                 .skip(1)
                 .map(|(r, _, _)| r.arn.clone())
                 .collect(),
+            role: s
+                .roles
+                .iter()
+                .find(|r| r.agent_id() == Some(agent_id))
+                .cloned(),
         })
     }
 
@@ -301,6 +313,14 @@ impl Cloud for FakeAws {
 
     async fn run_task(&self, request: &RunTask, token: &str) -> Result<Task, AwsError> {
         self.call("RunTask", |s| {
+            if s.unassumable > 0 {
+                s.unassumable -= 1;
+                return Err(AwsError {
+                    message: "InvalidParameterException: ECS was unable to assume the role 'arn:aws:iam::123456789012:role/x' that was provided for this task.".into(),
+                    // As `AwsError::from_sdk` classes it (tested in the cloud crate).
+                    ..error("RunTask", "InvalidParameterException", ErrorClass::Transient)
+                });
+            }
             let params = serde_json::to_string(request).unwrap();
             if let Some((seen, arn)) = s.run_tokens.get(token).cloned() {
                 if seen != params {
@@ -376,6 +396,80 @@ impl Cloud for FakeAws {
             for (x, _) in s.secrets.iter_mut().filter(|(x, _)| x.arn == arn) {
                 x.deleted = true;
             }
+            Ok(())
+        })
+    }
+
+    async fn get_role(&self, name: &str) -> Result<Option<Role>, AwsError> {
+        let s = self.state.lock().unwrap();
+        Ok(s.roles.iter().find(|r| r.name == name).cloned())
+    }
+
+    async fn create_role(&self, request: &render::Role) -> Result<Role, AwsError> {
+        self.call("CreateRole", |s| {
+            if s.roles.iter().any(|r| r.name == request.name) {
+                return Err(error(
+                    "CreateRole",
+                    "EntityAlreadyExists",
+                    ErrorClass::Terminal,
+                ));
+            }
+            if s.role_quota.is_some_and(|q| s.roles.len() >= q) {
+                return Err(error("CreateRole", "LimitExceeded", ErrorClass::Terminal));
+            }
+            let role = Role {
+                name: request.name.clone(),
+                arn: format!(
+                    "arn:aws:iam::123456789012:role{}{}",
+                    request.path, request.name
+                ),
+                path: request.path.clone(),
+                details: Some(RoleDetails {
+                    permissions_boundary: Some(request.permissions_boundary.clone()),
+                    policy: Some(request.policy.clone()),
+                    tags: request.tags.clone(),
+                }),
+            };
+            s.roles.push(role.clone());
+            Ok(role)
+        })
+    }
+
+    async fn put_role_policy(&self, name: &str, policy: &str) -> Result<(), AwsError> {
+        self.call("PutRolePolicy", |s| {
+            for d in s
+                .roles
+                .iter_mut()
+                .filter(|r| r.name == name)
+                .filter_map(|r| r.details.as_mut())
+            {
+                d.policy = Some(policy.to_owned());
+            }
+            Ok(())
+        })
+    }
+
+    async fn put_role_permissions_boundary(
+        &self,
+        name: &str,
+        boundary: &str,
+    ) -> Result<(), AwsError> {
+        self.call("PutRolePermissionsBoundary", |s| {
+            for d in s
+                .roles
+                .iter_mut()
+                .filter(|r| r.name == name)
+                .filter_map(|r| r.details.as_mut())
+            {
+                d.permissions_boundary = Some(boundary.to_owned());
+            }
+            Ok(())
+        })
+    }
+
+    async fn delete_role(&self, name: &str) -> Result<(), AwsError> {
+        self.call("DeleteRole", |s| {
+            s.roles.retain(|r| r.name != name);
             Ok(())
         })
     }
@@ -825,4 +919,163 @@ async fn a_store_that_refuses_is_a_terminal_store_error_looked_at_again_at_the_r
     let outcomes = reconcile_until_converged(&fake, &store, &agent_id).await;
     assert_eq!(outcomes.last().map(String::as_str), Some("converged"));
     assert!(store.status(&agent_id).is_some());
+}
+
+/// A reconciler over `fake` and `store` with per-agent task roles.
+async fn reconcile_per_agent_until_converged(
+    fake: &FakeAws,
+    store: &FakeStore,
+    agent_id: &str,
+) -> Vec<String> {
+    let settings = fixtures::per_agent_settings();
+    let template = template();
+    let mut outcomes = Vec::new();
+    for _ in 0..12 {
+        let expectations = Expectations::default();
+        let reconciler = Reconciler {
+            cloud: fake,
+            store,
+            settings: &settings,
+            template: &template,
+            expectations: &expectations,
+            recovery_days: 7,
+            rollout: None,
+            metrics: None,
+        };
+        match reconciler.reconcile(agent_id, None).await {
+            Ok(Outcome::Converged) => {
+                outcomes.push("converged".into());
+                return outcomes;
+            }
+            Ok(Outcome::Deleted) => {
+                outcomes.push("deleted".into());
+                return outcomes;
+            }
+            Ok(other) => outcomes.push(format!("{other:?}")),
+            Err(e) => outcomes.push(format!("error: {e}")),
+        }
+    }
+    outcomes
+}
+
+#[tokio::test]
+async fn a_new_role_ecs_cannot_assume_yet_is_retried_until_the_task_starts() {
+    let store = store();
+    let fake = FakeAws::new(0);
+    fake.state.lock().unwrap().unassumable = 2;
+    let agent_id = local_aws::unique("agent");
+    store.apply(&spec(&agent_id), "cli");
+    let outcomes = reconcile_per_agent_until_converged(&fake, &store, &agent_id).await;
+    assert_eq!(
+        outcomes.last().map(String::as_str),
+        Some("converged"),
+        "{outcomes:?}"
+    );
+    assert!(
+        outcomes
+            .iter()
+            .filter(|o| o.contains("unable to assume the role"))
+            .count()
+            == 2,
+        "{outcomes:?}"
+    );
+    let role = fake.count(|s| s.roles.len());
+    assert_eq!(role, 1);
+    let revision_role = fake.count(|s| {
+        s.revisions
+            .iter()
+            .filter(|(r, _, _)| r.content.task_role_arn.as_deref() == Some(s.roles[0].arn.as_str()))
+            .count()
+    });
+    assert_eq!(revision_role, 1, "the revision names the agent's own role");
+}
+
+#[tokio::test]
+async fn every_role_call_survives_a_lost_response_or_a_failure_without_duplicates() {
+    for operation in ["CreateRole", "PutRolePolicy"] {
+        for fault in [Fault::LoseResponse, Fault::Fail] {
+            let store = store();
+            let fake = FakeAws::new(0);
+            let agent_id = local_aws::unique("agent");
+            store.apply(&spec(&agent_id), "cli");
+            fake.inject(operation, fault);
+            let outcomes = reconcile_per_agent_until_converged(&fake, &store, &agent_id).await;
+            assert_eq!(
+                outcomes.last().map(String::as_str),
+                Some("converged"),
+                "{operation} {fault:?}: {outcomes:?}"
+            );
+            assert_eq!(fake.count(|s| s.roles.len()), 1, "{operation} {fault:?}");
+            let policy = fake.count(|s| {
+                usize::from(
+                    s.roles[0]
+                        .details
+                        .as_ref()
+                        .is_some_and(|d| d.policy.is_some()),
+                )
+            });
+            assert_eq!(policy, 1, "{operation} {fault:?}: the policy is in place");
+        }
+    }
+}
+
+#[tokio::test]
+async fn at_the_role_quota_the_agent_says_so_and_the_others_converge() {
+    let store = store();
+    let fake = FakeAws::new(0);
+    fake.state.lock().unwrap().role_quota = Some(1);
+    let first = local_aws::unique("agent");
+    let second = local_aws::unique("agent");
+    store.apply(&spec(&first), "cli");
+    store.apply(&spec(&second), "cli");
+    let outcomes = reconcile_per_agent_until_converged(&fake, &store, &first).await;
+    assert_eq!(outcomes.last().map(String::as_str), Some("converged"));
+    let outcomes = reconcile_per_agent_until_converged(&fake, &store, &second).await;
+    assert!(
+        outcomes
+            .iter()
+            .all(|o| o
+                .contains("iam: role quota reached; raise it or move agents to another account")),
+        "{outcomes:?}"
+    );
+    let status = store.status(&second).expect("a status");
+    assert_eq!(
+        status.message.as_deref(),
+        Some("iam: role quota reached; raise it or move agents to another account")
+    );
+    assert_eq!(fake.count(|s| s.roles.len()), 1);
+    // The first agent is unharmed.
+    let outcomes = reconcile_per_agent_until_converged(&fake, &store, &first).await;
+    assert_eq!(outcomes, ["converged"]);
+}
+
+#[tokio::test]
+async fn deleting_an_agent_deletes_its_role_and_a_foreign_role_is_never_taken() {
+    let store = store();
+    let fake = FakeAws::new(0);
+    let agent_id = local_aws::unique("agent");
+    store.apply(&spec(&agent_id), "cli");
+    reconcile_per_agent_until_converged(&fake, &store, &agent_id).await;
+    store.request_deletion(&agent_id);
+    let outcomes = reconcile_per_agent_until_converged(&fake, &store, &agent_id).await;
+    assert_eq!(outcomes.last().map(String::as_str), Some("deleted"));
+    assert_eq!(fake.count(|s| s.roles.len()), 0);
+
+    // A role with this agent's name but another agent's tags is refused, never adopted.
+    let squatter = local_aws::unique("agent");
+    store.apply(&spec(&squatter), "cli");
+    let name = render::role_name(&fixtures::per_agent_settings(), &squatter);
+    fake.state.lock().unwrap().roles.push(Role {
+        arn: format!("arn:aws:iam::123456789012:role/other/{name}"),
+        name,
+        path: "/other/".into(),
+        details: Some(RoleDetails::default()),
+    });
+    let outcomes = reconcile_per_agent_until_converged(&fake, &store, &squatter).await;
+    assert!(
+        outcomes
+            .iter()
+            .any(|o| o.contains("exists and is not this agent's")),
+        "{outcomes:?}"
+    );
 }

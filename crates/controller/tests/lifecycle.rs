@@ -22,12 +22,28 @@ struct Env {
     ecs: aws_sdk_ecs::Client,
     efs: aws_sdk_efs::Client,
     sm: aws_sdk_secretsmanager::Client,
+    iam: aws_sdk_iam::Client,
 }
 
 async fn env() -> Env {
+    env_with(false).await
+}
+
+/// The environment, with a task role per agent under the development stack's boundary when
+/// `per_agent`.
+async fn env_with(per_agent: bool) -> Env {
     let name = local_aws::unique("life");
     let vars = local_aws::dev_stack(&name);
+    let task_role = if per_agent {
+        spec::render::TaskRole::PerAgent {
+            permissions_boundary: vars["CLAWFLEET_AGENT_PERMISSIONS_BOUNDARY"].clone(),
+        }
+    } else {
+        spec::render::TaskRole::Template
+    };
     let settings = Settings {
+        installation: name.clone(),
+        task_role,
         subnets: vars["CLAWFLEET_SUBNETS"]
             .split(',')
             .map(str::to_owned)
@@ -61,6 +77,7 @@ async fn env() -> Env {
         ecs: aws_sdk_ecs::Client::new(&config),
         efs: aws_sdk_efs::Client::new(&config),
         sm: aws_sdk_secretsmanager::Client::new(&config),
+        iam: aws_sdk_iam::Client::new(&config),
     }
 }
 
@@ -539,4 +556,110 @@ async fn calls_of_one_reconcile_of_a_new_and_of_a_converged_agent() {
     let converged = env.calls.snapshot();
     eprintln!("converged agent: {converged:?}");
     assert_eq!(env.calls.mutating(), 0);
+}
+
+#[tokio::test]
+async fn a_new_agent_gets_its_own_role_scoped_to_its_access_point_and_loses_it_on_delete() {
+    let env = env_with(true).await;
+    let id = local_aws::unique("role");
+    let spec = agent(&id);
+    env.store.apply(&spec, "cli").await.unwrap();
+    env.converge(&id).await;
+    set_secret_keys(&env, &id, &["OPENAI_API_KEY"]).await;
+    assert_eq!(env.converge(&id).await, Outcome::Converged);
+
+    let name = spec::render::role_name(&env.settings, &id);
+    let role = env.iam.get_role().role_name(&name).send().await.unwrap();
+    let role = role.role().unwrap();
+    assert_eq!(role.path(), spec::render::role_path(&env.settings));
+    let spec::render::TaskRole::PerAgent {
+        permissions_boundary,
+    } = &env.settings.task_role
+    else {
+        unreachable!("per-agent settings")
+    };
+    assert_eq!(
+        role.permissions_boundary()
+            .and_then(|b| b.permissions_boundary_arn()),
+        Some(permissions_boundary.as_str())
+    );
+    let tags: BTreeMap<&str, &str> = role.tags().iter().map(|t| (t.key(), t.value())).collect();
+    assert_eq!(tags.get("clawfleet:agent-id"), Some(&id.as_str()));
+    assert_eq!(tags.get("clawfleet:client-id"), Some(&"acme"));
+
+    let observed = env.cloud.observe_agent(&id, None).await.unwrap();
+    let ap_arn = observed.access_points[0].arn.clone();
+    let policy = observed
+        .role
+        .as_ref()
+        .and_then(|r| r.details.as_ref())
+        .and_then(|d| d.policy.clone())
+        .unwrap();
+    let policy: serde_json::Value = serde_json::from_str(&policy).unwrap();
+    assert_eq!(policy["Statement"].as_array().map(Vec::len), Some(1));
+    assert_eq!(
+        policy["Statement"][0]["Condition"]["ArnEquals"]["elasticfilesystem:AccessPointArn"],
+        serde_json::Value::String(ap_arn)
+    );
+    assert_eq!(
+        observed
+            .latest_revision
+            .as_ref()
+            .and_then(|r| r.content.task_role_arn.as_deref()),
+        Some(role.arn()),
+        "the revision names the agent's own role"
+    );
+
+    // A widened policy is put back on the next reconcile.
+    env.iam
+        .put_role_policy()
+        .role_name(&name)
+        .policy_name(spec::render::ROLE_POLICY_NAME)
+        .policy_document(r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"*","Resource":"*"}]}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(env.converge(&id).await, Outcome::Converged);
+    let observed = env.cloud.observe_agent(&id, None).await.unwrap();
+    let restored = observed
+        .role
+        .and_then(|r| r.details)
+        .and_then(|d| d.policy)
+        .unwrap();
+    assert!(!restored.contains("\"*\""), "{restored}");
+
+    env.store
+        .request_deletion(&id, &spec::now_rfc3339())
+        .await
+        .unwrap();
+    assert_eq!(env.converge(&id).await, Outcome::Deleted);
+    assert!(
+        env.iam.get_role().role_name(&name).send().await.is_err(),
+        "the role is gone"
+    );
+}
+
+#[tokio::test]
+async fn an_untagged_role_under_the_installations_path_is_never_touched() {
+    let env = env_with(true).await;
+    let id = local_aws::unique("stray");
+    let name = spec::render::role_name(&env.settings, &id);
+    env.iam
+        .create_role()
+        .role_name(&name)
+        .path(spec::render::role_path(&env.settings))
+        .assume_role_policy_document(r#"{"Version":"2012-10-17","Statement":[]}"#)
+        .send()
+        .await
+        .unwrap();
+    // No spec: an orphan by name, but nothing says it is clawfleet's.
+    let outcome = env.reconcile(&id).await;
+    assert!(
+        matches!(outcome, Outcome::Converged | Outcome::Deleted),
+        "{outcome:?}"
+    );
+    assert!(
+        env.iam.get_role().role_name(&name).send().await.is_ok(),
+        "left alone"
+    );
 }

@@ -66,6 +66,18 @@ pub enum Launch {
 pub enum Action {
     /// EFS CreateAccessPoint.
     CreateAccessPoint(render::AccessPoint),
+    /// IAM CreateRole with the permissions boundary, then PutRolePolicy of its one inline
+    /// policy.
+    CreateRole(render::Role),
+    /// IAM PutRolePolicy and/or PutRolePermissionsBoundary of a role changed behind
+    /// clawfleet's back (each `Some` is put back).
+    UpdateRole {
+        name: String,
+        policy: Option<String>,
+        permissions_boundary: Option<String>,
+    },
+    /// IAM DeleteRolePolicy, then DeleteRole.
+    DeleteRole { name: String },
     /// Secrets Manager CreateSecret (no value), or RestoreSecret of the same tenant's secret
     /// still in its recovery window.
     CreateSecret(render::Secret),
@@ -119,6 +131,7 @@ impl Action {
         matches!(
             self,
             Self::CreateAccessPoint(_)
+                | Self::CreateRole(_)
                 | Self::CreateSecret(_)
                 | Self::RegisterTaskDefinition { .. }
                 | Self::RunTask { .. }
@@ -135,6 +148,26 @@ impl fmt::Display for Action {
                 ap.root_path, ap.file_system_id, ap.posix_uid, ap.posix_gid
             ),
             Self::CreateSecret(s) => write!(f, "create secret {}", s.name),
+            Self::CreateRole(r) => write!(
+                f,
+                "create task role {}{} (boundary {}) allowed to mount only its own access point",
+                r.path, r.name, r.permissions_boundary
+            ),
+            Self::UpdateRole {
+                name,
+                policy,
+                permissions_boundary,
+            } => {
+                let mut what = Vec::new();
+                if policy.is_some() {
+                    what.push("its policy");
+                }
+                if permissions_boundary.is_some() {
+                    what.push("its permissions boundary");
+                }
+                write!(f, "put back task role {name}'s {}", what.join(" and "))
+            }
+            Self::DeleteRole { name } => write!(f, "delete task role {name} and its policy"),
             Self::RegisterTaskDefinition {
                 definition,
                 changes,

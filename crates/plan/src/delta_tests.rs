@@ -406,6 +406,7 @@ impl Revision {
             &self.settings,
             &self.secret_arn,
             &self.access_point_id,
+            None,
         )
         .expect("renders")
     }

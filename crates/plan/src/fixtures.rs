@@ -7,7 +7,9 @@ use std::collections::BTreeMap;
 use spec::render::{self, Container, RunTask, Settings, TaskDefinition};
 use spec::{AgentDocument, AgentSpec};
 
-use crate::observed::{AccessPoint, AgentResources, Secret, Task, TaskDefinitionRevision};
+use crate::observed::{
+    AccessPoint, AgentResources, Role, RoleDetails, Secret, Task, TaskDefinitionRevision,
+};
 
 /// A fixed "now", in seconds since the epoch.
 pub const NOW: i64 = 1_780_000_000;
@@ -106,7 +108,7 @@ pub fn revision(
     TaskDefinitionRevision {
         arn: revision_arn(n),
         revision: n,
-        content: render::task_definition(spec, template, &settings(), SECRET_ARN, ap)
+        content: render::task_definition(spec, template, &settings(), SECRET_ARN, ap, None)
             .expect("renders"),
     }
 }
@@ -151,5 +153,37 @@ pub fn converged(spec: &AgentSpec) -> AgentResources {
         }),
         latest_revision: Some(revision(spec, &template(), "fsap-1", 1)),
         older_revisions: Vec::new(),
+        role: None,
+    }
+}
+
+/// The permissions boundary of [`per_agent_settings`].
+pub const BOUNDARY: &str = "arn:aws:iam::123456789012:policy/clawfleet-agent-boundary";
+
+/// [`settings`] with a task role per agent.
+#[must_use]
+pub fn per_agent_settings() -> Settings {
+    Settings {
+        task_role: render::TaskRole::PerAgent {
+            permissions_boundary: BOUNDARY.into(),
+        },
+        ..settings()
+    }
+}
+
+/// The agent's role as GetRole and GetRolePolicy show it once created for `spec` and the
+/// access point `ap`.
+#[must_use]
+pub fn role(spec: &AgentSpec, ap: &AccessPoint) -> Role {
+    let want = render::role(spec, &per_agent_settings(), &ap.arn).expect("per-agent role");
+    Role {
+        arn: format!("arn:aws:iam::123456789012:role{}{}", want.path, want.name),
+        name: want.name,
+        path: want.path,
+        details: Some(RoleDetails {
+            permissions_boundary: Some(want.permissions_boundary),
+            policy: Some(want.policy),
+            tags: want.tags,
+        }),
     }
 }

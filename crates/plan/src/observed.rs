@@ -104,6 +104,48 @@ impl Secret {
     }
 }
 
+/// An agent's IAM task role. ListRoles returns neither the permissions boundary nor inline
+/// policies, so a role seen in a listing has no [`RoleDetails`]; GetRole and GetRolePolicy
+/// fill them in.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Role {
+    pub name: String,
+    pub arn: String,
+    pub path: String,
+    /// `None` when the role was only listed.
+    pub details: Option<RoleDetails>,
+}
+
+/// What only GetRole and GetRolePolicy tell about a role.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RoleDetails {
+    pub permissions_boundary: Option<String>,
+    /// The agent's inline policy, as JSON, when it exists.
+    pub policy: Option<String>,
+    pub tags: BTreeMap<String, String>,
+}
+
+impl Role {
+    /// The agent this role belongs to, by its tags; `None` when only listed (a listed role is
+    /// filed by its name under the installation's path) or not clawfleet's.
+    #[must_use]
+    pub fn agent_id(&self) -> Option<&str> {
+        managed_agent(&self.details.as_ref()?.tags)
+    }
+}
+
+/// Whether two policy documents say the same thing, whatever their key order and spacing.
+#[must_use]
+pub fn same_policy(a: &str, b: &str) -> bool {
+    match (
+        serde_json::from_str::<serde_json::Value>(a),
+        serde_json::from_str::<serde_json::Value>(b),
+    ) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => a == b,
+    }
+}
+
 /// The agent a resource belongs to, when clawfleet manages it. Resources without the
 /// managed-by tag are never considered anyone's.
 fn managed_agent(tags: &BTreeMap<String, String>) -> Option<&str> {
@@ -123,6 +165,8 @@ pub struct AgentResources {
     pub latest_revision: Option<TaskDefinitionRevision>,
     /// ARNs of the family's other ACTIVE revisions.
     pub older_revisions: Vec<String>,
+    /// The agent's task role, under the installation's path.
+    pub role: Option<Role>,
 }
 
 impl AgentResources {
@@ -135,6 +179,7 @@ impl AgentResources {
             || self.secret.as_ref().is_some_and(|s| !s.deleted)
             || self.latest_revision.is_some()
             || !self.older_revisions.is_empty()
+            || self.role.is_some()
     }
 
     #[must_use]
@@ -144,6 +189,7 @@ impl AgentResources {
             && self.secret.is_none()
             && self.latest_revision.is_none()
             && self.older_revisions.is_empty()
+            && self.role.is_none()
     }
 }
 
@@ -200,6 +246,16 @@ impl Fleet {
                 if slot.as_ref().is_none_or(|s| s.deleted) {
                     *slot = Some(secret);
                 }
+            }
+        }
+    }
+
+    /// Files the roles listed under the installation's path by their names.
+    pub fn add_roles(&mut self, settings: &render::Settings, roles: Vec<Role>) {
+        for role in roles {
+            if let Some(agent) = render::agent_of_role(settings, &role.name) {
+                let agent = agent.to_owned();
+                self.agents.entry(agent).or_default().role = Some(role);
             }
         }
     }

@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::observed::{AgentResources, Task};
+use crate::observed::{AgentResources, Task, same_policy};
 use spec::render::{self, Settings, TaskDefinition};
 use spec::{
     AgentSpec, AgentStatus, Condition, ConditionKind, ConditionStatus, DesiredState, Phase,
@@ -188,6 +188,11 @@ fn teardown(
             arn: secret.arn.clone(),
         });
     }
+    if let Some(role) = &observed.role {
+        plan.actions.push(Action::DeleteRole {
+            name: role.name.clone(),
+        });
+    }
     let revisions = observed
         .latest_revision
         .iter()
@@ -310,11 +315,46 @@ fn converge(
         );
     }
 
+    // Task role: one per agent, allowed to mount only its own access point (it can only be
+    // rendered once the access point's ARN is known). A role only listed has no details: its
+    // policy is checked when the agent is observed on its own.
+    let want_role = access_point.and_then(|ap| render::role(spec, settings, &ap.arn));
+    let role_arn = match (&want_role, &observed.role) {
+        (Some(want), None) => {
+            plan.actions.push(Action::CreateRole(want.clone()));
+            None
+        }
+        (Some(want), Some(have)) => {
+            if let Some(details) = &have.details {
+                let policy = details
+                    .policy
+                    .as_deref()
+                    .is_none_or(|p| !same_policy(p, &want.policy))
+                    .then(|| want.policy.clone());
+                let permissions_boundary = (details.permissions_boundary.as_deref()
+                    != Some(want.permissions_boundary.as_str()))
+                .then(|| want.permissions_boundary.clone());
+                if policy.is_some() || permissions_boundary.is_some() {
+                    plan.actions.push(Action::UpdateRole {
+                        name: want.name.clone(),
+                        policy,
+                        permissions_boundary,
+                    });
+                }
+                push_tags(&mut plan, &have.arn, &details.tags, &want.tags);
+            }
+            Some(have.arn.as_str())
+        }
+        (None, _) => None,
+    };
+    let per_agent = matches!(settings.task_role, render::TaskRole::PerAgent { .. });
+
     // Task definition revision: registered only when the rendered content changes.
     let mut task_definition_arn = None;
     if let (Some(ap), Some(secret)) = (access_point, secret)
+        && (role_arn.is_some() || !per_agent)
         && let Ok(rendered) =
-            render::task_definition(spec, ctx.template, settings, &secret.arn, &ap.id)
+            render::task_definition(spec, ctx.template, settings, &secret.arn, &ap.id, role_arn)
     {
         match &observed.latest_revision {
             Some(latest) if latest.content == rendered => {

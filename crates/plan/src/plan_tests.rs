@@ -915,3 +915,145 @@ fn stops_carry_a_typed_reason_the_executor_decides_on() {
         Action::StopTask { reason, .. } if reason.is_drift() && !reason.is_replacement()
     )));
 }
+
+fn run_plan_per_agent(spec: &AgentSpec, observed: &AgentResources) -> Plan {
+    let settings = per_agent_settings();
+    let template = template();
+    let ctx = Context {
+        settings: &settings,
+        template: &template,
+        now: NOW,
+    };
+    let desired = Desired {
+        agent_id: AGENT,
+        spec: Some(Ok(spec)),
+        deleting: false,
+        status: None,
+    };
+    plan(&desired, observed, &ctx)
+}
+
+/// What AWS shows for a new agent whose access point and secret exist, with no role yet.
+fn before_role(spec: &AgentSpec) -> AgentResources {
+    let mut observed = converged(spec);
+    observed.tasks.clear();
+    observed.latest_revision = None;
+    observed
+}
+
+#[test]
+fn a_per_agent_role_is_created_after_the_access_point_and_before_the_revision() {
+    let spec = spec();
+    let plan = run_plan_per_agent(&spec, &before_role(&spec));
+    let aws = aws_actions(&plan);
+    let Action::CreateRole(role) = aws[0] else {
+        panic!("expected the role first, got {aws:?}")
+    };
+    assert_eq!(role.name, format!("cf-default-{AGENT}"));
+    assert_eq!(role.path, "/clawfleet/default/");
+    assert_eq!(role.permissions_boundary, BOUNDARY);
+    let policy: serde_json::Value = serde_json::from_str(&role.policy).unwrap();
+    let statement = &policy["Statement"][0];
+    assert_eq!(
+        statement["Condition"]["ArnEquals"]["elasticfilesystem:AccessPointArn"],
+        "arn:aws:elasticfilesystem:us-east-1:123456789012:access-point/fsap-1"
+    );
+    assert_eq!(
+        statement["Action"],
+        serde_json::json!([
+            "elasticfilesystem:ClientMount",
+            "elasticfilesystem:ClientWrite"
+        ])
+    );
+    assert_eq!(policy["Statement"].as_array().map(Vec::len), Some(1));
+    assert!(
+        !aws.iter()
+            .any(|a| matches!(a, Action::RegisterTaskDefinition { .. })),
+        "the revision names the role, so it waits for it: {aws:?}"
+    );
+}
+
+#[test]
+fn the_revision_names_the_agents_own_role() {
+    let spec = spec();
+    let mut observed = before_role(&spec);
+    let role = role(&spec, &observed.access_points[0]);
+    observed.role = Some(role.clone());
+    let plan = run_plan_per_agent(&spec, &observed);
+    let registered = plan.actions.iter().find_map(|a| match a {
+        Action::RegisterTaskDefinition { definition, .. } => Some(definition),
+        _ => None,
+    });
+    assert_eq!(
+        registered.and_then(|d| d.task_role_arn.as_deref()),
+        Some(role.arn.as_str())
+    );
+}
+
+#[test]
+fn a_widened_role_policy_or_a_removed_boundary_is_put_back() {
+    let spec = spec();
+    let mut observed = before_role(&spec);
+    let mut role = role(&spec, &observed.access_points[0]);
+    let wide =
+        r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"*","Resource":"*"}]}"#;
+    if let Some(d) = role.details.as_mut() {
+        d.policy = Some(wide.into());
+        d.permissions_boundary = None;
+    }
+    observed.role = Some(role);
+    let plan = run_plan_per_agent(&spec, &observed);
+    let update = plan.actions.iter().find_map(|a| match a {
+        Action::UpdateRole {
+            policy,
+            permissions_boundary,
+            ..
+        } => Some((policy.is_some(), permissions_boundary.as_deref())),
+        _ => None,
+    });
+    assert_eq!(update, Some((true, Some(BOUNDARY))));
+}
+
+#[test]
+fn a_listed_role_whose_policy_was_not_read_is_left_alone() {
+    let spec = spec();
+    let mut observed = before_role(&spec);
+    let mut role = role(&spec, &observed.access_points[0]);
+    role.details = None;
+    observed.role = Some(role);
+    let plan = run_plan_per_agent(&spec, &observed);
+    assert!(
+        !plan
+            .actions
+            .iter()
+            .any(|a| matches!(a, Action::UpdateRole { .. } | Action::CreateRole(_))),
+        "{:?}",
+        plan.actions
+    );
+}
+
+#[test]
+fn deleting_an_agent_deletes_its_role() {
+    let spec = spec();
+    let mut observed = converged(&spec);
+    observed.tasks.clear();
+    observed.role = Some(role(&spec, &observed.access_points[0]));
+    let plan = run_plan(Some(Ok(&spec)), true, None, &observed);
+    assert!(plan.actions.iter().any(
+        |a| matches!(a, Action::DeleteRole { name } if *name == format!("cf-default-{AGENT}"))
+    ));
+}
+
+#[test]
+fn with_the_template_role_no_agent_role_is_made() {
+    let spec = spec();
+    let plan = run_plan(Some(Ok(&spec)), false, None, &before_role(&spec));
+    assert!(
+        !plan
+            .actions
+            .iter()
+            .any(|a| matches!(a, Action::CreateRole(_))),
+        "{:?}",
+        plan.actions
+    );
+}

@@ -63,6 +63,33 @@ pub struct Settings {
     pub secret_prefix: String,
     /// The image for specs that name none; `None` keeps the template's.
     pub default_image: Option<String>,
+    /// The installation's name: IAM is account-global, so role names and paths carry it.
+    pub installation: String,
+    /// Which task role an agent's revision names.
+    pub task_role: TaskRole,
+}
+
+/// Which IAM task role agents run with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TaskRole {
+    /// One role per agent, allowed only to mount its own access point, created under this
+    /// permissions boundary. The task role's credentials are visible inside the container, so
+    /// only a role of its own isolates one agent's memory from another's.
+    PerAgent { permissions_boundary: String },
+    /// The template's task role, shared by every agent: for operators who knowingly accept that
+    /// any agent may mount any access point that role may mount.
+    Template,
+}
+
+impl TaskRole {
+    /// As `clawfleet describe` and the flag spell it.
+    #[must_use]
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::PerAgent { .. } => "per-agent",
+            Self::Template => "template",
+        }
+    }
 }
 
 impl Settings {
@@ -89,6 +116,8 @@ impl Settings {
             posix_gid: 1000,
             secret_prefix: DEFAULT_SECRET_PREFIX.to_owned(),
             default_image: None,
+            installation: DEFAULT_INSTALLATION.to_owned(),
+            task_role: TaskRole::Template,
         }
     }
 }
@@ -363,10 +392,14 @@ pub fn task_definition(
     settings: &Settings,
     secret_arn: &str,
     access_point_id: &str,
+    task_role_arn: Option<&str>,
 ) -> Result<TaskDefinition, TemplateError> {
     template.check_template(settings)?;
     let mut rendered = template.clone();
     rendered.family = family(settings, &spec.agent_id);
+    if let Some(arn) = task_role_arn {
+        rendered.task_role_arn = Some(arn.to_owned());
+    }
     rendered.volumes.retain(|v| v.name != WORKSPACE_VOLUME);
     rendered.volumes.push(Volume {
         name: WORKSPACE_VOLUME.to_owned(),
@@ -457,6 +490,135 @@ pub struct AccessPoint {
     /// Mode of the root directory EFS creates on first use.
     pub creation_permissions: String,
     pub tags: BTreeMap<String, String>,
+}
+
+/// The installation name when none is configured.
+pub const DEFAULT_INSTALLATION: &str = "default";
+
+/// The installation name derived from a table: stable, short, and different for two tables.
+#[must_use]
+pub fn default_installation(table: &str) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(table.as_bytes());
+    format!("i{}", &hex::encode(digest)[..8])
+}
+
+/// The name of the one inline policy of an agent's task role.
+pub const ROLE_POLICY_NAME: &str = "clawfleet-own-access-point";
+
+/// The IAM path every agent role of an installation lives under; listing and garbage
+/// collection read only this path.
+#[must_use]
+pub fn role_path(settings: &Settings) -> String {
+    format!("/clawfleet/{}/", settings.installation)
+}
+
+/// An agent's task role name: `cf-{installation}-{agent_id}`, within IAM's 64 characters
+/// (the installation is at most 16 characters, an agent id at most 40).
+#[must_use]
+pub fn role_name(settings: &Settings, agent_id: &str) -> String {
+    format!("cf-{}-{agent_id}", settings.installation)
+}
+
+/// The agent whose role this is, for a role listed under [`role_path`].
+#[must_use]
+pub fn agent_of_role<'a>(settings: &Settings, role_name: &'a str) -> Option<&'a str> {
+    role_name
+        .strip_prefix("cf-")?
+        .strip_prefix(settings.installation.as_str())?
+        .strip_prefix('-')
+}
+
+/// The IAM CreateRole request of an agent's task role, with its one inline policy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Role {
+    pub name: String,
+    pub path: String,
+    /// The trust policy (JSON).
+    pub trust_policy: String,
+    pub permissions_boundary: String,
+    /// The inline policy (JSON): mount and write its own access point, nothing else.
+    pub policy: String,
+    pub tags: BTreeMap<String, String>,
+}
+
+/// The agent role's trust policy and inline policy: the same files the CloudFormation template
+/// and the development stack are made from (deploy/policies), so the three cannot drift apart.
+const AGENT_TRUST_POLICY: &str =
+    include_str!("../../../deploy/policies/ecs-tasks-trust-policy.json");
+const AGENT_ROLE_POLICY: &str =
+    include_str!("../../../deploy/policies/agent-task-role-policy.json");
+
+/// A policy document with its `${Name}` placeholders filled, as compact JSON; `None` when a
+/// value would not stay a JSON string or a placeholder is left.
+fn fill(document: &str, values: &[(&str, &str)]) -> Option<String> {
+    let mut text = document.to_owned();
+    for (name, value) in values {
+        if value.contains(['"', '\\']) {
+            return None;
+        }
+        text = text.replace(&format!("${{{name}}}"), value);
+    }
+    if text.contains("${") {
+        return None;
+    }
+    serde_json::from_str::<serde_json::Value>(&text)
+        .ok()
+        .map(|v| v.to_string())
+}
+
+/// `(region, account)` of an ARN (`arn:aws:SERVICE:REGION:ACCOUNT:...`).
+fn region_account(arn: &str) -> Option<(&str, &str)> {
+    let mut parts = arn.splitn(6, ':');
+    let (_, _, _, region, account) = (
+        parts.next()?,
+        parts.next()?,
+        parts.next()?,
+        parts.next()?,
+        parts.next()?,
+    );
+    (!region.is_empty() && !account.is_empty()).then_some((region, account))
+}
+
+/// The task role an agent needs, given its access point's ARN; `None` when the agents share
+/// the template's role, or when the ARN names no region and account.
+///
+/// The trust policy lets only ECS tasks of this account assume it (`aws:SourceAccount` and
+/// `aws:SourceArn` against the confused deputy). The inline policy allows
+/// `elasticfilesystem:ClientMount` and `ClientWrite` on the file system only through the
+/// agent's own access point: no root access, no Secrets Manager (ECS injects secrets with the
+/// execution role, whose credentials the container never sees), no List or Describe.
+#[must_use]
+pub fn role(spec: &AgentSpec, settings: &Settings, access_point_arn: &str) -> Option<Role> {
+    let TaskRole::PerAgent {
+        permissions_boundary,
+    } = &settings.task_role
+    else {
+        return None;
+    };
+    let (region, account) = region_account(access_point_arn)?;
+    let partition = access_point_arn.split(':').nth(1).unwrap_or("aws");
+    let file_system_arn = format!(
+        "arn:{partition}:elasticfilesystem:{region}:{account}:file-system/{}",
+        settings.file_system_id
+    );
+    let values = [
+        ("Partition", partition),
+        ("Region", region),
+        ("AccountId", account),
+        ("FileSystemArn", file_system_arn.as_str()),
+        ("AccessPointArn", access_point_arn),
+    ];
+    let trust = fill(AGENT_TRUST_POLICY, &values)?;
+    let policy = fill(AGENT_ROLE_POLICY, &values)?;
+    Some(Role {
+        name: role_name(settings, &spec.agent_id),
+        path: role_path(settings),
+        trust_policy: trust.to_string(),
+        permissions_boundary: permissions_boundary.clone(),
+        policy: policy.to_string(),
+        tags: resource_tags(spec),
+    })
 }
 
 /// The Secrets Manager CreateSecret request, without a value.

@@ -145,6 +145,7 @@ fn rendered(spec: &AgentSpec) -> Vec<(&'static str, String)> {
         &settings,
         &secret_arn(&spec.agent_id),
         ACCESS_POINT_ID,
+        None,
     )
     .expect("the template is usable");
     vec![
@@ -250,6 +251,7 @@ fn every_case_keeps_the_rendering_rules_of_the_design() {
             &settings(),
             &secret_arn(agent),
             ACCESS_POINT_ID,
+            None,
         )
         .unwrap();
         let td = serde_json::to_value(&td).unwrap();

@@ -63,7 +63,7 @@ pub async fn run(
                 .build(),
         )
         .build();
-    let settings = args.settings();
+    let settings = args.settings(table).map_err(Failure::Usage)?;
     let calls = Calls::default();
     let aws = Aws::counted(config, &settings, &calls);
     let dynamodb = aws_sdk_dynamodb::config::Builder::from(config)

@@ -82,7 +82,7 @@ pub async fn run(cli: Cli) -> Result<Exit, Failure> {
             reconcile::run(
                 &store,
                 &config,
-                &controller.settings(),
+                &controller.settings(&cli.table).map_err(Failure::Usage)?,
                 &controller.template_task_definition,
                 agent_id.as_deref(),
                 recovery.secret_recovery_days,
@@ -158,7 +158,7 @@ pub async fn run(cli: Cli) -> Result<Exit, Failure> {
             plan::run(
                 &store,
                 &config,
-                &controller.settings(),
+                &controller.settings(&cli.table).map_err(Failure::Usage)?,
                 &controller.template_task_definition,
                 agent_id.as_deref(),
             )
