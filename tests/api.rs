@@ -240,11 +240,26 @@ fn tokens_added_or_revoked_in_the_file_take_effect_without_a_restart() {
         status("tok-acme") == 401
     });
     assert_eq!(status("tok-globex"), 200);
+    // A document giving one hash twice is refused whole: the tokens in force stay.
+    std::fs::write(
+        &file,
+        entry("tok-globex", "globex")
+            + &format!("- sha256: {}\n  admin: true\n", sha256_hex("tok-globex")),
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(600));
+    assert_eq!(status("tok-globex"), 200);
+    // An empty list is deliberate: it revokes everyone.
+    std::fs::write(&file, "[]\n").unwrap();
+    eventually("the empty list did not revoke every token", || {
+        status("tok-globex") == 401
+    });
 
     let exit = support::terminate(server.child.as_mut().unwrap(), Duration::from_secs(20));
     assert!(exit.success(), "{exit}");
     let logs = server.logs.take().unwrap().join().unwrap();
     assert!(logs.contains("tokens reloaded"), "{logs}");
+    assert!(logs.contains("entries 1 and 2: the same sha256"), "{logs}");
     assert!(
         logs.contains("tokens not reloaded; the ones in force stay: ")
             && logs.contains("entry 1: sha256: must be 64 hex digits"),

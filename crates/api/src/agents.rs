@@ -23,7 +23,9 @@ use store::{Agent, SpecItem, StoreError};
 
 use crate::auth::Caller;
 use crate::problem::{ApiError, axum_json};
-use crate::{Api, WRITER, body, intake, is_label};
+use spec::is_label;
+
+use crate::{Api, WRITER, body, intake};
 
 /// An agent as the API shows it.
 #[derive(Debug, Serialize, JsonSchema)]
@@ -260,7 +262,7 @@ pub async fn list(
                 Caller::Admin => {
                     return Err(ApiError::BadParameter {
                         field: "client_id".into(),
-                        message: "must be a lowercase DNS label of 1 to 40 characters".into(),
+                        message: spec::LABEL_RULE.into(),
                     });
                 }
                 Caller::Tenant(own) if value == own => {}
@@ -333,10 +335,7 @@ pub async fn create(
     };
     if !is_label(&client) {
         // Checked before an id is made from it; validation would say the same.
-        return Err(ApiError::invalid(
-            "client_id",
-            "must be a lowercase DNS label of 1 to 40 characters (a-z, 0-9, '-', not starting or ending with '-')",
-        ));
+        return Err(ApiError::invalid("client_id", spec::LABEL_RULE));
     }
     document.client_id = Some(client.clone());
     // With an Idempotency-Key and no agent_id, the id comes from the tenant and the key, so a

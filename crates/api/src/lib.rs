@@ -223,17 +223,6 @@ async fn openapi_json() -> Response {
     response
 }
 
-/// Whether `text` is a lowercase DNS label of 1 to 40 characters: every agent and client id.
-#[must_use]
-pub fn is_label(text: &str) -> bool {
-    (1..=40).contains(&text.len())
-        && text
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !text.starts_with('-')
-        && !text.ends_with('-')
-}
-
 /// The tenant a response was served to, for the access log.
 #[derive(Debug, Clone)]
 struct Served(String);

@@ -186,6 +186,12 @@ impl From<StoreError> for ApiError {
                 code: code.clone(),
                 log: e.to_string(),
             },
+            StoreError::Incomplete { operation, .. } => Self::Upstream {
+                status: StatusCode::SERVICE_UNAVAILABLE,
+                call: format!("DynamoDB {operation}"),
+                code: None,
+                log: e.to_string(),
+            },
             StoreError::TableShape { .. } => Self::Upstream {
                 status: StatusCode::SERVICE_UNAVAILABLE,
                 call: "DynamoDB".to_owned(),
@@ -199,9 +205,7 @@ impl From<StoreError> for ApiError {
 impl From<IntakeError> for ApiError {
     fn from(e: IntakeError) -> Self {
         match e {
-            IntakeError::BadKey { ref key } => {
-                Self::invalid(key.clone(), "must match [A-Z_][A-Z0-9_]*")
-            }
+            IntakeError::BadKey { key, problem } => Self::invalid(key, problem),
             IntakeError::Empty => Self::invalid("(body)", "must set at least one key"),
             IntakeError::TooLarge { .. } | IntakeError::TooManyKeys { .. } => {
                 Self::invalid("(body)", e.to_string())

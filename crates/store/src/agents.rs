@@ -95,6 +95,9 @@ impl Write {
     }
 }
 
+/// How many BatchGetItem calls one chunk of keys gets before its unprocessed keys are an error.
+const BATCH_GET_ATTEMPTS: u32 = 10;
+
 fn s(value: &str) -> AttributeValue {
     AttributeValue::S(value.to_owned())
 }
@@ -111,6 +114,7 @@ fn key(agent_id: &str, record: &str) -> HashMap<String, AttributeValue> {
 fn meta_of(item: &Item) -> Meta {
     let text = |name: &str| item.get(name).and_then(|v| v.as_s().ok()).cloned();
     Meta {
+        idempotency_fingerprint: text("idempotency_fingerprint"),
         generation: item
             .get("generation")
             .and_then(|v| v.as_n().ok())
@@ -118,8 +122,11 @@ fn meta_of(item: &Item) -> Meta {
             .unwrap_or(0),
         managed_by: text("managed_by"),
         created_at: text("created_at"),
+        // NULL is absent, as everywhere; any other value asks for deletion, as docs/spec.md
+        // promises, whatever its type.
         deletion_requested_at: item
             .get("deletion_requested_at")
+            .filter(|v| !v.is_null())
             .map(|v| v.as_s().cloned().unwrap_or_else(|_| "(set)".to_owned())),
     }
 }
@@ -295,14 +302,7 @@ impl Store {
     ) -> Result<Write, StoreError> {
         let agent_id = &spec.agent_id;
         let Some(current) = current else {
-            let meta = Meta {
-                generation: 1,
-                managed_by: Some(writer.to_owned()),
-                created_at: Some(spec::now_rfc3339_millis()),
-                deletion_requested_at: None,
-            };
-            self.put_spec(agent_id, &spec.to_document(&meta), None)
-                .await?;
+            self.create(spec, writer, None).await?;
             return Ok(Write::Created);
         };
         if current.meta.is_deleting() {
@@ -340,10 +340,34 @@ impl Store {
             managed_by: Some(writer.to_owned()),
             created_at: current.meta.created_at.clone(),
             deletion_requested_at: None,
+            idempotency_fingerprint: current.meta.idempotency_fingerprint.clone(),
         };
         self.put_spec(agent_id, &spec.to_document(&meta), Some(&current.snapshot))
             .await?;
         Ok(Write::Updated)
+    }
+
+    /// Writes the spec item of a new agent (PutItem on condition that none exists), with the
+    /// fingerprint of the API request that made it under an `Idempotency-Key`.
+    ///
+    /// # Errors
+    /// [`StoreError::Conflict`] when the agent id is taken; a failed PutItem otherwise.
+    pub async fn create(
+        &self,
+        spec: &AgentSpec,
+        writer: &str,
+        idempotency_fingerprint: Option<String>,
+    ) -> Result<(), StoreError> {
+        let meta = Meta {
+            generation: 1,
+            managed_by: Some(writer.to_owned()),
+            created_at: Some(spec::now_rfc3339_millis()),
+            deletion_requested_at: None,
+            idempotency_fingerprint,
+        };
+        self.put_spec(&spec.agent_id, &spec.to_document(&meta), None)
+            .await?;
+        Ok(())
     }
 
     /// Sets one string attribute of an existing spec item and bumps `generation`
@@ -466,6 +490,7 @@ impl Store {
             managed_by: Some(writer.to_owned()),
             created_at: current.meta.created_at.clone(),
             deletion_requested_at: None,
+            idempotency_fingerprint: current.meta.idempotency_fingerprint.clone(),
         };
         self.put_spec(
             &spec.agent_id,
@@ -771,6 +796,10 @@ impl Store {
     }
 
     /// BatchGetItem of one record kind for many agents, retrying unprocessed keys.
+    ///
+    /// # Errors
+    /// A failed BatchGetItem, or [`StoreError::Incomplete`] when DynamoDB still left keys
+    /// unprocessed after every retry: a partial answer would show agents without their status.
     async fn batch_get(&self, agent_ids: &[String], record: &str) -> Result<Vec<Item>, StoreError> {
         let mut found = Vec::new();
         for chunk in agent_ids.chunks(100) {
@@ -782,7 +811,8 @@ impl Store {
                     table: self.table.clone(),
                     problem: format!("BatchGetItem request: {e}"),
                 })?;
-            for attempt in 0..10u32 {
+            let mut attempt = 0u32;
+            loop {
                 let out = self
                     .client
                     .batch_get_item()
@@ -795,9 +825,17 @@ impl Store {
                 }
                 match out.unprocessed_keys.and_then(|mut u| u.remove(&self.table)) {
                     Some(rest) if !rest.keys().is_empty() => {
+                        if attempt + 1 >= BATCH_GET_ATTEMPTS {
+                            return Err(StoreError::Incomplete {
+                                operation: "BatchGetItem",
+                                table: self.table.clone(),
+                                missing: rest.keys().len(),
+                            });
+                        }
                         request = rest;
                         let pause = std::time::Duration::from_millis(50 << attempt.min(6));
                         tokio::time::sleep(pause).await;
+                        attempt += 1;
                     }
                     _ => break,
                 }

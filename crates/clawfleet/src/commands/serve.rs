@@ -69,6 +69,9 @@ async fn refresh_tokens(api: Api, source: TokenSource, every: Duration) {
         ticks.tick().await;
         match source.load(&api.secrets).await {
             Ok(tokens) if tokens != *api.tokens() => {
+                if tokens.is_empty() {
+                    warn!("the tokens document is an empty list: every token is revoked");
+                }
                 info!(tokens = tokens.len(), "tokens reloaded");
                 api.set_tokens(tokens);
             }
