@@ -1,7 +1,8 @@
 //! The `/v1/agents` routes: every write ends in the same validated spec item that the CLI and
 //! the console produce, through the store's conditional writes.
 //!
-//! A tenant sees only agents whose `client_id` is its own: anything else, including an agent id
+//! A tenant sees only agents it owns (the `client_id` the controller recorded in the status, or
+//! before the first reconcile the spec's): anything else, including an agent id
 //! that cannot exist, is the same 404, so a response never tells whether another tenant's agent
 //! exists. The one exception is creation, where a taken id must be refused: that 409 reads the
 //! same whoever owns the id.
@@ -98,6 +99,7 @@ fn not_found(agent_id: &str) -> ApiError {
 }
 
 fn view(agent: Agent) -> Option<AgentView> {
+    let owner = agent.owner();
     let item = agent.spec?;
     let spec = item.document.clone().map(|d| AgentDocument {
         generation: None,
@@ -107,7 +109,7 @@ fn view(agent: Agent) -> Option<AgentView> {
         ..d
     });
     Some(AgentView {
-        client_id: item.client_id(),
+        client_id: owner,
         spec,
         metadata: Metadata {
             generation: item.meta.generation,
@@ -155,15 +157,16 @@ async fn visible(api: &Api, caller: &Caller, agent_id: &str) -> Result<AgentView
         .ok_or_else(|| not_found(agent_id))
 }
 
-/// The spec item of an agent the caller may see (GetItem).
+/// The spec item of an agent the caller may see (Query: the status says who owns it).
 async fn visible_spec(api: &Api, caller: &Caller, agent_id: &str) -> Result<SpecItem, ApiError> {
     if !is_label(agent_id) {
         return Err(not_found(agent_id));
     }
     api.store
-        .get_spec(agent_id)
+        .get(agent_id)
         .await?
-        .filter(|item| caller.may_see(item.client_id().as_deref()))
+        .filter(|agent| caller.may_see(agent.owner().as_deref()))
+        .and_then(|agent| agent.spec)
         .ok_or_else(|| not_found(agent_id))
 }
 

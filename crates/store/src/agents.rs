@@ -69,6 +69,19 @@ pub struct Agent {
     pub status: Option<AgentStatus>,
 }
 
+impl Agent {
+    /// The tenant that owns the agent: the `client_id` the controller recorded in the status at
+    /// the first reconcile, or, before that, the spec's. A console edit of the spec's
+    /// `client_id` therefore never hands the agent to another tenant.
+    #[must_use]
+    pub fn owner(&self) -> Option<String> {
+        self.status
+            .as_ref()
+            .and_then(|s| s.client_id.clone())
+            .or_else(|| self.spec.as_ref().and_then(SpecItem::client_id))
+    }
+}
+
 /// One page of agents, and the agent id to continue after when there may be more.
 #[derive(Debug, Clone)]
 pub struct Page {

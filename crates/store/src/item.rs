@@ -386,6 +386,7 @@ mod tests {
     fn status_round_trips() {
         let status = AgentStatus {
             phase: spec::Phase::Running,
+            client_id: Some("acme".into()),
             task_arn: Some("arn:aws:ecs:us-east-1:123:task/c/abc".into()),
             restarts: 2,
             conditions: vec![spec::Condition {
@@ -399,6 +400,7 @@ mod tests {
         };
         let item = status_item(&status, "a1");
         assert_eq!(item["phase"], s("Running"));
+        assert_eq!(item["client_id"], s("acme"), "a plain S attribute");
         assert_eq!(item["conditions"].as_l().map(Vec::len), Ok(1));
         assert_eq!(super::status(&item), Ok(status));
     }
