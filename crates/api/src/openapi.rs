@@ -48,7 +48,7 @@ const OPERATIONS: &[Operation] = &[
         method: "post",
         path: "/v1/agents",
         id: "createAgent",
-        summary: "Create an agent; agent_id is generated ({client_id}-random) when omitted, client_id comes from a tenant token",
+        summary: "Create an agent; agent_id is generated ({client_id}-random) when omitted, and one a tenant chooses must start with {client_id}-; client_id comes from a tenant token",
         body: Some("AgentSpec"),
         ok: (201, "AgentView", true),
         errors: &[400, 403, 409, 413, 415, 422],
@@ -204,7 +204,7 @@ fn query_parameter(name: &str) -> Value {
         }),
         "cursor" => json!({
             "name": "cursor", "in": "query", "required": false,
-            "description": "next_cursor of the previous page",
+            "description": "next_cursor of the previous page of the same listing; opaque and signed, so an altered cursor or one from another listing is a 400",
             "schema": { "type": "string" }
         }),
         _ => json!({
@@ -227,7 +227,7 @@ fn operation(op: &Operation) -> Value {
     if op.idempotent {
         parameters.push(json!({
             "name": "Idempotency-Key", "in": "header", "required": false,
-            "description": "Without agent_id: the same key gives the same generated id, so a retry answers 200 with the agent the first attempt created instead of creating a second",
+            "description": "Without agent_id: the same key gives the same generated id (an HMAC under the server's key), so a retry answers 200 with the agent the first attempt created instead of creating a second; the same key with a different body is a 422. 1 to 255 visible ASCII characters",
             "schema": { "type": "string", "minLength": 1, "maxLength": 255 }
         }));
     }

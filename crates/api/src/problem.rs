@@ -23,8 +23,10 @@ pub enum ApiError {
     BadParameter { field: String, message: String },
     #[error("the body is larger than {limit} bytes")]
     TooLarge { limit: usize },
-    #[error("Content-Type must be application/json")]
+    #[error("Content-Type must be application/json, in UTF-8 if a charset is given")]
     UnsupportedMediaType,
+    #[error("this route does not serve that method; Allow lists the ones it does")]
+    MethodNotAllowed,
     #[error("{0}")]
     Invalid(ValidationErrors),
     #[error("{field}: {message}")]
@@ -66,6 +68,7 @@ impl ApiError {
             Self::MalformedJson(_) | Self::BadParameter { .. } => StatusCode::BAD_REQUEST,
             Self::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::Forbidden { .. } => StatusCode::FORBIDDEN,
             Self::Conflict(_) => StatusCode::CONFLICT,

@@ -82,11 +82,32 @@ impl Agent {
     }
 }
 
-/// One page of agents, and the agent id to continue after when there may be more.
+/// Where a page ended: the whole key DynamoDB last evaluated (`agent_id` and `record`, and
+/// `client_id` on the `by-client` index), attribute name to string value. It may be the key of
+/// an item no listing shows (a status, the lease): the next page starts after it all the same.
+pub type PageKey = BTreeMap<String, String>;
+
+/// One page of agents, and where the next starts when there may be more.
 #[derive(Debug, Clone)]
 pub struct Page {
     pub agents: Vec<Agent>,
-    pub next: Option<String>,
+    pub next: Option<PageKey>,
+}
+
+fn page_key(last: Option<HashMap<String, AttributeValue>>) -> Option<PageKey> {
+    let key: PageKey = last?
+        .into_iter()
+        .filter_map(|(name, value)| Some((name, value.as_s().ok()?.clone())))
+        .collect();
+    (!key.is_empty()).then_some(key)
+}
+
+fn start_key(key: Option<&PageKey>) -> Option<HashMap<String, AttributeValue>> {
+    key.map(|key| {
+        key.iter()
+            .map(|(name, value)| (name.clone(), s(value)))
+            .collect()
+    })
 }
 
 /// What a spec write did.
@@ -710,15 +731,12 @@ impl Store {
         &self,
         client_id: &str,
         limit: i32,
-        after: Option<&str>,
+        after: Option<&PageKey>,
     ) -> Result<Page, StoreError> {
-        let start = after.map(|id| {
-            let mut start = key(id, SPEC_RECORD);
-            start.insert("client_id".to_owned(), s(client_id));
-            start
-        });
-        let (items, last) = self.query_by_client(client_id, Some(limit), start).await?;
-        self.page_of(items, last).await
+        let (items, last) = self
+            .query_by_client(client_id, Some(limit), start_key(after))
+            .await?;
+        self.page_of(items, page_key(last)).await
     }
 
     /// One Query page of the `by-client` index, and where the next starts.
@@ -746,38 +764,47 @@ impl Store {
         ))
     }
 
-    /// One page of every tenant's agents, in table order after `after` (Scan with a Limit,
-    /// spec items only, so a page may hold fewer than `limit`), then their statuses.
+    /// One page of every tenant's agents, in table order after `after`, then their statuses.
+    ///
+    /// A Scan's Limit counts the items it evaluates, statuses and the lease included, so one
+    /// Scan may find fewer spec items than asked: Scans go on from where the last stopped until
+    /// the page holds `limit` agents or the table ends. The next page starts after the whole
+    /// key the last Scan evaluated, so every agent is listed once, whatever ends a page.
     ///
     /// # Errors
     /// A failed Scan or BatchGetItem.
-    pub async fn page_all(&self, limit: i32, after: Option<&str>) -> Result<Page, StoreError> {
-        let out = self
-            .client
-            .scan()
-            .table_name(&self.table)
-            .filter_expression("#record = :spec")
-            .expression_attribute_names("#record", "record")
-            .expression_attribute_values(":spec", s(SPEC_RECORD))
-            .limit(limit)
-            .set_exclusive_start_key(after.map(|id| key(id, SPEC_RECORD)))
-            .send()
-            .await
-            .map_err(|e| StoreError::aws("Scan", &self.table, &e))?;
-        self.page_of(out.items.unwrap_or_default(), out.last_evaluated_key)
-            .await
+    pub async fn page_all(&self, limit: i32, after: Option<&PageKey>) -> Result<Page, StoreError> {
+        let want = usize::try_from(limit.max(1)).unwrap_or(1);
+        let mut items = Vec::new();
+        let mut start = start_key(after);
+        loop {
+            let remaining = i32::try_from(want - items.len()).unwrap_or(limit);
+            let out = self
+                .client
+                .scan()
+                .table_name(&self.table)
+                .filter_expression("#record = :spec")
+                .expression_attribute_names("#record", "record")
+                .expression_attribute_values(":spec", s(SPEC_RECORD))
+                .limit(remaining)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| StoreError::aws("Scan", &self.table, &e))?;
+            items.extend(out.items.unwrap_or_default());
+            start = out.last_evaluated_key.filter(|k| !k.is_empty());
+            if start.is_none() || items.len() >= want {
+                break;
+            }
+        }
+        self.page_of(items, page_key(start)).await
     }
 
     async fn page_of(
         &self,
         mut items: Vec<Item>,
-        last: Option<HashMap<String, AttributeValue>>,
+        next: Option<PageKey>,
     ) -> Result<Page, StoreError> {
-        let next = last
-            .as_ref()
-            .and_then(|k| k.get("agent_id"))
-            .and_then(|v| v.as_s().ok())
-            .cloned();
         let ids: Vec<String> = items
             .iter()
             .filter_map(|i| agent_id_of(i).map(str::to_owned))

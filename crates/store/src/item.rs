@@ -205,10 +205,19 @@ pub(crate) fn spec_document(item: &Item) -> Result<AgentDocument, String> {
     from_item(item.clone())
 }
 
+/// The status item's attribute for [`AgentStatus::client_id`]. Not `client_id`: the sparse
+/// `by-client` index keys on that name, and only spec items may populate it.
+pub(crate) const STATUS_OWNER: &str = "owner_client_id";
+
 /// Parses a status item as read.
 pub(crate) fn status(item: &Item) -> Result<AgentStatus, String> {
     let mut item = item.clone();
     item.remove("agent_id");
+    // Only the controller writes statuses; a `client_id` typed into one is not the owner.
+    item.remove("client_id");
+    if let Some(owner) = item.remove(STATUS_OWNER) {
+        item.insert("client_id".to_owned(), owner);
+    }
     from_item(item)
 }
 
@@ -225,7 +234,11 @@ pub(crate) fn spec_item(document: &AgentDocument, agent_id: &str) -> Item {
 }
 
 pub(crate) fn status_item(status: &AgentStatus, agent_id: &str) -> Item {
-    to_item(status, agent_id, STATUS_RECORD)
+    let mut item = to_item(status, agent_id, STATUS_RECORD);
+    if let Some(owner) = item.remove("client_id") {
+        item.insert(STATUS_OWNER.to_owned(), owner);
+    }
+    item
 }
 
 /// A condition expression with its names and values.
@@ -400,7 +413,11 @@ mod tests {
         };
         let item = status_item(&status, "a1");
         assert_eq!(item["phase"], s("Running"));
-        assert_eq!(item["client_id"], s("acme"), "a plain S attribute");
+        assert_eq!(item["owner_client_id"], s("acme"), "a plain S attribute");
+        assert!(
+            !item.contains_key("client_id"),
+            "status items stay out of the by-client index"
+        );
         assert_eq!(item["conditions"].as_l().map(Vec::len), Ok(1));
         assert_eq!(super::status(&item), Ok(status));
     }

@@ -599,3 +599,31 @@ async fn a_stream_record_the_sdk_cannot_parse_is_named_by_its_sequence_number() 
         other => panic!("expected an unreadable page naming its record, got {other:?}"),
     }
 }
+
+#[tokio::test]
+async fn the_id_key_is_made_once_at_random_and_no_listing_shows_it() {
+    let store = fresh_store().await;
+    assert_eq!(store.id_key().await.unwrap(), None);
+    assert!(store.ensure_id_key().await.unwrap(), "created");
+    let key = store.id_key().await.unwrap().expect("a key");
+    assert_eq!(key.len(), 64);
+    assert!(
+        !store.ensure_id_key().await.unwrap(),
+        "kept, never replaced"
+    );
+    assert_eq!(store.id_key().await.unwrap(), Some(key.clone()));
+    let other = fresh_store().await;
+    other.ensure_id_key().await.unwrap();
+    assert_ne!(other.id_key().await.unwrap(), Some(key), "random per table");
+
+    store.apply(&spec("acme-1", "acme"), "cli").await.unwrap();
+    let ids = |agents: Vec<store::Agent>| -> Vec<String> {
+        agents.into_iter().map(|a| a.agent_id).collect()
+    };
+    assert_eq!(ids(store.list().await.unwrap()), ["acme-1"]);
+    assert_eq!(store.list_specs().await.unwrap().len(), 1);
+    assert_eq!(
+        ids(store.page_all(100, None).await.unwrap().agents),
+        ["acme-1"]
+    );
+}
