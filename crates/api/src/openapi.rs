@@ -210,7 +210,7 @@ fn query_parameter(name: &str) -> Value {
         _ => json!({
             "name": name, "in": "query", "required": false,
             "description": "Admin tokens only: list this tenant's agents (a tenant token may give its own)",
-            "schema": { "type": "string", "pattern": "^[a-z0-9]([a-z0-9-]*[a-z0-9])?$", "maxLength": 40 }
+            "schema": { "type": "string", "pattern": spec::DNS_LABEL_PATTERN, "maxLength": 40 }
         }),
     }
 }
@@ -220,7 +220,7 @@ fn operation(op: &Operation) -> Value {
     if op.path.contains("{agent_id}") {
         parameters.push(json!({
             "name": "agent_id", "in": "path", "required": true,
-            "schema": { "type": "string", "pattern": "^[a-z0-9]([a-z0-9-]*[a-z0-9])?$", "minLength": 1, "maxLength": 40 }
+            "schema": { "type": "string", "pattern": spec::DNS_LABEL_PATTERN, "minLength": 1, "maxLength": 40 }
         }));
     }
     parameters.extend(op.query.iter().map(|q| query_parameter(q)));
@@ -327,9 +327,9 @@ fn schemas() -> Map<String, Value> {
         "SecretValues".into(),
         json!({
             "type": "object",
-            "description": "Secret key/value pairs to merge into the agent's secret. Keys are environment variable names.",
+            "description": "Secret key/value pairs to merge into the agent's secret. Keys are environment variable names a spec may use (docs/spec.md: not reserved, at most 64 characters).",
             "minProperties": 1,
-            "propertyNames": { "pattern": "^[A-Z_][A-Z0-9_]*$" },
+            "propertyNames": { "pattern": spec::ENV_NAME_PATTERN, "maxLength": spec::MAX_SECRET_KEY_LEN },
             "additionalProperties": { "type": "string" }
         }),
     );

@@ -627,3 +627,55 @@ async fn the_id_key_is_made_once_at_random_and_no_listing_shows_it() {
         ["acme-1"]
     );
 }
+
+/// Rewrites every BatchGetItem answer into "nothing processed, this key left over", as
+/// DynamoDB does under throttling and moto never does.
+#[derive(Debug)]
+struct NothingProcessed {
+    table: String,
+}
+
+impl aws_sdk_dynamodb::config::Intercept for NothingProcessed {
+    fn name(&self) -> &'static str {
+        "NothingProcessed"
+    }
+
+    fn modify_before_deserialization(
+        &self,
+        context: &mut aws_sdk_dynamodb::config::interceptors::BeforeDeserializationInterceptorContextMut<'_>,
+        _: &aws_sdk_dynamodb::config::RuntimeComponents,
+        cfg: &mut aws_sdk_dynamodb::config::ConfigBag,
+    ) -> Result<(), aws_sdk_dynamodb::error::BoxError> {
+        use aws_smithy_runtime_api::client::orchestrator::Metadata;
+        let is_batch = cfg
+            .load::<Metadata>()
+            .is_some_and(|m| m.name() == "BatchGetItem");
+        if is_batch {
+            let table = &self.table;
+            let answer = format!(
+                r#"{{"Responses": {{"{table}": []}}, "UnprocessedKeys": {{"{table}": {{"Keys": [{{"agent_id": {{"S": "acme-1"}}, "record": {{"S": "status"}}}}]}}}}}}"#
+            );
+            *context.response_mut().body_mut() = aws_smithy_types::body::SdkBody::from(answer);
+        }
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn batch_get_keys_left_unprocessed_after_every_retry_are_an_error_not_a_partial_answer() {
+    let store = fresh_store().await;
+    store.apply(&spec("acme-1", "acme"), "cli").await.unwrap();
+    let config = local_aws::sdk_config().await;
+    let throttled = aws_sdk_dynamodb::config::Builder::from(&config)
+        .interceptor(NothingProcessed {
+            table: store.table().to_owned(),
+        })
+        .build();
+    let throttled = Store::new(Client::from_conf(throttled), store.table());
+    let err = throttled.list_by_client("acme").await.unwrap_err();
+    assert!(
+        matches!(err, StoreError::Incomplete { missing: 1, .. }),
+        "{err}"
+    );
+    assert!(err.to_string().contains("BatchGetItem"), "{err}");
+}
