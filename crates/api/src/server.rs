@@ -138,6 +138,30 @@ mod tests {
             matches!(closed, Ok(Ok(0)) | Ok(Err(_))),
             "closed: {closed:?}"
         );
+
+        // One that sends nothing at all is closed too, after the same time.
+        let mut silent = TcpStream::connect(addr).await.unwrap();
+        let opened = std::time::Instant::now();
+        let closed = tokio::time::timeout(Duration::from_secs(5), silent.read(&mut next)).await;
+        assert!(
+            matches!(closed, Ok(Ok(_)) | Ok(Err(_))),
+            "closed: {closed:?}"
+        );
+        assert!(
+            opened.elapsed() >= Duration::from_millis(150),
+            "{:?}",
+            opened.elapsed()
+        );
+
+        // A client that takes less than the timeout is served.
+        let mut prompt = TcpStream::connect(addr).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        prompt
+            .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let reply = answered(&mut prompt, Duration::from_secs(5)).await;
+        assert!(reply.is_some_and(|r| r.starts_with("HTTP/1.1 200")));
     }
 
     #[tokio::test]

@@ -372,3 +372,96 @@ async fn two_authorization_headers_a_foreign_charset_and_an_unserved_method_are_
     assert_eq!(patch.json["status"], 405);
     assert!(patch.headers.contains_key("allow"), "{:?}", patch.headers);
 }
+
+#[tokio::test]
+async fn reserved_names_long_keys_and_repeated_json_keys_are_refused_naming_them() {
+    let h = Harness::new("api-names").await;
+    h.create(ACME, r#"{"agent_id": "acme-names"}"#).await;
+    let path = "/v1/agents/acme-names/secrets";
+    let long = "K".repeat(65);
+    for key in [
+        "AGENT_ID",
+        "ECS_CONTAINER_METADATA_URI_V4",
+        "LD_PRELOAD",
+        &long,
+    ] {
+        let body = format!(r#"{{"{key}": "v"}}"#);
+        let reply = h.call("PUT", path, Some(ACME), Some(&body), &[]).await;
+        assert_eq!(
+            reply.status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{}",
+            reply.text
+        );
+        assert_eq!(reply.json["errors"][0]["field"], *key);
+    }
+    assert_eq!(
+        h.secret_value("acme-names").await,
+        None,
+        "nothing was written"
+    );
+    let env = h
+        .call(
+            "PUT",
+            "/v1/agents/acme-names",
+            Some(ACME),
+            Some(r#"{"env": {"AWS_CONTAINER_CREDENTIALS_FULL_URI": "http://evil"}}"#),
+            &[],
+        )
+        .await;
+    assert_eq!(env.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", env.text);
+    assert_eq!(
+        env.json["errors"][0]["field"],
+        "env.AWS_CONTAINER_CREDENTIALS_FULL_URI"
+    );
+    let twice = h
+        .call(
+            "POST",
+            "/v1/agents",
+            Some(ACME),
+            Some(r#"{"agent_id": "acme-twice", "plan": "bogus", "plan": "small"}"#),
+            &[],
+        )
+        .await;
+    assert_eq!(twice.status, StatusCode::BAD_REQUEST, "{}", twice.text);
+    assert_eq!(twice.json["errors"][0]["field"], "plan");
+}
+
+#[tokio::test]
+async fn a_deletion_request_typed_as_null_in_the_console_is_no_deletion_request() {
+    let h = Harness::new("api-null").await;
+    h.create(ACME, r#"{"agent_id": "acme-null"}"#).await;
+    h.dynamodb
+        .update_item()
+        .table_name(&h.table)
+        .key("agent_id", s("acme-null"))
+        .key("record", s("spec"))
+        .update_expression("SET deletion_requested_at = :n, created_at = :bad")
+        .expression_attribute_values(":n", AttributeValue::Null(true))
+        .expression_attribute_values(":bad", s("long ago"))
+        .send()
+        .await
+        .unwrap();
+    let agent = h.get("/v1/agents/acme-null", ACME).await;
+    assert_eq!(agent.status, StatusCode::OK, "{}", agent.text);
+    assert_eq!(
+        agent.json["metadata"]["deletion_requested_at"],
+        serde_json::Value::Null
+    );
+    assert!(
+        agent.json["spec_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("created_at")),
+        "{}",
+        agent.text
+    );
+    let stop = h
+        .call("POST", "/v1/agents/acme-null/stop", Some(ACME), None, &[])
+        .await;
+    assert_eq!(
+        stop.status,
+        StatusCode::ACCEPTED,
+        "not being deleted: {}",
+        stop.text
+    );
+}

@@ -415,7 +415,8 @@ impl Store {
         attribute: &str,
         at: &str,
     ) -> Result<(), StoreError> {
-        let mut condition = "attribute_exists(#id) AND attribute_not_exists(#deleting)".to_owned();
+        // NULL is absent everywhere, a deletion request included.
+        let mut condition = "attribute_exists(#id) AND (attribute_not_exists(#deleting) OR attribute_type(#deleting, :null))".to_owned();
         let mut request = self.client.update_item();
         if let Some(read) = read {
             for (name, value) in [
@@ -445,6 +446,7 @@ impl Store {
             .expression_attribute_values(":at", s(at))
             .expression_attribute_values(":zero", AttributeValue::N("0".into()))
             .expression_attribute_values(":one", AttributeValue::N("1".into()))
+            .expression_attribute_values(":null", s("NULL"))
             .send()
             .await;
         match result {
