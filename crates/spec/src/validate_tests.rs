@@ -788,3 +788,13 @@ fn bookkeeping_that_does_not_parse_is_refused_naming_it() {
         });
     }
 }
+
+#[test]
+fn secret_keys_are_environment_variable_names() {
+    for good in ["A", "_", "API_KEY", "K8S_TOKEN_2", "_X"] {
+        assert_eq!(crate::secret_key_problem(good), None, "{good}");
+    }
+    for bad in ["", "a", "Api", "1KEY", "KEY-NAME", "KEY NAME", "KÉ", "key"] {
+        assert!(crate::secret_key_problem(bad).is_some(), "{bad}");
+    }
+}
