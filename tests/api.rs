@@ -187,6 +187,55 @@ async fn token_hashes_come_from_a_secret_and_a_broken_document_stops_serve_with_
     assert_eq!(run.code, 2, "no tokens, no server: {}", run.stderr);
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn the_id_key_comes_from_the_table_or_a_secret_and_a_short_one_stops_serve() {
+    let fleet = Fleet::new("serve-idkey");
+    let secrets = aws_sdk_secretsmanager::Client::new(&local_aws::sdk_config().await);
+    let tokens = std::env::temp_dir().join(local_aws::unique("tokens"));
+    std::fs::write(
+        &tokens,
+        format!("- sha256: {}\n  tenant: acme\n", sha256_hex("tok-acme")),
+    )
+    .unwrap();
+    let tokens = tokens.to_str().unwrap();
+    let short = format!("/{}/short-id-key", fleet.table);
+    let long = format!("/{}/id-key", fleet.table);
+    for (name, value) in [(&short, "too short"), (&long, &"k".repeat(48) as &str)] {
+        secrets
+            .create_secret()
+            .name(name)
+            .secret_string(value)
+            .send()
+            .await
+            .unwrap();
+    }
+    let run = fleet.run(&[
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--tokens-file",
+        tokens,
+        "--id-key-secret",
+        &short,
+    ]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert_eq!(
+        run.stderr.trim(),
+        format!("error: --id-key-secret {short}: the id key has 9 bytes; at least 32 are needed")
+    );
+    let mut server = Server::start(
+        &fleet,
+        &["--tokens-file", tokens, "--id-key-secret", &long],
+        "warn",
+    );
+    assert_eq!(
+        http(server.addr, "GET", "/v1/agents", "tok-acme", None).0,
+        200
+    );
+    let exit = support::terminate(server.child.as_mut().unwrap(), Duration::from_secs(20));
+    assert!(exit.success(), "{exit}");
+}
+
 /// Polls `check` for up to 10 s.
 fn eventually(what: &str, check: impl Fn() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -240,11 +289,26 @@ fn tokens_added_or_revoked_in_the_file_take_effect_without_a_restart() {
         status("tok-acme") == 401
     });
     assert_eq!(status("tok-globex"), 200);
+    // A document giving one hash twice is refused whole: the tokens in force stay.
+    std::fs::write(
+        &file,
+        entry("tok-globex", "globex")
+            + &format!("- sha256: {}\n  admin: true\n", sha256_hex("tok-globex")),
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(600));
+    assert_eq!(status("tok-globex"), 200);
+    // An empty list is deliberate: it revokes everyone.
+    std::fs::write(&file, "[]\n").unwrap();
+    eventually("the empty list did not revoke every token", || {
+        status("tok-globex") == 401
+    });
 
     let exit = support::terminate(server.child.as_mut().unwrap(), Duration::from_secs(20));
     assert!(exit.success(), "{exit}");
     let logs = server.logs.take().unwrap().join().unwrap();
     assert!(logs.contains("tokens reloaded"), "{logs}");
+    assert!(logs.contains("entries 1 and 2: the same sha256"), "{logs}");
     assert!(
         logs.contains("tokens not reloaded; the ones in force stay: ")
             && logs.contains("entry 1: sha256: must be 64 hex digits"),

@@ -20,7 +20,13 @@ impl Fleet {
 fn bootstrap_twice_is_fine() {
     let fleet = Fleet::new(PREFIX);
     let out = fleet.ok(&["bootstrap"]);
-    assert_eq!(out.trim(), format!("table/{} already exists", fleet.table));
+    assert_eq!(
+        out.trim(),
+        format!(
+            "table/{} already exists\nid-key/_clawfleet/id-key already exists",
+            fleet.table
+        )
+    );
 }
 
 #[test]

@@ -1,7 +1,8 @@
 //! The `/v1/agents` routes: every write ends in the same validated spec item that the CLI and
 //! the console produce, through the store's conditional writes.
 //!
-//! A tenant sees only agents whose `client_id` is its own: anything else, including an agent id
+//! A tenant sees only agents it owns (the `client_id` the controller recorded in the status, or
+//! before the first reconcile the spec's): anything else, including an agent id
 //! that cannot exist, is the same 404, so a response never tells whether another tenant's agent
 //! exists. The one exception is creation, where a taken id must be refused: that 409 reads the
 //! same whoever owns the id.
@@ -22,8 +23,11 @@ use spec::{AgentDocument, AgentStatus, DesiredState};
 use store::{Agent, SpecItem, StoreError};
 
 use crate::auth::Caller;
+use crate::idkey::IdKey;
 use crate::problem::{ApiError, axum_json};
-use crate::{Api, WRITER, body, intake, is_label};
+use spec::is_label;
+
+use crate::{Api, WRITER, body, intake};
 
 /// An agent as the API shows it.
 #[derive(Debug, Serialize, JsonSchema)]
@@ -96,6 +100,7 @@ fn not_found(agent_id: &str) -> ApiError {
 }
 
 fn view(agent: Agent) -> Option<AgentView> {
+    let owner = agent.owner();
     let item = agent.spec?;
     let spec = item.document.clone().map(|d| AgentDocument {
         generation: None,
@@ -105,7 +110,7 @@ fn view(agent: Agent) -> Option<AgentView> {
         ..d
     });
     Some(AgentView {
-        client_id: item.client_id(),
+        client_id: owner,
         spec,
         metadata: Metadata {
             generation: item.meta.generation,
@@ -153,15 +158,16 @@ async fn visible(api: &Api, caller: &Caller, agent_id: &str) -> Result<AgentView
         .ok_or_else(|| not_found(agent_id))
 }
 
-/// The spec item of an agent the caller may see (GetItem).
+/// The spec item of an agent the caller may see (Query: the status says who owns it).
 async fn visible_spec(api: &Api, caller: &Caller, agent_id: &str) -> Result<SpecItem, ApiError> {
     if !is_label(agent_id) {
         return Err(not_found(agent_id));
     }
     api.store
-        .get_spec(agent_id)
+        .get(agent_id)
         .await?
-        .filter(|item| caller.may_see(item.client_id().as_deref()))
+        .filter(|agent| caller.may_see(agent.owner().as_deref()))
+        .and_then(|agent| agent.spec)
         .ok_or_else(|| not_found(agent_id))
 }
 
@@ -249,18 +255,13 @@ pub async fn list(
                         message: "must be an integer from 1 to 100".into(),
                     })?;
             }
-            "cursor" => {
-                after = Some(decode_cursor(value).ok_or_else(|| ApiError::BadParameter {
-                    field: "cursor".into(),
-                    message: "is not a cursor this API returned".into(),
-                })?);
-            }
+            "cursor" => after = Some(value),
             _ => match &caller {
                 Caller::Admin if is_label(value) => client = Some(value.to_owned()),
                 Caller::Admin => {
                     return Err(ApiError::BadParameter {
                         field: "client_id".into(),
-                        message: "must be a lowercase DNS label of 1 to 40 characters".into(),
+                        message: spec::LABEL_RULE.into(),
                     });
                 }
                 Caller::Tenant(own) if value == own => {}
@@ -273,13 +274,25 @@ pub async fn list(
             },
         }
     }
+    // A cursor is sealed for the listing it continues: one tenant's, or every tenant's (`*`).
+    let scope = client.as_deref().unwrap_or("*");
+    let after =
+        match after {
+            Some(cursor) => Some(api.config.id_key.open_cursor(scope, cursor).ok_or_else(
+                || ApiError::BadParameter {
+                    field: "cursor".into(),
+                    message: "is not a cursor this API returned for this listing".into(),
+                },
+            )?),
+            None => None,
+        };
     let page = match &client {
         Some(client) => {
             api.store
-                .page_by_client(client, limit, after.as_deref())
+                .page_by_client(client, limit, after.as_ref())
                 .await?
         }
-        None => api.store.page_all(limit, after.as_deref()).await?,
+        None => api.store.page_all(limit, after.as_ref()).await?,
     };
     let items: Vec<AgentView> = page
         .agents
@@ -289,20 +302,12 @@ pub async fn list(
         .collect();
     let list = AgentList {
         items,
-        next_cursor: page.next.as_deref().map(encode_cursor),
+        next_cursor: page
+            .next
+            .as_ref()
+            .map(|key| api.config.id_key.seal_cursor(scope, key)),
     };
     Ok(respond(StatusCode::OK, &list, None))
-}
-
-/// The cursor is the last agent id of a page, hex-encoded so that callers treat it as opaque.
-fn encode_cursor(agent_id: &str) -> String {
-    hex::encode(agent_id)
-}
-
-fn decode_cursor(cursor: &str) -> Option<String> {
-    let bytes = hex::decode(cursor).ok()?;
-    let id = String::from_utf8(bytes).ok()?;
-    is_label(&id).then_some(id)
 }
 
 pub async fn create(
@@ -314,6 +319,11 @@ pub async fn create(
     let key = idempotency_key(&headers)?;
     let mut document: AgentDocument = body::json(&headers, request, api.config.body_limit).await?;
     refuse_bookkeeping(&document)?;
+    // What the request asked for, however it was spelled: the same body sent again gives the
+    // same fingerprint, so only a different request under the same key is refused.
+    let fingerprint = hex::encode(Sha256::digest(
+        serde_json::to_vec(&document).unwrap_or_default(),
+    ));
     let client = match (&caller, document.client_id.take()) {
         (Caller::Tenant(own), None) => own.clone(),
         (Caller::Tenant(own), Some(given)) if &given == own => given,
@@ -333,17 +343,24 @@ pub async fn create(
     };
     if !is_label(&client) {
         // Checked before an id is made from it; validation would say the same.
-        return Err(ApiError::invalid(
-            "client_id",
-            "must be a lowercase DNS label of 1 to 40 characters (a-z, 0-9, '-', not starting or ending with '-')",
-        ));
+        return Err(ApiError::invalid("client_id", spec::LABEL_RULE));
     }
     document.client_id = Some(client.clone());
+    // A tenant's own ids start with its name, so that no tenant can take another's ids ahead
+    // of it. Admins (and the CLI and GitOps, which do not come through here) are exempt.
+    if let (Caller::Tenant(own), Some(id)) = (&caller, &document.agent_id)
+        && !id.starts_with(&format!("{own}-"))
+    {
+        return Err(ApiError::invalid(
+            "agent_id",
+            format!("must start with \"{own}-\", your tenant's id and a hyphen"),
+        ));
+    }
     // With an Idempotency-Key and no agent_id, the id comes from the tenant and the key, so a
     // retried create (after a timeout, say) finds the agent its first attempt made.
     let keyed = match (&key, &document.agent_id) {
         (Some(key), None) => {
-            document.agent_id = Some(keyed_id(&client, key));
+            document.agent_id = Some(keyed_id(&api.config.id_key, &client, key));
             true
         }
         _ => false,
@@ -356,14 +373,15 @@ pub async fn create(
             document.agent_id = Some(generate_id(&client));
         }
         let spec = document.validate().map_err(ApiError::Invalid)?;
-        match api.store.apply_over(&spec, WRITER, None).await {
-            Ok(_) => break spec.agent_id,
+        let recorded = keyed.then(|| fingerprint.clone());
+        match api.store.create(&spec, WRITER, recorded).await {
+            Ok(()) => break spec.agent_id,
             Err(StoreError::Conflict { .. }) if generated && tries < 3 => {}
             Err(StoreError::Conflict { .. }) => {
                 if keyed {
                     // A failed read is that failure, never "taken": the client would then
                     // make the second agent the key is there to prevent.
-                    match visible(&api, &caller, &spec.agent_id).await {
+                    match replay(&api, &caller, &spec.agent_id, &fingerprint).await {
                         Ok(agent) => {
                             let mut response = respond_agent(StatusCode::OK, agent);
                             response
@@ -391,6 +409,34 @@ pub async fn create(
     Ok(response)
 }
 
+/// The agent a retried keyed create made, when the caller may see it and the retry asks for
+/// what the first attempt did.
+///
+/// # Errors
+/// 404 when the caller may not see it; 422 when the key was used with another body (the IETF
+/// Idempotency-Key draft's answer), since replaying would hand back an agent other than the
+/// one asked for. An agent created before fingerprints were recorded replays as before.
+async fn replay(
+    api: &Api,
+    caller: &Caller,
+    agent_id: &str,
+    fingerprint: &str,
+) -> Result<AgentView, ApiError> {
+    let item = visible_spec(api, caller, agent_id).await?;
+    if item
+        .meta
+        .idempotency_fingerprint
+        .as_deref()
+        .is_some_and(|f| f != fingerprint)
+    {
+        return Err(ApiError::invalid(
+            "Idempotency-Key",
+            "was used with a different request body; use a new key for a new request",
+        ));
+    }
+    visible(api, caller, agent_id).await
+}
+
 /// The `Idempotency-Key` header, when sent.
 fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     let Some(value) = headers.get("idempotency-key") else {
@@ -400,7 +446,7 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
         .to_str()
         .ok()
         .map(str::trim)
-        .filter(|k| (1..=255).contains(&k.len()))
+        .filter(|k| (1..=255).contains(&k.len()) && k.bytes().all(|b| (b' '..=b'~').contains(&b)))
         .map(|k| Some(k.to_owned()))
         .ok_or_else(|| ApiError::BadParameter {
             field: "Idempotency-Key".into(),
@@ -408,13 +454,14 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
         })
 }
 
-/// The agent id a tenant's `Idempotency-Key` stands for: `{client_id}-` and 8 characters of the
-/// hash of both, so that the same key gives the same id, and another tenant's the same key
-/// another id.
+/// The agent id a tenant's `Idempotency-Key` stands for: `{client_id}-` and 8 characters of an
+/// HMAC of both under the server's key, so that the same key gives the same id, another
+/// tenant's the same key another id, and nobody without the server's key can tell which id a
+/// key will take (and take it first).
 #[must_use]
-pub fn keyed_id(client_id: &str, key: &str) -> String {
-    let digest = Sha256::digest(format!("{client_id}\n{key}").as_bytes());
-    let suffix: String = digest
+pub fn keyed_id(id_key: &IdKey, client_id: &str, key: &str) -> String {
+    let suffix: String = id_key
+        .id_bytes(client_id, key)
         .iter()
         .take(8)
         .map(|b| char::from(ID_ALPHABET[usize::from(*b) % ID_ALPHABET.len()]))
@@ -641,31 +688,20 @@ mod tests {
     }
 
     #[test]
-    fn keyed_ids_depend_on_the_tenant_and_the_key_only() {
-        let id = keyed_id("acme", "order-1234");
+    fn keyed_ids_depend_on_the_server_key_the_tenant_and_the_key() {
+        let server = IdKey::random();
+        let id = keyed_id(&server, "acme", "order-1234");
         assert!(is_label(&id) && id.starts_with("acme-"), "{id}");
-        assert_eq!(id, keyed_id("acme", "order-1234"));
-        assert_ne!(id, keyed_id("acme", "order-1235"));
-        assert_ne!(id[5..], keyed_id("globex", "order-1234")[7..]);
-        let long = keyed_id(&"x".repeat(40), "k");
-        assert!(is_label(&long) && long.len() == 40, "{long}");
-    }
-
-    #[test]
-    fn cursors_round_trip_and_refuse_anything_else() {
-        assert_eq!(
-            decode_cursor(&encode_cursor("acme-1")).as_deref(),
-            Some("acme-1")
+        assert_eq!(id, keyed_id(&server, "acme", "order-1234"));
+        assert_ne!(id, keyed_id(&server, "acme", "order-1235"));
+        assert_ne!(id[5..], keyed_id(&server, "globex", "order-1234")[7..]);
+        assert_ne!(
+            id,
+            keyed_id(&IdKey::random(), "acme", "order-1234"),
+            "without the server's key the id cannot be computed"
         );
-        for bad in [
-            "",
-            "zz",
-            "4",
-            &hex::encode("Not A Label"),
-            &hex::encode([0xff, 0xfe]),
-        ] {
-            assert_eq!(decode_cursor(bad), None, "{bad}");
-        }
+        let long = keyed_id(&server, &"x".repeat(40), "k");
+        assert!(is_label(&long) && long.len() == 40, "{long}");
     }
 
     #[test]

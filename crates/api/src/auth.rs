@@ -9,7 +9,7 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use crate::is_label;
+use spec::is_label;
 
 /// Who a request acts as.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,10 +54,14 @@ pub enum TokensError {
         index: usize,
         message: String,
     },
-    #[error(
-        "{source_name}: no tokens; every request but /healthz and /openapi.json would be refused"
-    )]
-    Empty { source_name: String },
+    /// Two entries give the same hash: which caller the token stands for would depend on the
+    /// order, and a misplaced `admin: true` would elevate a tenant.
+    #[error("{source_name}: entries {first} and {second}: the same sha256; give each token once")]
+    Duplicate {
+        source_name: String,
+        first: usize,
+        second: usize,
+    },
 }
 
 #[derive(Debug, Deserialize)]
@@ -108,10 +112,7 @@ impl Tokens {
                 }
                 (Some(tenant), false) => {
                     if !is_label(&tenant) {
-                        return Err(entry_error(
-                            index,
-                            "tenant: must be a lowercase DNS label of 1 to 40 characters",
-                        ));
+                        return Err(entry_error(index, &format!("tenant: {}", spec::LABEL_RULE)));
                     }
                     Caller::Tenant(tenant)
                 }
@@ -120,13 +121,17 @@ impl Tokens {
                     return Err(entry_error(index, "needs tenant: CLIENT_ID or admin: true"));
                 }
             };
+            if let Some(first) = parsed.iter().position(|(h, _)| *h == hash) {
+                return Err(TokensError::Duplicate {
+                    source_name: source_name.to_owned(),
+                    first: first + 1,
+                    second: index + 1,
+                });
+            }
             parsed.push((hash, caller));
         }
-        if parsed.is_empty() {
-            return Err(TokensError::Empty {
-                source_name: source_name.to_owned(),
-            });
-        }
+        // An empty list is how an operator revokes every token at once: it is in force like
+        // any other document, and every request but /healthz and /openapi.json gets a 401.
         Ok(Self { entries: parsed })
     }
 
@@ -136,7 +141,7 @@ impl Tokens {
         self.entries.len()
     }
 
-    /// Never true: a document without tokens does not parse.
+    /// True for the empty list, which revokes every token.
     #[must_use]
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
@@ -205,7 +210,6 @@ mod tests {
                 "entry 1: needs",
             ),
             (&doc(&[("a", "tenant: acme\n  role: x")]), "f: "),
-            ("[]", "no tokens"),
             ("{", "f: "),
         ];
         for (text, expected) in cases {
@@ -213,6 +217,27 @@ mod tests {
             assert!(err.contains(expected), "{text:?} gave {err}");
             assert!(!err.contains(&token_hash("a")), "{err}");
         }
+    }
+
+    #[test]
+    fn a_hash_given_twice_is_refused_naming_both_entries() {
+        let text = doc(&[
+            ("t-acme", "tenant: acme"),
+            ("t-other", "tenant: globex"),
+            ("t-acme", "admin: true"),
+        ]);
+        let err = Tokens::parse("f", &text).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "f: entries 1 and 3: the same sha256; give each token once"
+        );
+    }
+
+    #[test]
+    fn an_empty_list_revokes_every_token() {
+        let tokens = Tokens::parse("f", "[]").unwrap();
+        assert!(tokens.is_empty());
+        assert_eq!(tokens.caller("anything"), None);
     }
 
     #[test]

@@ -21,8 +21,17 @@ pub async fn json<T: DeserializeOwned>(
 ) -> Result<T, ApiError> {
     if let Some(kind) = headers.get(header::CONTENT_TYPE) {
         let kind = kind.to_str().unwrap_or_default().to_ascii_lowercase();
-        let essence = kind.split(';').next().unwrap_or_default().trim();
+        let mut parts = kind.split(';');
+        let essence = parts.next().unwrap_or_default().trim();
         if essence != "application/json" && !essence.ends_with("+json") {
+            return Err(ApiError::UnsupportedMediaType);
+        }
+        // JSON is UTF-8 (RFC 8259); a body declared in another charset would be read wrongly.
+        let charset = parts
+            .filter_map(|p| p.split_once('='))
+            .find(|(name, _)| name.trim() == "charset")
+            .map(|(_, value)| value.trim().trim_matches('"').to_owned());
+        if charset.is_some_and(|c| c != "utf-8" && c != "utf8") {
             return Err(ApiError::UnsupportedMediaType);
         }
     }
@@ -52,8 +61,7 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Err(ApiError::MalformedJson("the body is empty".to_owned()));
     }
-    let value: Value =
-        serde_json::from_slice(bytes).map_err(|e| ApiError::MalformedJson(e.to_string()))?;
+    let value = strict_value(bytes)?;
     // serde also fills a struct from a JSON array, field by field: `[null]` would be a spec.
     // Every body this API takes is an object.
     if !value.is_object() {
@@ -76,6 +84,108 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         };
         ApiError::invalid(field, strip_position(&e.into_inner().to_string()))
     })
+}
+
+/// Parses JSON as [`Value`], refusing an object that gives one key twice: serde would keep the
+/// last silently, so `{"plan":"bogus","plan":"small"}` would pass for a valid spec.
+fn strict_value(bytes: &[u8]) -> Result<Value, ApiError> {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let duplicate = std::cell::RefCell::new(None);
+    let value = serde::de::DeserializeSeed::deserialize(
+        Strict {
+            path: String::new(),
+            duplicate: &duplicate,
+        },
+        &mut de,
+    )
+    .and_then(|v| de.end().map(|()| v));
+    match (value, duplicate.into_inner()) {
+        (_, Some(path)) => Err(ApiError::BadParameter {
+            field: path,
+            message: "the key is given more than once in the body".to_owned(),
+        }),
+        (Ok(value), None) => Ok(value),
+        (Err(e), None) => Err(ApiError::MalformedJson(e.to_string())),
+    }
+}
+
+/// A [`Value`] deserializer that remembers the path of the first repeated key.
+struct Strict<'a> {
+    path: String,
+    duplicate: &'a std::cell::RefCell<Option<String>>,
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for Strict<'_> {
+    type Value = Value;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for Strict<'_> {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_owned()))
+    }
+    fn visit_string<E>(self, v: String) -> Result<Value, E> {
+        Ok(Value::String(v))
+    }
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_none<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut items = Vec::new();
+        while let Some(item) = seq.next_element_seed(Strict {
+            path: format!("{}[{}]", self.path, items.len()),
+            duplicate: self.duplicate,
+        })? {
+            items.push(item);
+        }
+        Ok(Value::Array(items))
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut object = serde_json::Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            let path = if self.path.is_empty() {
+                key.clone()
+            } else {
+                format!("{}.{key}", self.path)
+            };
+            if object.contains_key(&key) {
+                self.duplicate.borrow_mut().get_or_insert(path);
+                return Err(serde::de::Error::custom("duplicate key"));
+            }
+            let value = map.next_value_seed(Strict {
+                path,
+                duplicate: self.duplicate,
+            })?;
+            object.insert(key, value);
+        }
+        Ok(Value::Object(object))
+    }
 }
 
 /// The path of the first `null` inside `value`, written as validation writes paths
@@ -196,6 +306,24 @@ mod tests {
         );
         let err = parse::<BTreeMap<String, String>>(b"{} {}").unwrap_err();
         assert_eq!(err.status(), 400);
+    }
+
+    #[test]
+    fn a_key_given_twice_is_a_400_naming_it_at_any_depth() {
+        for (body, field) in [
+            (&br#"{"plan":"bogus","plan":"small"}"#[..], "plan"),
+            (br#"{"env":{"A":"1","B":"2","A":"3"}}"#, "env.A"),
+            (
+                br#"{"plugins":[{"name":"a"},{"name":"b","name":"c"}]}"#,
+                "plugins[1].name",
+            ),
+        ] {
+            let err = parse::<spec::AgentDocument>(body).unwrap_err();
+            assert_eq!(err.status(), 400, "{err}");
+            assert!(err.to_string().starts_with(&format!("{field}: ")), "{err}");
+        }
+        let ok = parse::<spec::AgentDocument>(br#"{"env":{"A":"1"},"tags":{"A":"1"}}"#);
+        assert!(ok.is_ok(), "the same key in two objects is no duplicate");
     }
 
     #[test]

@@ -20,8 +20,9 @@ pub enum IntakeError {
     Deleting { agent_id: String },
     #[error("agent {agent_id}: client_id: is required before secrets can be set")]
     NoClient { agent_id: String },
-    #[error("key {key:?}: must match [A-Z_][A-Z0-9_]*")]
-    BadKey { key: String },
+    /// A key that cannot be an environment variable a user sets; `problem` says why.
+    #[error("key {key:?}: {problem}")]
+    BadKey { key: String, problem: String },
     #[error("nothing to set: no keys were given")]
     Empty,
     #[error(
@@ -31,7 +32,8 @@ pub enum IntakeError {
     #[error("secret {name}: its value is not a JSON object of strings; fix or delete it first")]
     Unreadable { name: String },
     #[error(
-        "the key names take {size} characters in the secret's Description; Secrets Manager allows {DESCRIPTION_LIMIT}"
+        "the key names take {size} characters in the secret's Description; Secrets Manager allows {}",
+        render::SECRET_DESCRIPTION_LIMIT
     )]
     TooManyKeys { size: usize },
     #[error("the secret would hold {size} bytes; Secrets Manager allows {SECRET_LIMIT}")]
@@ -47,9 +49,6 @@ pub enum IntakeError {
 /// Secrets Manager's limit on a SecretString, in bytes.
 pub const SECRET_LIMIT: usize = 65_536;
 
-/// Secrets Manager's limit on a Description, which records the key names.
-pub const DESCRIPTION_LIMIT: usize = 2_048;
-
 /// What a write left in the secret.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Written {
@@ -58,22 +57,6 @@ pub struct Written {
     pub set: Vec<String>,
     /// Every key the secret now holds.
     pub keys: Vec<String>,
-}
-
-/// Whether `name` can be an environment variable name, the only keys a secret may hold.
-#[must_use]
-pub fn is_key(name: &str) -> bool {
-    let mut chars = name.chars();
-    chars
-        .next()
-        .is_some_and(|c| c.is_ascii_uppercase() || c == '_')
-        && chars.all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
-}
-
-/// The name of an agent's secret.
-#[must_use]
-pub fn secret_name(prefix: &str, agent_id: &str) -> String {
-    format!("{prefix}{agent_id}/secrets")
 }
 
 /// Merges `values` into the agent's secret under the agent's writer lock (PutItem and
@@ -95,8 +78,14 @@ pub async fn set_values(
     if values.is_empty() {
         return Err(IntakeError::Empty);
     }
-    if let Some(key) = values.keys().find(|k| !is_key(k)) {
-        return Err(IntakeError::BadKey { key: key.clone() });
+    if let Some((key, problem)) = values
+        .keys()
+        .find_map(|k| spec::secret_key_problem(k).map(|p| (k, p)))
+    {
+        return Err(IntakeError::BadKey {
+            key: key.clone(),
+            problem,
+        });
     }
     if item.meta.is_deleting() {
         return Err(IntakeError::Deleting {
@@ -106,7 +95,7 @@ pub async fn set_values(
     let client = item.client_id().ok_or_else(|| IntakeError::NoClient {
         agent_id: agent_id.to_owned(),
     })?;
-    let name = secret_name(prefix, agent_id);
+    let name = render::secret_name_under(prefix, agent_id);
     let request = render::Secret {
         name: name.clone(),
         tags: match &item.spec {
@@ -220,7 +209,7 @@ pub async fn key_names(
     item: &SpecItem,
     prefix: &str,
 ) -> Result<Option<Vec<String>>, IntakeError> {
-    let name = secret_name(prefix, &item.agent_id);
+    let name = render::secret_name_under(prefix, &item.agent_id);
     let client = item.client_id();
     Ok(secrets.describe_secret(&name).await?.and_then(|s| {
         let ours = s.agent_id() == Some(item.agent_id.as_str())
@@ -232,7 +221,7 @@ pub async fn key_names(
 
 fn description(keys: &[String]) -> Result<String, IntakeError> {
     let description = render::secret_description(keys);
-    if description.chars().count() > DESCRIPTION_LIMIT {
+    if description.chars().count() > render::SECRET_DESCRIPTION_LIMIT {
         return Err(IntakeError::TooManyKeys {
             size: description.chars().count(),
         });
@@ -251,19 +240,4 @@ fn within_limit(value: String) -> Result<String, IntakeError> {
 /// the keys are lost, never that a value leaks.
 fn json(values: &BTreeMap<String, String>) -> String {
     serde_json::to_string(values).unwrap_or_else(|_| "{}".to_owned())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::is_key;
-
-    #[test]
-    fn keys_are_environment_variable_names() {
-        for good in ["A", "_", "API_KEY", "K8S_TOKEN_2", "_X"] {
-            assert!(is_key(good), "{good}");
-        }
-        for bad in ["", "a", "Api", "1KEY", "KEY-NAME", "KEY NAME", "KÉ", "key"] {
-            assert!(!is_key(bad), "{bad}");
-        }
-    }
 }

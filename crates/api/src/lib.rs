@@ -8,11 +8,13 @@
 pub mod agents;
 pub mod auth;
 pub mod body;
+pub mod idkey;
 pub mod intake;
 pub mod limit;
 pub mod metrics;
 pub mod openapi;
 pub mod problem;
+pub mod server;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, PoisonError, RwLock};
@@ -47,6 +49,8 @@ pub struct Config {
     pub body_limit: usize,
     /// Each tenant's request budget; `None` leaves tenants unlimited.
     pub tenant_rate: Option<limit::TenantRate>,
+    /// Makes keyed agent ids and signs listing cursors.
+    pub id_key: idkey::IdKey,
 }
 
 impl Default for Config {
@@ -55,6 +59,8 @@ impl Default for Config {
             secret_prefix: spec::render::DEFAULT_SECRET_PREFIX.to_owned(),
             body_limit: DEFAULT_BODY_LIMIT,
             tenant_rate: None,
+            // Only for tests and tools: `serve` loads the key every replica shares.
+            id_key: idkey::IdKey::random(),
         }
     }
 }
@@ -148,6 +154,7 @@ impl Api {
             .route("/healthz", get(|| async { "ok\n" }))
             .route("/openapi.json", get(openapi_json))
             .fallback(|| async { ApiError::NotFound("route".to_owned()) })
+            .layer(middleware::map_response(method_not_allowed_as_problem))
             // Inside the access log, so that a request that panicked is logged and counted.
             .layer(CatchPanicLayer::custom(|_| {
                 ApiError::Internal.into_response()
@@ -223,15 +230,18 @@ async fn openapi_json() -> Response {
     response
 }
 
-/// Whether `text` is a lowercase DNS label of 1 to 40 characters: every agent and client id.
-#[must_use]
-pub fn is_label(text: &str) -> bool {
-    (1..=40).contains(&text.len())
-        && text
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !text.starts_with('-')
-        && !text.ends_with('-')
+/// axum answers a method a route does not serve with an empty 405; it becomes a problem like
+/// every other error, keeping the `Allow` header.
+async fn method_not_allowed_as_problem(response: Response) -> Response {
+    if response.status() != axum::http::StatusCode::METHOD_NOT_ALLOWED {
+        return response;
+    }
+    let allow = response.headers().get(header::ALLOW).cloned();
+    let mut problem = ApiError::MethodNotAllowed.into_response();
+    if let Some(allow) = allow {
+        problem.headers_mut().insert(header::ALLOW, allow);
+    }
+    problem
 }
 
 /// The tenant a response was served to, for the access log.
@@ -240,6 +250,20 @@ struct Served(String);
 
 /// Resolves the bearer token to a [`Caller`], or answers 401.
 async fn authenticate(State(api): State<Api>, mut request: Request, next: Next) -> Response {
+    // Which of two tokens counts would depend on the proxy in front; neither does.
+    if request
+        .headers()
+        .get_all(header::AUTHORIZATION)
+        .iter()
+        .count()
+        > 1
+    {
+        return ApiError::BadParameter {
+            field: "Authorization".into(),
+            message: "given more than once; send one bearer token".into(),
+        }
+        .into_response();
+    }
     let caller = request
         .headers()
         .get(header::AUTHORIZATION)

@@ -48,7 +48,7 @@ const OPERATIONS: &[Operation] = &[
         method: "post",
         path: "/v1/agents",
         id: "createAgent",
-        summary: "Create an agent; agent_id is generated ({client_id}-random) when omitted, client_id comes from a tenant token",
+        summary: "Create an agent; agent_id is generated ({client_id}-random) when omitted, and one a tenant chooses must start with {client_id}-; client_id comes from a tenant token",
         body: Some("AgentSpec"),
         ok: (201, "AgentView", true),
         errors: &[400, 403, 409, 413, 415, 422],
@@ -204,13 +204,13 @@ fn query_parameter(name: &str) -> Value {
         }),
         "cursor" => json!({
             "name": "cursor", "in": "query", "required": false,
-            "description": "next_cursor of the previous page",
+            "description": "next_cursor of the previous page of the same listing; opaque and signed, so an altered cursor or one from another listing is a 400",
             "schema": { "type": "string" }
         }),
         _ => json!({
             "name": name, "in": "query", "required": false,
             "description": "Admin tokens only: list this tenant's agents (a tenant token may give its own)",
-            "schema": { "type": "string", "pattern": "^[a-z0-9]([a-z0-9-]*[a-z0-9])?$", "maxLength": 40 }
+            "schema": { "type": "string", "pattern": spec::DNS_LABEL_PATTERN, "maxLength": 40 }
         }),
     }
 }
@@ -220,14 +220,14 @@ fn operation(op: &Operation) -> Value {
     if op.path.contains("{agent_id}") {
         parameters.push(json!({
             "name": "agent_id", "in": "path", "required": true,
-            "schema": { "type": "string", "pattern": "^[a-z0-9]([a-z0-9-]*[a-z0-9])?$", "minLength": 1, "maxLength": 40 }
+            "schema": { "type": "string", "pattern": spec::DNS_LABEL_PATTERN, "minLength": 1, "maxLength": 40 }
         }));
     }
     parameters.extend(op.query.iter().map(|q| query_parameter(q)));
     if op.idempotent {
         parameters.push(json!({
             "name": "Idempotency-Key", "in": "header", "required": false,
-            "description": "Without agent_id: the same key gives the same generated id, so a retry answers 200 with the agent the first attempt created instead of creating a second",
+            "description": "Without agent_id: the same key gives the same generated id (an HMAC under the server's key), so a retry answers 200 with the agent the first attempt created instead of creating a second; the same key with a different body is a 422. 1 to 255 visible ASCII characters",
             "schema": { "type": "string", "minLength": 1, "maxLength": 255 }
         }));
     }
@@ -327,9 +327,9 @@ fn schemas() -> Map<String, Value> {
         "SecretValues".into(),
         json!({
             "type": "object",
-            "description": "Secret key/value pairs to merge into the agent's secret. Keys are environment variable names.",
+            "description": "Secret key/value pairs to merge into the agent's secret. Keys are environment variable names a spec may use (docs/spec.md: not reserved, at most 64 characters).",
             "minProperties": 1,
-            "propertyNames": { "pattern": "^[A-Z_][A-Z0-9_]*$" },
+            "propertyNames": { "pattern": spec::ENV_NAME_PATTERN, "maxLength": spec::MAX_SECRET_KEY_LEN },
             "additionalProperties": { "type": "string" }
         }),
     );

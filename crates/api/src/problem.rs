@@ -23,8 +23,10 @@ pub enum ApiError {
     BadParameter { field: String, message: String },
     #[error("the body is larger than {limit} bytes")]
     TooLarge { limit: usize },
-    #[error("Content-Type must be application/json")]
+    #[error("Content-Type must be application/json, in UTF-8 if a charset is given")]
     UnsupportedMediaType,
+    #[error("this route does not serve that method; Allow lists the ones it does")]
+    MethodNotAllowed,
     #[error("{0}")]
     Invalid(ValidationErrors),
     #[error("{field}: {message}")]
@@ -66,6 +68,7 @@ impl ApiError {
             Self::MalformedJson(_) | Self::BadParameter { .. } => StatusCode::BAD_REQUEST,
             Self::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::Forbidden { .. } => StatusCode::FORBIDDEN,
             Self::Conflict(_) => StatusCode::CONFLICT,
@@ -179,6 +182,12 @@ impl From<StoreError> for ApiError {
                 code: code.clone(),
                 log: e.to_string(),
             },
+            StoreError::Incomplete { operation, .. } => Self::Upstream {
+                status: StatusCode::SERVICE_UNAVAILABLE,
+                call: format!("DynamoDB {operation}"),
+                code: None,
+                log: e.to_string(),
+            },
             StoreError::TableShape { .. } => Self::Upstream {
                 status: StatusCode::SERVICE_UNAVAILABLE,
                 call: "DynamoDB".to_owned(),
@@ -192,9 +201,7 @@ impl From<StoreError> for ApiError {
 impl From<IntakeError> for ApiError {
     fn from(e: IntakeError) -> Self {
         match e {
-            IntakeError::BadKey { ref key } => {
-                Self::invalid(key.clone(), "must match [A-Z_][A-Z0-9_]*")
-            }
+            IntakeError::BadKey { key, problem } => Self::invalid(key, problem),
             IntakeError::Empty => Self::invalid("(body)", "must set at least one key"),
             IntakeError::TooLarge { .. } | IntakeError::TooManyKeys { .. } => {
                 Self::invalid("(body)", e.to_string())

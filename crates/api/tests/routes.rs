@@ -570,7 +570,9 @@ async fn another_tenants_agent_is_a_404_on_every_route_and_nothing_changes() {
     }
     let list = h.get("/v1/agents", GLOBEX).await;
     assert_eq!(list.json["items"], json!([]));
-    // Creating under a taken id says it is taken, and nothing about whose it is.
+    // Creating under another tenant's id is refused for its name alone, so it says nothing
+    // about whether the agent exists (a taken id of one's own is a 409: see the idempotency
+    // test).
     let taken = h
         .call(
             "POST",
@@ -580,7 +582,9 @@ async fn another_tenants_agent_is_a_404_on_every_route_and_nothing_changes() {
             &[],
         )
         .await;
-    assert_eq!(taken.status, StatusCode::CONFLICT);
+    assert_eq!(taken.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(taken.json["errors"][0]["field"], "agent_id");
+    assert!(!taken.text.contains("taken"), "{}", taken.text);
     assert!(!taken.text.contains("acme\""), "{}", taken.text);
     assert!(!taken.text.contains("client"), "{}", taken.text);
 
@@ -733,7 +737,7 @@ async fn a_create_retried_with_its_idempotency_key_finds_the_first_agent_instead
 
     // An agent of another tenant that happens to have the id a key stands for is not replayed:
     // a plain 409, as for any taken id.
-    let collide = api::agents::keyed_id("acme", "k-collide");
+    let collide = api::agents::keyed_id(&h.api.config.id_key, "acme", "k-collide");
     let squatter = h
         .call(
             "POST",

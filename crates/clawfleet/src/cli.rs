@@ -196,8 +196,15 @@ pub enum OutputFormat {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Create the table, its stream and the by-client index if missing. Idempotent.
-    Bootstrap,
+    /// Create the table, its stream and the by-client index if missing, and the API's id key
+    /// (a random key in a reserved item of the table) unless it comes from Secrets Manager.
+    /// Idempotent: an existing table or key is kept.
+    Bootstrap {
+        /// The API's id key lives in this Secrets Manager secret (serve's --id-key-secret);
+        /// no key item is made in the table.
+        #[arg(long, env = "CLAWFLEET_ID_KEY_SECRET", value_name = "ARN")]
+        id_key_secret: Option<String>,
+    },
     /// Create or update Agents from manifests (YAML or JSON).
     Apply {
         /// A manifest file, a directory of manifests, or - for stdin. May be repeated.
@@ -322,6 +329,17 @@ pub enum Command {
         /// syntax (docs/controller.md); a burst of secret writes waits instead of throttling.
         #[arg(long, env = "CLAWFLEET_API_RATE_LIMITS", default_value = "")]
         rate_limits: String,
+        /// Take the id key (keyed agent ids, listing cursors) from this Secrets Manager secret,
+        /// whose string value holds at least 32 bytes, instead of the table's key item that
+        /// `bootstrap` makes.
+        #[arg(long, env = "CLAWFLEET_ID_KEY_SECRET", value_name = "ARN")]
+        id_key_secret: Option<String>,
+        /// A connection that has not sent its request headers within this is closed.
+        #[arg(long, env = "CLAWFLEET_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+        header_read_timeout: std::time::Duration,
+        /// Connections served at once; more wait in the listen backlog.
+        #[arg(long, env = "CLAWFLEET_MAX_CONNECTIONS", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
+        max_connections: u32,
     },
     /// Manage an agent's secret values (never printed).
     Secrets {

@@ -45,7 +45,9 @@ impl Failure {
 impl From<StoreError> for Failure {
     fn from(e: StoreError) -> Self {
         match e {
-            StoreError::Aws { .. } | StoreError::TableShape { .. } => Self::Aws(e.to_string()),
+            StoreError::Aws { .. }
+            | StoreError::TableShape { .. }
+            | StoreError::Incomplete { .. } => Self::Aws(e.to_string()),
             StoreError::Conflict { .. }
             | StoreError::Deleting { .. }
             | StoreError::ClientIdChanged { .. } => Self::Invalid(e.to_string()),

@@ -63,7 +63,7 @@ impl FakeStore {
                 generation: 1,
                 managed_by: Some(writer.to_owned()),
                 created_at: Some(spec::now_rfc3339_millis()),
-                deletion_requested_at: None,
+                ..Meta::default()
             },
         };
         agent.spec = Some(SpecItem::of_document(

@@ -115,6 +115,8 @@ pub struct Meta {
     pub managed_by: Option<String>,
     pub created_at: Option<String>,
     pub deletion_requested_at: Option<String>,
+    /// SHA-256 of the API create request that made the agent under an `Idempotency-Key`.
+    pub idempotency_fingerprint: Option<String>,
 }
 
 impl Meta {
@@ -126,6 +128,7 @@ impl Meta {
             managed_by: document.managed_by.clone(),
             created_at: document.created_at.clone(),
             deletion_requested_at: document.deletion_requested_at.clone(),
+            idempotency_fingerprint: document.idempotency_fingerprint.clone(),
         }
     }
 
@@ -191,6 +194,7 @@ impl AgentSpec {
             managed_by: meta.managed_by.clone(),
             created_at: meta.created_at.clone(),
             deletion_requested_at: meta.deletion_requested_at.clone(),
+            idempotency_fingerprint: meta.idempotency_fingerprint.clone(),
         }
     }
 }

@@ -33,7 +33,7 @@ pub struct AgentDocument {
     #[schemars(
         with = "String",
         length(min = 1, max = 40),
-        regex(pattern = r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$")
+        regex(pattern = crate::validate::DNS_LABEL_PATTERN)
     )]
     pub agent_id: Option<String>,
     /// The tenant: a lowercase DNS label, immutable once the agent exists.
@@ -41,7 +41,7 @@ pub struct AgentDocument {
     #[schemars(
         with = "String",
         length(min = 1, max = 40),
-        regex(pattern = r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$")
+        regex(pattern = crate::validate::DNS_LABEL_PATTERN)
     )]
     pub client_id: Option<String>,
     /// An OCI image reference with a tag or a digest; absent means the configured default.
@@ -76,11 +76,14 @@ pub struct AgentDocument {
     pub plugins: Vec<PluginDocument>,
     /// Environment variables; values are not secret (those go in secret_keys).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    #[schemars(extend("propertyNames" = {"pattern": "^[A-Z_][A-Z0-9_]*$", "not": {"enum": ["AGENT_ID", "WORKSPACE_ID", "PLUGIN_MANIFEST"]}}))]
+    #[schemars(extend("propertyNames" = crate::validate::env_names_schema()))]
     pub env: BTreeMap<String, String>,
     /// Names of the keys in the agent's secret, injected as environment variables. Never values.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(inner(regex(pattern = r"^[A-Z_][A-Z0-9_]*$")), extend("uniqueItems" = true))]
+    #[schemars(
+        length(max = crate::validate::MAX_SECRET_KEYS),
+        extend("items" = crate::validate::secret_key_schema(), "uniqueItems" = true)
+    )]
     pub secret_keys: Vec<String>,
     /// Cost tags put on every AWS resource of the agent; no aws: or clawfleet: keys.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -104,6 +107,11 @@ pub struct AgentDocument {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(skip)]
     pub deletion_requested_at: Option<String>,
+    /// SHA-256 of the create request an API `Idempotency-Key` made this agent from, so that
+    /// the key reused with another body is refused instead of replaying this agent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(skip)]
+    pub idempotency_fingerprint: Option<String>,
 }
 
 /// One plugin as written.
@@ -153,7 +161,7 @@ impl AgentDocument {
     /// Attribute names a spec item may carry, besides the table's sort key `record`.
     ///
     /// A conditional write asserts that the ones absent when read are still absent.
-    pub const ATTRIBUTES: [&'static str; 18] = [
+    pub const ATTRIBUTES: [&'static str; 19] = [
         "api_version",
         "agent_id",
         "client_id",
@@ -172,14 +180,16 @@ impl AgentDocument {
         "managed_by",
         "created_at",
         "deletion_requested_at",
+        "idempotency_fingerprint",
     ];
 
     /// Bookkeeping attributes, which manifests and tenants may not set.
-    pub const BOOKKEEPING: [&'static str; 4] = [
+    pub const BOOKKEEPING: [&'static str; 5] = [
         "generation",
         "managed_by",
         "created_at",
         "deletion_requested_at",
+        "idempotency_fingerprint",
     ];
 
     /// The bookkeeping fields this document sets, by name.
@@ -197,6 +207,9 @@ impl AgentDocument {
         }
         if self.deletion_requested_at.is_some() {
             present.push("deletion_requested_at");
+        }
+        if self.idempotency_fingerprint.is_some() {
+            present.push("idempotency_fingerprint");
         }
         present
     }

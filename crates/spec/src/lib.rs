@@ -15,7 +15,11 @@ mod validate;
 pub use agent::{AgentSpec, DesiredState, Meta, Plan, Plugin, Resources, Size};
 pub use document::{AgentDocument, PluginDocument};
 pub use status::{AgentStatus, Condition, ConditionKind, ConditionStatus, Phase};
-pub use validate::{FieldError, ValidationErrors};
+pub use validate::{
+    DNS_LABEL_PATTERN, ENV_NAME_PATTERN, FieldError, LABEL_RULE, MAX_SECRET_KEY_LEN,
+    MAX_SECRET_KEYS, PLATFORM_ENV, RESERVED_ENV_PREFIXES, ValidationErrors, env_name_problem,
+    is_label, secret_key_problem,
+};
 
 /// The `api_version` this build understands.
 pub const API_VERSION: &str = "clawfleet/v1";

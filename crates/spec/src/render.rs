@@ -342,7 +342,13 @@ pub fn started_by(agent_id: &str) -> String {
 /// The agent's secret name, e.g. `/openclaw/agents/acme-support/secrets`.
 #[must_use]
 pub fn secret_name(settings: &Settings, agent_id: &str) -> String {
-    format!("{}{agent_id}/secrets", settings.secret_prefix)
+    secret_name_under(&settings.secret_prefix, agent_id)
+}
+
+/// [`secret_name`] for writers that know only the prefix (the API, `clawfleet secrets`).
+#[must_use]
+pub fn secret_name_under(prefix: &str, agent_id: &str) -> String {
+    format!("{prefix}{agent_id}/secrets")
 }
 
 /// The access point's root directory. DNS-label ids keep it within EFS's 100 characters.
@@ -652,6 +658,10 @@ pub fn secret_keys_in(description: &str) -> Option<Vec<String>> {
 }
 
 const SECRET_KEYS_MARKER: &str = "clawfleet keys: ";
+
+/// Secrets Manager's limit on a Description, which records the key names: the budget that
+/// [`crate::MAX_SECRET_KEYS`] and [`crate::MAX_SECRET_KEY_LEN`] are derived from.
+pub const SECRET_DESCRIPTION_LIMIT: usize = 2_048;
 
 /// `PLUGIN_MANIFEST`: the plugins and skills the agent loads at start, as compact JSON.
 #[must_use]

@@ -112,6 +112,12 @@ pub struct Condition {
 pub struct AgentStatus {
     #[serde(default)]
     pub phase: Phase,
+    /// The tenant that owns the agent, recorded by the controller at the agent's first
+    /// reconcile and never changed after. When present it, not the spec's `client_id` (which a
+    /// console edit can change), decides who may see the agent. The status item stores it as
+    /// `owner_client_id`, which keeps status items out of the `by-client` index.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_spec_hash: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

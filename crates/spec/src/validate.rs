@@ -72,20 +72,70 @@ impl Errors {
     }
 }
 
-static DNS_LABEL: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$").unwrap_or_else(|_| unreachable!())
-});
-static ENV_NAME: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"^[A-Z_][A-Z0-9_]*$").unwrap_or_else(|_| unreachable!()));
+/// The grammar of every agent and client id: a lowercase DNS label (1 to 40 characters, see
+/// [`is_label`]), so that `/agents/{client_id}/{agent_id}` stays within EFS's 100.
+pub const DNS_LABEL_PATTERN: &str = r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$";
+
+/// The grammar of environment variable names, in `env` and in `secret_keys`.
+pub const ENV_NAME_PATTERN: &str = r"^[A-Z_][A-Z0-9_]*$";
+
+/// The longest secret key name: with [`MAX_SECRET_KEYS`] of them, the names fit the secret's
+/// Description (see [`crate::render::SECRET_DESCRIPTION_LIMIT`]), where writers record them.
+pub const MAX_SECRET_KEY_LEN: usize = 64;
+
+/// The most keys one agent's secret may hold, derived from the Description's budget as
+/// [`MAX_SECRET_KEY_LEN`] is.
+pub const MAX_SECRET_KEYS: usize = 30;
+
+/// Names the platform sets in every task, or that change how the process loads: a user value
+/// would hijack the task role's credentials, the metadata endpoint or the dynamic linker.
+pub const PLATFORM_ENV: [&str; 6] = [
+    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+    "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+    "AWS_CONTAINER_AUTHORIZATION_TOKEN",
+    "AWS_EXECUTION_ENV",
+    "LD_PRELOAD",
+    "LD_LIBRARY_PATH",
+];
+
+/// The JSON Schema of a user-settable environment name, for docs/agent.schema.json.
+#[must_use]
+pub(crate) fn env_names_schema() -> serde_json::Value {
+    let mut reserved: Vec<&str> = RESERVED_ENV.to_vec();
+    reserved.extend(PLATFORM_ENV);
+    let prefixes = RESERVED_ENV_PREFIXES.join("|");
+    serde_json::json!({
+        "pattern": ENV_NAME_PATTERN,
+        "not": {"anyOf": [{"enum": reserved}, {"pattern": format!("^({prefixes})")}]}
+    })
+}
+
+/// The JSON Schema of a secret key name, for docs/agent.schema.json.
+#[must_use]
+pub(crate) fn secret_key_schema() -> serde_json::Value {
+    let mut schema = env_names_schema();
+    schema["type"] = "string".into();
+    schema["maxLength"] = MAX_SECRET_KEY_LEN.into();
+    schema
+}
+
+/// Prefixes ECS and its agent own (`ECS_CONTAINER_METADATA_URI_V4`, ...), reserved whole so
+/// that a name the platform adds later is reserved already.
+pub const RESERVED_ENV_PREFIXES: [&str; 2] = ["ECS_", "AWS_CONTAINER_"];
+
+// The patterns are constants of this file, so they compile (a test checks it). Were one not to,
+// it would match nothing: a refused value, never a panic in a long-running process.
+static DNS_LABEL: LazyLock<Option<Regex>> = LazyLock::new(|| Regex::new(DNS_LABEL_PATTERN).ok());
+static ENV_NAME: LazyLock<Option<Regex>> = LazyLock::new(|| Regex::new(ENV_NAME_PATTERN).ok());
 // The OCI distribution reference grammar: [domain[:port]/]path[:tag][@sha256:digest].
-static IMAGE: LazyLock<Regex> = LazyLock::new(|| {
+static IMAGE: LazyLock<Option<Regex>> = LazyLock::new(|| {
     let host = r"(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)";
     let domain = format!(r"(?:{host}(?:\.{host})*(?::[0-9]+)?/)");
     let component = r"(?:[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)";
     let pattern = format!(
         r"^(?P<name>{domain}?{component}(?:/{component})*)(?::(?P<tag>[A-Za-z0-9_][A-Za-z0-9_.-]{{0,127}}))?(?:@(?P<digest>sha256:[a-f0-9]{{64}}))?$"
     );
-    Regex::new(&pattern).unwrap_or_else(|_| unreachable!())
+    Regex::new(&pattern).ok()
 });
 
 /// Fargate's valid (cpu, memory) pairs above 256 CPU units: memory from `min` to `max` in
@@ -110,13 +160,52 @@ pub fn is_fargate_pair(cpu: u32, memory: u32) -> bool {
     })
 }
 
+/// Whether `text` is a lowercase DNS label of 1 to 40 characters: every agent and client id.
+#[must_use]
+pub fn is_label(text: &str) -> bool {
+    (1..=40).contains(&text.len()) && DNS_LABEL.as_ref().is_some_and(|r| r.is_match(text))
+}
+
+/// What [`is_label`] asks, as a rule for an error message.
+pub const LABEL_RULE: &str = "must be a lowercase DNS label of 1 to 40 characters (a-z, 0-9, '-', not starting or ending with '-')";
+
+/// Why `name` cannot be an environment variable a user sets (in `env`, or as a key of the
+/// agent's secret), or `None` when it can.
+#[must_use]
+pub fn env_name_problem(name: &str) -> Option<String> {
+    if !ENV_NAME.as_ref().is_some_and(|r| r.is_match(name)) {
+        return Some(format!("must match {ENV_NAME_PATTERN}"));
+    }
+    if RESERVED_ENV.contains(&name) {
+        return Some("is reserved: clawfleet sets it".to_owned());
+    }
+    if PLATFORM_ENV.contains(&name) {
+        return Some(
+            "is reserved: the platform sets it or it changes how the process loads".to_owned(),
+        );
+    }
+    if let Some(prefix) = RESERVED_ENV_PREFIXES.iter().find(|p| name.starts_with(**p)) {
+        return Some(format!(
+            "is reserved: names starting with {prefix} belong to ECS"
+        ));
+    }
+    None
+}
+
+/// Why `key` cannot be a key of an agent's secret, or `None` when it can: an environment
+/// variable name a user may set, of at most [`MAX_SECRET_KEY_LEN`] characters.
+#[must_use]
+pub fn secret_key_problem(key: &str) -> Option<String> {
+    if key.len() > MAX_SECRET_KEY_LEN {
+        return Some(format!("must be at most {MAX_SECRET_KEY_LEN} characters"));
+    }
+    env_name_problem(key)
+}
+
 fn check_label(errors: &mut Errors, field: &str, value: Option<&str>) -> Option<String> {
     match value {
         None => errors.push(field, "is required"),
-        Some(v) if v.is_empty() || v.len() > 40 || !DNS_LABEL.is_match(v) => errors.push(
-            field,
-            "must be a lowercase DNS label of 1 to 40 characters (a-z, 0-9, '-', not starting or ending with '-')",
-        ),
+        Some(v) if !is_label(v) => errors.push(field, LABEL_RULE),
         Some(v) => return Some(v.to_owned()),
     }
     None
@@ -129,10 +218,13 @@ fn check_image(errors: &mut Errors, image: &str) {
     let registry_like =
         image.contains('/') && (first.contains('.') || first.contains(':') || first == "localhost");
     let valid = (registry_like || !first.chars().any(|c| c.is_ascii_uppercase()))
-        && IMAGE.captures(image).is_some_and(|c| {
-            (c.name("tag").is_some() || c.name("digest").is_some())
-                && c.name("name").is_some_and(|n| n.as_str().len() <= 255)
-        });
+        && IMAGE
+            .as_ref()
+            .and_then(|r| r.captures(image))
+            .is_some_and(|c| {
+                (c.name("tag").is_some() || c.name("digest").is_some())
+                    && c.name("name").is_some_and(|n| n.as_str().len() <= 255)
+            });
     if !valid {
         errors.push(
             "image",
@@ -227,6 +319,7 @@ impl AgentDocument {
         let plugins = self.check_plugins(&mut errors);
         self.check_env_and_secret_keys(&mut errors);
         check_tags(&mut errors, &self.tags);
+        self.check_bookkeeping(&mut errors);
 
         if let Some(at) = &self.restart_requested_at
             && crate::parse_rfc3339(at).is_none()
@@ -358,10 +451,8 @@ impl AgentDocument {
     fn check_env_and_secret_keys(&self, errors: &mut Errors) {
         for name in self.env.keys() {
             let field = format!("env.{name}");
-            if !ENV_NAME.is_match(name) {
-                errors.push(field, "name must match [A-Z_][A-Z0-9_]*");
-            } else if RESERVED_ENV.contains(&name.as_str()) {
-                errors.push(field, "is reserved: clawfleet sets it");
+            if let Some(problem) = env_name_problem(name) {
+                errors.push(field, problem);
             } else if self.secret_keys.contains(name) {
                 errors.push(
                     field,
@@ -369,17 +460,66 @@ impl AgentDocument {
                 );
             }
         }
+        if self.secret_keys.len() > MAX_SECRET_KEYS {
+            errors.push(
+                "secret_keys",
+                format!(
+                    "at most {MAX_SECRET_KEYS} keys (has {}): their names must fit the secret's Description",
+                    self.secret_keys.len()
+                ),
+            );
+        }
         let mut seen = BTreeSet::new();
         for (i, key) in self.secret_keys.iter().enumerate() {
             let field = format!("secret_keys[{i}]");
-            if !ENV_NAME.is_match(key) {
-                errors.push(field, "must match [A-Z_][A-Z0-9_]*");
-            } else if RESERVED_ENV.contains(&key.as_str()) {
-                errors.push(field, "is reserved: clawfleet sets it");
+            if let Some(problem) = secret_key_problem(key) {
+                errors.push(field, problem);
             } else if !seen.insert(key.as_str()) {
                 errors.push(field, format!("duplicate key \"{key}\""));
             }
         }
+    }
+
+    /// The bookkeeping writers set: refused when it does not parse, so that a console edit
+    /// cannot make it say something no writer would.
+    fn check_bookkeeping(&self, errors: &mut Errors) {
+        if let Some(by) = &self.managed_by
+            && !is_writer(by)
+        {
+            errors.push(
+                "managed_by",
+                "must be \"api\", \"cli\" or \"gitops:NAME\" (NAME: 1 to 63 of a-z, 0-9, '-', '_', '.')",
+            );
+        }
+        if let Some(at) = &self.created_at
+            && crate::parse_rfc3339(at).is_none()
+        {
+            errors.push("created_at", "must be an RFC 3339 timestamp");
+        }
+        if let Some(fingerprint) = &self.idempotency_fingerprint
+            && !(fingerprint.len() == 64
+                && fingerprint
+                    .bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
+        {
+            errors.push(
+                "idempotency_fingerprint",
+                "must be a SHA-256 as 64 lowercase hex digits",
+            );
+        }
+    }
+}
+
+/// Whether `by` names a writer: `api`, `cli` or `gitops:NAME`.
+fn is_writer(by: &str) -> bool {
+    match by.strip_prefix("gitops:") {
+        Some(name) => {
+            (1..=63).contains(&name.len())
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-_.".contains(&b))
+        }
+        None => by == "api" || by == "cli",
     }
 }
 

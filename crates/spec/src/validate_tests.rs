@@ -682,3 +682,119 @@ fn content_hash_ignores_bookkeeping_and_spelling() {
     assert_ne!(a.content_hash(), c.content_hash());
     assert_eq!(a.content_hash().len(), 64);
 }
+
+#[test]
+fn every_grammar_compiles() {
+    assert!(super::DNS_LABEL.is_some());
+    assert!(super::ENV_NAME.is_some());
+    assert!(super::IMAGE.is_some());
+    assert!(crate::is_label("acme-1") && !crate::is_label("Acme") && !crate::is_label("-a"));
+    assert!(!crate::is_label(&"a".repeat(41)) && crate::is_label(&"a".repeat(40)));
+}
+
+#[test]
+fn platform_names_and_prefixes_are_reserved_in_env_and_in_secret_keys() {
+    for reserved in [
+        "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+        "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+        "AWS_CONTAINER_AUTHORIZATION_TOKEN",
+        "ECS_CONTAINER_METADATA_URI",
+        "ECS_CONTAINER_METADATA_URI_V4",
+        "AWS_EXECUTION_ENV",
+        "LD_PRELOAD",
+        "LD_LIBRARY_PATH",
+        "ECS_ANYTHING",
+        "AWS_CONTAINER_ANYTHING",
+        "AGENT_ID",
+    ] {
+        let env = BTreeMap::from([(reserved.to_string(), "x".to_string())]);
+        let msg = refused(AgentDocument { env, ..valid() }, &format!("env.{reserved}"));
+        assert!(msg.contains("reserved"), "{msg}");
+        let msg = refused(
+            AgentDocument {
+                secret_keys: vec![reserved.into()],
+                ..valid()
+            },
+            "secret_keys[0]",
+        );
+        assert!(msg.contains("reserved"), "{msg}");
+    }
+    let env = BTreeMap::from([("AWS_REGION".to_string(), "x".to_string())]);
+    accepted(AgentDocument { env, ..valid() });
+}
+
+#[test]
+fn secret_keys_beyond_what_the_description_holds_are_refused_naming_the_field() {
+    let msg = refused(
+        AgentDocument {
+            secret_keys: vec!["K".repeat(crate::MAX_SECRET_KEY_LEN + 1)],
+            ..valid()
+        },
+        "secret_keys[0]",
+    );
+    assert!(msg.contains("at most 64 characters"), "{msg}");
+    let many: Vec<String> = (0..3000).map(|i| format!("KEY_{i}")).collect();
+    let msg = refused(
+        AgentDocument {
+            secret_keys: many,
+            ..valid()
+        },
+        "secret_keys",
+    );
+    assert!(msg.contains("at most 30 keys"), "{msg}");
+    // The largest spec the limits allow still fits the Description.
+    let largest: Vec<String> = (0..crate::MAX_SECRET_KEYS)
+        .map(|i| format!("K{i:0>63}"))
+        .collect();
+    let spec = accepted(AgentDocument {
+        secret_keys: largest.clone(),
+        ..valid()
+    });
+    assert!(
+        crate::render::secret_description(&spec.secret_keys).len()
+            <= crate::render::SECRET_DESCRIPTION_LIMIT
+    );
+}
+
+#[test]
+fn bookkeeping_that_does_not_parse_is_refused_naming_it() {
+    refused(
+        AgentDocument {
+            created_at: Some("long ago".into()),
+            ..valid()
+        },
+        "created_at",
+    );
+    refused(
+        AgentDocument {
+            managed_by: Some("someone".into()),
+            ..valid()
+        },
+        "managed_by",
+    );
+    refused(
+        AgentDocument {
+            idempotency_fingerprint: Some("abc".into()),
+            ..valid()
+        },
+        "idempotency_fingerprint",
+    );
+    for by in ["api", "cli", "gitops:platform", "gitops:a.b_c-1"] {
+        accepted(AgentDocument {
+            managed_by: Some(by.into()),
+            created_at: Some("2026-11-25T10:00:00.123Z".into()),
+            generation: Some(3),
+            ..valid()
+        });
+    }
+}
+
+#[test]
+fn secret_keys_are_environment_variable_names() {
+    for good in ["A", "_", "API_KEY", "K8S_TOKEN_2", "_X"] {
+        assert_eq!(crate::secret_key_problem(good), None, "{good}");
+    }
+    for bad in ["", "a", "Api", "1KEY", "KEY-NAME", "KEY NAME", "KÉ", "key"] {
+        assert!(crate::secret_key_problem(bad).is_some(), "{bad}");
+    }
+}

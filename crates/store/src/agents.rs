@@ -69,11 +69,45 @@ pub struct Agent {
     pub status: Option<AgentStatus>,
 }
 
-/// One page of agents, and the agent id to continue after when there may be more.
+impl Agent {
+    /// The tenant that owns the agent: the `client_id` the controller recorded in the status at
+    /// the first reconcile, or, before that, the spec's. A console edit of the spec's
+    /// `client_id` therefore never hands the agent to another tenant.
+    #[must_use]
+    pub fn owner(&self) -> Option<String> {
+        self.status
+            .as_ref()
+            .and_then(|s| s.client_id.clone())
+            .or_else(|| self.spec.as_ref().and_then(SpecItem::client_id))
+    }
+}
+
+/// Where a page ended: the whole key DynamoDB last evaluated (`agent_id` and `record`, and
+/// `client_id` on the `by-client` index), attribute name to string value. It may be the key of
+/// an item no listing shows (a status, the lease): the next page starts after it all the same.
+pub type PageKey = BTreeMap<String, String>;
+
+/// One page of agents, and where the next starts when there may be more.
 #[derive(Debug, Clone)]
 pub struct Page {
     pub agents: Vec<Agent>,
-    pub next: Option<String>,
+    pub next: Option<PageKey>,
+}
+
+fn page_key(last: Option<HashMap<String, AttributeValue>>) -> Option<PageKey> {
+    let key: PageKey = last?
+        .into_iter()
+        .filter_map(|(name, value)| Some((name, value.as_s().ok()?.clone())))
+        .collect();
+    (!key.is_empty()).then_some(key)
+}
+
+fn start_key(key: Option<&PageKey>) -> Option<HashMap<String, AttributeValue>> {
+    key.map(|key| {
+        key.iter()
+            .map(|(name, value)| (name.clone(), s(value)))
+            .collect()
+    })
 }
 
 /// What a spec write did.
@@ -95,6 +129,9 @@ impl Write {
     }
 }
 
+/// How many BatchGetItem calls one chunk of keys gets before its unprocessed keys are an error.
+const BATCH_GET_ATTEMPTS: u32 = 10;
+
 fn s(value: &str) -> AttributeValue {
     AttributeValue::S(value.to_owned())
 }
@@ -111,6 +148,7 @@ fn key(agent_id: &str, record: &str) -> HashMap<String, AttributeValue> {
 fn meta_of(item: &Item) -> Meta {
     let text = |name: &str| item.get(name).and_then(|v| v.as_s().ok()).cloned();
     Meta {
+        idempotency_fingerprint: text("idempotency_fingerprint"),
         generation: item
             .get("generation")
             .and_then(|v| v.as_n().ok())
@@ -118,8 +156,11 @@ fn meta_of(item: &Item) -> Meta {
             .unwrap_or(0),
         managed_by: text("managed_by"),
         created_at: text("created_at"),
+        // NULL is absent, as everywhere; any other value asks for deletion, as docs/spec.md
+        // promises, whatever its type.
         deletion_requested_at: item
             .get("deletion_requested_at")
+            .filter(|v| !v.is_null())
             .map(|v| v.as_s().cloned().unwrap_or_else(|_| "(set)".to_owned())),
     }
 }
@@ -304,14 +345,7 @@ impl Store {
     ) -> Result<Write, StoreError> {
         let agent_id = &spec.agent_id;
         let Some(current) = current else {
-            let meta = Meta {
-                generation: 1,
-                managed_by: Some(writer.to_owned()),
-                created_at: Some(spec::now_rfc3339_millis()),
-                deletion_requested_at: None,
-            };
-            self.put_spec(agent_id, &spec.to_document(&meta), None)
-                .await?;
+            self.create(spec, writer, None).await?;
             return Ok(Write::Created);
         };
         if current.meta.is_deleting() {
@@ -349,10 +383,34 @@ impl Store {
             managed_by: Some(writer.to_owned()),
             created_at: current.meta.created_at.clone(),
             deletion_requested_at: None,
+            idempotency_fingerprint: current.meta.idempotency_fingerprint.clone(),
         };
         self.put_spec(agent_id, &spec.to_document(&meta), Some(&current.snapshot))
             .await?;
         Ok(Write::Updated)
+    }
+
+    /// Writes the spec item of a new agent (PutItem on condition that none exists), with the
+    /// fingerprint of the API request that made it under an `Idempotency-Key`.
+    ///
+    /// # Errors
+    /// [`StoreError::Conflict`] when the agent id is taken; a failed PutItem otherwise.
+    pub async fn create(
+        &self,
+        spec: &AgentSpec,
+        writer: &str,
+        idempotency_fingerprint: Option<String>,
+    ) -> Result<(), StoreError> {
+        let meta = Meta {
+            generation: 1,
+            managed_by: Some(writer.to_owned()),
+            created_at: Some(spec::now_rfc3339_millis()),
+            deletion_requested_at: None,
+            idempotency_fingerprint,
+        };
+        self.put_spec(&spec.agent_id, &spec.to_document(&meta), None)
+            .await?;
+        Ok(())
     }
 
     /// Sets one string attribute of an existing spec item and bumps `generation`
@@ -366,7 +424,8 @@ impl Store {
         attribute: &str,
         at: &str,
     ) -> Result<(), StoreError> {
-        let mut condition = "attribute_exists(#id) AND attribute_not_exists(#deleting)".to_owned();
+        // NULL is absent everywhere, a deletion request included.
+        let mut condition = "attribute_exists(#id) AND (attribute_not_exists(#deleting) OR attribute_type(#deleting, :null))".to_owned();
         let mut request = self.client.update_item();
         if let Some(read) = read {
             for (name, value) in [
@@ -396,6 +455,7 @@ impl Store {
             .expression_attribute_values(":at", s(at))
             .expression_attribute_values(":zero", AttributeValue::N("0".into()))
             .expression_attribute_values(":one", AttributeValue::N("1".into()))
+            .expression_attribute_values(":null", s("NULL"))
             .send()
             .await;
         match result {
@@ -475,6 +535,7 @@ impl Store {
             managed_by: Some(writer.to_owned()),
             created_at: current.meta.created_at.clone(),
             deletion_requested_at: None,
+            idempotency_fingerprint: current.meta.idempotency_fingerprint.clone(),
         };
         self.put_spec(
             &spec.agent_id,
@@ -681,15 +742,12 @@ impl Store {
         &self,
         client_id: &str,
         limit: i32,
-        after: Option<&str>,
+        after: Option<&PageKey>,
     ) -> Result<Page, StoreError> {
-        let start = after.map(|id| {
-            let mut start = key(id, SPEC_RECORD);
-            start.insert("client_id".to_owned(), s(client_id));
-            start
-        });
-        let (items, last) = self.query_by_client(client_id, Some(limit), start).await?;
-        self.page_of(items, last).await
+        let (items, last) = self
+            .query_by_client(client_id, Some(limit), start_key(after))
+            .await?;
+        self.page_of(items, page_key(last)).await
     }
 
     /// One Query page of the `by-client` index, and where the next starts.
@@ -717,38 +775,47 @@ impl Store {
         ))
     }
 
-    /// One page of every tenant's agents, in table order after `after` (Scan with a Limit,
-    /// spec items only, so a page may hold fewer than `limit`), then their statuses.
+    /// One page of every tenant's agents, in table order after `after`, then their statuses.
+    ///
+    /// A Scan's Limit counts the items it evaluates, statuses and the lease included, so one
+    /// Scan may find fewer spec items than asked: Scans go on from where the last stopped until
+    /// the page holds `limit` agents or the table ends. The next page starts after the whole
+    /// key the last Scan evaluated, so every agent is listed once, whatever ends a page.
     ///
     /// # Errors
     /// A failed Scan or BatchGetItem.
-    pub async fn page_all(&self, limit: i32, after: Option<&str>) -> Result<Page, StoreError> {
-        let out = self
-            .client
-            .scan()
-            .table_name(&self.table)
-            .filter_expression("#record = :spec")
-            .expression_attribute_names("#record", "record")
-            .expression_attribute_values(":spec", s(SPEC_RECORD))
-            .limit(limit)
-            .set_exclusive_start_key(after.map(|id| key(id, SPEC_RECORD)))
-            .send()
-            .await
-            .map_err(|e| StoreError::aws("Scan", &self.table, &e))?;
-        self.page_of(out.items.unwrap_or_default(), out.last_evaluated_key)
-            .await
+    pub async fn page_all(&self, limit: i32, after: Option<&PageKey>) -> Result<Page, StoreError> {
+        let want = usize::try_from(limit.max(1)).unwrap_or(1);
+        let mut items = Vec::new();
+        let mut start = start_key(after);
+        loop {
+            let remaining = i32::try_from(want - items.len()).unwrap_or(limit);
+            let out = self
+                .client
+                .scan()
+                .table_name(&self.table)
+                .filter_expression("#record = :spec")
+                .expression_attribute_names("#record", "record")
+                .expression_attribute_values(":spec", s(SPEC_RECORD))
+                .limit(remaining)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| StoreError::aws("Scan", &self.table, &e))?;
+            items.extend(out.items.unwrap_or_default());
+            start = out.last_evaluated_key.filter(|k| !k.is_empty());
+            if start.is_none() || items.len() >= want {
+                break;
+            }
+        }
+        self.page_of(items, page_key(start)).await
     }
 
     async fn page_of(
         &self,
         mut items: Vec<Item>,
-        last: Option<HashMap<String, AttributeValue>>,
+        next: Option<PageKey>,
     ) -> Result<Page, StoreError> {
-        let next = last
-            .as_ref()
-            .and_then(|k| k.get("agent_id"))
-            .and_then(|v| v.as_s().ok())
-            .cloned();
         let ids: Vec<String> = items
             .iter()
             .filter_map(|i| agent_id_of(i).map(str::to_owned))
@@ -780,6 +847,10 @@ impl Store {
     }
 
     /// BatchGetItem of one record kind for many agents, retrying unprocessed keys.
+    ///
+    /// # Errors
+    /// A failed BatchGetItem, or [`StoreError::Incomplete`] when DynamoDB still left keys
+    /// unprocessed after every retry: a partial answer would show agents without their status.
     async fn batch_get(&self, agent_ids: &[String], record: &str) -> Result<Vec<Item>, StoreError> {
         let mut found = Vec::new();
         for chunk in agent_ids.chunks(100) {
@@ -791,7 +862,8 @@ impl Store {
                     table: self.table.clone(),
                     problem: format!("BatchGetItem request: {e}"),
                 })?;
-            for attempt in 0..10u32 {
+            let mut attempt = 0u32;
+            loop {
                 let out = self
                     .client
                     .batch_get_item()
@@ -804,9 +876,17 @@ impl Store {
                 }
                 match out.unprocessed_keys.and_then(|mut u| u.remove(&self.table)) {
                     Some(rest) if !rest.keys().is_empty() => {
+                        if attempt + 1 >= BATCH_GET_ATTEMPTS {
+                            return Err(StoreError::Incomplete {
+                                operation: "BatchGetItem",
+                                table: self.table.clone(),
+                                missing: rest.keys().len(),
+                            });
+                        }
                         request = rest;
                         let pause = std::time::Duration::from_millis(50 << attempt.min(6));
                         tokio::time::sleep(pause).await;
+                        attempt += 1;
                     }
                     _ => break,
                 }

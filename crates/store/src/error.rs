@@ -28,6 +28,16 @@ pub enum StoreError {
         "agent {agent_id}: client_id: cannot change once the agent exists (it is \"{existing}\")"
     )]
     ClientIdChanged { agent_id: String, existing: String },
+    /// DynamoDB kept leaving keys unprocessed (throttling) after every retry; the answer would
+    /// have been partial.
+    #[error(
+        "DynamoDB {operation} on table {table}: {missing} keys still unprocessed after retries"
+    )]
+    Incomplete {
+        operation: &'static str,
+        table: String,
+        missing: usize,
+    },
     /// The table exists but has a shape clawfleet cannot use.
     #[error("table {table}: {problem}")]
     TableShape { table: String, problem: String },
@@ -73,6 +83,8 @@ impl StoreError {
         match self {
             Self::Aws { class, .. } => *class,
             Self::Conflict { .. } => ErrorClass::Transient,
+            // Keys left unprocessed are DynamoDB shedding load: retry later, as throttling.
+            Self::Incomplete { .. } => ErrorClass::Throttled,
             Self::Deleting { .. } | Self::ClientIdChanged { .. } | Self::TableShape { .. } => {
                 ErrorClass::Terminal
             }

@@ -126,30 +126,75 @@ fn has_unknown_type(value: &AttributeValue) -> bool {
     }
 }
 
-/// Parses an item into `T`, naming the attribute and its DynamoDB type on failure.
+/// Drops NULL attributes, at the top and inside maps: NULL means absent everywhere, so that a
+/// value typed as NULL in the console never counts as set (`deletion_requested_at` included).
+fn without_nulls(item: Item) -> Item {
+    item.into_iter()
+        .filter(|(_, v)| !v.is_null())
+        .map(|(k, v)| {
+            let v = match v {
+                AttributeValue::M(map) => AttributeValue::M(without_nulls(map)),
+                AttributeValue::L(list) => AttributeValue::L(
+                    list.into_iter()
+                        .map(|v| match v {
+                            AttributeValue::M(map) => AttributeValue::M(without_nulls(map)),
+                            other => other,
+                        })
+                        .collect(),
+                ),
+                other => other,
+            };
+            (k, v)
+        })
+        .collect()
+}
+
+/// The value at a serde path (`env.FOO`, `plugins[0].source`) of an item, for error messages.
+fn value_at<'a>(item: &'a Item, path: &str) -> Option<&'a AttributeValue> {
+    let mut segments = path.split('.').flat_map(|part| {
+        let mut pieces = part.split('[');
+        let head = pieces.next().map(|h| (h, None));
+        head.into_iter()
+            .chain(pieces.map(|index| ("", index.trim_end_matches(']').parse::<usize>().ok())))
+    });
+    let (first, _) = segments.next()?;
+    let mut value = item.get(first)?;
+    for (key, index) in segments {
+        value = match (value, index) {
+            (AttributeValue::L(list), Some(i)) => list.get(i)?,
+            (AttributeValue::M(map), None) => map.get(key)?,
+            _ => return None,
+        };
+    }
+    Some(value)
+}
+
+/// Parses an item into `T`, naming the attribute path and its DynamoDB type on failure.
 fn from_item<T: serde::de::DeserializeOwned>(mut item: Item) -> Result<T, String> {
     item.remove("record");
+    let item = without_nulls(item);
     if let Some((name, _)) = item.iter().find(|(_, v)| has_unknown_type(v)) {
         return Err(format!(
             "{name}: holds an attribute type clawfleet does not read"
         ));
     }
-    let types: HashMap<String, &'static str> = item
-        .iter()
-        .map(|(k, v)| (k.clone(), type_name(v)))
-        .collect();
-    let de = serde_dynamo::Deserializer::from_attribute_value(AttributeValue::M(item).into());
+    let de =
+        serde_dynamo::Deserializer::from_attribute_value(AttributeValue::M(item.clone()).into());
     serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.inner().to_string();
         if inner.starts_with("unknown field") {
             let name = inner.split('`').nth(1).unwrap_or(&path);
-            return format!("{name}: unknown attribute (a typo?)");
+            // The path ends at the unknown key inside a nested map; at the top it is the key.
+            let field = if path == "." || path.is_empty() || !path.ends_with(name) {
+                name.to_owned()
+            } else {
+                path
+            };
+            return format!("{field}: unknown attribute (a typo?)");
         }
-        let top = path.split(['.', '[']).next().unwrap_or_default();
-        let found = types
-            .get(top)
-            .map(|t| format!(" (found type {t})"))
+        let found = value_at(&item, &path)
+            .map(|v| format!(" (found type {})", type_name(v)))
             .unwrap_or_default();
         spec::manifest::path_message(&path, &format!("{}{found}", inner.to_lowercase()))
     })
@@ -160,10 +205,19 @@ pub(crate) fn spec_document(item: &Item) -> Result<AgentDocument, String> {
     from_item(item.clone())
 }
 
+/// The status item's attribute for [`AgentStatus::client_id`]. Not `client_id`: the sparse
+/// `by-client` index keys on that name, and only spec items may populate it.
+pub(crate) const STATUS_OWNER: &str = "owner_client_id";
+
 /// Parses a status item as read.
 pub(crate) fn status(item: &Item) -> Result<AgentStatus, String> {
     let mut item = item.clone();
     item.remove("agent_id");
+    // Only the controller writes statuses; a `client_id` typed into one is not the owner.
+    item.remove("client_id");
+    if let Some(owner) = item.remove(STATUS_OWNER) {
+        item.insert("client_id".to_owned(), owner);
+    }
     from_item(item)
 }
 
@@ -180,7 +234,11 @@ pub(crate) fn spec_item(document: &AgentDocument, agent_id: &str) -> Item {
 }
 
 pub(crate) fn status_item(status: &AgentStatus, agent_id: &str) -> Item {
-    to_item(status, agent_id, STATUS_RECORD)
+    let mut item = to_item(status, agent_id, STATUS_RECORD);
+    if let Some(owner) = item.remove("client_id") {
+        item.insert(STATUS_OWNER.to_owned(), owner);
+    }
+    item
 }
 
 /// A condition expression with its names and values.
@@ -295,6 +353,7 @@ mod tests {
             managed_by: Some("cli".into()),
             created_at: Some("2026-11-25T10:00:00Z".into()),
             deletion_requested_at: None,
+            idempotency_fingerprint: None,
         };
         let item = spec_item(&spec.to_document(&meta), &spec.agent_id);
         assert_eq!(item["cpu"], n("1024"), "numbers are written as N");
@@ -340,6 +399,7 @@ mod tests {
     fn status_round_trips() {
         let status = AgentStatus {
             phase: spec::Phase::Running,
+            client_id: Some("acme".into()),
             task_arn: Some("arn:aws:ecs:us-east-1:123:task/c/abc".into()),
             restarts: 2,
             conditions: vec![spec::Condition {
@@ -353,6 +413,11 @@ mod tests {
         };
         let item = status_item(&status, "a1");
         assert_eq!(item["phase"], s("Running"));
+        assert_eq!(item["owner_client_id"], s("acme"), "a plain S attribute");
+        assert!(
+            !item.contains_key("client_id"),
+            "status items stay out of the by-client index"
+        );
         assert_eq!(item["conditions"].as_l().map(Vec::len), Ok(1));
         assert_eq!(super::status(&item), Ok(status));
     }
@@ -394,5 +459,68 @@ mod tests {
         assert!(c.expression.contains("attribute_not_exists"));
         let fresh = unchanged_since(None);
         assert_eq!(fresh.expression, "attribute_not_exists(#id)");
+    }
+}
+
+#[cfg(test)]
+mod console_tests {
+    use super::*;
+
+    fn s(v: &str) -> AttributeValue {
+        AttributeValue::S(v.into())
+    }
+
+    fn item(extra: &[(&str, AttributeValue)]) -> Item {
+        let mut item: Item = HashMap::from([
+            ("agent_id".into(), s("acme-support")),
+            ("record".into(), s("spec")),
+            ("client_id".into(), s("acme")),
+        ]);
+        for (k, v) in extra {
+            item.insert((*k).to_owned(), v.clone());
+        }
+        item
+    }
+
+    #[test]
+    fn a_wrong_type_inside_a_map_names_the_whole_path_and_the_type_found_there() {
+        let env = AttributeValue::M(HashMap::from([(
+            "FOO".to_owned(),
+            AttributeValue::N("5".into()),
+        )]));
+        let err = spec_document(&item(&[("env", env)])).expect_err("must be refused");
+        assert!(err.starts_with("env.FOO: "), "{err}");
+        assert!(err.contains("found type N"), "{err}");
+    }
+
+    #[test]
+    fn an_unknown_attribute_inside_a_plugin_is_named_with_its_path() {
+        let plugins = AttributeValue::L(vec![AttributeValue::M(HashMap::from([
+            ("name".into(), s("calendar")),
+            ("source".into(), s("https://github.com/openclaw/calendar")),
+            ("version".into(), s("1.4.0")),
+            ("evil".into(), s("x")),
+        ]))]);
+        let err = spec_document(&item(&[("plugins", plugins)])).expect_err("must be refused");
+        assert_eq!(err, "plugins[0].evil: unknown attribute (a typo?)");
+    }
+
+    #[test]
+    fn null_attributes_are_absent_at_the_top_and_inside_maps() {
+        let null = AttributeValue::Null(true);
+        let env = AttributeValue::M(HashMap::from([
+            ("FOO".to_owned(), null.clone()),
+            ("BAR".to_owned(), s("1")),
+        ]));
+        let doc = spec_document(&item(&[
+            ("plan", null.clone()),
+            ("deletion_requested_at", null.clone()),
+            ("created_at", null),
+            ("env", env),
+        ]))
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(doc.deletion_requested_at, None);
+        assert_eq!(doc.plan, None);
+        assert_eq!(doc.env.keys().collect::<Vec<_>>(), ["BAR"]);
     }
 }

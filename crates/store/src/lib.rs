@@ -12,10 +12,10 @@ pub mod lease;
 pub mod stream;
 mod table;
 
-pub use agents::{Agent, Page, SpecError, SpecItem, Store, Write};
+pub use agents::{Agent, Page, PageKey, SpecError, SpecItem, Store, Write};
 pub use error::StoreError;
 pub use item::Snapshot;
-pub use table::{BootstrapOutcome, DEFAULT_TABLE};
+pub use table::{BootstrapOutcome, DEFAULT_TABLE, ID_KEY_ID, ID_KEY_RECORD};
 
 /// The sort key value of spec items.
 pub const SPEC_RECORD: &str = "spec";

@@ -7,6 +7,10 @@
 //!   within the lineage), keeps a checkpoint per shard, re-acquires an expired iterator at its
 //!   checkpoint, and asks for a resync when data was trimmed before it was read.
 //! - Only spec items produce events; status writes never cause a reconcile.
+//! - A page that keeps failing the same way (one record the SDK cannot parse fails the whole
+//!   GetRecords) is narrowed down record by record after [`POISON_AFTER`] identical failures;
+//!   the record that fails alone is skipped, logged once with its sequence number, counted
+//!   ([`Watcher::records_skipped`]) and answered with a resync, which reads the table instead.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 
@@ -49,10 +53,23 @@ pub enum FeedError {
     /// The records at the position were trimmed (older than 24 h) before being read.
     #[error("DynamoDB Streams: TrimmedDataAccessException")]
     Trimmed,
+    /// GetRecords answered, but with a page the SDK could not parse. `sequence` is the first
+    /// record's sequence number, taken from the raw answer when it has one.
+    #[error("{message}")]
+    Unreadable {
+        sequence: Option<String>,
+        message: String,
+    },
     /// Any other failure, one line naming the operation.
     #[error("{0}")]
     Other(String),
 }
+
+/// How many identical failures of one shard's read make the watcher look for a poison record.
+pub const POISON_AFTER: u32 = 5;
+
+/// The most single-record reads one narrowing makes: a GetRecords page holds at most 1,000.
+const NARROW_LIMIT: usize = 1_000;
 
 /// The stream of one table.
 #[allow(async_fn_in_trait)]
@@ -64,6 +81,10 @@ pub trait ChangeFeed: Sync {
     /// The next records and the next iterator, `None` once a closed shard is read to its end
     /// (GetRecords).
     async fn read(&self, iterator: &str) -> Result<(Vec<Change>, Option<String>), FeedError>;
+    /// [`ChangeFeed::read`] of at most one record (GetRecords with `Limit = 1`), to find the
+    /// record a failing page trips on: it fails with [`FeedError::Unreadable`] naming the
+    /// record's sequence number.
+    async fn read_one(&self, iterator: &str) -> Result<(Vec<Change>, Option<String>), FeedError>;
 }
 
 /// What a poll found.
@@ -86,6 +107,9 @@ pub struct Watcher<F> {
     checkpoints: HashMap<String, Position>,
     iterators: HashMap<String, String>,
     finished: HashSet<String>,
+    /// Per shard, the last read failure and how many times in a row it happened.
+    failures: HashMap<String, (String, u32)>,
+    skipped: u64,
 }
 
 impl<F: ChangeFeed> Watcher<F> {
@@ -99,7 +123,16 @@ impl<F: ChangeFeed> Watcher<F> {
             checkpoints,
             iterators: HashMap::new(),
             finished: HashSet::new(),
+            failures: HashMap::new(),
+            skipped: 0,
         }
+    }
+
+    /// How many stream records were skipped because they could not be read, since start
+    /// (`clawfleet_stream_records_skipped_total`).
+    #[must_use]
+    pub fn records_skipped(&self) -> u64 {
+        self.skipped
     }
 
     /// Where each shard has been read to, to restart from after a restart.
@@ -151,30 +184,118 @@ impl<F: ChangeFeed> Watcher<F> {
             };
             match self.feed.read(&iterator).await {
                 Ok((changes, next)) => {
-                    for change in changes {
-                        self.checkpoints
-                            .insert(shard.id.clone(), Position::After(change.sequence.clone()));
-                        if change.record == SPEC_RECORD && seen.insert(change.agent_id.clone()) {
-                            events.push(Event::Changed(change.agent_id));
-                        }
-                    }
-                    match next {
-                        Some(next) => {
-                            self.iterators.insert(shard.id.clone(), next);
-                        }
-                        None => {
-                            self.finished.insert(shard.id.clone());
-                        }
-                    }
+                    self.failures.remove(&shard.id);
+                    self.take(&shard.id, changes, next, &mut events, &mut seen);
                 }
                 // Re-acquired at the checkpoint on the next poll: nothing is lost.
                 Err(FeedError::ExpiredIterator) => {}
                 Err(FeedError::Trimmed) => self.lost(&shard.id, &mut events),
-                Err(e) => return Err(e),
+                Err(e) => {
+                    if self.failed(&shard.id, &e) < POISON_AFTER {
+                        return Err(e);
+                    }
+                    self.narrow(&shard.id, &mut events, &mut seen).await?;
+                }
             }
         }
         self.first_poll = false;
         Ok(events)
+    }
+
+    /// Records what one read of `shard` returned: checkpoints, events, the next iterator.
+    fn take(
+        &mut self,
+        shard: &str,
+        changes: Vec<Change>,
+        next: Option<String>,
+        events: &mut Vec<Event>,
+        seen: &mut BTreeSet<String>,
+    ) {
+        for change in changes {
+            self.checkpoints
+                .insert(shard.to_owned(), Position::After(change.sequence.clone()));
+            if change.record == SPEC_RECORD && seen.insert(change.agent_id.clone()) {
+                events.push(Event::Changed(change.agent_id));
+            }
+        }
+        match next {
+            Some(next) => {
+                self.iterators.insert(shard.to_owned(), next);
+            }
+            None => {
+                self.finished.insert(shard.to_owned());
+            }
+        }
+    }
+
+    /// Counts a failed read of `shard`; returns how many times in a row it failed this way.
+    fn failed(&mut self, shard: &str, error: &FeedError) -> u32 {
+        let text = error.to_string();
+        let entry = self
+            .failures
+            .entry(shard.to_owned())
+            .or_insert_with(|| (text.clone(), 0));
+        if entry.0 != text {
+            *entry = (text, 0);
+        }
+        entry.1 += 1;
+        entry.1
+    }
+
+    /// Reads `shard` one record at a time from its checkpoint until the record that fails
+    /// alone, and moves the checkpoint past it. Records read on the way are taken as usual.
+    ///
+    /// # Errors
+    /// A single-record read that fails without naming its record, or a failure to acquire an
+    /// iterator: the next poll tries again.
+    async fn narrow(
+        &mut self,
+        shard: &str,
+        events: &mut Vec<Event>,
+        seen: &mut BTreeSet<String>,
+    ) -> Result<(), FeedError> {
+        let from = self
+            .checkpoints
+            .get(shard)
+            .cloned()
+            .unwrap_or(Position::TrimHorizon);
+        let mut iterator = self.feed.iterator(shard, &from).await?;
+        for _ in 0..NARROW_LIMIT {
+            match self.feed.read_one(&iterator).await {
+                Ok((changes, next)) => {
+                    let progressed = !changes.is_empty();
+                    self.take(shard, changes, next.clone(), events, seen);
+                    match next {
+                        Some(next) if progressed || next != iterator => iterator = next,
+                        // Read to the end without a failure: it was not one record after all.
+                        _ => break,
+                    }
+                }
+                Err(FeedError::Unreadable {
+                    sequence: Some(sequence),
+                    message,
+                }) => {
+                    tracing::warn!(
+                        shard,
+                        sequence = %sequence,
+                        error = %message,
+                        "skipping a stream record that cannot be read; resyncing, which reads the table instead"
+                    );
+                    self.skipped += 1;
+                    self.failures.remove(shard);
+                    self.iterators.remove(shard);
+                    self.checkpoints
+                        .insert(shard.to_owned(), Position::After(sequence));
+                    if !events.contains(&Event::Resync) {
+                        events.push(Event::Resync);
+                    }
+                    return Ok(());
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        self.failures.remove(shard);
+        Ok(())
     }
 
     fn lost(&mut self, shard: &str, events: &mut Vec<Event>) {
@@ -191,6 +312,42 @@ impl<F: ChangeFeed> Watcher<F> {
 pub struct DynamoStream {
     client: aws_sdk_dynamodbstreams::Client,
     stream_arn: String,
+}
+
+/// A GetRecords failure. A successful answer the SDK could not parse (it reports that as an
+/// unhandled service error) is [`FeedError::Unreadable`], with the first record's sequence
+/// number read from the raw JSON.
+fn get_records_error<E>(
+    e: &aws_sdk_dynamodbstreams::error::SdkError<
+        E,
+        aws_sdk_dynamodbstreams::config::http::HttpResponse,
+    >,
+) -> FeedError
+where
+    E: aws_sdk_dynamodbstreams::error::ProvideErrorMetadata + std::error::Error + 'static,
+{
+    use aws_sdk_dynamodbstreams::error::ProvideErrorMetadata;
+    if let Some(raw) = e.raw_response()
+        && raw.status().is_success()
+    {
+        let sequence = raw
+            .body()
+            .bytes()
+            .and_then(|bytes| serde_json::from_slice::<serde_json::Value>(bytes).ok())
+            .and_then(|page| {
+                page.pointer("/Records/0/dynamodb/SequenceNumber")
+                    .and_then(serde_json::Value::as_str)
+                    .map(str::to_owned)
+            });
+        return FeedError::Unreadable {
+            sequence,
+            message: format!(
+                "DynamoDB Streams GetRecords: the answer could not be read: {}",
+                spec::failure::error_chain(e)
+            ),
+        };
+    }
+    streams_error("GetRecords", e, e.code())
 }
 
 fn streams_error(
@@ -292,14 +449,29 @@ impl ChangeFeed for DynamoStream {
     }
 
     async fn read(&self, iterator: &str) -> Result<(Vec<Change>, Option<String>), FeedError> {
-        use aws_sdk_dynamodbstreams::error::ProvideErrorMetadata;
+        self.get_records(iterator, None).await
+    }
+
+    async fn read_one(&self, iterator: &str) -> Result<(Vec<Change>, Option<String>), FeedError> {
+        self.get_records(iterator, Some(1)).await
+    }
+}
+
+impl DynamoStream {
+    /// GetRecords of at most `limit` records (1,000 when `None`).
+    async fn get_records(
+        &self,
+        iterator: &str,
+        limit: Option<i32>,
+    ) -> Result<(Vec<Change>, Option<String>), FeedError> {
         let out = self
             .client
             .get_records()
             .shard_iterator(iterator)
+            .set_limit(limit)
             .send()
             .await
-            .map_err(|e| streams_error("GetRecords", &e, e.code()))?;
+            .map_err(|e| get_records_error(&e))?;
         let changes = out
             .records()
             .iter()

@@ -20,6 +20,10 @@ struct Fake {
     shards: Mutex<Vec<(String, FakeShard)>>,
     expire_next_read_of: Mutex<Option<String>>,
     next_sequence: Mutex<u64>,
+    /// Sequence numbers of records that make any page holding them unreadable, as a record
+    /// the SDK cannot parse fails the whole GetRecords.
+    poison: Mutex<Vec<String>>,
+    single_reads: Mutex<usize>,
 }
 
 impl Fake {
@@ -43,6 +47,24 @@ impl Fake {
             record: record.to_owned(),
             sequence: format!("{:020}", *seq),
         });
+    }
+
+    /// Writes a record that no page holding it can be read past.
+    fn write_poison(&self, shard: &str, agent_id: &str) {
+        self.write(shard, agent_id, "spec");
+        let seq = format!("{:020}", *self.next_sequence.lock().unwrap());
+        self.poison.lock().unwrap().push(seq);
+    }
+
+    fn poisoned(&self, records: &[Change]) -> Result<(), FeedError> {
+        let poison = self.poison.lock().unwrap();
+        match records.iter().find(|r| poison.contains(&r.sequence)) {
+            Some(_) => Err(FeedError::Unreadable {
+                sequence: records.first().map(|r| r.sequence.clone()),
+                message: "DynamoDB Streams GetRecords: the answer could not be read".into(),
+            }),
+            None => Ok(()),
+        }
     }
 
     fn close(&self, shard: &str) {
@@ -108,10 +130,28 @@ impl ChangeFeed for &Fake {
             return Err(FeedError::Trimmed);
         }
         let changes = s.records[index..].to_vec();
+        self.poisoned(&changes)?;
         let next = if s.closed {
             None
         } else {
             Some(format!("{shard}|{}", s.records.len()))
+        };
+        Ok((changes, next))
+    }
+
+    async fn read_one(&self, iterator: &str) -> Result<(Vec<Change>, Option<String>), FeedError> {
+        *self.single_reads.lock().unwrap() += 1;
+        let (shard, index) = iterator.split_once('|').unwrap();
+        let index: usize = index.parse().unwrap();
+        let shards = self.shards.lock().unwrap();
+        let (_, s) = shards.iter().find(|(id, _)| id == shard).unwrap();
+        let changes: Vec<Change> = s.records.get(index).cloned().into_iter().collect();
+        self.poisoned(&changes)?;
+        let end = index + changes.len();
+        let next = if s.closed && end == s.records.len() {
+            None
+        } else {
+            Some(format!("{shard}|{end}"))
         };
         Ok((changes, next))
     }
@@ -241,4 +281,60 @@ async fn a_restart_from_checkpoints_reads_only_what_came_after() {
     fake.write("s1", "a2", "spec");
     let mut second = Watcher::new(&fake, Position::Latest, checkpoints);
     assert_eq!(changed(&second.poll().await.unwrap()), ["a2"]);
+}
+
+#[tokio::test]
+async fn a_record_that_fails_its_page_is_skipped_after_five_identical_failures_with_a_resync() {
+    let fake = Fake::default();
+    fake.shard("s1", None);
+    let mut watcher = Watcher::new(&fake, Position::TrimHorizon, HashMap::new());
+    fake.write("s1", "before", "spec");
+    assert_eq!(changed(&watcher.poll().await.unwrap()), ["before"]);
+    fake.write("s1", "a1", "spec");
+    fake.write_poison("s1", "broken");
+    fake.write("s1", "a2", "spec");
+    for attempt in 1..POISON_AFTER {
+        let err = watcher.poll().await.unwrap_err();
+        assert!(
+            matches!(err, FeedError::Unreadable { .. }),
+            "attempt {attempt}: {err}"
+        );
+        assert_eq!(watcher.records_skipped(), 0);
+    }
+    let events = watcher.poll().await.unwrap();
+    assert_eq!(
+        events,
+        [Event::Changed("a1".into()), Event::Resync],
+        "the records before it are read one by one, then a resync covers the skipped one"
+    );
+    assert_eq!(watcher.records_skipped(), 1);
+    assert_eq!(
+        watcher.checkpoints()["s1"],
+        Position::After(format!("{:020}", 3)),
+        "resumes after the poison record"
+    );
+    assert_eq!(changed(&watcher.poll().await.unwrap()), ["a2"]);
+    assert!(watcher.poll().await.unwrap().is_empty(), "no more failures");
+    assert_eq!(watcher.records_skipped(), 1);
+    assert_eq!(
+        *fake.single_reads.lock().unwrap(),
+        2,
+        "a1, then the poison record"
+    );
+}
+
+#[tokio::test]
+async fn failures_that_differ_or_that_heal_never_skip_a_record() {
+    let fake = Fake::default();
+    fake.shard("s1", None);
+    let mut watcher = Watcher::new(&fake, Position::TrimHorizon, HashMap::new());
+    fake.write_poison("s1", "broken");
+    for _ in 1..POISON_AFTER {
+        assert!(watcher.poll().await.is_err());
+    }
+    // The page heals (the item was fixed before its record was read again).
+    fake.poison.lock().unwrap().clear();
+    assert_eq!(changed(&watcher.poll().await.unwrap()), ["broken"]);
+    assert_eq!(watcher.records_skipped(), 0);
+    assert_eq!(*fake.single_reads.lock().unwrap(), 0);
 }

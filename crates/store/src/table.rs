@@ -2,16 +2,24 @@
 
 use std::time::Duration;
 
+use aws_sdk_dynamodb::primitives::Blob;
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
-    ProjectionType, ScalarAttributeType, StreamSpecification, StreamViewType, TableDescription,
-    TableStatus,
+    AttributeDefinition, AttributeValue, BillingMode, GlobalSecondaryIndex, KeySchemaElement,
+    KeyType, Projection, ProjectionType, ScalarAttributeType, StreamSpecification, StreamViewType,
+    TableDescription, TableStatus,
 };
 
 use crate::{BY_CLIENT_INDEX, Store, StoreError};
 
 /// The table name unless configured otherwise.
 pub const DEFAULT_TABLE: &str = "clawfleet-agents";
+
+/// The reserved item holding the API's id key: `agent_id = "_clawfleet"`, which no agent can be
+/// called (ids are DNS labels), `record = "id-key"`, which no listing reads (they read spec and
+/// status records only).
+pub const ID_KEY_ID: &str = "_clawfleet";
+/// See [`ID_KEY_ID`].
+pub const ID_KEY_RECORD: &str = "id-key";
 
 /// What `bootstrap` did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,6 +67,61 @@ impl Store {
         };
         self.wait_active().await?;
         Ok(outcome)
+    }
+
+    /// Creates the API's id key once, at random (PutItem of 64 random bytes on condition the
+    /// item is absent), so that every `serve` replica shares it and it survives restarts.
+    /// Returns whether it created it; an existing key is never replaced, since ids and cursors
+    /// made with it would change meaning.
+    ///
+    /// # Errors
+    /// A failed PutItem.
+    pub async fn ensure_id_key(&self) -> Result<bool, StoreError> {
+        let key: [u8; 64] = rand::random();
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .item("agent_id", AttributeValue::S(ID_KEY_ID.to_owned()))
+            .item("record", AttributeValue::S(ID_KEY_RECORD.to_owned()))
+            .item("key", AttributeValue::B(Blob::new(key.to_vec())))
+            .condition_expression("attribute_not_exists(agent_id)")
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e) if StoreError::is_condition_failure(&e) => Ok(false),
+            Err(e) => Err(StoreError::aws("PutItem", &self.table, &e)),
+        }
+    }
+
+    /// The API's id key (GetItem, consistent); `None` until `bootstrap` made it.
+    ///
+    /// # Errors
+    /// A failed GetItem, or a key item without a binary `key`.
+    pub async fn id_key(&self) -> Result<Option<Vec<u8>>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("agent_id", AttributeValue::S(ID_KEY_ID.to_owned()))
+            .key("record", AttributeValue::S(ID_KEY_RECORD.to_owned()))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| StoreError::aws("GetItem", &self.table, &e))?;
+        let Some(item) = out.item else {
+            return Ok(None);
+        };
+        match item.get("key") {
+            Some(AttributeValue::B(blob)) => Ok(Some(blob.as_ref().to_vec())),
+            _ => Err(StoreError::TableShape {
+                table: self.table.clone(),
+                problem: format!(
+                    "the item {ID_KEY_ID}/{ID_KEY_RECORD} has no binary key attribute"
+                ),
+            }),
+        }
     }
 
     /// DescribeTable; `None` when the table does not exist.

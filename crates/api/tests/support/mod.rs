@@ -90,6 +90,7 @@ impl Harness {
                 secret_prefix: secret_prefix.clone(),
                 body_limit,
                 tenant_rate,
+                id_key: api::idkey::IdKey::random(),
             },
         );
         Self {
@@ -115,7 +116,10 @@ impl Harness {
         if let Some(token) = token {
             request = request.header("authorization", format!("Bearer {token}"));
         }
-        if body.is_some() {
+        let typed = headers
+            .iter()
+            .any(|(name, _)| name.eq_ignore_ascii_case("content-type"));
+        if body.is_some() && !typed {
             request = request.header("content-type", "application/json");
         }
         for (name, value) in headers {

@@ -55,13 +55,25 @@ pub async fn run(cli: Cli) -> Result<Exit, Failure> {
     let config = sdk_config().await?;
     let store = Store::new(aws_sdk_dynamodb::Client::new(&config), &cli.table);
     match cli.command {
-        Command::Bootstrap => {
+        Command::Bootstrap { id_key_secret } => {
             let outcome = store.bootstrap().await?;
             let verb = match outcome {
                 store::BootstrapOutcome::Created => "created",
                 store::BootstrapOutcome::AlreadyExisted => "already exists",
             };
             println!("table/{} {verb}", store.table());
+            if id_key_secret.is_none() {
+                let verb = if store.ensure_id_key().await? {
+                    "created"
+                } else {
+                    "already exists"
+                };
+                println!(
+                    "id-key/{}/{} {verb}",
+                    store::ID_KEY_ID,
+                    store::ID_KEY_RECORD
+                );
+            }
             Ok(Exit::Success)
         }
         Command::Apply { paths } => apply::run(&store, &paths).await,
@@ -130,6 +142,9 @@ pub async fn run(cli: Cli) -> Result<Exit, Failure> {
             secret_prefix,
             rate_limits,
             tenant_rate_limit,
+            id_key_secret,
+            header_read_timeout,
+            max_connections,
         } => {
             serve::run(
                 &cli.table,
@@ -141,10 +156,13 @@ pub async fn run(cli: Cli) -> Result<Exit, Failure> {
                     rate_limits,
                     tokens_refresh,
                     metrics_addr,
-                    config: api::Config {
-                        secret_prefix,
-                        body_limit,
-                        tenant_rate: Some(tenant_rate_limit),
+                    secret_prefix,
+                    body_limit,
+                    tenant_rate: tenant_rate_limit,
+                    id_key_secret,
+                    connections: api::server::ConnectionLimits {
+                        header_read_timeout,
+                        max_connections: usize::try_from(max_connections).unwrap_or(usize::MAX),
                     },
                 },
             )

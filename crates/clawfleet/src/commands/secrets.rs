@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use api::intake::{self, IntakeError, is_key};
+use api::intake::{self, IntakeError};
 use cloud::Secrets;
 use store::{SpecItem, Store};
 
@@ -32,9 +32,9 @@ fn parse_env_file(path: &Path, values: &mut BTreeMap<String, String>) -> Result<
             )));
         };
         let key = key.trim();
-        if !is_key(key) {
+        if let Some(problem) = spec::secret_key_problem(key) {
             return Err(Failure::Invalid(format!(
-                "{}:{}: key {key:?} must match [A-Z_][A-Z0-9_]*",
+                "{}:{}: key {key:?} {problem}",
                 path.display(),
                 n + 1
             )));
@@ -61,9 +61,9 @@ fn parse_literals(
                 i + 1
             )));
         };
-        if !is_key(key) {
+        if let Some(problem) = spec::secret_key_problem(key) {
             return Err(Failure::Invalid(format!(
-                "--from-literal #{}: key {key:?} must match [A-Z_][A-Z0-9_]*",
+                "--from-literal #{}: key {key:?} {problem}",
                 i + 1
             )));
         }
@@ -131,7 +131,7 @@ pub async fn run(
                 }
                 None => Err(Failure::Invalid(format!(
                     "secret {}: not found",
-                    intake::secret_name(&secret_prefix, &agent_id)
+                    spec::render::secret_name_under(&secret_prefix, &agent_id)
                 ))),
             }
         }

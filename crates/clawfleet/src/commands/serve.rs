@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use api::idkey::IdKey;
 use api::{Api, Tokens};
 use cloud::Limits;
 use cloud::metrics::AwsRequests;
@@ -22,7 +23,43 @@ pub struct Options {
     pub rate_limits: String,
     pub tokens_refresh: Duration,
     pub metrics_addr: SocketAddr,
-    pub config: api::Config,
+    pub secret_prefix: String,
+    pub body_limit: usize,
+    pub tenant_rate: api::limit::TenantRate,
+    /// Where the id key comes from: this secret, or the table's key item when `None`.
+    pub id_key_secret: Option<String>,
+    pub connections: api::server::ConnectionLimits,
+}
+
+/// The id key every replica shares: the secret's value, or the table's key item.
+async fn load_id_key(
+    store: &Store,
+    secrets: &Secrets,
+    secret: Option<&str>,
+) -> Result<IdKey, Failure> {
+    let bytes = match secret {
+        Some(name) => secrets
+            .get_secret_value(name)
+            .await
+            .map_err(|e| Failure::Aws(format!("--id-key-secret {name}: {e}")))?
+            .ok_or_else(|| {
+                Failure::Usage(format!(
+                    "--id-key-secret {name}: the secret has no string value"
+                ))
+            })?
+            .into_bytes(),
+        None => store.id_key().await?.ok_or_else(|| {
+            Failure::Usage(format!(
+                "table {}: no id key; run clawfleet bootstrap, or give --id-key-secret",
+                store.table()
+            ))
+        })?,
+    };
+    let origin = secret.map_or_else(
+        || "the table's id key".to_owned(),
+        |n| format!("--id-key-secret {n}"),
+    );
+    IdKey::new(&bytes).map_err(|e| Failure::Usage(format!("{origin}: {e}")))
 }
 
 /// Where the token hashes come from.
@@ -69,6 +106,9 @@ async fn refresh_tokens(api: Api, source: TokenSource, every: Duration) {
         ticks.tick().await;
         match source.load(&api.secrets).await {
             Ok(tokens) if tokens != *api.tokens() => {
+                if tokens.is_empty() {
+                    warn!("the tokens document is an empty list: every token is revoked");
+                }
                 info!(tokens = tokens.len(), "tokens reloaded");
                 api.set_tokens(tokens);
             }
@@ -119,8 +159,15 @@ pub async fn run(
         .interceptor(calls.clone())
         .build();
     let store = Store::new(aws_sdk_dynamodb::Client::from_conf(dynamodb), table);
+    let id_key = load_id_key(&store, &secrets, options.id_key_secret.as_deref()).await?;
+    let api_config = api::Config {
+        secret_prefix: options.secret_prefix,
+        body_limit: options.body_limit,
+        tenant_rate: Some(options.tenant_rate),
+        id_key,
+    };
     let metrics = api::metrics::Metrics::new(vec![Box::new(AwsRequests(calls))]);
-    let api = Api::with_metrics(store, secrets, tokens, options.config, metrics);
+    let api = Api::with_metrics(store, secrets, tokens, api_config, metrics);
     if !options.tokens_refresh.is_zero() {
         tokio::spawn(refresh_tokens(api.clone(), source, options.tokens_refresh));
     }
@@ -151,10 +198,13 @@ pub async fn run(
     let metrics_task = tokio::spawn(async move { metrics_server.await });
     // The one line a script waits for before sending requests.
     info!(addr = %local, metrics = %metrics_local, "serving the HTTP API");
-    axum::serve(listener, api.router())
-        .with_graceful_shutdown(until_stopped(stopped))
-        .await
-        .map_err(|e| Failure::Usage(format!("serving on {local}: {e}")))?;
+    api::server::serve(
+        listener,
+        api.router(),
+        options.connections,
+        until_stopped(stopped),
+    )
+    .await;
     let _ = metrics_task.await;
     info!("stopped: requests in flight were finished");
     Ok(Exit::Success)
