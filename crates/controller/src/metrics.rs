@@ -184,6 +184,7 @@ pub struct Metrics {
     workqueue: Arc<WorkqueueMetrics>,
     agents: Family<PhaseLabel, Gauge>,
     store_errors: Family<ClassLabel, Counter>,
+    stream_skipped: Counter,
     drift: Family<ResourceLabel, Counter>,
     to_running: Histogram,
     leader: Gauge,
@@ -202,6 +203,7 @@ impl Metrics {
         );
         let agents = Family::<PhaseLabel, Gauge>::default();
         let store_errors = Family::<ClassLabel, Counter>::default();
+        let stream_skipped = Counter::default();
         let drift = Family::<ResourceLabel, Counter>::default();
         let to_running = Histogram::new(exponential_buckets(0.25, 2.0, 14));
         let leader = Gauge::default();
@@ -246,6 +248,11 @@ impl Metrics {
             "Failed DynamoDB calls of reconciles, by class (terminal errors such as AccessDenied are retried at the resync interval)",
             store_errors.clone(),
         );
+        registry.register(
+            "clawfleet_stream_records_skipped",
+            "Stream records skipped because no page holding them could be read (each triggers a resync)",
+            stream_skipped.clone(),
+        );
         registry.register_collector(Box::new(AwsRequests(calls.clone())));
         // Every series exists at 0 from the start.
         let controller = || ControllerLabel {
@@ -282,6 +289,7 @@ impl Metrics {
             workqueue,
             agents,
             store_errors,
+            stream_skipped,
             drift,
             to_running,
             leader,
@@ -323,6 +331,11 @@ impl Metrics {
     #[must_use]
     pub fn workqueue(&self) -> Arc<WorkqueueMetrics> {
         Arc::clone(&self.workqueue)
+    }
+
+    /// `n` more stream records were skipped.
+    pub fn stream_records_skipped(&self, n: u64) {
+        self.stream_skipped.inc_by(n);
     }
 
     /// A DynamoDB call of a reconcile failed with `class`.

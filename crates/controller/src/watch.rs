@@ -1,5 +1,6 @@
 //! Watching the table's stream: every spec change is enqueued at once, and data lost before it
-//! was read triggers a resync. Only the leader reads: DynamoDB allows about two readers per
+//! was read, or a record skipped because no page holding it could be read
+//! (`clawfleet_stream_records_skipped_total`), triggers a resync. Only the leader reads: DynamoDB allows about two readers per
 //! shard, and the resync converges everything while the stream is unavailable.
 
 use std::sync::Arc;
@@ -17,12 +18,18 @@ pub const STREAM_POLL: Duration = Duration::from_millis(250);
 impl Controller {
     /// Follows the table's stream until the task is dropped.
     pub async fn watch<F: ChangeFeed>(self: Arc<Self>, mut watcher: Watcher<F>) {
+        let mut skipped = watcher.records_skipped();
         loop {
             if !self.is_leader() {
                 tokio::time::sleep(STREAM_POLL).await;
                 continue;
             }
-            match watcher.poll().await {
+            let polled = watcher.poll().await;
+            let now_skipped = watcher.records_skipped();
+            self.metrics
+                .stream_records_skipped(now_skipped.saturating_sub(skipped));
+            skipped = now_skipped;
+            match polled {
                 Ok(events) => {
                     for event in events {
                         match event {
@@ -31,7 +38,9 @@ impl Controller {
                                 self.enqueue(&agent_id);
                             }
                             Event::Resync => {
-                                warn!("stream records were trimmed before being read; resyncing");
+                                warn!(
+                                    "stream records were lost (trimmed before being read, or one that could not be read was skipped); resyncing"
+                                );
                                 if let Err(e) = self.resync().await {
                                     error!(error = %e, "resync failed; the next one retries");
                                 }

@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 
+use aws_sdk_dynamodb::types::AttributeValue;
 use cloud::{Aws, Calls};
 use controller::aws::{Cloud, RealCloud};
 use controller::expectations::Expectations;
@@ -662,4 +663,60 @@ async fn an_untagged_role_under_the_installations_path_is_never_touched() {
         env.iam.get_role().role_name(&name).send().await.is_ok(),
         "left alone"
     );
+}
+
+#[tokio::test]
+async fn a_client_id_edited_in_the_console_moves_nothing_to_the_tenant_it_names() {
+    let env = env_with(true).await;
+    let id = local_aws::unique("moved");
+    env.store.apply(&agent(&id), "cli").await.unwrap();
+    env.converge(&id).await;
+    set_secret_keys(&env, &id, &["OPENAI_API_KEY"]).await;
+    assert_eq!(env.converge(&id).await, Outcome::Converged);
+    let before = env.cloud.observe_agent(&id, None).await.unwrap();
+    let task = env.live_tasks(&id).await;
+    assert_eq!(task.len(), 1);
+
+    // A person types another tenant into the spec item, in the console.
+    let config = local_aws::sdk_config().await;
+    aws_sdk_dynamodb::Client::new(&config)
+        .update_item()
+        .table_name(env.store.table())
+        .key("agent_id", AttributeValue::S(id.clone()))
+        .key("record", AttributeValue::S("spec".into()))
+        .update_expression("SET client_id = :other")
+        .expression_attribute_values(":other", AttributeValue::S("globex".into()))
+        .send()
+        .await
+        .unwrap();
+    env.calls.reset();
+    let outcome = env.reconcile(&id).await;
+    assert!(
+        matches!(&outcome, Outcome::WaitingOnOwner(m) if m.starts_with("client_id:")),
+        "{outcome:?}"
+    );
+    assert_eq!(
+        env.calls
+            .total(|service, op| service != "DynamoDB" && cloud::calls::is_mutating(op)),
+        0,
+        "nothing created, re-tagged or stopped: {:?}",
+        env.calls.snapshot()
+    );
+    let after = env.cloud.observe_agent(&id, None).await.unwrap();
+    assert_eq!(
+        after.secret, before.secret,
+        "the secret keeps its tenant's tags"
+    );
+    assert_eq!(after.access_points, before.access_points);
+    assert_eq!(after.role, before.role);
+    assert_eq!(
+        env.live_tasks(&id).await,
+        task,
+        "the same task keeps running"
+    );
+    let status = env.store.get(&id).await.unwrap().unwrap().status.unwrap();
+    assert_eq!(status.client_id.as_deref(), Some("acme"));
+    let valid = status.condition(spec::ConditionKind::SpecValid).unwrap();
+    assert_eq!(valid.status, spec::ConditionStatus::False);
+    assert!(valid.message.contains("client_id"), "{}", valid.message);
 }

@@ -58,8 +58,62 @@ pub fn plan(desired: &Desired<'_>, observed: &AgentResources, ctx: &Context<'_>)
         None => teardown(desired, observed, ctx, false),
         Some(_) if desired.deleting => teardown(desired, observed, ctx, true),
         Some(Err(error)) => invalid(desired, observed, ctx, error),
-        Some(Ok(spec)) => converge(desired, spec, observed, ctx),
+        Some(Ok(spec)) => match moved_from(spec, desired.status, observed) {
+            Some(owner) => invalid(
+                desired,
+                observed,
+                ctx,
+                &format!(
+                    "client_id: cannot change once the agent exists (it belongs to \"{owner}\"); \
+                     nothing was moved: a tenant move is a separate, explicit operation"
+                ),
+            ),
+            None => converge(desired, spec, observed, ctx),
+        },
     }
+}
+
+/// The tenant an agent belongs to when its spec names another: the owner recorded in the
+/// status at the first reconcile, or the `clawfleet:client-id` tag of any of its live
+/// resources. An edit of `client_id` in the console must never hand an agent, its memory or
+/// its secret to another tenant.
+fn moved_from<'a>(
+    spec: &AgentSpec,
+    status: Option<&'a AgentStatus>,
+    observed: &'a AgentResources,
+) -> Option<&'a str> {
+    let recorded = status.and_then(|s| s.client_id.as_deref());
+    let tags = observed
+        .access_points
+        .iter()
+        .filter(|a| a.is_usable())
+        .map(|a| &a.tags)
+        .chain(
+            observed
+                .secret
+                .iter()
+                .filter(|s| !s.deleted)
+                .map(|s| &s.tags),
+        )
+        .chain(
+            observed
+                .tasks
+                .iter()
+                .filter(|t| t.is_live())
+                .map(|t| &t.tags),
+        )
+        .chain(
+            observed
+                .role
+                .iter()
+                .filter_map(|r| r.details.as_ref())
+                .map(|d| &d.tags),
+        )
+        .filter_map(|tags| tags.get(render::tag::CLIENT_ID).map(String::as_str));
+    recorded
+        .into_iter()
+        .chain(tags)
+        .find(|owner| *owner != spec.client_id)
 }
 
 /// The status the plan ends in, built up as the plan is made.
@@ -255,6 +309,11 @@ fn converge(
         ctx.now,
     );
     draft.status.observed_spec_hash = Some(spec.content_hash());
+    // The owner is recorded once; the API serves the agent to it alone from then on.
+    draft
+        .status
+        .client_id
+        .get_or_insert_with(|| spec.client_id.clone());
 
     // Access point: the one rooted where this agent's memory lives; extras are drift.
     let want_ap = render::access_point(spec, settings);

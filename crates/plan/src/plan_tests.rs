@@ -1057,3 +1057,48 @@ fn with_the_template_role_no_agent_role_is_made() {
         plan.actions
     );
 }
+
+#[test]
+fn the_first_reconcile_records_the_owner() {
+    let spec = spec();
+    let status = settled(&spec, &converged(&spec));
+    assert_eq!(status.client_id.as_deref(), Some("acme"));
+}
+
+#[test]
+fn a_client_id_edited_in_the_console_is_an_invalid_spec_and_moves_nothing() {
+    let spec = spec();
+    let observed = converged(&spec);
+    let before = settled(&spec, &observed);
+    let mut moved = spec.clone();
+    moved.client_id = "globex".into();
+    for previous in [Some(&before), None] {
+        // Recorded in the status, or (an agent from before the owner was recorded) only in
+        // the tags of its resources: either way the edit is refused.
+        let plan = run_plan(Some(Ok(&moved)), false, previous, &observed);
+        assert!(
+            aws_actions(&plan).is_empty(),
+            "nothing is created, re-tagged or stopped: {:?}",
+            plan.actions
+        );
+        let status = final_status(&plan);
+        let (state, reason, message) = condition(&status, ConditionKind::SpecValid);
+        assert_eq!(
+            (state, reason.as_str()),
+            (ConditionStatus::False, "InvalidSpec")
+        );
+        assert!(
+            message.starts_with("client_id:") && message.contains("\"acme\""),
+            "{message}"
+        );
+        assert_ne!(status.phase, Phase::Failed, "its task still runs");
+        if previous.is_some() {
+            assert_eq!(
+                status.phase,
+                Phase::Running,
+                "the agent keeps running as it was"
+            );
+            assert_eq!(status.client_id.as_deref(), Some("acme"), "the owner stays");
+        }
+    }
+}
