@@ -165,6 +165,8 @@ async fn main() {
             resync_interval: Duration::from_secs(60),
             max_concurrent_replacements: 10,
             recovery_days: 7,
+            iam_drift_interval: std::time::Duration::from_secs(3600),
+            iam_role_quota: 1000,
         },
         Arc::new(Limits::default()),
         metrics,

@@ -272,6 +272,15 @@ pub enum Command {
         max_concurrent_replacements: usize,
         #[command(flatten)]
         recovery: RecoveryArgs,
+        /// How often every agent's task role is read and put back when changed, spread over
+        /// the interval, outside the resync (IAM publishes no rates; reads are cheap but
+        /// ListRoles returns neither boundaries nor policies).
+        #[arg(long, env = "CLAWFLEET_IAM_DRIFT_INTERVAL", default_value = "1h", value_parser = humantime::parse_duration)]
+        iam_drift_interval: std::time::Duration,
+        /// IAM's role quota of the account (1,000 by default, 5,000 at most), exported as
+        /// clawfleet_agent_roles_quota for the near-quota alert.
+        #[arg(long, env = "CLAWFLEET_IAM_ROLE_QUOTA", default_value_t = 1000)]
+        iam_role_quota: u64,
         /// How long a leader's lease lasts without renewal; a standby takes over after it.
         #[arg(long, env = "CLAWFLEET_LEASE_DURATION", default_value = "15s", value_parser = humantime::parse_duration)]
         lease_duration: std::time::Duration,

@@ -185,6 +185,8 @@ pub struct Metrics {
     agents: Family<PhaseLabel, Gauge>,
     store_errors: Family<ClassLabel, Counter>,
     stream_skipped: Counter,
+    agent_roles: Gauge,
+    agent_roles_quota: Gauge,
     drift: Family<ResourceLabel, Counter>,
     to_running: Histogram,
     leader: Gauge,
@@ -204,6 +206,8 @@ impl Metrics {
         let agents = Family::<PhaseLabel, Gauge>::default();
         let store_errors = Family::<ClassLabel, Counter>::default();
         let stream_skipped = Counter::default();
+        let agent_roles = Gauge::default();
+        let agent_roles_quota = Gauge::default();
         let drift = Family::<ResourceLabel, Counter>::default();
         let to_running = Histogram::new(exponential_buckets(0.25, 2.0, 14));
         let leader = Gauge::default();
@@ -253,6 +257,16 @@ impl Metrics {
             "Stream records skipped because no page holding them could be read (each triggers a resync)",
             stream_skipped.clone(),
         );
+        registry.register(
+            "clawfleet_agent_roles",
+            "Agent task roles under the installation's IAM path at the last resync",
+            agent_roles.clone(),
+        );
+        registry.register(
+            "clawfleet_agent_roles_quota",
+            "IAM's role quota of the account (--iam-role-quota); roles are account-wide",
+            agent_roles_quota.clone(),
+        );
         registry.register_collector(Box::new(AwsRequests(calls.clone())));
         // Every series exists at 0 from the start.
         let controller = || ControllerLabel {
@@ -290,6 +304,8 @@ impl Metrics {
             agents,
             store_errors,
             stream_skipped,
+            agent_roles,
+            agent_roles_quota,
             drift,
             to_running,
             leader,
@@ -331,6 +347,15 @@ impl Metrics {
     #[must_use]
     pub fn workqueue(&self) -> Arc<WorkqueueMetrics> {
         Arc::clone(&self.workqueue)
+    }
+
+    pub fn set_agent_roles(&self, n: usize) {
+        self.agent_roles.set(i64::try_from(n).unwrap_or(i64::MAX));
+    }
+
+    pub fn set_agent_roles_quota(&self, quota: u64) {
+        self.agent_roles_quota
+            .set(i64::try_from(quota).unwrap_or(i64::MAX));
     }
 
     /// `n` more stream records were skipped.

@@ -101,6 +101,13 @@ impl Controller {
             *phases.entry(status.phase.as_str().to_owned()).or_default() += 1;
         }
         self.metrics.agents_by_phase(&phases);
+        self.metrics
+            .set_agent_roles(fleet.agents.values().filter(|a| a.role.is_some()).count());
+        *self
+            .known
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) =
+            agents.iter().map(|a| a.agent_id.clone()).collect();
         let work: Vec<Entry<'_>> = fleet_plans(&agents, &fleet, &ctx)
             .into_iter()
             .filter(|e| e.agent.is_none() || e.plan.has_work())

@@ -40,6 +40,11 @@ pub struct Config {
     pub resync_interval: Duration,
     pub max_concurrent_replacements: usize,
     pub recovery_days: i64,
+    /// How often every agent's task role is read (GetRole, GetRolePolicy) and put back when
+    /// changed: a fresh reconcile per agent, spread over the interval, outside the resync.
+    pub iam_drift_interval: Duration,
+    /// IAM's role quota of the account (`clawfleet_agent_roles_quota`).
+    pub iam_role_quota: u64,
 }
 
 /// The controller's shared state.
@@ -57,6 +62,8 @@ pub struct Controller {
     pub(crate) snapshots: Mutex<HashMap<String, AgentResources>>,
     pub(crate) template: tokio::sync::RwLock<Option<TaskDefinition>>,
     pub(crate) ready: AtomicBool,
+    /// The agents of the last resync, for the IAM drift pass.
+    pub(crate) known: Mutex<Vec<String>>,
     /// The last terminal store failure, until a reconcile writes again: `/readyz` shows it.
     store_problem: Mutex<Option<String>>,
     /// `None`: a single replica, always leading.
@@ -86,6 +93,7 @@ impl Controller {
         if elector.is_none() {
             metrics.set_leader(true);
         }
+        metrics.set_agent_roles_quota(config.iam_role_quota);
         let aws = aws.with_gate(&gate);
         Arc::new(Self {
             cloud: RealCloud {
@@ -103,6 +111,7 @@ impl Controller {
             template: tokio::sync::RwLock::new(None),
             ready: AtomicBool::new(false),
             store_problem: Mutex::new(None),
+            known: Mutex::default(),
             elector,
         })
     }
@@ -275,9 +284,38 @@ impl Controller {
                 }
             }
         };
+        let iam_drift = {
+            let this = Arc::clone(&self);
+            async move {
+                loop {
+                    let agents = this
+                        .known
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .clone();
+                    if agents.is_empty() || !this.is_leader() {
+                        tokio::time::sleep(RESYNC_CHECK).await;
+                        continue;
+                    }
+                    // Spread over the interval, so IAM sees a trickle, never a burst.
+                    let gap = this
+                        .config
+                        .iam_drift_interval
+                        .div_f64(agents.len() as f64)
+                        .max(Duration::from_millis(10));
+                    for agent_id in agents {
+                        tokio::time::sleep(gap).await;
+                        if this.is_leader() {
+                            this.queue.add(&agent_id);
+                        }
+                    }
+                }
+            }
+        };
         tokio::select! {
             () = resyncs => {}
             () = unfinished => {}
+            () = iam_drift => {}
             () = shutdown => info!("shutting down: finishing in-flight reconciles"),
         }
         self.queue.shut_down();

@@ -61,6 +61,8 @@ async fn every_documented_metric_is_exported_at_zero_before_any_work() {
             resync_interval: std::time::Duration::from_secs(60),
             max_concurrent_replacements: 1,
             recovery_days: 7,
+            iam_drift_interval: std::time::Duration::from_secs(3600),
+            iam_role_quota: 1000,
         },
         Arc::new(Limits::default()),
         Arc::new(Metrics::new(&calls)),

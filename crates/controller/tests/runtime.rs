@@ -105,6 +105,8 @@ async fn launch(
             resync_interval: resync,
             max_concurrent_replacements: 10,
             recovery_days: 7,
+            iam_drift_interval: std::time::Duration::from_secs(3600),
+            iam_role_quota: 1000,
         },
         Arc::new(Limits::default()),
         metrics,

@@ -407,6 +407,12 @@ fn converge(
         (None, _) => None,
     };
     let per_agent = matches!(settings.task_role, render::TaskRole::PerAgent { .. });
+    draft.status.task_role_mode = Some(settings.task_role.as_str().to_owned());
+    draft.status.task_role_arn = if per_agent {
+        role_arn.map(str::to_owned)
+    } else {
+        ctx.template.task_role_arn.clone()
+    };
 
     // Task definition revision: registered only when the rendered content changes.
     let mut task_definition_arn = None;

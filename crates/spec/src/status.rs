@@ -128,6 +128,13 @@ pub struct AgentStatus {
     pub task_arn: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub task_definition_arn: Option<String>,
+    /// The task role the agent's revision names.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task_role_arn: Option<String>,
+    /// `per-agent` (the agent's own role, which may mount only its own access point) or
+    /// `template` (the template's role, shared by every agent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task_role_mode: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub access_point_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

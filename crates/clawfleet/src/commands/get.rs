@@ -119,6 +119,18 @@ pub async fn describe(store: &Store, agent_id: &str) -> Result<Exit, Failure> {
             out.push_str(&opt("Cluster:", &status.cluster));
             out.push_str(&opt("Task:", &status.task_arn));
             out.push_str(&opt("Task definition:", &status.task_definition_arn));
+            let role =
+                status
+                    .task_role_arn
+                    .as_ref()
+                    .map(|arn| match status.task_role_mode.as_deref() {
+                        Some("per-agent") => {
+                            format!("{arn} (per-agent: may mount only its own access point)")
+                        }
+                        Some("template") => format!("{arn} (template: shared by every agent)"),
+                        _ => arn.clone(),
+                    });
+            out.push_str(&opt("Task role:", &role));
             out.push_str(&opt("Access point:", &status.access_point_id));
             out.push_str(&opt("File system:", &status.file_system_id));
             out.push_str(&opt("Secret:", &status.secret_arn));

@@ -53,10 +53,13 @@ pub async fn run(
                 template: &fleet.template,
                 now: time::OffsetDateTime::now_utc().unix_timestamp(),
             };
+            // A deliberate full pass observes each agent afresh rather than from the fleet's
+            // listings, so that every task role's boundary and policy are read (GetRole,
+            // GetRolePolicy) and put back when changed.
             work.extend(
                 fleet_plans(&agents, &fleet, &ctx)
                     .into_iter()
-                    .map(|e| (e.agent_id, Some(e.observed))),
+                    .map(|e| (e.agent_id, None)),
             );
         }
     }
