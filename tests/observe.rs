@@ -114,10 +114,7 @@ async fn observe_finds_the_agents_resources_and_never_foreign_ones() {
         render::task_definition(&spec, &template, &settings, &secret_arn, &ap_id, None).unwrap();
     let revision = aws
         .ecs
-        .register_task_definition(
-            &rendered,
-            &render::identity_tags(&spec.agent_id, &spec.client_id),
-        )
+        .register_task_definition(&rendered, &render::revision_tags(&spec, &settings))
         .await
         .unwrap();
     let task = aws
@@ -243,8 +240,9 @@ async fn observe_finds_the_agents_resources_and_never_foreign_ones() {
         .env("CLAWFLEET_FILE_SYSTEM_ID", &settings.file_system_id)
         .env("CLAWFLEET_TEMPLATE_TASK_DEFINITION", template_name)
         .env("CLAWFLEET_SECRET_PREFIX", &prefix)
-        // As the library's settings above: the template's task role.
-        .env("CLAWFLEET_TASK_ROLE", "template");
+        // As the library's settings above: the template's task role, the same installation.
+        .env("CLAWFLEET_TASK_ROLE", "template")
+        .env("CLAWFLEET_INSTALLATION", &settings.installation);
     assert_eq!(cli.run(&["bootstrap"]).code, 0);
     let manifest = format!(
         "agent_id: {}\nclient_id: acme\nimage: openclaw/openclaw:v1.2.3\nsecret_keys: [OPENAI_API_KEY]\ntags: {{CostCenter: acme}}\n",

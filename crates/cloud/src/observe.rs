@@ -101,7 +101,8 @@ impl Aws {
         Ok((revision.arn, revision.content))
     }
 
-    /// The whole fleet in one snapshot. AWS calls, for N agents with one task each:
+    /// The whole fleet in one snapshot, of this installation only: resources tagged with
+    /// another installation are dropped here, before anything is filed. AWS calls, for N agents with one task each:
     /// 1 DescribeTaskDefinition (template) + 2·⌈N/100⌉ ListTasks (running, stopped) +
     /// ⌈N/100⌉ DescribeTasks + ⌈N/100⌉ DescribeAccessPoints + ⌈N/100⌉ ListSecrets +
     /// ⌈N/100⌉ ListTaskDefinitions + N DescribeTaskDefinition (latest revision per agent, once:
@@ -121,9 +122,16 @@ impl Aws {
             agents: BTreeMap::new(),
         };
         let arns = self.ecs.list_tasks().await?;
-        fleet.add_tasks(self.ecs.describe_tasks(&arns).await?);
-        fleet.add_access_points(self.efs.describe_access_points().await?);
-        fleet.add_secrets(self.secrets.list_secrets(&settings.secret_prefix).await?);
+        let ours = |tags: &BTreeMap<String, String>| render::of_installation(tags, settings);
+        let mut tasks = self.ecs.describe_tasks(&arns).await?;
+        tasks.retain(|t| ours(&t.tags));
+        fleet.add_tasks(tasks);
+        let mut access_points = self.efs.describe_access_points().await?;
+        access_points.retain(|a| ours(&a.tags));
+        fleet.add_access_points(access_points);
+        let mut secrets = self.secrets.list_secrets(&settings.secret_prefix).await?;
+        secrets.retain(|x| ours(&x.tags));
+        fleet.add_secrets(secrets);
 
         let all = self.ecs.list_task_definitions(None).await?;
         let mut newest: BTreeMap<&str, (i32, &String)> = BTreeMap::new();
@@ -194,13 +202,18 @@ impl Aws {
             .list_tasks_started_by(&render::started_by(agent_id))
             .await?;
         arns.extend(known_task.map(str::to_owned));
-        fleet.add_tasks(self.ecs.describe_tasks(&arns).await?);
-        fleet.add_access_points(self.efs.describe_access_points().await?);
+        let ours = |tags: &BTreeMap<String, String>| render::of_installation(tags, settings);
+        let mut tasks = self.ecs.describe_tasks(&arns).await?;
+        tasks.retain(|t| ours(&t.tags));
+        fleet.add_tasks(tasks);
+        let mut access_points = self.efs.describe_access_points().await?;
+        access_points.retain(|a| ours(&a.tags));
+        fleet.add_access_points(access_points);
         let secret = self
             .secrets
             .describe_secret(&render::secret_name(settings, agent_id))
             .await?;
-        fleet.add_secrets(secret.into_iter().collect());
+        fleet.add_secrets(secret.into_iter().filter(|x| ours(&x.tags)).collect());
         let family = render::family(settings, agent_id);
         let all = self.ecs.list_task_definitions(Some(&family)).await?;
         let newest = all

@@ -42,7 +42,8 @@ pub fn plan_for(
     plan::plan(&desired, observed, ctx)
 }
 
-/// Every stored agent, then every orphan that still has resources, each with its plan.
+/// Every stored agent, then every orphan that still has resources claimed by this
+/// installation, each with its plan.
 #[must_use]
 pub fn fleet_plans<'a>(agents: &'a [Agent], fleet: &Fleet, ctx: &Context<'_>) -> Vec<Entry<'a>> {
     let known: BTreeSet<&str> = agents.iter().map(|a| a.agent_id.as_str()).collect();
@@ -58,7 +59,11 @@ pub fn fleet_plans<'a>(agents: &'a [Agent], fleet: &Fleet, ctx: &Context<'_>) ->
     let orphans = fleet
         .agents
         .iter()
-        .filter(|(id, observed)| !known.contains(id.as_str()) && observed.has_live_resources())
+        .filter(|(id, observed)| {
+            !known.contains(id.as_str())
+                && observed.has_live_resources()
+                && observed.claimed_by(&ctx.settings.installation)
+        })
         .map(|(id, observed)| Entry {
             plan: plan_for(id, None, observed, ctx),
             agent_id: id.clone(),
@@ -125,5 +130,40 @@ impl Controller {
         }
         self.ready.store(true, Ordering::Relaxed);
         Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use plan::fixtures::{NOW, access_point, settings, spec, template};
+    use spec::render::tag;
+
+    #[test]
+    fn an_orphan_is_collected_only_when_this_installation_claims_it() {
+        let (settings, template, spec) = (settings(), template(), spec());
+        let ctx = Context {
+            settings: &settings,
+            template: &template,
+            now: NOW,
+        };
+        let orphan = |installation: Option<&str>| {
+            let mut ap = access_point(&spec, "fsap-1");
+            ap.tags.remove(tag::INSTALLATION);
+            if let Some(i) = installation {
+                ap.tags.insert(tag::INSTALLATION.into(), i.into());
+            }
+            let mut fleet = Fleet::default();
+            fleet.add_access_points(vec![ap]);
+            fleet
+        };
+        // Ours: torn down.
+        let ours = orphan(Some(&settings.installation));
+        let entries = fleet_plans(&[], &ours, &ctx);
+        assert_eq!(entries.len(), 1);
+        assert!(entries[0].plan.has_work());
+        // From before installations were tagged: whose it is cannot be told, so it is left to
+        // the installation whose table holds the agent.
+        assert!(fleet_plans(&[], &orphan(None), &ctx).is_empty());
     }
 }

@@ -720,3 +720,70 @@ async fn a_client_id_edited_in_the_console_moves_nothing_to_the_tenant_it_names(
     assert_eq!(valid.status, spec::ConditionStatus::False);
     assert!(valid.message.contains("client_id"), "{}", valid.message);
 }
+
+#[tokio::test]
+async fn another_installation_in_the_account_never_touches_this_ones_agents() {
+    let env = env_with(true).await;
+    let id = local_aws::unique("ours");
+    env.store.apply(&agent(&id), "cli").await.unwrap();
+    env.converge(&id).await;
+    set_secret_keys(&env, &id, &["OPENAI_API_KEY"]).await;
+    assert_eq!(env.converge(&id).await, Outcome::Converged);
+    let before = env.cloud.observe_agent(&id, None).await.unwrap();
+    let tagged = |tags: &BTreeMap<String, String>| {
+        tags.get(tag::INSTALLATION) == Some(&env.settings.installation)
+    };
+    assert!(before.access_points.iter().all(|a| tagged(&a.tags)));
+    assert!(before.secret.as_ref().is_some_and(|s| tagged(&s.tags)));
+    assert!(before.tasks.iter().all(|t| tagged(&t.tags)));
+
+    // The other installation: same account, cluster, file system and prefix, its own table,
+    // which holds no such agent. To it, the agent would be an orphan, if it were its own.
+    let theirs = Settings {
+        installation: local_aws::unique("other"),
+        ..env.settings.clone()
+    };
+    let config = local_aws::sdk_config().await;
+    let other = Env {
+        cloud: RealCloud {
+            aws: Aws::new(&config, &theirs),
+            settings: theirs.clone(),
+        },
+        settings: theirs,
+        store: Store::new(
+            aws_sdk_dynamodb::Client::new(&config),
+            local_aws::unique("other"),
+        ),
+        ..env_with(true).await
+    };
+    other.store.bootstrap().await.unwrap();
+    let fleet = other
+        .cloud
+        .aws
+        .observe_fleet(&env.template_name, &other.settings)
+        .await
+        .unwrap();
+    assert!(
+        fleet
+            .agents
+            .get(&id)
+            .is_none_or(|a| !a.claimed_by(&other.settings.installation)),
+        "not claimed by the other installation"
+    );
+    assert!(
+        other
+            .cloud
+            .observe_agent(&id, None)
+            .await
+            .unwrap()
+            .access_points
+            .is_empty()
+    );
+    // Even asked to reconcile it directly, it finds nothing of its own and removes nothing.
+    other.reconcile(&id).await;
+    let after = env.cloud.observe_agent(&id, None).await.unwrap();
+    assert_eq!(after.access_points, before.access_points);
+    assert_eq!(after.secret, before.secret);
+    assert_eq!(after.role, before.role);
+    assert_eq!(env.live_tasks(&id).await.len(), 1);
+}

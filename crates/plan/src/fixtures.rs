@@ -147,7 +147,7 @@ pub fn converged(spec: &AgentSpec) -> AgentResources {
         secret: Some(Secret {
             arn: SECRET_ARN.into(),
             name: render::secret_name(&settings(), AGENT),
-            tags: render::resource_tags(spec),
+            tags: render::secret(spec, &settings()).tags,
             key_names: Some(vec!["OPENAI_API_KEY".into()]),
             deleted: false,
         }),

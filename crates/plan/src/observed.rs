@@ -182,6 +182,21 @@ impl AgentResources {
             || self.role.is_some()
     }
 
+    /// Whether anything of the agent is tagged with `installation`, or is a role under its
+    /// path: only then may an agent whose table holds no spec be collected as an orphan.
+    /// Resources of no installation (made before installations were tagged) are adopted by the
+    /// installation whose table holds their agent, and never collected by another.
+    #[must_use]
+    pub fn claimed_by(&self, installation: &str) -> bool {
+        let tagged = |tags: &BTreeMap<String, String>| {
+            tags.get(tag::INSTALLATION).map(String::as_str) == Some(installation)
+        };
+        self.role.is_some()
+            || self.tasks.iter().any(|t| tagged(&t.tags))
+            || self.access_points.iter().any(|a| tagged(&a.tags))
+            || self.secret.as_ref().is_some_and(|x| tagged(&x.tags))
+    }
+
     #[must_use]
     pub fn is_empty(&self) -> bool {
         self.tasks.is_empty()

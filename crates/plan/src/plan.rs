@@ -432,7 +432,7 @@ fn converge(
                     .unwrap_or_default();
                 plan.actions.push(Action::RegisterTaskDefinition {
                     definition: rendered,
-                    tags: render::identity_tags(&spec.agent_id, &spec.client_id),
+                    tags: render::revision_tags(spec, settings),
                     changes,
                 });
             }

@@ -44,6 +44,9 @@ pub mod tag {
     /// On tasks only: the launch attempt that started it, which tells whether the attempt
     /// recorded in the status reached ECS.
     pub const LAUNCH_ATTEMPT: &str = "clawfleet:launch-attempt";
+    /// The installation that manages the resource: two installations in one account (staging
+    /// and production, say) list, correct and collect only their own.
+    pub const INSTALLATION: &str = "clawfleet:installation";
     /// The value of [`MANAGED_BY`].
     pub const MANAGER: &str = "clawfleet";
 }
@@ -375,10 +378,37 @@ pub fn resource_tags(spec: &AgentSpec) -> BTreeMap<String, String> {
     tags
 }
 
-/// What a task carries: [`resource_tags`] plus the restart marker it was launched for.
+/// What everything the controller creates for an agent carries: [`resource_tags`] plus the
+/// installation.
 #[must_use]
-pub fn task_tags(spec: &AgentSpec) -> BTreeMap<String, String> {
+pub fn owned_tags(spec: &AgentSpec, settings: &Settings) -> BTreeMap<String, String> {
     let mut tags = resource_tags(spec);
+    tags.insert(tag::INSTALLATION.to_owned(), settings.installation.clone());
+    tags
+}
+
+/// What a revision carries: the identity tags and the installation (no cost tags, which
+/// change without changing the revision).
+#[must_use]
+pub fn revision_tags(spec: &AgentSpec, settings: &Settings) -> BTreeMap<String, String> {
+    let mut tags = identity_tags(&spec.agent_id, &spec.client_id);
+    tags.insert(tag::INSTALLATION.to_owned(), settings.installation.clone());
+    tags
+}
+
+/// Whether a resource with these tags may be this installation's: it carries its
+/// installation, or none (created before installations were tagged; adopted by the
+/// installation whose table holds its agent, and never collected as an orphan).
+#[must_use]
+pub fn of_installation(tags: &BTreeMap<String, String>, settings: &Settings) -> bool {
+    tags.get(tag::INSTALLATION)
+        .is_none_or(|i| *i == settings.installation)
+}
+
+/// What a task carries: [`owned_tags`] plus the restart marker it was launched for.
+#[must_use]
+pub fn task_tags(spec: &AgentSpec, settings: &Settings) -> BTreeMap<String, String> {
+    let mut tags = owned_tags(spec, settings);
     if let Some(at) = &spec.restart_requested_at {
         tags.insert(tag::RESTART.to_owned(), at.clone());
     }
@@ -623,7 +653,7 @@ pub fn role(spec: &AgentSpec, settings: &Settings, access_point_arn: &str) -> Op
         trust_policy: trust.to_string(),
         permissions_boundary: permissions_boundary.clone(),
         policy: policy.to_string(),
-        tags: resource_tags(spec),
+        tags: owned_tags(spec, settings),
     })
 }
 
@@ -735,7 +765,7 @@ pub fn run_task(spec: &AgentSpec, settings: &Settings, task_definition_arn: &str
         security_groups: settings.security_groups.clone(),
         assign_public_ip: "DISABLED".to_owned(),
         overrides: overrides(spec, &settings.container),
-        tags: task_tags(spec),
+        tags: task_tags(spec, settings),
     }
 }
 
@@ -749,7 +779,7 @@ pub fn access_point(spec: &AgentSpec, settings: &Settings) -> AccessPoint {
         posix_uid: settings.posix_uid,
         posix_gid: settings.posix_gid,
         creation_permissions: "0750".to_owned(),
-        tags: resource_tags(spec),
+        tags: owned_tags(spec, settings),
     }
 }
 
@@ -758,6 +788,6 @@ pub fn access_point(spec: &AgentSpec, settings: &Settings) -> AccessPoint {
 pub fn secret(spec: &AgentSpec, settings: &Settings) -> Secret {
     Secret {
         name: secret_name(settings, &spec.agent_id),
-        tags: resource_tags(spec),
+        tags: owned_tags(spec, settings),
     }
 }
