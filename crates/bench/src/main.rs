@@ -164,7 +164,7 @@ async fn main() {
             workers: args.workers,
             resync_interval: Duration::from_secs(60),
             max_concurrent_replacements: 10,
-            recovery_days: 7,
+            recovery_days: spec::render::DEFAULT_SECRET_RECOVERY_DAYS,
             iam_drift_interval: std::time::Duration::from_secs(3600),
             iam_role_quota: 1000,
         },

@@ -66,7 +66,7 @@ pub enum SecretsCommand {
 #[derive(Debug, Clone, clap::Args)]
 pub struct RecoveryArgs {
     /// Days a deleted agent's secret can still be restored (Secrets Manager allows 7 to 30).
-    #[arg(long, env = "CLAWFLEET_SECRET_RECOVERY_DAYS", default_value_t = 7, value_parser = clap::value_parser!(i64).range(7..=30))]
+    #[arg(long, env = "CLAWFLEET_SECRET_RECOVERY_DAYS", default_value_t = spec::render::DEFAULT_SECRET_RECOVERY_DAYS, value_parser = clap::value_parser!(i64).range(7..=30))]
     pub secret_recovery_days: i64,
 }
 

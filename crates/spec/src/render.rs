@@ -528,6 +528,10 @@ pub struct AccessPoint {
     pub tags: BTreeMap<String, String>,
 }
 
+/// Days a deleted agent's secret stays restorable unless configured otherwise (Secrets
+/// Manager allows 7 to 30).
+pub const DEFAULT_SECRET_RECOVERY_DAYS: i64 = 7;
+
 /// The installation name when none is configured.
 pub const DEFAULT_INSTALLATION: &str = "default";
 
