@@ -577,6 +577,66 @@ def ensure_task_definition(ecs, name, values, execution_role_arn, task_role_arn)
     return family
 
 
+def ensure_task_events(sqs, events, name, cluster_arn):
+    """The EventBridge rule that sends the agents' cluster's task state changes to the
+    controller's queue, as deploy/cloudformation does: a dead-letter queue for the queue
+    (maxReceiveCount 5) and for the rule's target, SSE-SQS, a retry policy, and a queue policy
+    that lets only this rule send."""
+    def queue(queue_name, attributes):
+        url = sqs.create_queue(QueueName=queue_name, Attributes=attributes)["QueueUrl"]
+        arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        return url, arn
+
+    dead_url, dead_arn = queue(
+        f"{name}-task-events-dlq",
+        {"SqsManagedSseEnabled": "true", "MessageRetentionPeriod": "1209600"},
+    )
+    url, arn = queue(
+        f"{name}-task-events",
+        {
+            "SqsManagedSseEnabled": "true",
+            "MessageRetentionPeriod": "3600",
+            "VisibilityTimeout": "60",
+            "RedrivePolicy": json.dumps({"deadLetterTargetArn": dead_arn, "maxReceiveCount": 5}),
+        },
+    )
+    rule_name = f"{name}-task-events"
+    pattern = {
+        "source": ["aws.ecs"],
+        "detail-type": ["ECS Task State Change"],
+        "detail": {"clusterArn": [cluster_arn]},
+    }
+    rule_arn = events.put_rule(
+        Name=rule_name,
+        EventPattern=json.dumps(pattern),
+        Description="ECS task state changes of clawfleet's agents' cluster, to the controller's queue",
+    )["RuleArn"]
+    events.put_targets(
+        Rule=rule_name,
+        Targets=[{
+            "Id": "controller-queue",
+            "Arn": arn,
+            "DeadLetterConfig": {"Arn": dead_arn},
+            "RetryPolicy": {"MaximumRetryAttempts": 10, "MaximumEventAgeInSeconds": 3600},
+        }],
+    )
+    for queue_url, queue_arn in ((url, arn), (dead_url, dead_arn)):
+        policy = {
+            "Version": "2012-10-17",
+            "Statement": [{
+                "Sid": "EventBridgeRuleOnly",
+                "Effect": "Allow",
+                "Principal": {"Service": "events.amazonaws.com"},
+                "Action": "sqs:SendMessage",
+                "Resource": queue_arn,
+                "Condition": {"ArnEquals": {"aws:SourceArn": rule_arn}},
+            }],
+        }
+        sqs.set_queue_attributes(QueueUrl=queue_url, Attributes={"Policy": json.dumps(policy)})
+    log(f"task-state events of {cluster_arn} go to {url} (rule {rule_name})")
+    return url
+
+
 # --- main ----------------------------------------------------------------------------------------
 
 
@@ -607,6 +667,8 @@ def create_stack(args):
     boundary_arn = ensure_permissions_boundary(iam, name, values, file_system_arn)
     task_role_arn = ensure_task_role(iam, name, values, file_system_arn, boundary_arn)
     family = ensure_task_definition(ecs, name, values, execution_role_arn, task_role_arn)
+    cluster_arn = ecs.describe_clusters(clusters=[cluster])["clusters"][0]["clusterArn"]
+    events_queue = ensure_task_events(client("sqs"), client("events"), name, cluster_arn)
 
     return [
         ("CLAWFLEET_CLUSTER", cluster),
@@ -620,6 +682,8 @@ def create_stack(args):
         ("CLAWFLEET_EXECUTION_ROLE_ARN", execution_role_arn),
         # For per-agent task roles (issue 13; `--agent-permissions-boundary`).
         ("CLAWFLEET_AGENT_PERMISSIONS_BOUNDARY", boundary_arn),
+        # The controller's task-state events (issue 14; `--task-events-queue`).
+        ("CLAWFLEET_TASK_EVENTS_QUEUE", events_queue),
     ]
 
 

@@ -281,6 +281,10 @@ pub enum Command {
         /// clawfleet_agent_roles_quota for the near-quota alert.
         #[arg(long, env = "CLAWFLEET_IAM_ROLE_QUOTA", default_value_t = 1000)]
         iam_role_quota: u64,
+        /// The SQS queue EventBridge fills with ECS task-state events of the agents' cluster;
+        /// a task that stops is then seen in seconds rather than at the next resync.
+        #[arg(long, env = "CLAWFLEET_TASK_EVENTS_QUEUE")]
+        task_events_queue: Option<String>,
         /// How long a leader's lease lasts without renewal; a standby takes over after it.
         #[arg(long, env = "CLAWFLEET_LEASE_DURATION", default_value = "15s", value_parser = humantime::parse_duration)]
         lease_duration: std::time::Duration,

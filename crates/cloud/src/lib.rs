@@ -14,6 +14,7 @@ mod observe;
 mod pages;
 pub mod ratelimit;
 mod secrets;
+pub mod sqs;
 
 pub use calls::Calls;
 pub use ecs::{DESCRIBE_TASKS_BATCH, Ecs};

@@ -48,6 +48,16 @@ pub const OPERATIONS: &[(&str, &str)] = &[
     ("DynamoDB Streams", "DescribeStream"),
     ("DynamoDB Streams", "GetShardIterator"),
     ("DynamoDB Streams", "GetRecords"),
+    ("IAM", "GetRole"),
+    ("IAM", "GetRolePolicy"),
+    ("IAM", "ListRoles"),
+    ("IAM", "CreateRole"),
+    ("IAM", "PutRolePolicy"),
+    ("IAM", "PutRolePermissionsBoundary"),
+    ("IAM", "DeleteRolePolicy"),
+    ("IAM", "DeleteRole"),
+    ("SQS", "ReceiveMessage"),
+    ("SQS", "DeleteMessageBatch"),
 ];
 
 /// A Prometheus collector over the shared call counts.

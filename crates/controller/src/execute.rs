@@ -137,8 +137,12 @@ impl<C: Cloud, S: StatusStore> Reconciler<'_, C, S> {
                 cause,
             } => {
                 let token = token::launch_token(agent_id, attempt, &request);
-                if cause == Launch::CrashRestart {
+                if let Launch::CrashRestart { stopped_at } = cause {
                     self.drift("task");
+                    if let (Some(metrics), Some(stopped_at)) = (self.metrics, stopped_at) {
+                        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+                        metrics.task_relaunched(now.saturating_sub(stopped_at));
+                    }
                 }
                 self.flush(agent_id, status.as_ref(), written).await?;
                 match self.cloud.run_task(&request, &token).await {

@@ -1,6 +1,6 @@
 //! The controller's HTTP side: `/metrics` (Prometheus text), `/healthz` (the process is alive)
 //! and `/readyz` (the leader has done its first resync; the detail names a store failure that
-//! keeps statuses from being written).
+//! keeps statuses from being written, and a task-events queue that cannot be read).
 
 use std::sync::Arc;
 
@@ -41,6 +41,10 @@ impl Controller {
                     let mut body = format!("{head}\n");
                     if let Some(detail) = c.store_problem() {
                         body.push_str(&format!("store: {detail}\n"));
+                    }
+                    // Still ready: without events the resync converges everything, later.
+                    if let Some(detail) = c.task_events_problem() {
+                        body.push_str(&format!("task events: {detail}\n"));
                     }
                     (code, body)
                 }),

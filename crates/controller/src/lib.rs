@@ -1,6 +1,7 @@
 //! The controller, in the order a change flows through it:
 //!
 //! 1. [`watch`]: the table's stream, so a spec written anywhere is enqueued within a second;
+//!    [`events`]: ECS task-state events from EventBridge through SQS, so a crash is seen in seconds;
 //!    [`resync`]: the periodic snapshot of the whole fleet that enqueues every agent with work.
 //! 2. [`queue`]: client-go's work queue (one worker per agent at a time, coalesced adds,
 //!    per-agent backoff), which owns its metrics.
@@ -15,6 +16,8 @@
 
 // 1. Changes come in.
 pub mod watch;
+
+pub mod events;
 
 pub mod resync;
 

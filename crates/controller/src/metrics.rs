@@ -56,6 +56,31 @@ struct ResourceLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LastStatusLabel {
+    last_status: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabel {
+    reason: String,
+}
+
+/// ECS's task statuses, the `last_status` labels of `clawfleet_task_events_total`.
+pub const TASK_STATUSES: [&str; 8] = [
+    "PROVISIONING",
+    "PENDING",
+    "ACTIVATING",
+    "RUNNING",
+    "DEACTIVATING",
+    "STOPPING",
+    "DEPROVISIONING",
+    "STOPPED",
+];
+
+/// Why task events are dropped.
+pub const DROP_REASONS: [&str; 3] = ["malformed", "foreign", "stale"];
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ClassLabel {
     class: String,
 }
@@ -187,6 +212,12 @@ pub struct Metrics {
     stream_skipped: Counter,
     agent_roles: Gauge,
     agent_roles_quota: Gauge,
+    agents_ready: Gauge,
+    agents_desired_running: Gauge,
+    task_events: Family<LastStatusLabel, Counter>,
+    task_events_dropped: Family<ReasonLabel, Counter>,
+    task_events_queue_errors: Counter,
+    task_relaunch: Histogram,
     drift: Family<ResourceLabel, Counter>,
     to_running: Histogram,
     leader: Gauge,
@@ -208,6 +239,12 @@ impl Metrics {
         let stream_skipped = Counter::default();
         let agent_roles = Gauge::default();
         let agent_roles_quota = Gauge::default();
+        let agents_ready = Gauge::default();
+        let agents_desired_running = Gauge::default();
+        let task_events = Family::<LastStatusLabel, Counter>::default();
+        let task_events_dropped = Family::<ReasonLabel, Counter>::default();
+        let task_events_queue_errors = Counter::default();
+        let task_relaunch = Histogram::new(exponential_buckets(0.5, 2.0, 12));
         let drift = Family::<ResourceLabel, Counter>::default();
         let to_running = Histogram::new(exponential_buckets(0.25, 2.0, 14));
         let leader = Gauge::default();
@@ -267,6 +304,46 @@ impl Metrics {
             "IAM's role quota of the account (--iam-role-quota); roles are account-wide",
             agent_roles_quota.clone(),
         );
+        registry.register(
+            "clawfleet_agents_ready",
+            "Agents whose Ready condition is True at the last resync",
+            agents_ready.clone(),
+        );
+        registry.register(
+            "clawfleet_agents_desired_running",
+            "Agents with a valid spec asking to run (desired_state running, not being deleted) at the last resync",
+            agents_desired_running.clone(),
+        );
+        registry.register(
+            "clawfleet_task_events",
+            "ECS task-state events handled, by the task's last status",
+            task_events.clone(),
+        );
+        registry.register(
+            "clawfleet_task_events_dropped",
+            "Task-state events deleted without effect: malformed, foreign (another cluster, a task clawfleet did not start) or stale (duplicate, out of order)",
+            task_events_dropped.clone(),
+        );
+        registry.register(
+            "clawfleet_task_events_queue_errors",
+            "Failed reads of the task-events queue (the resync still converges everything)",
+            task_events_queue_errors.clone(),
+        );
+        registry.register(
+            "clawfleet_task_relaunch_seconds",
+            "From a task stopping on its own to its replacement's RunTask",
+            task_relaunch.clone(),
+        );
+        for status in TASK_STATUSES {
+            drop(task_events.get_or_create(&LastStatusLabel {
+                last_status: status.to_owned(),
+            }));
+        }
+        for reason in DROP_REASONS {
+            drop(task_events_dropped.get_or_create(&ReasonLabel {
+                reason: reason.to_owned(),
+            }));
+        }
         registry.register_collector(Box::new(AwsRequests(calls.clone())));
         // Every series exists at 0 from the start.
         let controller = || ControllerLabel {
@@ -306,6 +383,12 @@ impl Metrics {
             stream_skipped,
             agent_roles,
             agent_roles_quota,
+            agents_ready,
+            agents_desired_running,
+            task_events,
+            task_events_dropped,
+            task_events_queue_errors,
+            task_relaunch,
             drift,
             to_running,
             leader,
@@ -347,6 +430,40 @@ impl Metrics {
     #[must_use]
     pub fn workqueue(&self) -> Arc<WorkqueueMetrics> {
         Arc::clone(&self.workqueue)
+    }
+
+    /// Agents Ready, and agents that should be: the not-Ready alert compares the two.
+    pub fn set_readiness(&self, ready: usize, desired_running: usize) {
+        self.agents_ready
+            .set(i64::try_from(ready).unwrap_or(i64::MAX));
+        self.agents_desired_running
+            .set(i64::try_from(desired_running).unwrap_or(i64::MAX));
+    }
+
+    pub fn task_event(&self, last_status: &str) {
+        self.task_events
+            .get_or_create(&LastStatusLabel {
+                last_status: last_status.to_owned(),
+            })
+            .inc();
+    }
+
+    pub fn task_event_dropped(&self, reason: &str) {
+        self.task_events_dropped
+            .get_or_create(&ReasonLabel {
+                reason: reason.to_owned(),
+            })
+            .inc();
+    }
+
+    pub fn task_events_queue_error(&self) {
+        self.task_events_queue_errors.inc();
+    }
+
+    /// A crashed task's replacement was launched `secs` after it stopped.
+    pub fn task_relaunched(&self, secs: i64) {
+        #[allow(clippy::cast_precision_loss)]
+        self.task_relaunch.observe(secs.max(0) as f64);
     }
 
     pub fn set_agent_roles(&self, n: usize) {

@@ -106,6 +106,25 @@ impl Controller {
             *phases.entry(status.phase.as_str().to_owned()).or_default() += 1;
         }
         self.metrics.agents_by_phase(&phases);
+        let ready = agents
+            .iter()
+            .filter_map(|a| a.status.as_ref())
+            .filter(|s| {
+                s.condition(spec::ConditionKind::Ready)
+                    .is_some_and(|c| c.status == spec::ConditionStatus::True)
+            })
+            .count();
+        let desired_running = agents
+            .iter()
+            .filter_map(|a| a.spec.as_ref())
+            .filter(|item| !item.meta.is_deleting())
+            .filter(|item| {
+                item.spec
+                    .as_ref()
+                    .is_ok_and(|s| s.desired_state == spec::DesiredState::Running)
+            })
+            .count();
+        self.metrics.set_readiness(ready, desired_running);
         self.metrics
             .set_agent_roles(fleet.agents.values().filter(|a| a.role.is_some()).count());
         *self

@@ -50,6 +50,9 @@ pub struct Config {
 /// The controller's shared state.
 pub struct Controller {
     pub(crate) cloud: RealCloud,
+    /// Every AWS call's gate (rate limits, and the lease's fence), for the clients made after
+    /// the controller, such as the task-events queue.
+    pub(crate) gate: cloud::SharedGate,
     pub(crate) store: Store,
     pub(crate) settings: Settings,
     pub(crate) config: Config,
@@ -62,6 +65,8 @@ pub struct Controller {
     pub(crate) snapshots: Mutex<HashMap<String, AgentResources>>,
     pub(crate) template: tokio::sync::RwLock<Option<TaskDefinition>>,
     pub(crate) ready: AtomicBool,
+    /// The last failure to read the task-events queue, while it lasts: `/readyz` shows it.
+    task_events_problem: Mutex<Option<String>>,
     /// The agents of the last resync, for the IAM drift pass.
     pub(crate) known: Mutex<Vec<String>>,
     /// The last terminal store failure, until a reconcile writes again: `/readyz` shows it.
@@ -96,6 +101,7 @@ impl Controller {
         metrics.set_agent_roles_quota(config.iam_role_quota);
         let aws = aws.with_gate(&gate);
         Arc::new(Self {
+            gate,
             cloud: RealCloud {
                 aws,
                 settings: settings.clone(),
@@ -112,6 +118,7 @@ impl Controller {
             ready: AtomicBool::new(false),
             store_problem: Mutex::new(None),
             known: Mutex::default(),
+            task_events_problem: Mutex::new(None),
             elector,
         })
     }
@@ -140,6 +147,22 @@ impl Controller {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
+    }
+
+    /// The last failure to read the task-events queue, while it lasts.
+    #[must_use]
+    pub fn task_events_problem(&self) -> Option<String> {
+        self.task_events_problem
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    pub(crate) fn set_task_events_problem(&self, problem: Option<String>) {
+        *self
+            .task_events_problem
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = problem;
     }
 
     /// Asks for a reconcile of one agent now (a watch event).

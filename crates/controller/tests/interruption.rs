@@ -1079,3 +1079,52 @@ async fn deleting_an_agent_deletes_its_role_and_a_foreign_role_is_never_taken() 
         "{outcomes:?}"
     );
 }
+
+#[tokio::test]
+async fn a_crash_restart_is_timed_from_the_stop_to_the_relaunch() {
+    let store = store();
+    let fake = FakeAws::new(0);
+    let agent_id = local_aws::unique("agent");
+    store.apply(&spec(&agent_id), "cli");
+    reconcile_until_converged(&fake, &store, &agent_id).await;
+    // The task crashes, as ECS reports it: stopped on its own, 3 s ago.
+    let stopped_at = time::OffsetDateTime::now_utc().unix_timestamp() - 3;
+    for (t, _) in fake.state.lock().unwrap().tasks.iter_mut() {
+        t.last_status = "STOPPED".into();
+        t.desired_status = "STOPPED".into();
+        t.stopped_reason = Some("Essential container in task exited".into());
+        t.started_at = Some(stopped_at - 30);
+        t.stopped_at = Some(stopped_at);
+    }
+    let metrics = controller::metrics::Metrics::new(&cloud::Calls::default());
+    let (settings, template) = (settings(), template());
+    let expectations = Expectations::default();
+    let reconciler = Reconciler {
+        cloud: &fake,
+        store: &store,
+        settings: &settings,
+        template: &template,
+        expectations: &expectations,
+        recovery_days: 7,
+        rollout: None,
+        metrics: Some(&metrics),
+    };
+    reconciler.reconcile(&agent_id, None).await.unwrap();
+    let text = metrics.render();
+    let sample = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.trim().parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    assert_eq!(
+        sample("clawfleet_task_relaunch_seconds_count"),
+        1.0,
+        "{text}"
+    );
+    let took = sample("clawfleet_task_relaunch_seconds_sum");
+    assert!((3.0..10.0).contains(&took), "{took}");
+    assert_eq!(
+        sample("clawfleet_drift_corrections_total{resource=\"task\"}"),
+        1.0
+    );
+}

@@ -580,3 +580,196 @@ async fn a_paused_leader_makes_no_mutating_call_after_its_lease_deadline() {
     assert_eq!(run.calls.mutating(), 0);
     run.kill();
 }
+
+/// The documented ECS task state change sample, as the event of `task` of `agent_id` in the
+/// stack's cluster, at `version`.
+fn task_event(
+    cluster_arn: &str,
+    task_arn: &str,
+    agent_id: &str,
+    last_status: &str,
+    version: u64,
+) -> String {
+    let sample = include_str!("../fixtures/ecs-task-state-change.json");
+    let mut event: serde_json::Value = serde_json::from_str(sample).unwrap();
+    let detail = &mut event["detail"];
+    detail["clusterArn"] = cluster_arn.into();
+    detail["taskArn"] = task_arn.into();
+    detail["startedBy"] = render::started_by(agent_id).into();
+    detail["lastStatus"] = last_status.into();
+    detail["desiredStatus"] = "STOPPED".into();
+    detail["stoppedReason"] = "Essential container in task exited".into();
+    detail["version"] = version.into();
+    event.to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_that_stops_is_relaunched_within_five_seconds_of_its_event_without_a_resync() {
+    let stack = stack().await;
+    // Five minutes between resyncs: only the event can make this fast.
+    let run = launch(&stack, Duration::from_secs(300), None).await;
+    let config = local_aws::sdk_config().await;
+    let sqs = aws_sdk_sqs::Client::new(&config);
+    let queue_url = stack.vars["CLAWFLEET_TASK_EVENTS_QUEUE"].clone();
+    tokio::spawn(
+        Arc::clone(&run.controller)
+            .consume_task_events(cloud::sqs::Queue::new(sqs.clone(), &queue_url)),
+    );
+    let id = local_aws::unique("agent");
+    run.store.apply(&agent(&id), "cli").await.unwrap();
+    run.controller.enqueue(&id);
+    let first = run.running_one_task(&id, None).await;
+    let cluster_arn = run
+        .ecs
+        .describe_clusters()
+        .clusters(&run.settings.cluster)
+        .send()
+        .await
+        .unwrap()
+        .clusters()[0]
+        .cluster_arn()
+        .unwrap()
+        .to_owned();
+
+    // The task dies; ECS says so through EventBridge.
+    run.ecs
+        .stop_task()
+        .cluster(&run.settings.cluster)
+        .task(&first.arn)
+        .reason("Essential container in task exited")
+        .send()
+        .await
+        .unwrap();
+    let stopped = std::time::Instant::now();
+    let event = task_event(&cluster_arn, &first.arn, &id, "STOPPED", 7);
+    sqs.send_message()
+        .queue_url(&queue_url)
+        .message_body(&event)
+        .send()
+        .await
+        .unwrap();
+    let second = run.running_one_task(&id, Some(&first.arn)).await;
+    let took = stopped.elapsed();
+    assert!(took < Duration::from_secs(5), "relaunched after {took:?}");
+
+    // The same event again (at least once delivery), an older one, and a malformed one
+    // change nothing and are counted.
+    let launches = |run: &Running| {
+        run.calls
+            .total(|service, op| service == "ECS" && op == "RunTask")
+    };
+    let before = launches(&run);
+    for body in [
+        event.clone(),
+        task_event(&cluster_arn, &first.arn, &id, "STOPPING", 6),
+        "{not an event".to_owned(),
+    ] {
+        sqs.send_message()
+            .queue_url(&queue_url)
+            .message_body(body)
+            .send()
+            .await
+            .unwrap();
+    }
+    let mut dropped = 0.0;
+    for _ in 0..100 {
+        let text = run.controller.metrics().render();
+        dropped = metric(
+            &text,
+            "clawfleet_task_events_dropped_total{reason=\"stale\"}",
+        ) + metric(
+            &text,
+            "clawfleet_task_events_dropped_total{reason=\"malformed\"}",
+        );
+        if dropped >= 3.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(dropped, 3.0, "two stale and one malformed event counted");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(launches(&run), before, "no relaunch for a stale event");
+    assert_eq!(run.live_tasks(&id).await, vec![second.clone()]);
+    let text = run.controller.metrics().render();
+    assert_eq!(
+        metric(
+            &text,
+            "clawfleet_task_events_total{last_status=\"STOPPED\"}"
+        ),
+        1.0
+    );
+    // moto reports no stoppedAt, so clawfleet_task_relaunch_seconds is tested on the fake
+    // (interruption.rs).
+    // Every message was deleted once handled.
+    let left = sqs
+        .get_queue_attributes()
+        .queue_url(&queue_url)
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages)
+        .send()
+        .await
+        .unwrap();
+    let left = left
+        .attributes()
+        .and_then(|a| a.get(&aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages))
+        .cloned();
+    assert_eq!(left.as_deref(), Some("0"));
+    run.stop().await;
+}
+
+#[tokio::test]
+async fn the_documented_sample_sent_with_put_events_reaches_the_queue_through_the_rule() {
+    let stack = stack().await;
+    let config = local_aws::sdk_config().await;
+    let ecs = aws_sdk_ecs::Client::new(&config);
+    let cluster_arn = ecs
+        .describe_clusters()
+        .clusters(&stack.settings.cluster)
+        .send()
+        .await
+        .unwrap()
+        .clusters()[0]
+        .cluster_arn()
+        .unwrap()
+        .to_owned();
+    let sample = include_str!("../fixtures/ecs-task-state-change.json");
+    let mut event: serde_json::Value = serde_json::from_str(sample).unwrap();
+    event["detail"]["clusterArn"] = cluster_arn.clone().into();
+    let events = aws_sdk_eventbridge::Client::new(&config);
+    let put = |detail: serde_json::Value| {
+        aws_sdk_eventbridge::types::PutEventsRequestEntry::builder()
+            .source("aws.ecs")
+            .detail_type("ECS Task State Change")
+            .detail(detail.to_string())
+            .build()
+    };
+    let mut other = event["detail"].clone();
+    other["clusterArn"] = "arn:aws:ecs:us-east-1:123456789012:cluster/someone-elses".into();
+    events
+        .put_events()
+        .entries(put(event["detail"].clone()))
+        .entries(put(other))
+        .send()
+        .await
+        .unwrap();
+    let sqs = aws_sdk_sqs::Client::new(&config);
+    let queue = cloud::sqs::Queue::new(sqs, &stack.vars["CLAWFLEET_TASK_EVENTS_QUEUE"]);
+    let mut received = Vec::new();
+    for _ in 0..5 {
+        received.extend(queue.receive(1).await.unwrap());
+        if !received.is_empty() {
+            break;
+        }
+    }
+    assert_eq!(
+        received.len(),
+        1,
+        "only the agents' cluster's event: {received:?}"
+    );
+    let body: serde_json::Value = serde_json::from_str(&received[0].body).unwrap();
+    assert_eq!(
+        body["detail"]["clusterArn"],
+        serde_json::Value::String(cluster_arn)
+    );
+    assert_eq!(body["detail-type"], "ECS Task State Change");
+    assert_eq!(body["detail"]["version"], 4);
+}

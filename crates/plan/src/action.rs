@@ -57,8 +57,8 @@ pub enum Launch {
     /// No task ran for this spec yet, or the last one was stopped by clawfleet (a replacement).
     Start,
     /// The last task stopped on its own (a crash, or a person's StopTask): a drift correction,
-    /// counted in `restarts`.
-    CrashRestart,
+    /// counted in `restarts`. `stopped_at` (seconds since the epoch) times the relaunch.
+    CrashRestart { stopped_at: Option<i64> },
 }
 
 /// One step of a plan. Steps run in order; each mutating step names the AWS call it makes.

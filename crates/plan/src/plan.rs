@@ -678,7 +678,9 @@ fn launch(
         let reset = ran.is_some_and(|r| r >= RESTART_RESET_AFTER_SECS);
         draft.status.restarts = if reset { 1 } else { draft.status.restarts + 1 };
         draft.status.last_restart_at = Some(rfc3339(ctx.now));
-        cause = Launch::CrashRestart;
+        cause = Launch::CrashRestart {
+            stopped_at: task.stopped_at,
+        };
     }
     draft.status.launch_attempt = attempt;
     draft.status.phase = Phase::Provisioning;

@@ -863,7 +863,12 @@ fn a_crash_restart_says_so_in_the_action_and_a_first_launch_does_not() {
     let plan = run_plan(Some(Ok(&spec)), false, Some(&before), &crashed(&spec, 30));
     assert_eq!(
         launch(&plan),
-        Some((before.launch_attempt + 1, Launch::CrashRestart))
+        Some((
+            before.launch_attempt + 1,
+            Launch::CrashRestart {
+                stopped_at: Some(NOW - 1)
+            }
+        ))
     );
 
     let mut fresh = converged(&spec);

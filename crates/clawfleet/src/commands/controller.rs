@@ -27,6 +27,7 @@ pub struct Options {
     pub secret_recovery_days: i64,
     pub iam_drift_interval: Duration,
     pub iam_role_quota: u64,
+    pub task_events_queue: Option<String>,
     pub rate_limits: String,
     pub lease_duration: Duration,
     pub lease_renew: Duration,
@@ -131,6 +132,17 @@ pub async fn run(
             None
         }
     };
+    let events = options.task_events_queue.as_ref().map(|url| {
+        let sqs = aws_sdk_sqs::config::Builder::from(config)
+            .interceptor(calls.clone())
+            .build();
+        let queue = cloud::sqs::Queue::new(aws_sdk_sqs::Client::from_conf(sqs), url);
+        info!(queue = %url, "consuming task-state events");
+        tokio::spawn(Arc::clone(&controller).consume_task_events(queue))
+    });
+    if events.is_none() {
+        info!("no --task-events-queue: crashed tasks are noticed at the next resync");
+    }
     let (stop_lease, lease_stopped) = tokio::sync::oneshot::channel::<()>();
     let lease = tokio::spawn(Arc::clone(&elector).run(async {
         let _ = lease_stopped.await;
@@ -141,6 +153,9 @@ pub async fn run(
     let _ = lease.await;
     if let Some(watch) = watch {
         watch.abort();
+    }
+    if let Some(events) = events {
+        events.abort();
     }
     let _ = stop_http.send(());
     let _ = http.await;
