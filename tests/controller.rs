@@ -82,6 +82,22 @@ fn the_controller_serves_health_logs_agent_ids_and_stops_cleanly_on_sigterm() {
         std::thread::sleep(Duration::from_millis(100));
     }
     assert!(running, "the agent goes Running under the controller");
+    // describe tells the story as events, as `kubectl describe` does.
+    let described = fleet.ok(&["describe", &agent]);
+    let events = described
+        .split("Events:")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no Events section: {described}"));
+    for reason in [
+        "AccessPointCreated",
+        "TaskRoleCreated",
+        "SecretCreated",
+        "RevisionRegistered",
+        "TaskLaunched",
+        "TaskRunning",
+    ] {
+        assert!(events.contains(reason), "{reason} missing: {described}");
+    }
 
     let status = support::terminate(&mut child, Duration::from_secs(20));
     assert!(status.success(), "exit after SIGTERM: {status}");

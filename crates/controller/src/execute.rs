@@ -12,9 +12,10 @@ use store::Agent;
 use tracing::{info, warn};
 
 use crate::aws::Cloud;
-use crate::reconcile::{Outcome, ROLLOUT_RETRY_SECS, ReconcileError, Reconciler};
+use crate::reconcile::{Outcome, ROLLOUT_RETRY_SECS, ReconcileError, Reconciler, record};
 use crate::status::StatusStore;
 use crate::token;
+use spec::EventType::{Normal, Warning};
 
 impl<C: Cloud, S: StatusStore> Reconciler<'_, C, S> {
     /// Carries out one action and files its result into `observed`, as the listing will show
@@ -55,11 +56,28 @@ impl<C: Cloud, S: StatusStore> Reconciler<'_, C, S> {
                     token::access_point_token(agent_id, incarnation, &request, known.as_deref());
                 let ap = self.cloud.create_access_point(&request, &token).await?;
                 self.expectations.access_point(agent_id, &ap);
+                record(
+                    agent,
+                    status,
+                    Normal,
+                    "AccessPointCreated",
+                    &format!("access point {} at {}", ap.id, request.root_path),
+                );
                 observed.access_points.push(ap);
             }
             Action::CreateRole(request) => {
                 let role = self.create_role(agent, &request).await?;
                 self.expectations.role(agent_id, &role);
+                record(
+                    agent,
+                    status,
+                    Normal,
+                    "TaskRoleCreated",
+                    &format!(
+                        "task role {} may mount only its own access point",
+                        role.name
+                    ),
+                );
                 observed.role = Some(role);
             }
             Action::UpdateRole {
@@ -68,6 +86,13 @@ impl<C: Cloud, S: StatusStore> Reconciler<'_, C, S> {
                 permissions_boundary,
             } => {
                 self.drift("task_role");
+                record(
+                    agent,
+                    status,
+                    Warning,
+                    "TaskRoleRestored",
+                    &format!("task role {name} was changed behind clawfleet's back; put back"),
+                );
                 if let Some(policy) = &policy {
                     self.cloud.put_role_policy(&name, policy).await?;
                 }
@@ -107,6 +132,13 @@ impl<C: Cloud, S: StatusStore> Reconciler<'_, C, S> {
                 }
                 let secret = self.create_secret(agent_id, &request).await?;
                 self.expectations.secret(agent_id, &secret);
+                record(
+                    agent,
+                    status,
+                    Normal,
+                    "SecretCreated",
+                    &format!("secret {}", request.name),
+                );
                 observed.secret = Some(secret);
             }
             Action::RegisterTaskDefinition {
@@ -127,6 +159,13 @@ impl<C: Cloud, S: StatusStore> Reconciler<'_, C, S> {
                     }
                 };
                 self.expectations.revision(agent_id, &revision);
+                record(
+                    agent,
+                    status,
+                    Normal,
+                    "RevisionRegistered",
+                    &format!("task definition {}", revision.arn),
+                );
                 if let Some(old) = observed.latest_revision.replace(revision) {
                     observed.older_revisions.push(old.arn);
                 }
@@ -148,6 +187,13 @@ impl<C: Cloud, S: StatusStore> Reconciler<'_, C, S> {
                 match self.cloud.run_task(&request, &token).await {
                     Ok(task) => {
                         self.expectations.task(agent_id, &task);
+                        record(
+                            agent,
+                            status,
+                            Normal,
+                            "TaskLaunched",
+                            &format!("task {} (launch attempt {attempt})", task.arn),
+                        );
                         observed.tasks.insert(0, task);
                     }
                     // The token was used with other parameters (a spec change while the
@@ -186,6 +232,13 @@ impl<C: Cloud, S: StatusStore> Reconciler<'_, C, S> {
                 }
                 let reason = reason.to_string();
                 self.cloud.stop_task(&task_arn, &reason).await?;
+                record(
+                    agent,
+                    status,
+                    Normal,
+                    "TaskStopping",
+                    &format!("task {task_arn}: {reason}"),
+                );
                 for t in observed.tasks.iter_mut().filter(|t| t.arn == task_arn) {
                     t.desired_status = "STOPPED".into();
                     t.stopped_reason = Some(reason.clone());
@@ -248,6 +301,10 @@ impl<C: Cloud, S: StatusStore> Reconciler<'_, C, S> {
             }
             Action::UpdateStatus(mut next) => {
                 next.updated_at = Some(spec::now_rfc3339());
+                // The history is the executor's: keep what this reconcile recorded so far.
+                if let Some(current) = status.as_ref() {
+                    next.events.clone_from(&current.events);
+                }
                 if let (Some(metrics), Some(hash)) =
                     (self.metrics, next.observed_spec_hash.as_deref())
                     && next.phase == spec::Phase::Running

@@ -206,6 +206,9 @@ impl<C: Cloud, S: StatusStore> Reconciler<'_, C, S> {
                     return Ok(done);
                 }
             }
+            for event in plan.events {
+                record(agent, status, event.kind, &event.reason, &event.message);
+            }
             if let Some(wait) = plan.wait {
                 return Ok(Outcome::Waiting(wait));
             }
@@ -261,6 +264,12 @@ impl<C: Cloud, S: StatusStore> Reconciler<'_, C, S> {
             ErrorClass::Transient => "TransientError",
         };
         next.message = Some(error.to_string());
+        next.record(
+            spec::EventType::Warning,
+            reason,
+            &error.to_string(),
+            &spec::now_rfc3339(),
+        );
         next.conditions.retain(|c| c.kind != ConditionKind::Synced);
         next.conditions.push(Condition {
             kind: ConditionKind::Synced,
@@ -274,6 +283,25 @@ impl<C: Cloud, S: StatusStore> Reconciler<'_, C, S> {
             warn!(agent_id = %agent.agent_id, "could not record the error in the status: {e}");
         }
     }
+}
+
+/// Records an event in the agent's status history; an orphan (no spec) keeps no history.
+pub(crate) fn record(
+    agent: &Agent,
+    status: &mut Option<AgentStatus>,
+    kind: spec::EventType,
+    reason: &str,
+    message: &str,
+) {
+    if agent.spec.is_none() {
+        return;
+    }
+    status.get_or_insert_with(AgentStatus::default).record(
+        kind,
+        reason,
+        message,
+        &spec::now_rfc3339(),
+    );
 }
 
 /// The outcome of a plan with nothing left to do.

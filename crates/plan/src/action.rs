@@ -235,10 +235,21 @@ pub struct Wait {
     pub reason: String,
 }
 
+/// Something the plan saw happen, for the agent's event history (`describe`'s Events).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    pub kind: spec::EventType,
+    pub reason: String,
+    pub message: String,
+}
+
 /// What to do about one agent now, and whether to look again soon.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Plan {
     pub actions: Vec<Action>,
+    /// Transitions of the agent's conditions and what the plan observed (a task that stopped on
+    /// its own), recorded in the status's event history when the plan is carried out.
+    pub events: Vec<Event>,
     /// `Some` when progress depends on AWS finishing something (a task stopping, a crash
     /// backoff); `None` means wait for a change.
     pub wait: Option<Wait>,

@@ -16,7 +16,7 @@ pub mod gitops;
 pub mod observed;
 mod plan;
 
-pub use action::{Action, Launch, Plan, StopReason, Wait};
+pub use action::{Action, Event, Launch, Plan, StopReason, Wait};
 pub use plan::{
     Context, Desired, POLL_SECS, RESTART_BACKOFF_MAX_SECS, RESTART_BACKOFF_MIN_SECS,
     RESTART_RESET_AFTER_SECS, STOP_REASON_PREFIX, plan,

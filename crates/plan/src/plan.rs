@@ -11,11 +11,21 @@ use std::collections::BTreeMap;
 use crate::observed::{AgentResources, Task, same_policy};
 use spec::render::{self, Settings, TaskDefinition};
 use spec::{
-    AgentSpec, AgentStatus, Condition, ConditionKind, ConditionStatus, DesiredState, Phase,
+    AgentSpec, AgentStatus, Condition, ConditionKind, ConditionStatus, DesiredState, EventType,
+    Phase,
 };
 
-use crate::action::{Action, Launch, Plan, StopReason, Wait};
+use crate::action::{Action, Event, Launch, Plan, StopReason, Wait};
 use crate::delta::{definition_delta, tag_delta, task_delta};
+
+/// Condition reasons that need the owner's or on-call's attention: their events are Warnings.
+const WARNING_REASONS: [&str; 5] = [
+    "InvalidSpec",
+    "MissingKeys",
+    "WaitingForSecrets",
+    "CrashBackoff",
+    "Unhealthy",
+];
 
 /// How long to wait before looking at a task that is starting or stopping again.
 pub const POLL_SECS: u64 = 5;
@@ -121,6 +131,10 @@ struct StatusDraft {
     status: AgentStatus,
     /// The attempt already recorded in the store.
     previous_attempt: u64,
+    /// The conditions as the plan found them, for the transitions it reports as events.
+    previous_conditions: Vec<Condition>,
+    /// What the plan observed beyond condition transitions.
+    events: Vec<Event>,
 }
 
 impl StatusDraft {
@@ -128,6 +142,8 @@ impl StatusDraft {
         let previous = desired.status.cloned().unwrap_or_default();
         Self {
             previous_attempt: previous.launch_attempt,
+            previous_conditions: previous.conditions.clone(),
+            events: Vec::new(),
             status: AgentStatus {
                 cluster: Some(ctx.settings.cluster.clone()),
                 file_system_id: Some(ctx.settings.file_system_id.clone()),
@@ -161,8 +177,54 @@ impl StatusDraft {
         self.status.conditions.sort_by_key(|c| c.kind);
     }
 
+    fn observe(&mut self, kind: EventType, reason: &str, message: String) {
+        self.events.push(Event {
+            kind,
+            reason: reason.to_owned(),
+            message,
+        });
+    }
+
+    /// The events of the plan: what it observed, then every condition whose status or reason
+    /// changed (Synced aside: it changes with every action and says nothing an action's own
+    /// event does not).
+    fn take_events(&mut self) -> Vec<Event> {
+        let mut events = std::mem::take(&mut self.events);
+        for condition in &self.status.conditions {
+            if condition.kind == ConditionKind::Synced {
+                continue;
+            }
+            let before = self
+                .previous_conditions
+                .iter()
+                .find(|c| c.kind == condition.kind);
+            if before.is_some_and(|b| b.status == condition.status && b.reason == condition.reason)
+            {
+                continue;
+            }
+            let warning = condition.status == ConditionStatus::False
+                && WARNING_REASONS.contains(&condition.reason.as_str());
+            let mut message = format!("{} is {:?}", condition.kind, condition.status);
+            if !condition.message.is_empty() {
+                message.push_str(": ");
+                message.push_str(&condition.message);
+            }
+            events.push(Event {
+                kind: if warning {
+                    EventType::Warning
+                } else {
+                    EventType::Normal
+                },
+                reason: condition.reason.clone(),
+                message,
+            });
+        }
+        events
+    }
+
     /// Appends the status update when it says something new.
-    fn finish(self, desired: &Desired<'_>, mut plan: Plan) -> Plan {
+    fn finish(mut self, desired: &Desired<'_>, mut plan: Plan) -> Plan {
+        plan.events = self.take_events();
         let changed = desired.status.is_none_or(|s| !s.same_as(&self.status));
         if changed {
             plan.actions.push(Action::UpdateStatus(self.status));
@@ -676,6 +738,19 @@ fn launch(
             return;
         }
         let reset = ran.is_some_and(|r| r >= RESTART_RESET_AFTER_SECS);
+        draft.observe(
+            EventType::Warning,
+            "TaskStopped",
+            format!(
+                "task {} stopped on its own: {}{}",
+                task.arn.rsplit('/').next().unwrap_or(&task.arn),
+                task.stopped_reason.as_deref().unwrap_or("no reason given"),
+                task.stop_code
+                    .as_deref()
+                    .map(|c| format!(" (stop code {c})"))
+                    .unwrap_or_default()
+            ),
+        );
         draft.status.restarts = if reset { 1 } else { draft.status.restarts + 1 };
         draft.status.last_restart_at = Some(rfc3339(ctx.now));
         cause = Launch::CrashRestart {
@@ -777,6 +852,7 @@ fn synced(mut draft: StatusDraft, desired: &Desired<'_>, plan: Plan, ctx: &Conte
     let previous = queued.as_ref().or(desired.status);
     let changed = previous.is_none_or(|s| !s.same_as(&draft.status));
     let mut plan = plan;
+    plan.events = draft.take_events();
     if changed {
         plan.actions.push(Action::UpdateStatus(draft.status));
     }

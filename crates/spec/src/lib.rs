@@ -14,7 +14,9 @@ mod validate;
 
 pub use agent::{AgentSpec, DesiredState, Meta, Plan, Plugin, Resources, Size};
 pub use document::{AgentDocument, PluginDocument};
-pub use status::{AgentStatus, Condition, ConditionKind, ConditionStatus, Phase};
+pub use status::{
+    AgentEvent, AgentStatus, Condition, ConditionKind, ConditionStatus, EventType, Phase,
+};
 pub use validate::{
     DNS_LABEL_PATTERN, ENV_NAME_PATTERN, FieldError, LABEL_RULE, MAX_SECRET_KEY_LEN,
     MAX_SECRET_KEYS, PLATFORM_ENV, RESERVED_ENV_PREFIXES, ValidationErrors, env_name_problem,

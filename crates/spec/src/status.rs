@@ -107,6 +107,34 @@ pub struct Condition {
     pub time: String,
 }
 
+/// Whether an event is routine or needs someone's attention, as Kubernetes Events say it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum EventType {
+    Normal,
+    Warning,
+}
+
+/// How many events the status keeps, newest last: the item stays far below DynamoDB's 400 KB.
+pub const MAX_EVENTS: usize = 20;
+/// Characters of an event message kept (longer ones end in `...`).
+pub const MAX_EVENT_MESSAGE: usize = 256;
+
+/// Something that happened to the agent, like a Kubernetes Event: repeats are folded into one
+/// entry whose `count` grows and whose `last_time` moves.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct AgentEvent {
+    #[serde(rename = "type")]
+    pub kind: EventType,
+    pub reason: String,
+    #[serde(default)]
+    pub message: String,
+    pub count: u32,
+    /// When it first happened (RFC 3339).
+    pub first_time: String,
+    /// When it last happened (RFC 3339).
+    pub last_time: String,
+}
+
 /// The status item. Written by the controller only.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct AgentStatus {
@@ -151,9 +179,42 @@ pub struct AgentStatus {
     pub launch_attempt: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub updated_at: Option<String>,
+    /// What happened to the agent, oldest first, at most [`MAX_EVENTS`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub events: Vec<AgentEvent>,
 }
 
 impl AgentStatus {
+    /// Records an event at `now`: the same reason and message as the newest event folds into
+    /// it; the oldest go beyond [`MAX_EVENTS`].
+    pub fn record(&mut self, kind: EventType, reason: &str, message: &str, now: &str) {
+        let message = if message.chars().count() > MAX_EVENT_MESSAGE {
+            let cut: String = message.chars().take(MAX_EVENT_MESSAGE - 3).collect();
+            format!("{cut}...")
+        } else {
+            message.to_owned()
+        };
+        if let Some(last) = self.events.last_mut()
+            && last.kind == kind
+            && last.reason == reason
+            && last.message == message
+        {
+            last.count = last.count.saturating_add(1);
+            now.clone_into(&mut last.last_time);
+            return;
+        }
+        self.events.push(AgentEvent {
+            kind,
+            reason: reason.to_owned(),
+            message,
+            count: 1,
+            first_time: now.to_owned(),
+            last_time: now.to_owned(),
+        });
+        let excess = self.events.len().saturating_sub(MAX_EVENTS);
+        self.events.drain(..excess);
+    }
+
     /// The condition of this type, if reported.
     #[must_use]
     pub fn condition(&self, kind: ConditionKind) -> Option<&Condition> {
@@ -168,5 +229,45 @@ impl AgentStatus {
             ..s.clone()
         };
         strip(self) == strip(other)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_repeated_event_folds_and_counts_up() {
+        let mut status = AgentStatus::default();
+        status.record(EventType::Warning, "Throttled", "ECS RunTask", "t1");
+        status.record(EventType::Warning, "Throttled", "ECS RunTask", "t2");
+        status.record(EventType::Warning, "Throttled", "ECS RunTask", "t3");
+        assert_eq!(status.events.len(), 1);
+        let event = &status.events[0];
+        assert_eq!(
+            (
+                event.count,
+                event.first_time.as_str(),
+                event.last_time.as_str()
+            ),
+            (3, "t1", "t3")
+        );
+        // Another event in between starts a new entry.
+        status.record(EventType::Normal, "TaskLaunched", "task 2", "t4");
+        status.record(EventType::Warning, "Throttled", "ECS RunTask", "t5");
+        assert_eq!(status.events.len(), 3);
+    }
+
+    #[test]
+    fn a_long_history_keeps_the_newest_events_and_bounded_messages() {
+        let mut status = AgentStatus::default();
+        for i in 0..(MAX_EVENTS + 15) {
+            status.record(EventType::Normal, "TaskLaunched", &format!("task {i}"), "t");
+        }
+        assert_eq!(status.events.len(), MAX_EVENTS);
+        assert_eq!(status.events[0].message, "task 15", "the oldest went first");
+        status.record(EventType::Warning, "TaskStopped", &"x".repeat(5000), "t");
+        let last = status.events.last().map(|e| e.message.chars().count());
+        assert_eq!(last, Some(MAX_EVENT_MESSAGE));
     }
 }

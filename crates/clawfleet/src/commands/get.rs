@@ -159,6 +159,35 @@ pub async fn describe(store: &Store, agent_id: &str) -> Result<Exit, Failure> {
                     out.push_str(&format!("    {line}\n"));
                 }
             }
+            if status.events.is_empty() {
+                out.push_str("  Events:           <none>\n");
+            } else {
+                // Newest last, as `kubectl describe` lists them.
+                let rows: Vec<Vec<String>> = status
+                    .events
+                    .iter()
+                    .map(|e| {
+                        vec![
+                            format!("{:?}", e.kind),
+                            e.reason.clone(),
+                            e.last_time.clone(),
+                            if e.count > 1 {
+                                format!("x{} since {}", e.count, e.first_time)
+                            } else {
+                                String::new()
+                            },
+                            e.message.clone(),
+                        ]
+                    })
+                    .collect();
+                out.push_str("  Events:\n");
+                for line in
+                    output::table(&["TYPE", "REASON", "LAST SEEN", "COUNT", "MESSAGE"], &rows)
+                        .lines()
+                {
+                    out.push_str(&format!("    {line}\n"));
+                }
+            }
         }
     }
     print!("{out}");
