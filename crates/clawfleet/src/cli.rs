@@ -129,6 +129,10 @@ pub struct ControllerArgs {
     /// The permissions boundary every per-agent task role is created under.
     #[arg(long, env = "CLAWFLEET_AGENT_PERMISSIONS_BOUNDARY")]
     pub agent_permissions_boundary: Option<String>,
+    /// How long an agent's task may report UNHEALTHY (when the template has a health check)
+    /// before it is replaced, counted as a crash.
+    #[arg(long, env = "CLAWFLEET_UNHEALTHY_GRACE", default_value = "5m", value_parser = humantime::parse_duration)]
+    pub unhealthy_grace: std::time::Duration,
 }
 
 /// Which task role agents run with.
@@ -183,6 +187,7 @@ impl ControllerArgs {
             default_image: self.default_image.clone(),
             installation,
             task_role,
+            unhealthy_grace_secs: i64::try_from(self.unhealthy_grace.as_secs()).unwrap_or(i64::MAX),
         })
     }
 }

@@ -231,6 +231,11 @@ fn task(t: &aws_sdk_ecs::types::Task) -> Task {
         stop_code: t.stop_code().map(|c| c.as_str().to_owned()),
         started_at: t.started_at().or(t.created_at()).map(|d| d.secs()),
         stopped_at: t.stopped_at().map(|d| d.secs()),
+        container_health: t
+            .containers()
+            .iter()
+            .filter_map(|c| Some((c.name()?.to_owned(), c.health_status()?.as_str().to_owned())))
+            .collect(),
     }
 }
 
@@ -334,6 +339,14 @@ fn container(c: &aws_sdk_ecs::types::ContainerDefinition) -> Container {
         }),
         stop_timeout: c.stop_timeout(),
         readonly_root_filesystem: c.readonly_root_filesystem(),
+        health_check: c.health_check().map(|h| spec::render::HealthCheck {
+            command: h.command().to_vec(),
+            interval: h.interval(),
+            timeout: h.timeout(),
+            retries: h.retries(),
+            start_period: h.start_period(),
+        }),
+        init_process_enabled: c.linux_parameters().and_then(|l| l.init_process_enabled()),
     }
 }
 
@@ -403,6 +416,25 @@ impl Ecs {
                     t::PortMapping::builder()
                         .container_port(p.container_port)
                         .set_protocol(p.protocol.as_deref().map(t::TransportProtocol::from))
+                        .build(),
+                );
+            }
+            if let Some(h) = &c.health_check {
+                b = b.health_check(
+                    t::HealthCheck::builder()
+                        .set_command(Some(h.command.clone()))
+                        .set_interval(h.interval)
+                        .set_timeout(h.timeout)
+                        .set_retries(h.retries)
+                        .set_start_period(h.start_period)
+                        .build()
+                        .map_err(|e| bad("healthCheck", &e))?,
+                );
+            }
+            if let Some(init) = c.init_process_enabled {
+                b = b.linux_parameters(
+                    t::LinuxParameters::builder()
+                        .init_process_enabled(init)
                         .build(),
                 );
             }

@@ -23,6 +23,8 @@ pub enum StopReason {
     ExtraTask,
     /// The running task no longer matches the spec; these fields differ. Takes a rollout slot.
     Replacing(Vec<String>),
+    /// The agent container stayed UNHEALTHY beyond its grace period: replaced like a crash.
+    Unhealthy,
 }
 
 impl StopReason {
@@ -47,6 +49,7 @@ impl fmt::Display for StopReason {
             Self::Deleted => f.write_str("agent deleted"),
             Self::ExtraTask => f.write_str("more than one task for this agent"),
             Self::Replacing(paths) => write!(f, "replacing: {}", paths.join(", ")),
+            Self::Unhealthy => f.write_str("unhealthy beyond its grace period"),
         }
     }
 }

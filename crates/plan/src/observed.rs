@@ -21,6 +21,8 @@ pub struct Task {
     /// Seconds since the epoch.
     pub started_at: Option<i64>,
     pub stopped_at: Option<i64>,
+    /// Each container's `healthStatus` (HEALTHY, UNHEALTHY, UNKNOWN), by name.
+    pub container_health: BTreeMap<String, String>,
 }
 
 impl Task {

@@ -347,6 +347,11 @@ fn stopped_on_its_own(task: &Task) -> bool {
         .is_some_and(|r| r.starts_with(STOP_REASON_PREFIX))
 }
 
+/// A task clawfleet replaced because it stayed UNHEALTHY: a crash, for restarts and backoff.
+fn stopped_unhealthy(task: &Task) -> bool {
+    task.stopped_reason.as_deref() == Some(StopReason::Unhealthy.to_string().as_str())
+}
+
 /// A stop caused by a secret key the task could not read: the owner must act, not us.
 fn failed_on_secrets(task: &Task) -> bool {
     task.stopped_reason.as_deref().is_some_and(|r| {
@@ -652,17 +657,9 @@ fn converge(
 }
 
 fn running_or_starting(draft: &mut StatusDraft, plan: &mut Plan, task: &Task, ctx: &Context<'_>) {
-    if task.last_status == "RUNNING" {
-        draft.status.phase = Phase::Running;
-        draft.condition(
-            ConditionKind::Ready,
-            ConditionStatus::True,
-            "TaskRunning",
-            String::new(),
-            ctx.now,
-        );
-    } else {
+    if task.last_status != "RUNNING" {
         draft.status.phase = Phase::Provisioning;
+        draft.status.unhealthy_since = None;
         draft.condition(
             ConditionKind::Ready,
             ConditionStatus::False,
@@ -674,6 +671,91 @@ fn running_or_starting(draft: &mut StatusDraft, plan: &mut Plan, task: &Task, ct
             after_secs: POLL_SECS,
             reason: "task starting".into(),
         });
+        return;
+    }
+    draft.status.phase = Phase::Running;
+    let container = ctx.settings.container.as_str();
+    let health_checked = ctx
+        .template
+        .container_definitions
+        .iter()
+        .any(|c| c.name == container && c.health_check.is_some());
+    if !health_checked {
+        draft.status.unhealthy_since = None;
+        draft.condition(
+            ConditionKind::Ready,
+            ConditionStatus::True,
+            "TaskRunning",
+            "no health check in the template: Ready follows RUNNING".into(),
+            ctx.now,
+        );
+        return;
+    }
+    match task.container_health.get(container).map(String::as_str) {
+        Some("HEALTHY") => {
+            draft.status.unhealthy_since = None;
+            draft.condition(
+                ConditionKind::Ready,
+                ConditionStatus::True,
+                "Healthy",
+                "the agent container reports HEALTHY".into(),
+                ctx.now,
+            );
+        }
+        Some("UNHEALTHY") => {
+            let since = draft
+                .status
+                .unhealthy_since
+                .as_deref()
+                .and_then(spec::parse_rfc3339)
+                .map_or(ctx.now, |t| t.unix_timestamp());
+            draft.status.unhealthy_since = Some(rfc3339(since));
+            let grace = ctx.settings.unhealthy_grace_secs;
+            let unhealthy_for = ctx.now.saturating_sub(since);
+            if unhealthy_for >= grace {
+                // Replaced like a crash: the relaunch counts as a restart, with its backoff.
+                plan.actions.push(stop(task, StopReason::Unhealthy));
+                draft.condition(
+                    ConditionKind::Ready,
+                    ConditionStatus::False,
+                    "Unhealthy",
+                    format!("UNHEALTHY for {unhealthy_for}s, beyond the {grace}s grace: replacing the task"),
+                    ctx.now,
+                );
+                plan.wait = Some(Wait {
+                    after_secs: POLL_SECS,
+                    reason: "unhealthy task stopping".into(),
+                });
+            } else {
+                draft.condition(
+                    ConditionKind::Ready,
+                    ConditionStatus::False,
+                    "Unhealthy",
+                    format!("UNHEALTHY for {unhealthy_for}s; replaced after {grace}s"),
+                    ctx.now,
+                );
+                plan.wait = Some(Wait {
+                    after_secs: u64::try_from(grace - unhealthy_for)
+                        .unwrap_or(POLL_SECS)
+                        .max(1),
+                    reason: "unhealthy task within its grace".into(),
+                });
+            }
+        }
+        _ => {
+            draft.status.unhealthy_since = None;
+            draft.condition(
+                ConditionKind::Ready,
+                ConditionStatus::False,
+                "HealthUnknown",
+                "waiting for the agent container's first health check".into(),
+                ctx.now,
+            );
+            plan.wait = Some(Wait {
+                after_secs: POLL_SECS,
+                reason: "health not reported yet".into(),
+            });
+        }
     }
 }
 
@@ -718,9 +800,9 @@ fn launch(
     // A task that stopped on its own (a crash, or a person's StopTask) is restarted, with
     // backoff when it keeps stopping; a stop for lack of secrets is not a crash. A retry of an
     // attempt whose outcome is unknown is no new restart.
-    if let Some(task) =
-        last_stopped.filter(|t| !retrying && stopped_on_its_own(t) && !failed_on_secrets(t))
-    {
+    if let Some(task) = last_stopped.filter(|t| {
+        !retrying && (stopped_on_its_own(t) || stopped_unhealthy(t)) && !failed_on_secrets(t)
+    }) {
         let ran = task.started_at.zip(task.stopped_at).map(|(a, b)| b - a);
         if let Some(wait) = crash_backoff(&draft.status, ran, ctx.now) {
             draft.status.phase = Phase::Failed;

@@ -1107,3 +1107,127 @@ fn a_client_id_edited_in_the_console_is_an_invalid_spec_and_moves_nothing() {
         }
     }
 }
+
+/// The fixture template with a health check on the agent container.
+fn health_checked_template() -> spec::render::TaskDefinition {
+    let mut template = template();
+    template.container_definitions[0].health_check = Some(spec::render::HealthCheck {
+        command: vec!["CMD-SHELL".into(), "curl -f localhost/health".into()],
+        interval: Some(30),
+        timeout: Some(5),
+        retries: Some(3),
+        start_period: Some(60),
+    });
+    template
+}
+
+fn run_plan_health(
+    spec: &AgentSpec,
+    status: Option<&AgentStatus>,
+    observed: &AgentResources,
+    now: i64,
+) -> Plan {
+    let settings = settings();
+    let template = health_checked_template();
+    let ctx = Context {
+        settings: &settings,
+        template: &template,
+        now,
+    };
+    let desired = Desired {
+        agent_id: AGENT,
+        spec: Some(Ok(spec)),
+        deleting: false,
+        status,
+    };
+    plan(&desired, observed, &ctx)
+}
+
+/// `converged`, on a revision rendered from the health-checked template, reporting `health`.
+fn health_observed(spec: &AgentSpec, health: Option<&str>) -> AgentResources {
+    let mut observed = converged(spec);
+    observed.latest_revision = Some(revision(spec, &health_checked_template(), "fsap-1", 1));
+    if let Some(h) = health {
+        observed.tasks[0]
+            .container_health
+            .insert("agent".into(), h.into());
+    }
+    observed
+}
+
+#[test]
+fn without_a_health_check_ready_follows_running_and_says_so() {
+    let spec = spec();
+    let status = settled(&spec, &converged(&spec));
+    let (state, reason, message) = condition(&status, ConditionKind::Ready);
+    assert_eq!(
+        (state, reason.as_str()),
+        (ConditionStatus::True, "TaskRunning")
+    );
+    assert!(message.contains("no health check"), "{message}");
+}
+
+#[test]
+fn running_but_not_yet_healthy_is_not_ready() {
+    let spec = spec();
+    for health in [None, Some("UNKNOWN")] {
+        let plan = run_plan_health(&spec, None, &health_observed(&spec, health), NOW);
+        let status = final_status(&plan);
+        assert_eq!(status.phase, Phase::Running);
+        let (state, reason, _) = condition(&status, ConditionKind::Ready);
+        assert_eq!(
+            (state, reason.as_str()),
+            (ConditionStatus::False, "HealthUnknown")
+        );
+        assert!(plan.wait.is_some(), "looked at again");
+    }
+}
+
+#[test]
+fn healthy_is_ready() {
+    let spec = spec();
+    let plan = run_plan_health(&spec, None, &health_observed(&spec, Some("HEALTHY")), NOW);
+    let status = final_status(&plan);
+    let (state, reason, _) = condition(&status, ConditionKind::Ready);
+    assert_eq!((state, reason.as_str()), (ConditionStatus::True, "Healthy"));
+    assert_eq!(plan.wait, None);
+}
+
+#[test]
+fn unhealthy_beyond_the_grace_is_replaced_as_a_crash_with_a_warning() {
+    let spec = spec();
+    let observed = health_observed(&spec, Some("UNHEALTHY"));
+    // First seen UNHEALTHY: waits out the grace, records since when.
+    let plan = run_plan_health(&spec, None, &observed, NOW);
+    assert!(stops(&plan).is_empty());
+    let status = final_status(&plan);
+    assert_eq!(status.unhealthy_since, Some(rfc3339(NOW)));
+    assert_eq!(
+        plan.wait.as_ref().map(|w| w.after_secs),
+        Some(u64::try_from(settings().unhealthy_grace_secs).unwrap())
+    );
+    assert!(
+        plan.events
+            .iter()
+            .any(|e| e.kind == spec::EventType::Warning && e.reason == "Unhealthy")
+    );
+    // Still UNHEALTHY after the grace: replaced.
+    let later = NOW + settings().unhealthy_grace_secs + 1;
+    let plan = run_plan_health(&spec, Some(&status), &observed, later);
+    assert_eq!(stops(&plan), [StopReason::Unhealthy.to_string()]);
+    // Once it stopped, the relaunch counts as a crash restart.
+    let mut stopped = observed.clone();
+    let task = &mut stopped.tasks[0];
+    task.last_status = "STOPPED".into();
+    task.desired_status = "STOPPED".into();
+    task.stopped_reason = Some(StopReason::Unhealthy.to_string());
+    task.stopped_at = Some(later);
+    let before = final_status(&plan);
+    let plan = run_plan_health(&spec, Some(&before), &stopped, later + 5);
+    assert!(
+        matches!(launch(&plan), Some((_, Launch::CrashRestart { .. }))),
+        "{:?}",
+        plan.actions
+    );
+    assert_eq!(final_status(&plan).restarts, before.restarts + 1);
+}

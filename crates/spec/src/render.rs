@@ -70,6 +70,8 @@ pub struct Settings {
     pub installation: String,
     /// Which task role an agent's revision names.
     pub task_role: TaskRole,
+    /// How long an agent's task may stay UNHEALTHY before it is replaced, in seconds.
+    pub unhealthy_grace_secs: i64,
 }
 
 /// Which IAM task role agents run with.
@@ -121,6 +123,7 @@ impl Settings {
             default_image: None,
             installation: DEFAULT_INSTALLATION.to_owned(),
             task_role: TaskRole::Template,
+            unhealthy_grace_secs: DEFAULT_UNHEALTHY_GRACE_SECS,
         }
     }
 }
@@ -199,6 +202,27 @@ pub struct Container {
     pub stop_timeout: Option<i32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub readonly_root_filesystem: Option<bool>,
+    /// The container's health check: with one, Ready waits for ECS to report HEALTHY.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_check: Option<HealthCheck>,
+    /// `linuxParameters.initProcessEnabled`: an init process reaps the agent's zombies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub init_process_enabled: Option<bool>,
+}
+
+/// A container health check, as the task definition carries it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HealthCheck {
+    pub command: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interval: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retries: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_period: Option<i32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -531,6 +555,9 @@ pub struct AccessPoint {
 /// Days a deleted agent's secret stays restorable unless configured otherwise (Secrets
 /// Manager allows 7 to 30).
 pub const DEFAULT_SECRET_RECOVERY_DAYS: i64 = 7;
+
+/// How long a task may stay UNHEALTHY before it is replaced, unless configured otherwise.
+pub const DEFAULT_UNHEALTHY_GRACE_SECS: i64 = 300;
 
 /// The installation name when none is configured.
 pub const DEFAULT_INSTALLATION: &str = "default";

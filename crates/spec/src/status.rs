@@ -179,6 +179,9 @@ pub struct AgentStatus {
     pub launch_attempt: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub updated_at: Option<String>,
+    /// Since when the agent container has reported UNHEALTHY (RFC 3339), while it does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unhealthy_since: Option<String>,
     /// What happened to the agent, oldest first, at most [`MAX_EVENTS`].
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub events: Vec<AgentEvent>,
