@@ -155,3 +155,35 @@ fn every_metric_the_rules_and_the_dashboard_use_is_exported_by_a_running_control
     );
     let _ = std::fs::remove_file(tokens);
 }
+
+#[test]
+fn probe_exits_0_on_a_healthy_endpoint_and_1_otherwise() {
+    let fleet = Fleet::unbootstrapped("probe");
+    // Something that answers 200 on /healthz and 503 on /readyz: a standby controller.
+    let name = local_aws::unique("probe");
+    let mut stack = Fleet::new("probe").env("CLAWFLEET_SECRET_PREFIX", format!("/{name}/agents/"));
+    for (k, v) in local_aws::dev_stack(&name) {
+        stack = stack.env(k, v);
+    }
+    let addr = free_addr();
+    let _controller = Killed(
+        stack
+            .command(&["controller", "--metrics-addr", &addr.to_string()])
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    scrape(addr, "/healthz");
+    let healthy = fleet.run(&["probe", &format!("http://{addr}/healthz")]);
+    assert_eq!(healthy.code, 0, "{}", healthy.stderr);
+    let missing = fleet.run(&["probe", &format!("http://{addr}/nothing-here")]);
+    assert_eq!(missing.code, 1, "{}", missing.stderr);
+    assert!(missing.stderr.contains("404"), "{}", missing.stderr);
+    let closed = fleet.run(&["probe", &format!("http://{}/healthz", free_addr())]);
+    assert_eq!(closed.code, 1, "{}", closed.stderr);
+    let wrong = fleet.run(&["probe", "https://127.0.0.1/healthz"]);
+    assert_eq!(wrong.code, 2, "{}", wrong.stderr);
+}

@@ -201,6 +201,9 @@ pub enum OutputFormat {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// GET a URL and exit 0 on a 2xx answer: the container health check of the image, which
+    /// has no shell (e.g. `clawfleet probe http://127.0.0.1:9090/healthz`).
+    Probe { url: String },
     /// Create the table, its stream and the by-client index if missing, and the API's id key
     /// (a random key in a reserved item of the table) unless it comes from Secrets Manager.
     /// Idempotent: an existing table or key is kept.

@@ -6,6 +6,7 @@ mod delete;
 mod diff;
 mod get;
 mod plan;
+mod probe;
 mod reconcile;
 mod secrets;
 mod serve;
@@ -52,9 +53,14 @@ async fn sdk_config() -> Result<aws_config::SdkConfig, Failure> {
 }
 
 pub async fn run(cli: Cli) -> Result<Exit, Failure> {
+    // A health check needs no AWS configuration.
+    if let Command::Probe { url } = &cli.command {
+        return probe::run(url).await;
+    }
     let config = sdk_config().await?;
     let store = Store::new(aws_sdk_dynamodb::Client::new(&config), &cli.table);
     match cli.command {
+        Command::Probe { url } => probe::run(&url).await,
         Command::Bootstrap { id_key_secret } => {
             let outcome = store.bootstrap().await?;
             let verb = match outcome {
