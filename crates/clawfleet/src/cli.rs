@@ -224,6 +224,19 @@ pub enum Command {
     },
     /// Show an Agent's spec, bookkeeping and status in detail.
     Describe { agent_id: String },
+    /// Wait until every agent meets a condition, reading the store at most once a second.
+    /// Exit code 0 when all do, 1 on timeout (naming the agents that did not), 2 on error.
+    Wait {
+        #[arg(required = true, value_name = "AGENT_ID")]
+        agent_ids: Vec<String>,
+        /// `phase=<Phase>` (Pending, Provisioning, Running, Stopping, Stopped, Failed,
+        /// Deleting) or `condition=<Kind>` (SpecValid, SecretsReady, Synced, Ready) being True.
+        #[arg(long = "for", value_name = "phase=PHASE|condition=KIND", value_parser = crate::commands::wait::Condition::parse)]
+        condition: crate::commands::wait::Condition,
+        /// How long to wait, e.g. 90s or 5m.
+        #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
+        timeout: std::time::Duration,
+    },
     /// Delete an Agent: the controller stops its task and removes its resources.
     Delete {
         agent_id: String,

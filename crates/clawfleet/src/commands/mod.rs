@@ -10,6 +10,7 @@ mod reconcile;
 mod secrets;
 mod serve;
 mod sync;
+pub(crate) mod wait;
 
 use aws_config::BehaviorVersion;
 use store::Store;
@@ -83,6 +84,11 @@ pub async fn run(cli: Cli) -> Result<Exit, Failure> {
             output,
         } => get::get(&store, agent_id.as_deref(), client_id.as_deref(), output).await,
         Command::Describe { agent_id } => get::describe(&store, &agent_id).await,
+        Command::Wait {
+            agent_ids,
+            condition,
+            timeout,
+        } => wait::run(&store, &agent_ids, condition, timeout).await,
         Command::Delete { agent_id, purge } => delete::delete(&store, &agent_id, purge).await,
         Command::Restart { agent_id } => delete::restart(&store, &agent_id).await,
         Command::Reconcile {

@@ -1,0 +1,107 @@
+//! The on-call commands end to end against moto: `wait`. Statuses are
+//! written with the store, as the controller would, so each test controls what the agent says.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+mod support;
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use spec::{AgentStatus, Condition, ConditionKind, ConditionStatus, Phase};
+use support::Fleet;
+
+/// The table prefix of this binary's fleets.
+const PREFIX: &str = "oncall";
+
+impl Fleet {
+    async fn store(&self) -> store::Store {
+        store::Store::new(self.dynamodb().await, &self.table)
+    }
+
+    fn apply_agent(&self, agent_id: &str) {
+        let manifest = format!("agent_id: {agent_id}\nclient_id: acme\n");
+        let run = self.run_with_stdin(&["apply", "-f", "-"], &manifest);
+        assert_eq!(run.code, 0, "{}", run.stderr);
+    }
+}
+
+fn status(phase: Phase, ready: bool) -> AgentStatus {
+    AgentStatus {
+        phase,
+        conditions: vec![Condition {
+            kind: ConditionKind::Ready,
+            status: if ready {
+                ConditionStatus::True
+            } else {
+                ConditionStatus::False
+            },
+            reason: "Test".into(),
+            message: String::new(),
+            time: "2026-01-01T00:00:00Z".into(),
+        }],
+        ..AgentStatus::default()
+    }
+}
+
+#[tokio::test]
+async fn wait_exits_0_once_the_agent_is_running_and_1_naming_it_on_timeout() {
+    let fleet = Fleet::new(PREFIX);
+    fleet.apply_agent("w1");
+    let store = fleet.store().await;
+    store
+        .put_status("w1", &status(Phase::Provisioning, false), None)
+        .await
+        .unwrap();
+
+    let run = fleet.run(&["wait", "w1", "--for", "phase=Running", "--timeout", "2s"]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert_eq!(
+        run.stderr.trim(),
+        "error: timed out after 2s waiting for phase=Running: w1 (Provisioning)"
+    );
+
+    let child = fleet
+        .command(&["wait", "w1", "--for", "phase=Running", "--timeout", "30s"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn wait");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    store
+        .put_status("w1", &status(Phase::Running, true), None)
+        .await
+        .unwrap();
+    let out = child.wait_with_output().expect("wait output");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "agent/w1 phase=Running"
+    );
+
+    let ready = fleet.run(&["wait", "w1", "--for", "condition=Ready", "--timeout", "5s"]);
+    assert_eq!(ready.code, 0, "{}", ready.stderr);
+    let ghost = fleet.run(&[
+        "wait",
+        "w1",
+        "ghost",
+        "--for",
+        "condition=Ready",
+        "--timeout",
+        "1s",
+    ]);
+    assert_eq!(ghost.code, 1);
+    assert!(
+        ghost.stderr.ends_with(": ghost (not found)\n"),
+        "{}",
+        ghost.stderr
+    );
+
+    let bad = fleet.run(&["wait", "w1", "--for", "phase=Runing"]);
+    assert_eq!(bad.code, 2);
+    assert!(bad.stderr.contains("--for"), "{}", bad.stderr);
+}
