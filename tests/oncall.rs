@@ -1,14 +1,16 @@
-//! The on-call commands end to end against moto: `wait`. Statuses are
+//! The on-call commands end to end against moto: `wait` and `get --watch`. Statuses are
 //! written with the store, as the controller would, so each test controls what the agent says.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
 mod support;
 
-use std::process::Stdio;
-use std::time::Duration;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
 
 use spec::{AgentStatus, Condition, ConditionKind, ConditionStatus, Phase};
-use support::Fleet;
+use support::{Fleet, terminate};
 
 /// The table prefix of this binary's fleets.
 const PREFIX: &str = "oncall";
@@ -40,6 +42,44 @@ fn status(phase: Phase, ready: bool) -> AgentStatus {
             time: "2026-01-01T00:00:00Z".into(),
         }],
         ..AgentStatus::default()
+    }
+}
+
+/// The child's stdout, line by line, on a channel (a reader thread per child).
+fn lines_of(child: &mut Child) -> mpsc::Receiver<String> {
+    let stdout = child.stdout.take().expect("piped stdout");
+    let (send, receive) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { return };
+            if send.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    receive
+}
+
+/// Reads lines until one satisfies `wanted`, at most `within`; returns every line read.
+fn read_until(
+    lines: &mpsc::Receiver<String>,
+    within: Duration,
+    wanted: impl Fn(&str) -> bool,
+) -> Vec<String> {
+    let deadline = Instant::now() + within;
+    let mut seen = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match lines.recv_timeout(left) {
+            Ok(line) => {
+                let done = wanted(&line);
+                seen.push(line);
+                if done {
+                    return seen;
+                }
+            }
+            Err(_) => panic!("no wanted line within {within:?}; read: {seen:#?}"),
+        }
     }
 }
 
@@ -104,4 +144,41 @@ async fn wait_exits_0_once_the_agent_is_running_and_1_naming_it_on_timeout() {
     let bad = fleet.run(&["wait", "w1", "--for", "phase=Runing"]);
     assert_eq!(bad.code, 2);
     assert!(bad.stderr.contains("--for"), "{}", bad.stderr);
+}
+
+#[tokio::test]
+async fn get_watch_prints_a_line_when_the_phase_changes() {
+    let fleet = Fleet::new(PREFIX);
+    fleet.apply_agent("watched");
+    let store = fleet.store().await;
+    let mut child = fleet
+        .command(&["get", "--watch"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn get --watch");
+    let lines = lines_of(&mut child);
+    let table = read_until(&lines, Duration::from_secs(10), |l| {
+        l.starts_with("watched")
+    });
+    assert!(table[0].starts_with("AGENT ID"), "{table:?}");
+    assert!(table[1].contains("Pending"), "{table:?}");
+
+    store
+        .put_status("watched", &status(Phase::Running, true), None)
+        .await
+        .unwrap();
+    let changed = read_until(&lines, Duration::from_secs(10), |l| {
+        l.contains("phase Pending -> Running")
+    });
+    let line = changed.last().unwrap();
+    assert!(line.starts_with("watched"), "{line}");
+    assert!(line.contains("ready - -> True"), "{line}");
+
+    fleet.apply_agent("another");
+    read_until(&lines, Duration::from_secs(10), |l| {
+        l.starts_with("another") && l.ends_with("added")
+    });
+    let status = terminate(&mut child, Duration::from_secs(5));
+    assert!(status.success(), "{status:?}");
 }

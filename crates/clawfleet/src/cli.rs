@@ -221,6 +221,10 @@ pub enum Command {
         /// Output format.
         #[arg(short = 'o', long = "output", value_enum, default_value_t = OutputFormat::Table)]
         output: OutputFormat,
+        /// Print the table, then a line per change (reading the store every second) until
+        /// Ctrl-C or SIGTERM.
+        #[arg(short = 'w', long, conflicts_with = "output")]
+        watch: bool,
     },
     /// Show an Agent's spec, bookkeeping and status in detail.
     Describe { agent_id: String },

@@ -81,7 +81,14 @@ pub async fn run(cli: Cli) -> Result<Exit, Failure> {
         Command::Get {
             agent_id,
             client_id,
+            output: _,
+            watch: true,
+        } => get::watch(&store, agent_id.as_deref(), client_id.as_deref()).await,
+        Command::Get {
+            agent_id,
+            client_id,
             output,
+            watch: false,
         } => get::get(&store, agent_id.as_deref(), client_id.as_deref(), output).await,
         Command::Describe { agent_id } => get::describe(&store, &agent_id).await,
         Command::Wait {
