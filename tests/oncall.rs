@@ -1,4 +1,4 @@
-//! The on-call commands end to end against moto: `wait` and `get --watch`. Statuses are
+//! The on-call commands end to end against moto: `wait`, `get --watch` and `logs`. Statuses are
 //! written with the store, as the controller would, so each test controls what the agent says.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
@@ -9,6 +9,7 @@ use std::process::{Child, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use aws_sdk_ecs::types::{ContainerDefinition, LogConfiguration, LogDriver};
 use spec::{AgentStatus, Condition, ConditionKind, ConditionStatus, Phase};
 use support::{Fleet, terminate};
 
@@ -179,6 +180,155 @@ async fn get_watch_prints_a_line_when_the_phase_changes() {
     read_until(&lines, Duration::from_secs(10), |l| {
         l.starts_with("another") && l.ends_with("added")
     });
+    let status = terminate(&mut child, Duration::from_secs(5));
+    assert!(status.success(), "{status:?}");
+}
+
+/// A revision whose agent container logs with `awslogs` to `group`, registered on moto.
+async fn register_revision(family: &str, group: &str) -> String {
+    let ecs = aws_sdk_ecs::Client::new(&local_aws::sdk_config().await);
+    let container = ContainerDefinition::builder()
+        .name("agent")
+        .image("openclaw/openclaw:test")
+        .memory_reservation(512)
+        .log_configuration(
+            LogConfiguration::builder()
+                .log_driver(LogDriver::Awslogs)
+                .options("awslogs-group", group)
+                .options("awslogs-region", "us-east-1")
+                .options("awslogs-stream-prefix", "agent")
+                .build()
+                .unwrap(),
+        )
+        .build();
+    ecs.register_task_definition()
+        .family(family)
+        .container_definitions(container)
+        .cpu("512")
+        .memory("1024")
+        .send()
+        .await
+        .unwrap()
+        .task_definition
+        .and_then(|t| t.task_definition_arn)
+        .unwrap()
+}
+
+async fn put_lines(
+    logs: &aws_sdk_cloudwatchlogs::Client,
+    group: &str,
+    stream: &str,
+    lines: &[&str],
+) {
+    logs.create_log_stream()
+        .log_group_name(group)
+        .log_stream_name(stream)
+        .send()
+        .await
+        .unwrap();
+    let now = i64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis(),
+    )
+    .unwrap();
+    let mut request = logs
+        .put_log_events()
+        .log_group_name(group)
+        .log_stream_name(stream);
+    for (i, line) in lines.iter().enumerate() {
+        request = request.log_events(
+            aws_sdk_cloudwatchlogs::types::InputLogEvent::builder()
+                .timestamp(now + i64::try_from(i).unwrap())
+                .message(*line)
+                .build()
+                .unwrap(),
+        );
+    }
+    request.send().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn logs_prints_the_tasks_lines_and_follows_a_replacement_task() {
+    let fleet = Fleet::new(PREFIX);
+    fleet.apply_agent("talker");
+    let group = format!("/clawfleet/{}/agents", fleet.table);
+    let revision = register_revision(&fleet.table, &group).await;
+    let logs = aws_sdk_cloudwatchlogs::Client::new(&local_aws::sdk_config().await);
+    logs.create_log_group()
+        .log_group_name(&group)
+        .send()
+        .await
+        .unwrap();
+    let task = |id: &str| {
+        format!(
+            "arn:aws:ecs:us-east-1:123456789012:task/{}/{id}",
+            fleet.table
+        )
+    };
+    put_lines(
+        &logs,
+        &group,
+        "agent/agent/first0001",
+        &["booting", "listening on 8080"],
+    )
+    .await;
+    let store = fleet.store().await;
+    let running = |task_arn: String| AgentStatus {
+        cluster: Some(fleet.table.clone()),
+        task_arn: Some(task_arn),
+        task_definition_arn: Some(revision.clone()),
+        ..status(Phase::Running, true)
+    };
+    store
+        .put_status("talker", &running(task("first0001")), None)
+        .await
+        .unwrap();
+
+    assert_eq!(
+        fleet.ok(&["logs", "talker"]),
+        "booting\nlistening on 8080\n"
+    );
+    assert_eq!(
+        fleet.ok(&["logs", "talker", "--tail", "1"]),
+        "listening on 8080\n"
+    );
+    assert_eq!(
+        fleet.ok(&["logs", "talker", "--since", "10m"]),
+        "booting\nlistening on 8080\n"
+    );
+    let unknown = fleet.run(&["logs", "ghost"]);
+    assert_eq!(unknown.code, 1);
+    assert_eq!(unknown.stderr.trim(), "error: agent ghost: not found");
+
+    let mut child = fleet
+        .command(&["logs", "talker", "-f"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn logs -f");
+    let lines = lines_of(&mut child);
+    read_until(&lines, Duration::from_secs(10), |l| {
+        l == "listening on 8080"
+    });
+
+    // The controller replaces the task: the status names the new one, which logs to its stream.
+    put_lines(
+        &logs,
+        &group,
+        "agent/agent/second002",
+        &["booting again", "replacement ready"],
+    )
+    .await;
+    store
+        .put_status("talker", &running(task("second002")), None)
+        .await
+        .unwrap();
+    let read = read_until(&lines, Duration::from_secs(15), |l| {
+        l == "replacement ready"
+    });
+    assert!(read.contains(&"booting again".to_owned()), "{read:?}");
     let status = terminate(&mut child, Duration::from_secs(5));
     assert!(status.success(), "{status:?}");
 }

@@ -241,6 +241,24 @@ pub enum Command {
         #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
         timeout: std::time::Duration,
     },
+    /// Print the agent container's log lines from CloudWatch Logs (its task's `awslogs`
+    /// stream; the last task's when the agent is stopped).
+    Logs {
+        agent_id: String,
+        /// Keep printing new lines (read once a second), following the agent to a replacement
+        /// task, until Ctrl-C or SIGTERM.
+        #[arg(short = 'f', long)]
+        follow: bool,
+        /// Only lines newer than this, e.g. 10m or 2h.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        since: Option<std::time::Duration>,
+        /// Only the last N lines.
+        #[arg(long, value_name = "N")]
+        tail: Option<u32>,
+        /// The agent container's name in the template.
+        #[arg(long, env = "CLAWFLEET_CONTAINER_NAME", default_value = spec::render::DEFAULT_CONTAINER)]
+        container_name: String,
+    },
     /// Delete an Agent: the controller stops its task and removes its resources.
     Delete {
         agent_id: String,

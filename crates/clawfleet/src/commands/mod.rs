@@ -5,6 +5,7 @@ mod controller;
 mod delete;
 mod diff;
 mod get;
+mod logs;
 mod plan;
 mod reconcile;
 mod secrets;
@@ -91,6 +92,21 @@ pub async fn run(cli: Cli) -> Result<Exit, Failure> {
             watch: false,
         } => get::get(&store, agent_id.as_deref(), client_id.as_deref(), output).await,
         Command::Describe { agent_id } => get::describe(&store, &agent_id).await,
+        Command::Logs {
+            agent_id,
+            follow,
+            since,
+            tail,
+            container_name,
+        } => {
+            let options = logs::Options {
+                follow,
+                since,
+                tail,
+                container: container_name,
+            };
+            logs::run(&store, &config, &agent_id, &options).await
+        }
         Command::Wait {
             agent_ids,
             condition,
