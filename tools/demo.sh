@@ -2,8 +2,8 @@
 # The quickstart, end to end on a local AWS: start moto, create the development stack (VPC with
 # DNS hostnames, private subnets, security group, ECS cluster, EFS file system, template task
 # definition), create the table, start the controller and the HTTP API (with a token for the
-# tenant acme), apply examples/, wait until every example agent is Running, and print
-# `clawfleet get` and the addresses.
+# tenant acme), apply examples/, wait (`clawfleet wait`) until every example agent is Running,
+# and print `clawfleet get` and the addresses.
 #
 # In a terminal, everything keeps running until Ctrl-C, which stops all it started. Elsewhere
 # (CI, scripts) it stops once the agents are Running. CLAWFLEET_DEMO_KEEP=1 keeps it running.
@@ -50,16 +50,18 @@ echo "HTTP API started on http://$listen (access log: $api_log)"
 
 "$clawfleet" apply -f examples/
 
-expected=$(grep -h '^agent_id:' examples/*.yaml | wc -l)
+# `wait` reads each agent at most once a second (never the table's stream) and names the ones
+# that did not make it on timeout.
 echo "waiting for the example agents (globex-ops is desired stopped)..."
-for i in $(seq 1 120); do
-  table=$("$clawfleet" get)
-  settled=$(echo "$table" | awk 'NR>1 && ($4=="Running" || ($3=="stopped" && $4=="Stopped"))' | wc -l)
-  echo "  $(date +%T) $settled/$expected settled: $(echo "$table" | awk 'NR>1 {printf "%s=%s ", $1, $4}')"
-  if [ "$settled" -ge "$expected" ]; then break; fi
-  if [ "$i" = 120 ]; then echo "the agents did not settle in 60 s; controller log: $log" >&2; exit 1; fi
-  sleep 0.5
-done
+table=$("$clawfleet" get)
+running=$(echo "$table" | awk 'NR>1 && $3=="running" {print $1}')
+stopped=$(echo "$table" | awk 'NR>1 && $3=="stopped" {print $1}')
+# shellcheck disable=SC2086 # one argument per agent id
+if ! "$clawfleet" wait $running --for phase=Running --timeout 60s ||
+   { [ -n "$stopped" ] && ! "$clawfleet" wait $stopped --for phase=Stopped --timeout 60s; }; then
+  echo "controller log: $log" >&2
+  exit 1
+fi
 
 "$clawfleet" get
 echo

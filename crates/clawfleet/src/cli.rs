@@ -229,9 +229,44 @@ pub enum Command {
         /// Output format.
         #[arg(short = 'o', long = "output", value_enum, default_value_t = OutputFormat::Table)]
         output: OutputFormat,
+        /// Print the table, then a line per change (reading the store every second) until
+        /// Ctrl-C or SIGTERM.
+        #[arg(short = 'w', long, conflicts_with = "output")]
+        watch: bool,
     },
     /// Show an Agent's spec, bookkeeping and status in detail.
     Describe { agent_id: String },
+    /// Wait until every agent meets a condition, reading the store at most once a second.
+    /// Exit code 0 when all do, 1 on timeout (naming the agents that did not), 2 on error.
+    Wait {
+        #[arg(required = true, value_name = "AGENT_ID")]
+        agent_ids: Vec<String>,
+        /// `phase=<Phase>` (Pending, Provisioning, Running, Stopping, Stopped, Failed,
+        /// Deleting) or `condition=<Kind>` (SpecValid, SecretsReady, Synced, Ready) being True.
+        #[arg(long = "for", value_name = "phase=PHASE|condition=KIND", value_parser = crate::commands::wait::Condition::parse)]
+        condition: crate::commands::wait::Condition,
+        /// How long to wait, e.g. 90s or 5m.
+        #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
+        timeout: std::time::Duration,
+    },
+    /// Print the agent container's log lines from CloudWatch Logs (its task's `awslogs`
+    /// stream; the last task's when the agent is stopped).
+    Logs {
+        agent_id: String,
+        /// Keep printing new lines (read once a second), following the agent to a replacement
+        /// task, until Ctrl-C or SIGTERM.
+        #[arg(short = 'f', long)]
+        follow: bool,
+        /// Only lines newer than this, e.g. 10m or 2h.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        since: Option<std::time::Duration>,
+        /// Only the last N lines.
+        #[arg(long, value_name = "N")]
+        tail: Option<u32>,
+        /// The agent container's name in the template.
+        #[arg(long, env = "CLAWFLEET_CONTAINER_NAME", default_value = spec::render::DEFAULT_CONTAINER)]
+        container_name: String,
+    },
     /// Delete an Agent: the controller stops its task and removes its resources.
     Delete {
         agent_id: String,

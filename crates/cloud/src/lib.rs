@@ -1,7 +1,8 @@
 //! The AWS adapters: one module per service, each function named after the AWS operation it
-//! calls (reads and writes), filling the planner's observed types ([`plan::observed`]). Every
-//! call passes one [`Gate`] (rate limits in [`ratelimit`], error classes in [`ErrorClass`]) and is
-//! counted by [`Calls`] (exported by [`metrics`]); listings follow every page ([`pages`]).
+//! calls (reads and writes; CloudWatch Logs only reads, for `clawfleet logs`), filling the
+//! planner's observed types ([`plan::observed`]). Every call passes one [`Gate`] (rate limits
+//! in [`ratelimit`], error classes in [`ErrorClass`]) and is counted by [`Calls`] (exported by
+//! [`metrics`]); listings follow every page ([`pages`]).
 
 pub mod calls;
 mod ecs;
@@ -9,6 +10,7 @@ mod efs;
 mod error;
 pub mod gate;
 mod iam;
+pub mod logs;
 pub mod metrics;
 mod observe;
 mod pages;
@@ -22,6 +24,7 @@ pub use efs::Efs;
 pub use error::{AwsError, ErrorClass, Failure, classify};
 pub use gate::{Gate, SharedGate};
 pub use iam::Iam;
+pub use logs::Logs;
 pub use observe::{Aws, ObserveError};
 pub use pages::all_pages;
 pub use ratelimit::Limits;

@@ -1,5 +1,7 @@
 //! `clawfleet get` and `clawfleet describe`.
 
+use std::collections::BTreeMap;
+
 use spec::AgentDocument;
 use store::{Agent, Store};
 
@@ -13,16 +15,197 @@ pub async fn get(
     client_id: Option<&str>,
     format: OutputFormat,
 ) -> Result<Exit, Failure> {
-    let agents = match (agent_id, client_id) {
-        (Some(id), _) => match store.get(id).await? {
-            Some(agent) => vec![agent],
-            None => return Err(Failure::Invalid(format!("agent {id}: not found"))),
-        },
-        (None, Some(client)) => store.list_by_client(client).await?,
-        (None, None) => store.list().await?,
+    let Some(agents) = select(store, agent_id, client_id).await? else {
+        return Err(not_found(agent_id));
     };
     print!("{}", render(&agents, format)?);
     Ok(Exit::Success)
+}
+
+/// The agents `get` shows: one (`None` when it does not exist), a tenant's, or all.
+async fn select(
+    store: &Store,
+    agent_id: Option<&str>,
+    client_id: Option<&str>,
+) -> Result<Option<Vec<Agent>>, Failure> {
+    Ok(match (agent_id, client_id) {
+        (Some(id), _) => store.get(id).await?.map(|agent| vec![agent]),
+        (None, Some(client)) => Some(store.list_by_client(client).await?),
+        (None, None) => Some(store.list().await?),
+    })
+}
+
+fn not_found(agent_id: Option<&str>) -> Failure {
+    Failure::Invalid(format!("agent {}: not found", agent_id.unwrap_or("-")))
+}
+
+/// `get --watch`: the table once, then one line per change, read from the store every
+/// second until SIGTERM or Ctrl-C. It polls and never reads the table's stream: DynamoDB
+/// throttles more than two readers per shard, and the stream is the controller's.
+///
+/// # Errors
+/// The first read failing, or the one agent asked for not existing then. Later failed reads
+/// are reported on stderr and retried a second later: a watch outlives a blip.
+pub async fn watch(
+    store: &Store,
+    agent_id: Option<&str>,
+    client_id: Option<&str>,
+) -> Result<Exit, Failure> {
+    let Some(agents) = select(store, agent_id, client_id).await? else {
+        return Err(not_found(agent_id));
+    };
+    let mut seen: BTreeMap<String, WatchRow> = agents
+        .iter()
+        .map(|a| (a.agent_id.clone(), WatchRow::of(a)))
+        .collect();
+    let rows: Vec<Vec<String>> = agents.iter().map(|a| WatchRow::of(a).cells(a)).collect();
+    let header = ["AGENT ID", "DESIRED", "PHASE", "READY", "AGE", "CHANGE"];
+    print!("{}", output::table(&header, &rows));
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut tick = tokio::time::interval(super::wait::POLL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    let shutdown = super::shutdown_signal();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            () = &mut shutdown => return Ok(Exit::Success),
+            _ = tick.tick() => {}
+        }
+        let agents = match select(store, agent_id, client_id).await {
+            Ok(agents) => agents.unwrap_or_default(),
+            Err(e) => {
+                eprintln!("warning: {e} (retrying)");
+                continue;
+            }
+        };
+        let mut now: BTreeMap<String, WatchRow> = BTreeMap::new();
+        for agent in &agents {
+            let row = WatchRow::of(agent);
+            let change = match seen.get(&agent.agent_id) {
+                None => Some("added".to_owned()),
+                Some(before) => before.change_to(&row),
+            };
+            if let Some(change) = change {
+                let mut cells = row.cells(agent);
+                cells.push(change);
+                println!("{}", line(&cells, &widths));
+            }
+            now.insert(agent.agent_id.clone(), row);
+        }
+        for (id, before) in &seen {
+            if !now.contains_key(id) {
+                let cells = vec![
+                    id.clone(),
+                    before.desired.clone(),
+                    before.phase.clone(),
+                    before.ready.clone(),
+                    "-".into(),
+                    "removed".into(),
+                ];
+                println!("{}", line(&cells, &widths));
+            }
+        }
+        seen = now;
+    }
+}
+
+/// What a watch line shows of an agent, and compares to tell a change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct WatchRow {
+    desired: String,
+    phase: String,
+    ready: String,
+    task_arn: Option<String>,
+    restarts: u32,
+    message: Option<String>,
+}
+
+impl WatchRow {
+    fn of(agent: &Agent) -> Self {
+        let doc = agent.spec.as_ref().and_then(|s| s.document.as_ref());
+        let status = agent.status.as_ref();
+        Self {
+            desired: doc
+                .map(|d| d.desired_state.clone().unwrap_or_else(|| "running".into()))
+                .unwrap_or_else(|| "-".into()),
+            phase: output::phase(agent),
+            ready: status
+                .and_then(|s| s.condition(spec::ConditionKind::Ready))
+                .map(|c| format!("{:?}", c.status))
+                .unwrap_or_else(|| "-".into()),
+            task_arn: status.and_then(|s| s.task_arn.clone()),
+            restarts: status.map_or(0, |s| s.restarts),
+            message: status.and_then(|s| s.message.clone()),
+        }
+    }
+
+    fn cells(&self, agent: &Agent) -> Vec<String> {
+        vec![
+            agent.agent_id.clone(),
+            self.desired.clone(),
+            self.phase.clone(),
+            self.ready.clone(),
+            output::age(
+                agent
+                    .spec
+                    .as_ref()
+                    .and_then(|s| s.meta.created_at.as_deref()),
+            ),
+        ]
+    }
+
+    /// What changed from `self` to `now`, in words; `None` when nothing a watcher cares about.
+    fn change_to(&self, now: &Self) -> Option<String> {
+        let mut changes = Vec::new();
+        let mut from_to = |what: &str, a: &str, b: &str| {
+            if a != b {
+                changes.push(format!("{what} {a} -> {b}"));
+            }
+        };
+        from_to("desired", &self.desired, &now.desired);
+        from_to("phase", &self.phase, &now.phase);
+        from_to("ready", &self.ready, &now.ready);
+        if self.restarts != now.restarts {
+            changes.push(format!("restarts {} -> {}", self.restarts, now.restarts));
+        }
+        match (&self.task_arn, &now.task_arn) {
+            (Some(a), Some(b)) if a != b => changes.push(format!("task replaced: {}", task_id(b))),
+            (None, Some(b)) => changes.push(format!("task {}", task_id(b))),
+            (Some(_), None) => changes.push("no task".into()),
+            _ => {}
+        }
+        if self.message != now.message
+            && let Some(message) = &now.message
+        {
+            changes.push(format!("message: {message}"));
+        }
+        (!changes.is_empty()).then(|| changes.join(", "))
+    }
+}
+
+/// The task id at the end of a task ARN.
+fn task_id(arn: &str) -> &str {
+    arn.rsplit('/').next().unwrap_or(arn)
+}
+
+/// One row in the columns of the first table; a longer cell pushes the rest right.
+fn line(cells: &[String], widths: &[usize]) -> String {
+    let mut text = String::new();
+    for (i, cell) in cells.iter().enumerate() {
+        if i + 1 == cells.len() {
+            text.push_str(cell);
+        } else {
+            let w = widths.get(i).copied().unwrap_or(0);
+            text.push_str(&format!("{cell:<w$}   "));
+        }
+    }
+    text.trim_end().to_owned()
 }
 
 fn render(agents: &[Agent], format: OutputFormat) -> Result<String, Failure> {

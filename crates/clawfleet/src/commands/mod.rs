@@ -5,12 +5,14 @@ mod controller;
 mod delete;
 mod diff;
 mod get;
+mod logs;
 mod plan;
 mod probe;
 mod reconcile;
 mod secrets;
 mod serve;
 mod sync;
+pub(crate) mod wait;
 
 use aws_config::BehaviorVersion;
 use store::Store;
@@ -86,9 +88,36 @@ pub async fn run(cli: Cli) -> Result<Exit, Failure> {
         Command::Get {
             agent_id,
             client_id,
+            output: _,
+            watch: true,
+        } => get::watch(&store, agent_id.as_deref(), client_id.as_deref()).await,
+        Command::Get {
+            agent_id,
+            client_id,
             output,
+            watch: false,
         } => get::get(&store, agent_id.as_deref(), client_id.as_deref(), output).await,
         Command::Describe { agent_id } => get::describe(&store, &agent_id).await,
+        Command::Logs {
+            agent_id,
+            follow,
+            since,
+            tail,
+            container_name,
+        } => {
+            let options = logs::Options {
+                follow,
+                since,
+                tail,
+                container: container_name,
+            };
+            logs::run(&store, &config, &agent_id, &options).await
+        }
+        Command::Wait {
+            agent_ids,
+            condition,
+            timeout,
+        } => wait::run(&store, &agent_ids, condition, timeout).await,
         Command::Delete { agent_id, purge } => delete::delete(&store, &agent_id, purge).await,
         Command::Restart { agent_id } => delete::restart(&store, &agent_id).await,
         Command::Reconcile {
