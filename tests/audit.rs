@@ -193,3 +193,33 @@ fn aws_failures_exit_2_naming_the_operation() {
     );
     assert_eq!(run.stderr.lines().count(), 1, "{}", run.stderr);
 }
+
+#[tokio::test]
+async fn an_attached_policy_reading_every_secret_on_the_execution_role_is_found() {
+    let (fleet, _) = converged("audit-exec");
+    let role_arn = var(&fleet, "CLAWFLEET_EXECUTION_ROLE_ARN");
+    let role = role_arn.rsplit('/').next().unwrap().to_owned();
+    let iam = aws_sdk_iam::Client::new(&local_aws::sdk_config().await);
+    let policy = iam
+        .create_policy()
+        .policy_name(local_aws::unique("every-secret"))
+        .policy_document(
+            r#"{"Version":"2012-10-17","Statement":[{"Sid":"AllSecrets","Effect":"Allow","Action":"secretsmanager:GetSecretValue","Resource":"*"}]}"#,
+        )
+        .send()
+        .await
+        .unwrap();
+    let policy_arn = policy.policy().unwrap().arn().unwrap().to_owned();
+    iam.attach_role_policy()
+        .role_name(&role)
+        .policy_arn(&policy_arn)
+        .send()
+        .await
+        .unwrap();
+    assert_found(
+        &audit(&fleet),
+        &format!(
+            "execution-role {role}: secrets: attached policy {policy_arn} statement AllSecrets allows Secrets Manager on *"
+        ),
+    );
+}
