@@ -223,3 +223,19 @@ async fn an_attached_policy_reading_every_secret_on_the_execution_role_is_found(
         ),
     );
 }
+
+#[test]
+fn a_configured_security_group_that_does_not_exist_is_found_not_an_error() {
+    let (fleet, _) = converged("audit-nosg");
+    let real = var(&fleet, "CLAWFLEET_SECURITY_GROUPS");
+    let fleet = fleet.env(
+        "CLAWFLEET_SECURITY_GROUPS",
+        format!("{real},sg-0000000000000dead"),
+    );
+    let run = audit(&fleet);
+    assert_found(
+        &run,
+        "security-group sg-0000000000000dead: ingress: not found",
+    );
+    assert_eq!(run.stdout.lines().count(), 1, "{}", run.stdout);
+}

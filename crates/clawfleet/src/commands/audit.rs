@@ -4,10 +4,11 @@
 //! AWS calls, for N agents (in the table or with a role under the installation's path) with one
 //! role each, M mount targets and the execution role's P policies: 1 DescribeTaskDefinition
 //! (template) + 1 DescribeFileSystems + 1 DescribeFileSystemPolicy + 1 DescribeMountTargets +
-//! M DescribeMountTargetSecurityGroups + 1 EC2 DescribeSecurityGroups + (2 + P) IAM reads of the
-//! execution role + ⌈A/100⌉ DescribeAccessPoints + ⌈N/1000⌉ ListRoles + per agent 1
-//! DescribeTaskDefinition and 4 IAM reads (GetRole, ListRolePolicies, GetRolePolicy,
-//! ListAttachedRolePolicies), plus the table's Scan.
+//! M DescribeMountTargetSecurityGroups + 1 EC2 DescribeSecurityGroups + the execution role's
+//! GetRole, ListRolePolicies, ListAttachedRolePolicies, one GetRolePolicy per inline policy and
+//! GetPolicy + GetPolicyVersion per attached one + DescribeAccessPoints (all pages) + ⌈N/1000⌉
+//! ListRoles + per agent 1 DescribeTaskDefinition and 4 IAM reads (GetRole, ListRolePolicies,
+//! GetRolePolicy, ListAttachedRolePolicies), plus the table's Scan: about 5N + 10, one at a time.
 
 use std::collections::BTreeSet;
 
