@@ -32,7 +32,7 @@ fn free_addr() -> SocketAddr {
 
 #[test]
 fn the_controller_serves_health_logs_agent_ids_and_stops_cleanly_on_sigterm() {
-    let fleet = stack_fleet("proc");
+    let fleet = Fleet::on_dev_stack("proc");
     let agent = local_aws::unique("agent");
     let run = fleet.run_with_stdin(
         &["apply", "-f", "-"],
@@ -156,18 +156,9 @@ fn spawn_controller(fleet: &Fleet, replica: &str) -> (std::process::Child, Socke
     (child, addr)
 }
 
-fn stack_fleet(prefix: &str) -> Fleet {
-    let name = local_aws::unique(prefix);
-    let mut fleet = Fleet::new(prefix).env("CLAWFLEET_SECRET_PREFIX", format!("/{name}/agents/"));
-    for (k, v) in local_aws::dev_stack(&name) {
-        fleet = fleet.env(k, v);
-    }
-    fleet
-}
-
 #[test]
 fn a_controller_killed_mid_convergence_and_restarted_converges_without_duplicates() {
-    let fleet = stack_fleet("kill");
+    let fleet = Fleet::on_dev_stack("kill");
     let ids: Vec<String> = (0..20)
         .map(|i| format!("{}-{i:02}", local_aws::unique("k")))
         .collect();

@@ -121,6 +121,32 @@ impl Fleet {
         run.stdout
     }
 
+    /// A fresh bootstrapped table on a development stack of its own (tools/moto/dev_stack.py),
+    /// with the secret prefix scoped to it, so the controller's commands run as in the demo.
+    pub fn on_dev_stack(prefix: &str) -> Self {
+        let name = local_aws::unique(prefix);
+        let mut fleet =
+            Self::new(prefix).env("CLAWFLEET_SECRET_PREFIX", format!("/{name}/agents/"));
+        for (k, v) in local_aws::dev_stack(&name) {
+            fleet = fleet.env(k, v);
+        }
+        fleet
+    }
+
+    /// The value of an extra variable (one set with [`Fleet::env`]).
+    pub fn var(&self, key: &str) -> Option<String> {
+        self.env
+            .iter()
+            .rev()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.to_string_lossy().into_owned())
+    }
+
+    /// The local AWS endpoint the binary talks to.
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
     /// A DynamoDB client for the local AWS, to read or write the table behind the binary's back.
     pub async fn dynamodb(&self) -> aws_sdk_dynamodb::Client {
         aws_sdk_dynamodb::Client::new(&local_aws::sdk_config().await)

@@ -10,6 +10,9 @@ Usage: python3 launcher.py PORT
   that follows it, so two conditional writes racing on one item could both succeed. DynamoDB
   never lets that happen, and the API's optimistic concurrency is tested on it, so DynamoDB
   requests are served one at a time.
+- EFS: moto 5.2.1 has no DeleteFileSystemPolicy; `clawfleet audit`'s test removes the policy
+  the way an operator would, so the launcher adds the operation (the backend already keeps
+  the policy as one attribute that DescribeFileSystemPolicy reads).
 - The server exits when the process that started it goes away, so a test binary that starts its
   own server never leaks one.
 """
@@ -57,6 +60,24 @@ def atomic_dynamodb_requests():
     DynamoHandler.call_action = call_action
 
 
+def add_efs_delete_file_system_policy():
+    from moto.efs.exceptions import FileSystemNotFound
+    from moto.efs.models import EFSBackend
+    from moto.efs.responses import EFSResponse
+
+    def backend_delete(self, file_system_id):
+        if file_system_id not in self.file_systems_by_id:
+            raise FileSystemNotFound(file_system_id)
+        self.file_systems_by_id[file_system_id].file_system_policy = None
+
+    def delete_file_system_policy(self):
+        self.efs_backend.delete_file_system_policy(self._get_param("FileSystemId"))
+        return "{}", {"Content-Type": "application/json"}
+
+    EFSBackend.delete_file_system_policy = backend_delete
+    EFSResponse.delete_file_system_policy = delete_file_system_policy
+
+
 def exit_with_parent():
     parent = os.getppid()
 
@@ -76,6 +97,7 @@ def main():
     patch_ecs_container_types()
     manual_task_transitions()
     atomic_dynamodb_requests()
+    add_efs_delete_file_system_policy()
     if os.environ.get("CLAWFLEET_MOTO_DETACHED") != "1":
         exit_with_parent()
     from moto.server import main as moto_main

@@ -414,6 +414,14 @@ pub enum Command {
         #[command(flatten)]
         controller: ControllerArgs,
     },
+    /// Check, read-only, that the live configuration isolates every agent: the file-system
+    /// policy, the agents' security groups, the execution role, every agent's task role,
+    /// revision and access point. One line per finding, naming the resource and the rule.
+    /// Exit code 0 when clean, 1 with findings, 2 on error.
+    Audit {
+        #[command(flatten)]
+        controller: ControllerArgs,
+    },
     /// Make the table match a directory of manifests, for the Agents this source manages.
     Sync {
         #[command(flatten)]

@@ -1,5 +1,6 @@
-//! EFS: DescribeAccessPoints, CreateAccessPoint, DeleteAccessPoint and tagging; each function
-//! names the operation it calls.
+//! EFS: DescribeAccessPoints, CreateAccessPoint, DeleteAccessPoint and tagging; for the audit,
+//! DescribeFileSystems, DescribeFileSystemPolicy, DescribeMountTargets and
+//! DescribeMountTargetSecurityGroups. Each function names the operation it calls.
 
 use aws_sdk_efs::Client;
 
@@ -79,6 +80,95 @@ impl Efs {
                 }
             }
         }
+    }
+}
+
+/// Reads for `clawfleet audit`.
+impl Efs {
+    /// DescribeFileSystems of the configured file system: its ARN, `None` when it does not
+    /// exist.
+    ///
+    /// # Errors
+    /// Any other failure.
+    pub async fn describe_file_system_arn(&self) -> Result<Option<String>, AwsError> {
+        match self
+            .client
+            .describe_file_systems()
+            .file_system_id(&self.file_system_id)
+            .send()
+            .through(&*self.gate, "EFS", "DescribeFileSystems")
+            .await
+        {
+            Ok(out) => Ok(out
+                .file_systems()
+                .first()
+                .and_then(|fs| fs.file_system_arn())
+                .map(str::to_owned)),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// DescribeFileSystemPolicy: the policy (JSON), `None` when the file system has none
+    /// (PolicyNotFound), which leaves it open to every client that reaches a mount target.
+    ///
+    /// # Errors
+    /// Any other failure.
+    pub async fn describe_file_system_policy(&self) -> Result<Option<String>, AwsError> {
+        match self
+            .client
+            .describe_file_system_policy()
+            .file_system_id(&self.file_system_id)
+            .send()
+            .through(&*self.gate, "EFS", "DescribeFileSystemPolicy")
+            .await
+        {
+            Ok(out) => Ok(out.policy),
+            Err(e) if e.has_code("PolicyNotFound") => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// DescribeMountTargets of the file system, all pages: their ids.
+    ///
+    /// # Errors
+    /// A failed page.
+    pub async fn describe_mount_targets(&self) -> Result<Vec<String>, AwsError> {
+        all_pages(|marker| async move {
+            let out = self
+                .client
+                .describe_mount_targets()
+                .file_system_id(&self.file_system_id)
+                .set_marker(marker)
+                .send()
+                .through(&*self.gate, "EFS", "DescribeMountTargets")
+                .await?;
+            let page = out
+                .mount_targets()
+                .iter()
+                .map(|t| t.mount_target_id().to_owned())
+                .collect();
+            Ok((page, out.next_marker))
+        })
+        .await
+    }
+
+    /// DescribeMountTargetSecurityGroups of one mount target.
+    ///
+    /// # Errors
+    /// The call's failure.
+    pub async fn describe_mount_target_security_groups(
+        &self,
+        mount_target_id: &str,
+    ) -> Result<Vec<String>, AwsError> {
+        let out = self
+            .client
+            .describe_mount_target_security_groups()
+            .mount_target_id(mount_target_id)
+            .send()
+            .through(&*self.gate, "EFS", "DescribeMountTargetSecurityGroups")
+            .await?;
+        Ok(out.security_groups)
     }
 }
 

@@ -1,10 +1,13 @@
 //! IAM: the agents' task roles. GetRole, GetRolePolicy, ListRoles (by the installation's path),
 //! CreateRole, PutRolePolicy, PutRolePermissionsBoundary, TagRole, UntagRole,
-//! DeleteRolePolicy and DeleteRole; each function names the operation it calls.
+//! DeleteRolePolicy and DeleteRole; for the audit, everything that grants a role permissions
+//! (ListRolePolicies, ListAttachedRolePolicies, GetPolicy, GetPolicyVersion). Each function
+//! names the operation it calls.
 
 use std::collections::BTreeMap;
 
 use aws_sdk_iam::Client;
+use plan::audit::{NamedPolicy, RolePolicies};
 use plan::observed::{Role, RoleDetails};
 use spec::render;
 
@@ -281,5 +284,149 @@ impl Iam {
             Err(e) if is_missing(&e) => Ok(()),
             Err(e) => Err(e),
         }
+    }
+}
+
+/// Reads for `clawfleet audit`.
+impl Iam {
+    /// Everything that grants role `name` permissions: GetRole (trust policy, boundary),
+    /// ListRolePolicies and GetRolePolicy of each inline policy, ListAttachedRolePolicies and
+    /// GetPolicy + GetPolicyVersion of each attached one. `None` when the role does not exist.
+    ///
+    /// # Errors
+    /// The first failed call but a missing role.
+    pub async fn role_policies(&self, name: &str) -> Result<Option<RolePolicies>, AwsError> {
+        let out = match self
+            .client
+            .get_role()
+            .role_name(name)
+            .send()
+            .through(&*self.gate, "IAM", "GetRole")
+            .await
+        {
+            Ok(out) => out,
+            Err(e) if is_missing(&e) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let Some(role) = out.role() else {
+            return Ok(None);
+        };
+        let mut inline = Vec::new();
+        for policy in self.list_role_policies(name).await? {
+            let document = self.get_role_policy(name, &policy).await?;
+            inline.push(NamedPolicy {
+                name: policy,
+                document,
+            });
+        }
+        let mut attached = Vec::new();
+        for arn in self.list_attached_role_policies(name).await? {
+            let document = self.get_policy_version(&arn).await?;
+            attached.push(NamedPolicy {
+                name: arn,
+                document,
+            });
+        }
+        Ok(Some(RolePolicies {
+            name: role.role_name().to_owned(),
+            arn: role.arn().to_owned(),
+            trust: role
+                .assume_role_policy_document()
+                .map(decode)
+                .unwrap_or_default(),
+            permissions_boundary: role
+                .permissions_boundary()
+                .and_then(|b| b.permissions_boundary_arn())
+                .map(str::to_owned),
+            inline,
+            attached,
+        }))
+    }
+
+    /// ListRolePolicies, all pages: the names of the role's inline policies.
+    async fn list_role_policies(&self, name: &str) -> Result<Vec<String>, AwsError> {
+        crate::all_pages(|marker| async move {
+            let out = self
+                .client
+                .list_role_policies()
+                .role_name(name)
+                .set_marker(marker)
+                .send()
+                .through(&*self.gate, "IAM", "ListRolePolicies")
+                .await?;
+            let next = if out.is_truncated() { out.marker } else { None };
+            Ok((out.policy_names, next))
+        })
+        .await
+    }
+
+    /// GetRolePolicy: one inline policy's document, URL-decoded. A policy deleted since it was
+    /// listed reads as an empty document, which grants nothing.
+    async fn get_role_policy(&self, name: &str, policy: &str) -> Result<String, AwsError> {
+        match self
+            .client
+            .get_role_policy()
+            .role_name(name)
+            .policy_name(policy)
+            .send()
+            .through(&*self.gate, "IAM", "GetRolePolicy")
+            .await
+        {
+            Ok(out) => Ok(decode(out.policy_document())),
+            Err(e) if is_missing(&e) => Ok(r#"{"Statement":[]}"#.to_owned()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// ListAttachedRolePolicies, all pages: the ARNs of the managed policies attached.
+    async fn list_attached_role_policies(&self, name: &str) -> Result<Vec<String>, AwsError> {
+        crate::all_pages(|marker| async move {
+            let out = self
+                .client
+                .list_attached_role_policies()
+                .role_name(name)
+                .set_marker(marker)
+                .send()
+                .through(&*self.gate, "IAM", "ListAttachedRolePolicies")
+                .await?;
+            let page = out
+                .attached_policies()
+                .iter()
+                .filter_map(|p| p.policy_arn().map(str::to_owned))
+                .collect();
+            let next = if out.is_truncated() { out.marker } else { None };
+            Ok((page, next))
+        })
+        .await
+    }
+
+    /// GetPolicy for its default version, then GetPolicyVersion: the managed policy's
+    /// document in force, URL-decoded.
+    async fn get_policy_version(&self, arn: &str) -> Result<String, AwsError> {
+        let policy = self
+            .client
+            .get_policy()
+            .policy_arn(arn)
+            .send()
+            .through(&*self.gate, "IAM", "GetPolicy")
+            .await?;
+        let version = policy
+            .policy()
+            .and_then(|p| p.default_version_id())
+            .unwrap_or("v1")
+            .to_owned();
+        let out = self
+            .client
+            .get_policy_version()
+            .policy_arn(arn)
+            .version_id(version)
+            .send()
+            .through(&*self.gate, "IAM", "GetPolicyVersion")
+            .await?;
+        Ok(out
+            .policy_version()
+            .and_then(|v| v.document())
+            .map(decode)
+            .unwrap_or_default())
     }
 }

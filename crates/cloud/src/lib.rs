@@ -1,10 +1,11 @@
 //! The AWS adapters: one module per service, each function named after the AWS operation it
-//! calls (reads and writes; CloudWatch Logs only reads, for `clawfleet logs`), filling the
-//! planner's observed types ([`plan::observed`]). Every call passes one [`Gate`] (rate limits
-//! in [`ratelimit`], error classes in [`ErrorClass`]) and is counted by [`Calls`] (exported by
-//! [`metrics`]); listings follow every page ([`pages`]).
+//! calls (reads and writes; CloudWatch Logs only reads, for `clawfleet logs`; EC2 only for the
+//! audit's one read), filling the planner's observed types ([`plan::observed`]). Every call
+//! passes one [`Gate`] (rate limits in [`ratelimit`], error classes in [`ErrorClass`]) and is
+//! counted by [`Calls`] (exported by [`metrics`]); listings follow every page ([`pages`]).
 
 pub mod calls;
+mod ec2;
 mod ecs;
 mod efs;
 mod error;
@@ -19,6 +20,7 @@ mod secrets;
 pub mod sqs;
 
 pub use calls::Calls;
+pub use ec2::{Ec2, Ec2Error};
 pub use ecs::{DESCRIBE_TASKS_BATCH, Ecs};
 pub use efs::Efs;
 pub use error::{AwsError, ErrorClass, Failure, classify};

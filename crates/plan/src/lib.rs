@@ -5,10 +5,12 @@
 //! - [`delta`]: the typed difference (ACK-style) that decides replacements and registrations.
 //! - [`plan()`]: `plan(desired, observed) -> Plan`, the ordered [`Action`]s and the [`Wait`].
 //! - [`gitops`]: what a sync of one source's manifests does for each Agent.
+//! - [`audit`]: the isolation audit's rules over what AWS shows (`clawfleet audit`).
 //! - [`action`]: the closed vocabulary the executor carries out, with everything it needs as
 //!   data, so it never reads back a message or a tag.
 
 pub mod action;
+pub mod audit;
 pub mod delta;
 #[cfg(any(test, feature = "fixtures"))]
 pub mod fixtures;

@@ -1,6 +1,7 @@
 //! One module per command; each returns the exit code or a one-line failure.
 
 mod apply;
+mod audit;
 mod controller;
 mod delete;
 mod diff;
@@ -220,6 +221,15 @@ pub async fn run(cli: Cli) -> Result<Exit, Failure> {
                 &controller.settings(&cli.table).map_err(Failure::Usage)?,
                 &controller.template_task_definition,
                 agent_id.as_deref(),
+            )
+            .await
+        }
+        Command::Audit { controller } => {
+            audit::run(
+                &store,
+                &config,
+                &controller.settings(&cli.table).map_err(Failure::Usage)?,
+                &controller.template_task_definition,
             )
             .await
         }
