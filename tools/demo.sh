@@ -28,8 +28,10 @@ metrics=${CLAWFLEET_METRICS_ADDR:-127.0.0.1:9090}
 log=$(mktemp /tmp/clawfleet-controller.XXXXXX.log)
 
 "$clawfleet" bootstrap
+# A resync every 5 minutes: a spec reaches the controller through the table's stream, and a
+# crash through the task-state events queue (CLAWFLEET_TASK_EVENTS_QUEUE, from the dev stack).
 RUST_LOG=${RUST_LOG:-info} "$clawfleet" --log-format json controller \
-  --resync-interval 5s --metrics-addr "$metrics" >"$log" 2>&1 &
+  --resync-interval 5m --metrics-addr "$metrics" >"$log" 2>&1 &
 pids+=("$!")
 echo "controller started (logs: $log)"
 
@@ -64,6 +66,21 @@ if ! "$clawfleet" wait $running --for phase=Running --timeout 60s ||
 fi
 
 "$clawfleet" get
+echo
+# A crash, and its relaunch within seconds, as `clawfleet get --watch` shows it.
+echo "an agent crashes (its task is stopped behind clawfleet's back); clawfleet get --watch:"
+watch_log=$(mktemp /tmp/clawfleet-watch.XXXXXX.log)
+"$clawfleet" get --watch >"$watch_log" 2>&1 &
+watch_pid=$!
+pids+=("$watch_pid")
+sleep 2
+python3 tools/moto/crash.py acme-support
+sleep 2
+kill "$watch_pid" 2>/dev/null || true
+sed 's/^/  /' "$watch_log"
+"$clawfleet" describe acme-support | sed -n '/Events:/,$p' | tail -6
+echo
+"$clawfleet" audit && echo "clawfleet audit: no isolation finding"
 echo
 echo "metrics: http://$metrics/metrics   health: http://$metrics/healthz   ready: http://$metrics/readyz"
 echo "HTTP API: http://$listen/v1/agents   OpenAPI: http://$listen/openapi.json   API metrics: http://$api_metrics/metrics"
