@@ -787,3 +787,56 @@ async fn another_installation_in_the_account_never_touches_this_ones_agents() {
     assert_eq!(after.role, before.role);
     assert_eq!(env.live_tasks(&id).await.len(), 1);
 }
+
+#[tokio::test]
+async fn the_role_of_an_agent_deleted_in_the_console_is_collected_with_its_resources() {
+    let env = env_with(true).await;
+    let id = local_aws::unique("orphan");
+    let mut spec = agent(&id);
+    spec.secret_keys.clear();
+    env.store.apply(&spec, "cli").await.unwrap();
+    assert_eq!(env.converge(&id).await, Outcome::Converged);
+    let name = render::role_name(&env.settings, &id);
+    assert!(env.iam.get_role().role_name(&name).send().await.is_ok());
+
+    // Both items deleted by hand: only the tags say whose the resources were.
+    let config = local_aws::sdk_config().await;
+    let dynamodb = aws_sdk_dynamodb::Client::new(&config);
+    for record in ["spec", "status"] {
+        dynamodb
+            .delete_item()
+            .table_name(env.store.table())
+            .key("agent_id", AttributeValue::S(id.clone()))
+            .key("record", AttributeValue::S(record.into()))
+            .send()
+            .await
+            .unwrap();
+    }
+    // The resync files the role by its name under the installation's path, as an orphan.
+    let fleet = env
+        .cloud
+        .aws
+        .observe_fleet(&env.template_name, &env.settings)
+        .await
+        .unwrap();
+    assert!(fleet.agent(&id).role.is_some(), "listed under the path");
+    for _ in 0..6 {
+        if env.reconcile(&id).await == Outcome::Converged
+            && env.iam.get_role().role_name(&name).send().await.is_err()
+        {
+            break;
+        }
+    }
+    assert!(
+        env.iam.get_role().role_name(&name).send().await.is_err(),
+        "the orphan's role is collected"
+    );
+    assert!(
+        env.cloud
+            .observe_agent(&id, None)
+            .await
+            .unwrap()
+            .access_points
+            .is_empty()
+    );
+}
