@@ -5,12 +5,12 @@
 mod support;
 
 use std::collections::BTreeSet;
-use std::io::{Read as _, Write as _};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+
+use std::net::SocketAddr;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use support::Fleet;
+use support::{Fleet, free_addr, http_get};
 
 const PREFIXES: [&str; 4] = [
     "controller_runtime_",
@@ -19,30 +19,11 @@ const PREFIXES: [&str; 4] = [
     "leader_election_",
 ];
 
-fn free_addr() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-}
-
-fn get(addr: SocketAddr, path: &str) -> Option<String> {
-    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_millis(300)).ok()?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).ok()?;
-    Some(response)
-}
-
 /// Waits until `addr` answers `path` with 200 and returns the body.
 fn scrape(addr: SocketAddr, path: &str) -> String {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        if let Some(response) = get(addr, path)
+        if let Some(response) = http_get(addr, path)
             && response.starts_with("HTTP/1.1 200")
         {
             return response;

@@ -489,13 +489,14 @@ fn store() -> FakeStore {
     FakeStore::default()
 }
 
-/// Reconciles as a controller that restarts between tries: no expectations survive.
-async fn reconcile_until_converged(
+/// Reconciles as a controller that restarts between tries (no expectations survive), until
+/// the agent converges or is deleted, or 12 tries; returns each try's outcome.
+async fn reconcile_rounds(
     fake: &FakeAws,
     store: &FakeStore,
     agent_id: &str,
+    settings: &spec::render::Settings,
 ) -> Vec<String> {
-    let settings = settings();
     let template = template();
     let mut outcomes = Vec::new();
     for _ in 0..12 {
@@ -503,7 +504,7 @@ async fn reconcile_until_converged(
         let reconciler = Reconciler {
             cloud: fake,
             store,
-            settings: &settings,
+            settings,
             template: &template,
             expectations: &expectations,
             recovery_days: 7,
@@ -523,7 +524,24 @@ async fn reconcile_until_converged(
             Err(e) => outcomes.push(format!("error: {e}")),
         }
     }
-    panic!("did not converge: {outcomes:?}")
+    outcomes
+}
+
+/// [`reconcile_rounds`] with the template's task role, which must end converged or deleted.
+async fn reconcile_until_converged(
+    fake: &FakeAws,
+    store: &FakeStore,
+    agent_id: &str,
+) -> Vec<String> {
+    let outcomes = reconcile_rounds(fake, store, agent_id, &settings()).await;
+    assert!(
+        matches!(
+            outcomes.last().map(String::as_str),
+            Some("converged" | "deleted")
+        ),
+        "did not converge: {outcomes:?}"
+    );
+    outcomes
 }
 
 fn assert_one_of_each(fake: &FakeAws, agent_id: &str) {
@@ -921,41 +939,13 @@ async fn a_store_that_refuses_is_a_terminal_store_error_looked_at_again_at_the_r
     assert!(store.status(&agent_id).is_some());
 }
 
-/// A reconciler over `fake` and `store` with per-agent task roles.
+/// [`reconcile_rounds`] with a task role per agent.
 async fn reconcile_per_agent_until_converged(
     fake: &FakeAws,
     store: &FakeStore,
     agent_id: &str,
 ) -> Vec<String> {
-    let settings = fixtures::per_agent_settings();
-    let template = template();
-    let mut outcomes = Vec::new();
-    for _ in 0..12 {
-        let expectations = Expectations::default();
-        let reconciler = Reconciler {
-            cloud: fake,
-            store,
-            settings: &settings,
-            template: &template,
-            expectations: &expectations,
-            recovery_days: 7,
-            rollout: None,
-            metrics: None,
-        };
-        match reconciler.reconcile(agent_id, None).await {
-            Ok(Outcome::Converged) => {
-                outcomes.push("converged".into());
-                return outcomes;
-            }
-            Ok(Outcome::Deleted) => {
-                outcomes.push("deleted".into());
-                return outcomes;
-            }
-            Ok(other) => outcomes.push(format!("{other:?}")),
-            Err(e) => outcomes.push(format!("error: {e}")),
-        }
-    }
-    outcomes
+    reconcile_rounds(fake, store, agent_id, &fixtures::per_agent_settings()).await
 }
 
 #[tokio::test]
