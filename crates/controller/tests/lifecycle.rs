@@ -840,3 +840,51 @@ async fn the_role_of_an_agent_deleted_in_the_console_is_collected_with_its_resou
             .is_empty()
     );
 }
+
+#[tokio::test]
+async fn calls_of_one_reconcile_with_a_task_role_per_agent() {
+    let env = env_with(true).await;
+    let id = local_aws::unique("agent");
+    let mut spec = agent(&id);
+    spec.secret_keys.clear();
+    env.store.apply(&spec, "cli").await.unwrap();
+    env.calls.reset();
+    assert_eq!(env.reconcile(&id).await, Outcome::Converged);
+    let new = env.calls.snapshot();
+    eprintln!("new agent: {new:?}");
+    let mutating: Vec<&str> = new
+        .keys()
+        .filter(|(_, op, _)| cloud::calls::is_mutating(op))
+        .map(|(_, op, _)| op.as_str())
+        .collect();
+    // Sorted by service: DynamoDB, ECS, EFS, IAM, Secrets Manager.
+    assert_eq!(
+        mutating,
+        [
+            "PutItem",
+            "RegisterTaskDefinition",
+            "RunTask",
+            "CreateAccessPoint",
+            "CreateRole",
+            "PutRolePolicy",
+            "CreateSecret"
+        ],
+        "{new:?}"
+    );
+    assert_eq!(
+        env.calls.mutating(),
+        8,
+        "one of each, two status writes: {new:?}"
+    );
+    env.calls.reset();
+    assert_eq!(env.reconcile(&id).await, Outcome::Converged);
+    let converged = env.calls.snapshot();
+    eprintln!("converged agent: {converged:?}");
+    assert_eq!(env.calls.mutating(), 0, "{converged:?}");
+    let iam_reads: u64 = converged
+        .iter()
+        .filter(|((service, _, _), _)| service == "IAM")
+        .map(|(_, n)| n)
+        .sum();
+    assert_eq!(iam_reads, 2, "GetRole and GetRolePolicy: {converged:?}");
+}
