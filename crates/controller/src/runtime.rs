@@ -11,7 +11,7 @@ use std::time::Duration;
 use cloud::Aws;
 use plan::observed::AgentResources;
 use spec::failure::ErrorClass;
-use spec::render::{Settings, TaskDefinition};
+use spec::render::{Settings, TaskDefinition, TaskRole};
 use store::Store;
 use tokio::time::Instant;
 use tracing::{Instrument, error, info, info_span, warn};
@@ -310,6 +310,10 @@ impl Controller {
         let iam_drift = {
             let this = Arc::clone(&self);
             async move {
+                // With the template's shared role there is no agent role to watch.
+                if !matches!(this.settings.task_role, TaskRole::PerAgent { .. }) {
+                    std::future::pending::<()>().await;
+                }
                 loop {
                     let agents = this
                         .known
