@@ -58,13 +58,9 @@ impl Iam {
         Self { gate, ..self }
     }
 
-    /// GetRole and GetRolePolicy of the agent's one inline policy; `None` when the role does
-    /// not exist.
-    ///
-    /// # Errors
-    /// Any failure but a missing role or policy.
-    pub async fn get_role(&self, name: &str) -> Result<Option<Role>, AwsError> {
-        let out = match self
+    /// GetRole; `None` when the role does not exist.
+    async fn role_of(&self, name: &str) -> Result<Option<aws_sdk_iam::types::Role>, AwsError> {
+        match self
             .client
             .get_role()
             .role_name(name)
@@ -72,11 +68,19 @@ impl Iam {
             .through(&*self.gate, "IAM", "GetRole")
             .await
         {
-            Ok(out) => out,
-            Err(e) if is_missing(&e) => return Ok(None),
-            Err(e) => return Err(e),
-        };
-        let Some(role) = out.role() else {
+            Ok(out) => Ok(out.role),
+            Err(e) if is_missing(&e) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// GetRole and GetRolePolicy of the agent's one inline policy; `None` when the role does
+    /// not exist.
+    ///
+    /// # Errors
+    /// Any failure but a missing role or policy.
+    pub async fn get_role(&self, name: &str) -> Result<Option<Role>, AwsError> {
+        let Some(role) = self.role_of(name).await? else {
             return Ok(None);
         };
         let policy = match self
@@ -296,19 +300,7 @@ impl Iam {
     /// # Errors
     /// The first failed call but a missing role.
     pub async fn role_policies(&self, name: &str) -> Result<Option<RolePolicies>, AwsError> {
-        let out = match self
-            .client
-            .get_role()
-            .role_name(name)
-            .send()
-            .through(&*self.gate, "IAM", "GetRole")
-            .await
-        {
-            Ok(out) => out,
-            Err(e) if is_missing(&e) => return Ok(None),
-            Err(e) => return Err(e),
-        };
-        let Some(role) = out.role() else {
+        let Some(role) = self.role_of(name).await? else {
             return Ok(None);
         };
         let mut inline = Vec::new();

@@ -26,11 +26,30 @@ fn run_plan_at(
     observed: &AgentResources,
     now: i64,
 ) -> Plan {
-    let settings = settings();
-    let template = template();
+    run_plan_with(
+        &settings(),
+        &template(),
+        spec,
+        deleting,
+        status,
+        observed,
+        now,
+    )
+}
+
+/// A plan of the fixture agent under the given installation settings and template.
+fn run_plan_with(
+    settings: &spec::render::Settings,
+    template: &spec::render::TaskDefinition,
+    spec: Option<Result<&AgentSpec, &str>>,
+    deleting: bool,
+    status: Option<&AgentStatus>,
+    observed: &AgentResources,
+    now: i64,
+) -> Plan {
     let ctx = Context {
-        settings: &settings,
-        template: &template,
+        settings,
+        template,
         now,
     };
     let desired = Desired {
@@ -923,19 +942,15 @@ fn stops_carry_a_typed_reason_the_executor_decides_on() {
 
 fn run_plan_per_agent(spec: &AgentSpec, observed: &AgentResources) -> Plan {
     let settings = per_agent_settings();
-    let template = template();
-    let ctx = Context {
-        settings: &settings,
-        template: &template,
-        now: NOW,
-    };
-    let desired = Desired {
-        agent_id: AGENT,
-        spec: Some(Ok(spec)),
-        deleting: false,
-        status: None,
-    };
-    plan(&desired, observed, &ctx)
+    run_plan_with(
+        &settings,
+        &template(),
+        Some(Ok(spec)),
+        false,
+        None,
+        observed,
+        NOW,
+    )
 }
 
 /// What AWS shows for a new agent whose access point and secret exist, with no role yet.
@@ -1127,20 +1142,16 @@ fn run_plan_health(
     observed: &AgentResources,
     now: i64,
 ) -> Plan {
-    let settings = settings();
     let template = health_checked_template();
-    let ctx = Context {
-        settings: &settings,
-        template: &template,
-        now,
-    };
-    let desired = Desired {
-        agent_id: AGENT,
-        spec: Some(Ok(spec)),
-        deleting: false,
+    run_plan_with(
+        &settings(),
+        &template,
+        Some(Ok(spec)),
+        false,
         status,
-    };
-    plan(&desired, observed, &ctx)
+        observed,
+        now,
+    )
 }
 
 /// `converged`, on a revision rendered from the health-checked template, reporting `health`.
