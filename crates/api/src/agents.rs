@@ -126,7 +126,7 @@ fn view(agent: Agent) -> Option<AgentView> {
 }
 
 /// A JSON response; with the agent's `ETag` when it shows one agent.
-fn respond<T: Serialize>(status: StatusCode, body: &T, etag: Option<&str>) -> Response {
+pub(crate) fn respond<T: Serialize>(status: StatusCode, body: &T, etag: Option<&str>) -> Response {
     let mut response = (status, axum_json(body)).into_response();
     let headers = response.headers_mut();
     headers.insert(
@@ -147,7 +147,11 @@ fn respond_agent(status: StatusCode, agent: AgentView) -> Response {
 }
 
 /// Both items of an agent the caller may see (Query).
-async fn visible(api: &Api, caller: &Caller, agent_id: &str) -> Result<AgentView, ApiError> {
+pub(crate) async fn visible(
+    api: &Api,
+    caller: &Caller,
+    agent_id: &str,
+) -> Result<AgentView, ApiError> {
     if !is_label(agent_id) {
         return Err(not_found(agent_id));
     }

@@ -11,6 +11,7 @@ pub mod body;
 pub mod idkey;
 pub mod intake;
 pub mod limit;
+pub mod logs;
 pub mod metrics;
 pub mod openapi;
 pub mod problem;
@@ -51,6 +52,8 @@ pub struct Config {
     pub tenant_rate: Option<limit::TenantRate>,
     /// Makes keyed agent ids and signs listing cursors.
     pub id_key: idkey::IdKey,
+    /// Where agents' log lines are read; `None` answers the logs route with a 503.
+    pub logs: Option<logs::LogReader>,
 }
 
 impl Default for Config {
@@ -61,6 +64,7 @@ impl Default for Config {
             tenant_rate: None,
             // Only for tests and tools: `serve` loads the key every replica shares.
             id_key: idkey::IdKey::random(),
+            logs: None,
         }
     }
 }
@@ -218,6 +222,11 @@ pub fn v1() -> Routes {
         .add(Method::GET, "/v1/agents/{agent_id}/status", status)
         .add(Method::PUT, "/v1/agents/{agent_id}/secrets", put_secrets)
         .add(Method::GET, "/v1/agents/{agent_id}/secrets", get_secrets)
+        .add(
+            Method::GET,
+            "/v1/agents/{agent_id}/logs",
+            crate::logs::get_logs,
+        )
         .build()
 }
 

@@ -164,6 +164,18 @@ const OPERATIONS: &[Operation] = &[
         query: &[],
         idempotent: false,
     },
+    Operation {
+        method: "get",
+        path: "/v1/agents/{agent_id}/logs",
+        id: "getAgentLogs",
+        summary: "The newest log lines of the agent's current task (CloudWatch Logs, read on demand: do not poll it)",
+        body: None,
+        ok: (200, "AgentLogs", false),
+        errors: &[400, 404],
+        if_match: false,
+        query: &["tail"],
+        idempotent: false,
+    },
 ];
 
 /// The (method, path) pairs the document describes, methods in upper case.
@@ -206,6 +218,11 @@ fn query_parameter(name: &str) -> Value {
             "name": "cursor", "in": "query", "required": false,
             "description": "next_cursor of the previous page of the same listing; opaque and signed, so an altered cursor or one from another listing is a 400",
             "schema": { "type": "string" }
+        }),
+        "tail" => json!({
+            "name": "tail", "in": "query", "required": false,
+            "description": "How many of the newest lines (default 100)",
+            "schema": { "type": "integer", "minimum": 1, "maximum": crate::logs::MAX_TAIL }
         }),
         _ => json!({
             "name": name, "in": "query", "required": false,
@@ -303,6 +320,7 @@ fn schemas() -> Map<String, Value> {
     let _ = output.subschema_for::<AgentList>();
     let _ = output.subschema_for::<AgentStatus>();
     let _ = output.subschema_for::<SecretKeys>();
+    let _ = output.subschema_for::<crate::logs::AgentLogs>();
     let _ = output.subschema_for::<Problem>();
     let mut schemas = output.take_definitions(true);
 

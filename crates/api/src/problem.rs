@@ -212,12 +212,18 @@ impl From<IntakeError> for ApiError {
             | IntakeError::Unreadable { .. }
             | IntakeError::Busy { .. } => Self::Conflict(e.to_string()),
             IntakeError::Store(e) => e.into(),
-            IntakeError::Aws(aws) => Self::Upstream {
-                status: upstream_status(aws.class),
-                call: format!("{} {}", aws.service, aws.operation),
-                code: aws.code.clone(),
-                log: aws.to_string(),
-            },
+            IntakeError::Aws(aws) => aws.into(),
+        }
+    }
+}
+
+impl From<cloud::AwsError> for ApiError {
+    fn from(aws: cloud::AwsError) -> Self {
+        Self::Upstream {
+            status: upstream_status(aws.class),
+            call: format!("{} {}", aws.service, aws.operation),
+            code: aws.code.clone(),
+            log: aws.to_string(),
         }
     }
 }

@@ -513,7 +513,7 @@ async fn each_error_is_a_problem_with_its_status_naming_the_field() {
 }
 
 /// The routes an agent id can be put in, with a body each may take.
-const AGENT_ROUTES: [(&str, &str, Option<&str>); 9] = [
+const AGENT_ROUTES: [(&str, &str, Option<&str>); 10] = [
     ("GET", "", None),
     ("PUT", "", Some(r#"{"plan": "large"}"#)),
     ("DELETE", "", None),
@@ -523,6 +523,7 @@ const AGENT_ROUTES: [(&str, &str, Option<&str>); 9] = [
     ("GET", "/status", None),
     ("GET", "/secrets", None),
     ("PUT", "/secrets", Some(r#"{"STOLEN": "x"}"#)),
+    ("GET", "/logs", None),
 ];
 
 #[tokio::test]

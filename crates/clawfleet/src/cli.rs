@@ -396,6 +396,10 @@ pub enum Command {
         /// Connections served at once; more wait in the listen backlog.
         #[arg(long, env = "CLAWFLEET_MAX_CONNECTIONS", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
         max_connections: u32,
+        /// The agent container's name in the template: `GET /v1/agents/{id}/logs` reads its
+        /// CloudWatch Logs stream.
+        #[arg(long, env = "CLAWFLEET_CONTAINER_NAME", default_value = spec::render::DEFAULT_CONTAINER)]
+        container_name: String,
     },
     /// Manage an agent's secret values (never printed).
     Secrets {

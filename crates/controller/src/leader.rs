@@ -70,6 +70,12 @@ impl Elector {
         }
     }
 
+    /// This replica's name in the lease.
+    #[must_use]
+    pub fn holder(&self) -> &str {
+        &self.holder
+    }
+
     /// Whether this replica may act now.
     #[must_use]
     pub fn is_leader(&self) -> bool {

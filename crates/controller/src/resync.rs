@@ -95,6 +95,7 @@ impl Controller {
             .observe_fleet(&self.config.template, &self.settings)
             .await?;
         let agents = self.store.list().await?;
+        self.write_fleet_summary(&agents).await;
         *self.template.write().await = Some(fleet.template.clone());
         let ctx = Context {
             settings: &self.settings,
@@ -149,6 +150,18 @@ impl Controller {
         }
         self.ready.store(true, Ordering::Relaxed);
         Ok(n)
+    }
+}
+
+impl Controller {
+    /// The admin console's one item, from the snapshot the resync read anyway. A failed write
+    /// costs only the console's freshness (it shows the time of the last one), never the
+    /// resync.
+    async fn write_fleet_summary(&self, agents: &[Agent]) {
+        let summary = store::FleetSummary::of(agents, self.leader_name(), &spec::now_rfc3339());
+        if let Err(e) = self.store.put_fleet_summary(&summary).await {
+            tracing::warn!(error = %e, "the fleet summary was not written");
+        }
     }
 }
 

@@ -129,6 +129,12 @@ impl Controller {
         self.elector.as_ref().is_none_or(|e| e.is_leader())
     }
 
+    /// The replica holding the lease, for the fleet summary; `None` without election.
+    #[must_use]
+    pub fn leader_name(&self) -> Option<&str> {
+        self.elector.as_ref().map(|e| e.holder())
+    }
+
     #[must_use]
     pub fn metrics(&self) -> &Metrics {
         &self.metrics

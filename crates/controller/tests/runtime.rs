@@ -395,8 +395,16 @@ async fn an_idle_resync_over_converged_agents_makes_no_mutating_call_and_no_writ
     let enqueued = run.controller.resync().await.unwrap();
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(enqueued, 0, "nothing to do for converged agents");
-    assert_eq!(run.calls.mutating(), 0, "{:?}", run.calls.snapshot());
-    let reads = run.calls.total(|_, _| true);
+    // The one write is the fleet summary the admin console reads (one PutItem a resync).
+    assert_eq!(run.calls.mutating(), 1, "{:?}", run.calls.snapshot());
+    assert_eq!(
+        run.calls
+            .total(|service, op| service == "DynamoDB" && op == "PutItem"),
+        1,
+        "{:?}",
+        run.calls.snapshot()
+    );
+    let reads = run.calls.total(|_, op| !cloud::calls::is_mutating(op));
     // Template, ListTasks twice, DescribeTasks, DescribeAccessPoints, ListSecrets,
     // ListTaskDefinitions, ListRoles (the installation's path), and the table's Scan.
     assert!(
@@ -404,6 +412,13 @@ async fn an_idle_resync_over_converged_agents_makes_no_mutating_call_and_no_writ
         "one batched snapshot: {:?}",
         run.calls.snapshot()
     );
+    let summary = run.store.fleet_summary().await.unwrap().expect("written");
+    assert_eq!(summary.agents, 3, "{summary:?}");
+    assert_eq!(
+        summary.phases.get("Running").copied().unwrap_or(0),
+        summary.agents
+    );
+    assert_eq!(summary.not_ready_count, 0, "{summary:?}");
     run.stop().await;
 }
 

@@ -220,8 +220,7 @@ fn group(items: impl IntoIterator<Item = Item>) -> Vec<Agent> {
             continue;
         };
         let record = record_of(&item).map(str::to_owned);
-        // Other records (the leader lease) are not agents.
-        if !matches!(record.as_deref(), Some(SPEC_RECORD | STATUS_RECORD)) {
+        if !crate::is_agent_record(record.as_deref()) {
             continue;
         }
         let agent = agents.entry(agent_id.clone()).or_insert_with(|| Agent {

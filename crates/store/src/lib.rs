@@ -10,11 +10,13 @@ mod error;
 mod item;
 pub mod lease;
 pub mod stream;
+pub mod summary;
 mod table;
 
 pub use agents::{Agent, Page, PageKey, SpecError, SpecItem, Store, Write};
 pub use error::StoreError;
 pub use item::Snapshot;
+pub use summary::FleetSummary;
 pub use table::{BootstrapOutcome, DEFAULT_TABLE, ID_KEY_ID, ID_KEY_RECORD};
 
 /// The sort key value of spec items.
@@ -23,3 +25,11 @@ pub const SPEC_RECORD: &str = "spec";
 pub const STATUS_RECORD: &str = "status";
 /// The sparse index over spec items by tenant.
 pub const BY_CLIENT_INDEX: &str = "by-client";
+
+/// Whether an item is one of an agent's records. Everything else in the table (the leader
+/// lease, the id key, the fleet summary, secret locks) is bookkeeping that no listing shows:
+/// the one rule every listing applies.
+#[must_use]
+pub fn is_agent_record(record: Option<&str>) -> bool {
+    matches!(record, Some(SPEC_RECORD | STATUS_RECORD))
+}

@@ -679,3 +679,41 @@ async fn batch_get_keys_left_unprocessed_after_every_retry_are_an_error_not_a_pa
     );
     assert!(err.to_string().contains("BatchGetItem"), "{err}");
 }
+
+#[tokio::test]
+async fn the_fleet_summary_is_read_back_and_no_listing_shows_it() {
+    let store = fresh_store().await;
+    assert_eq!(store.fleet_summary().await.unwrap(), None);
+    for (agent, client) in [("a1", "acme"), ("g1", "globex")] {
+        store.apply(&spec(agent, client), "cli").await.unwrap();
+    }
+    let agents = store.list().await.unwrap();
+    let summary = store::FleetSummary::of(&agents, Some("controller-a"), "2026-11-29T12:00:00Z");
+    store.put_fleet_summary(&summary).await.unwrap();
+    assert_eq!(store.fleet_summary().await.unwrap(), Some(summary.clone()));
+    assert_eq!(summary.agents, 2);
+
+    let ids = |agents: Vec<store::Agent>| -> Vec<String> {
+        agents.into_iter().map(|a| a.agent_id).collect()
+    };
+    assert_eq!(ids(store.list().await.unwrap()), ["a1", "g1"]);
+    assert_eq!(
+        ids(store.page_all(100, None).await.unwrap().agents),
+        ["a1", "g1"]
+    );
+    let specs: Vec<String> = store
+        .list_specs()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| s.agent_id)
+        .collect();
+    assert_eq!(specs, ["a1", "g1"]);
+    assert!(
+        every_item(&store)
+            .await
+            .iter()
+            .any(|i| i.get("agent_id") == Some(&s(store::summary::SUMMARY_ID))),
+        "the item is in the table"
+    );
+}

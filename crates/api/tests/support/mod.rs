@@ -91,6 +91,11 @@ impl Harness {
                 body_limit,
                 tenant_rate,
                 id_key: api::idkey::IdKey::random(),
+                logs: Some(api::logs::LogReader {
+                    logs: cloud::Logs::new(aws_sdk_cloudwatchlogs::Client::new(&config)),
+                    ecs: aws_sdk_ecs::Client::new(&config),
+                    container: "agent".to_owned(),
+                }),
             },
         );
         Self {

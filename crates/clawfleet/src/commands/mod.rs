@@ -187,6 +187,7 @@ pub async fn run(cli: Cli) -> Result<Exit, Failure> {
             id_key_secret,
             header_read_timeout,
             max_connections,
+            container_name,
         } => {
             serve::run(
                 &cli.table,
@@ -206,6 +207,7 @@ pub async fn run(cli: Cli) -> Result<Exit, Failure> {
                         header_read_timeout,
                         max_connections: usize::try_from(max_connections).unwrap_or(usize::MAX),
                     },
+                    container_name,
                 },
             )
             .await

@@ -29,6 +29,8 @@ pub struct Options {
     /// Where the id key comes from: this secret, or the table's key item when `None`.
     pub id_key_secret: Option<String>,
     pub connections: api::server::ConnectionLimits,
+    /// The agent container's name in the template, whose log lines the logs route reads.
+    pub container_name: String,
 }
 
 /// The id key every replica shares: the secret's value, or the table's key item.
@@ -143,8 +145,9 @@ pub async fn run(
     let secrets_client = aws_sdk_secretsmanager::config::Builder::from(config)
         .interceptor(calls.clone())
         .build();
+    let gate: cloud::SharedGate = Arc::new(limits);
     let secrets = Secrets::new(aws_sdk_secretsmanager::Client::from_conf(secrets_client))
-        .with_gate(Arc::new(limits));
+        .with_gate(Arc::clone(&gate));
     let source = match (options.tokens_file, options.tokens_secret) {
         (Some(path), _) => TokenSource::File(path),
         (None, Some(name)) => TokenSource::Secret(name),
@@ -160,11 +163,27 @@ pub async fn run(
         .build();
     let store = Store::new(aws_sdk_dynamodb::Client::from_conf(dynamodb), table);
     let id_key = load_id_key(&store, &secrets, options.id_key_secret.as_deref()).await?;
+    // The gate's buckets limit CloudWatch Logs reads too: their rates are account-wide.
+    let logs = api::logs::LogReader {
+        logs: cloud::Logs::new(aws_sdk_cloudwatchlogs::Client::from_conf(
+            aws_sdk_cloudwatchlogs::config::Builder::from(config)
+                .interceptor(calls.clone())
+                .build(),
+        ))
+        .with_gate(Arc::clone(&gate)),
+        ecs: aws_sdk_ecs::Client::from_conf(
+            aws_sdk_ecs::config::Builder::from(config)
+                .interceptor(calls.clone())
+                .build(),
+        ),
+        container: options.container_name,
+    };
     let api_config = api::Config {
         secret_prefix: options.secret_prefix,
         body_limit: options.body_limit,
         tenant_rate: Some(options.tenant_rate),
         id_key,
+        logs: Some(logs),
     };
     let metrics = api::metrics::Metrics::new(vec![Box::new(AwsRequests(calls))]);
     let api = Api::with_metrics(store, secrets, tokens, api_config, metrics);
