@@ -17,7 +17,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use rand::Rng;
 use schemars::JsonSchema;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use spec::{AgentDocument, AgentStatus, DesiredState};
 use store::{Agent, SpecItem, StoreError};
@@ -30,7 +30,7 @@ use spec::is_label;
 use crate::{Api, WRITER, body, intake};
 
 /// An agent as the API shows it.
-#[derive(Debug, Serialize, JsonSchema)]
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
 pub struct AgentView {
     pub agent_id: String,
     pub client_id: Option<String>,
@@ -48,7 +48,7 @@ pub struct AgentView {
 }
 
 /// Bookkeeping set by writers, never by tenants.
-#[derive(Debug, Serialize, JsonSchema)]
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
 pub struct Metadata {
     /// Bumped by every API, CLI and GitOps write (not by console edits).
     pub generation: u64,
@@ -62,7 +62,7 @@ pub struct Metadata {
 }
 
 /// One page of agents.
-#[derive(Debug, Serialize, JsonSchema)]
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
 pub struct AgentList {
     pub items: Vec<AgentView>,
     /// Pass as `cursor` for the next page; `null` on the last one.
@@ -70,7 +70,7 @@ pub struct AgentList {
 }
 
 /// The key names of an agent's secret. Never values.
-#[derive(Debug, Serialize, JsonSchema)]
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
 pub struct SecretKeys {
     pub agent_id: String,
     /// Every key the secret holds, in order.

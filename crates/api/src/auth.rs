@@ -150,11 +150,17 @@ impl Tokens {
     /// The caller a bearer token stands for.
     #[must_use]
     pub fn caller(&self, token: &str) -> Option<Caller> {
-        let presented: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        self.caller_of_hash(&Sha256::digest(token.as_bytes()).into())
+    }
+
+    /// The caller whose token has this SHA-256: how a console session, which keeps only the
+    /// hash, finds its caller again on every request, so a revoked token ends its sessions.
+    #[must_use]
+    pub fn caller_of_hash(&self, presented: &[u8; 32]) -> Option<Caller> {
         let mut found = None;
         for (hash, caller) in &self.entries {
             // Every entry is compared, match or not.
-            if bool::from(hash.ct_eq(&presented)) && found.is_none() {
+            if bool::from(hash.ct_eq(presented)) && found.is_none() {
                 found = Some(caller.clone());
             }
         }

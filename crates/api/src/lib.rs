@@ -8,6 +8,7 @@
 pub mod agents;
 pub mod auth;
 pub mod body;
+pub mod console;
 pub mod idkey;
 pub mod intake;
 pub mod limit;
@@ -54,6 +55,8 @@ pub struct Config {
     pub id_key: idkey::IdKey,
     /// Where agents' log lines are read; `None` answers the logs route with a 503.
     pub logs: Option<logs::LogReader>,
+    /// The web console's public address and session lifetimes.
+    pub console: console::Settings,
 }
 
 impl Default for Config {
@@ -65,6 +68,7 @@ impl Default for Config {
             // Only for tests and tools: `serve` loads the key every replica shares.
             id_key: idkey::IdKey::random(),
             logs: None,
+            console: console::Settings::default(),
         }
     }
 }
@@ -80,6 +84,8 @@ pub struct Inner {
     pub config: Config,
     pub metrics: metrics::Metrics,
     limits: Option<limit::TenantLimits>,
+    /// The console's sessions, in this replica's memory (docs/console.md says why).
+    sessions: console::session::Sessions,
     /// Replaced whole when the tokens document is read again, so that a tenant added to it
     /// needs no restart.
     tokens: RwLock<Arc<Tokens>>,
@@ -111,6 +117,7 @@ impl Api {
             store,
             secrets,
             limits: config.tenant_rate.map(limit::TenantLimits::new),
+            sessions: console::session::Sessions::new(config.console.lifetimes),
             config,
             metrics,
             tokens: RwLock::new(Arc::new(tokens)),
@@ -155,6 +162,7 @@ impl Api {
             .route_layer(middleware::from_fn_with_state(self.clone(), authenticate));
         Router::new()
             .merge(v1)
+            .merge(console::router(self))
             .route("/healthz", get(|| async { "ok\n" }))
             .route("/openapi.json", get(openapi_json))
             .fallback(|| async { ApiError::NotFound("route".to_owned()) })
@@ -255,7 +263,7 @@ async fn method_not_allowed_as_problem(response: Response) -> Response {
 
 /// The tenant a response was served to, for the access log.
 #[derive(Debug, Clone)]
-struct Served(String);
+pub(crate) struct Served(pub(crate) String);
 
 /// Resolves the bearer token to a [`Caller`], or answers 401.
 async fn authenticate(State(api): State<Api>, mut request: Request, next: Next) -> Response {

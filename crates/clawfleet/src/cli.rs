@@ -400,6 +400,17 @@ pub enum Command {
         /// CloudWatch Logs stream.
         #[arg(long, env = "CLAWFLEET_CONTAINER_NAME", default_value = spec::render::DEFAULT_CONTAINER)]
         container_name: String,
+        /// The web console's public address (https://HOST[:PORT]): its session cookie is then
+        /// `Secure`, and this origin is the only one accepted for console form posts. Without
+        /// it (development), the origin matching the request's Host is accepted.
+        #[arg(long, env = "CLAWFLEET_PUBLIC_URL", value_name = "URL")]
+        public_url: Option<String>,
+        /// A console session unused this long ends.
+        #[arg(long, env = "CLAWFLEET_CONSOLE_IDLE_TIMEOUT", default_value = "30m", value_parser = humantime::parse_duration)]
+        console_idle_timeout: std::time::Duration,
+        /// A console session ends this long after sign-in, however busy.
+        #[arg(long, env = "CLAWFLEET_CONSOLE_SESSION_LIFETIME", default_value = "12h", value_parser = humantime::parse_duration)]
+        console_session_lifetime: std::time::Duration,
     },
     /// Manage an agent's secret values (never printed).
     Secrets {

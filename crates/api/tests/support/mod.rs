@@ -74,6 +74,21 @@ impl Harness {
         body_limit: usize,
         tenant_rate: Option<api::limit::TenantRate>,
     ) -> Self {
+        Self::with_console(
+            prefix,
+            body_limit,
+            tenant_rate,
+            api::console::Settings::default(),
+        )
+        .await
+    }
+
+    pub async fn with_console(
+        prefix: &str,
+        body_limit: usize,
+        tenant_rate: Option<api::limit::TenantRate>,
+        console: api::console::Settings,
+    ) -> Self {
         let config = local_aws::sdk_config().await;
         let table = local_aws::unique(prefix);
         let dynamodb = aws_sdk_dynamodb::Client::new(&config);
@@ -96,6 +111,7 @@ impl Harness {
                     ecs: aws_sdk_ecs::Client::new(&config),
                     container: "agent".to_owned(),
                 }),
+                console,
             },
         );
         Self {

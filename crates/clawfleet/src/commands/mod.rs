@@ -188,6 +188,9 @@ pub async fn run(cli: Cli) -> Result<Exit, Failure> {
             header_read_timeout,
             max_connections,
             container_name,
+            public_url,
+            console_idle_timeout,
+            console_session_lifetime,
         } => {
             serve::run(
                 &cli.table,
@@ -208,6 +211,11 @@ pub async fn run(cli: Cli) -> Result<Exit, Failure> {
                         max_connections: usize::try_from(max_connections).unwrap_or(usize::MAX),
                     },
                     container_name,
+                    public_url,
+                    console: api::console::session::Lifetimes {
+                        idle: console_idle_timeout,
+                        lifetime: console_session_lifetime,
+                    },
                 },
             )
             .await

@@ -31,6 +31,9 @@ pub struct Options {
     pub connections: api::server::ConnectionLimits,
     /// The agent container's name in the template, whose log lines the logs route reads.
     pub container_name: String,
+    /// `--public-url`, as given.
+    pub public_url: Option<String>,
+    pub console: api::console::session::Lifetimes,
 }
 
 /// The id key every replica shares: the secret's value, or the table's key item.
@@ -184,6 +187,15 @@ pub async fn run(
         tenant_rate: Some(options.tenant_rate),
         id_key,
         logs: Some(logs),
+        console: api::console::Settings {
+            public_url: options
+                .public_url
+                .as_deref()
+                .map(api::console::PublicUrl::parse)
+                .transpose()
+                .map_err(|e| Failure::Usage(format!("--public-url {e}")))?,
+            lifetimes: options.console,
+        },
     };
     let metrics = api::metrics::Metrics::new(vec![Box::new(AwsRequests(calls))]);
     let api = Api::with_metrics(store, secrets, tokens, api_config, metrics);
