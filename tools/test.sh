@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Runs every test against one moto_server started for the whole run, and the checks of
-# deploy/ (tools/deploy_check.sh). Extra arguments go to the test runner (cargo nextest, or
+# Runs every test against one moto_server started for the whole run, the checks of deploy/
+# (tools/deploy_check.sh), and the web console in Chromium (tools/browser/test.sh). Extra arguments go to the test runner (cargo nextest, or
 # cargo test where nextest is missing).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,8 +13,14 @@ trap 'kill "$CLAWFLEET_MOTO_PID" 2>/dev/null || true' EXIT
 # stack on this moto (docs/deploy.md, "Checks").
 tools/deploy_check.sh
 
+status=0
 if cargo nextest --version >/dev/null 2>&1; then
-  cargo nextest run --workspace --locked --no-fail-fast "$@"
+  cargo nextest run --workspace --locked --no-fail-fast "$@" || status=$?
 else
-  cargo test --workspace --locked --no-fail-fast "$@"
+  cargo test --workspace --locked --no-fail-fast "$@" || status=$?
 fi
+
+# The console as a person uses it: sign in, create, secrets, start, stop, other tenant, admin
+# (about 30 s; installs Chromium and Playwright when missing). Screenshots: target/console-screenshots/.
+tools/browser/test.sh || status=$?
+exit "$status"

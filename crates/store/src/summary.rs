@@ -38,7 +38,8 @@ pub struct FleetSummary {
     pub not_ready_count: u64,
     /// Agents that should run and are not Ready, the longest not Ready first.
     pub not_ready: Vec<NotReady>,
-    /// The reasons of False conditions, the most frequent first, counted once per agent.
+    /// The reasons of False conditions, the most frequent first, counted once per agent; a
+    /// stopped agent's `Ready=False` is not counted.
     pub error_reasons: Vec<ReasonCount>,
     /// Tenants by agent count, the largest first.
     pub tenants: Vec<TenantCount>,
@@ -96,9 +97,17 @@ impl FleetSummary {
                 *tenants.entry(client).or_default() += 1;
             }
             let status = agent.status.as_ref();
+            let should_run = !item.meta.is_deleting()
+                && item
+                    .spec
+                    .as_ref()
+                    .map_or(true, |s| s.desired_state == DesiredState::Running);
             let mut seen: Vec<&str> = Vec::new();
             for condition in status.map(|s| s.conditions.as_slice()).unwrap_or_default() {
+                // Not Ready is what a stopped agent should be, not an error.
+                let expected = condition.kind == ConditionKind::Ready && !should_run;
                 if condition.status == ConditionStatus::False
+                    && !expected
                     && !condition.reason.is_empty()
                     && !seen.contains(&condition.reason.as_str())
                 {
@@ -106,11 +115,6 @@ impl FleetSummary {
                     *reasons.entry(condition.reason.clone()).or_default() += 1;
                 }
             }
-            let should_run = !item.meta.is_deleting()
-                && item
-                    .spec
-                    .as_ref()
-                    .map_or(true, |s| s.desired_state == DesiredState::Running);
             let ready = status
                 .and_then(|s| s.condition(ConditionKind::Ready))
                 .filter(|c| c.status == ConditionStatus::True);
@@ -330,18 +334,13 @@ mod tests {
         assert_eq!(summary.not_ready_count, 3);
         assert_eq!(summary.not_ready[0].reason, "SecretsMissing");
         assert_eq!(summary.not_ready[2].reason, "NotReconciled");
+        // The stopped agent's Ready=False is no error.
         assert_eq!(
             summary.error_reasons,
-            vec![
-                ReasonCount {
-                    reason: "SecretsMissing".into(),
-                    agents: 2
-                },
-                ReasonCount {
-                    reason: "Stopped".into(),
-                    agents: 1
-                }
-            ]
+            vec![ReasonCount {
+                reason: "SecretsMissing".into(),
+                agents: 2
+            }]
         );
         assert_eq!(summary.tenant_count, 3);
         assert_eq!(
