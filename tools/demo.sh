@@ -84,6 +84,7 @@ echo
 echo
 echo "metrics: http://$metrics/metrics   health: http://$metrics/healthz   ready: http://$metrics/readyz"
 echo "HTTP API: http://$listen/v1/agents   OpenAPI: http://$listen/openapi.json   API metrics: http://$api_metrics/metrics"
+echo "web console: http://$listen/ (sign in with the tenant's TOKEN)"
 "$clawfleet" plan --all
 
 if [ -t 0 ] || [ "${CLAWFLEET_DEMO_KEEP:-0}" = 1 ]; then
