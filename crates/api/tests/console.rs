@@ -327,6 +327,22 @@ async fn no_page_ever_shows_a_secret_value() {
     .await;
     assert_eq!(rejected.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(!rejected.text.contains(value), "{}", rejected.text);
+    assert!(
+        rejected.text.contains("row 2: a value needs a key name"),
+        "{}",
+        rejected.text
+    );
+    // The API's error about the key typed into a blank row is shown above the form.
+    let key_error = post(
+        &h,
+        "/console/agents/acme-sec/secrets",
+        &id,
+        &format!("key_3=bad%20key&value_3={value}-4"),
+    )
+    .await;
+    assert_eq!(key_error.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(key_error.text.contains("bad key: "), "{}", key_error.text);
+    assert!(!key_error.text.contains(value), "{}", key_error.text);
     for path in [
         "/console/",
         "/console/agents/rows",

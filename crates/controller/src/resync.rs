@@ -156,8 +156,12 @@ impl Controller {
 impl Controller {
     /// The admin console's one item, from the snapshot the resync read anyway. A failed write
     /// costs only the console's freshness (it shows the time of the last one), never the
-    /// resync.
+    /// resync. Only the leader writes it: a replica whose lease ran out (paused, partitioned)
+    /// would otherwise overwrite the leader's with an older snapshot under its own name.
     async fn write_fleet_summary(&self, agents: &[Agent]) {
+        if !self.is_leader() {
+            return;
+        }
         let summary = store::FleetSummary::of(agents, self.leader_name(), &spec::now_rfc3339());
         if let Err(e) = self.store.put_fleet_summary(&summary).await {
             tracing::warn!(error = %e, "the fleet summary was not written");

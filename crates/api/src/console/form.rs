@@ -233,7 +233,7 @@ pub fn secret_rows(fields: &Fields) -> Result<BTreeMap<String, String>, FieldErr
             (true, false) => errors
                 .general
                 .push(format!("row {}: a value needs a key name", row + 1)),
-            (false, true) => errors.add(key, "needs a value"),
+            (false, true) => errors.add(key, format!("{key}: needs a value")),
             (false, false) => {
                 values.insert(key.to_owned(), value.to_owned());
             }
@@ -328,7 +328,7 @@ mod tests {
             !all.contains("s3cret") && !all.contains("orphan-value"),
             "{all}"
         );
-        assert_eq!(errors.of("B"), ["needs a value"]);
+        assert_eq!(errors.of("B"), ["B: needs a value"]);
         assert_eq!(errors.general, ["row 2: a value needs a key name"]);
         let ok = secret_rows(&Fields::parse(b"key_0=A&value_0=x")).unwrap();
         assert_eq!(ok, [("A".to_owned(), "x".to_owned())].into());

@@ -482,6 +482,17 @@ pub fn secrets(
         .collect();
     rows.truncate(MAX_SECRET_ROWS - 1);
     let blank = MAX_SECRET_ROWS.min(rows.len() + 2);
+    // An error about a key typed into a blank row has no row to stand next to (values and
+    // typed keys are not kept), so it goes above the form.
+    let mut above = FieldErrors {
+        general: errors.general.clone(),
+        ..FieldErrors::default()
+    };
+    for (key, messages) in &errors.by_field {
+        if !rows.contains(&key.as_str()) {
+            above.general.extend(messages.iter().cloned());
+        }
+    }
     layout(
         &format!("Secrets of {agent_id}"),
         Some(who),
@@ -495,7 +506,7 @@ pub fn secrets(
                 ul.plain #secret-keys { @for k in keys { li { code { (k) } } } }
             }
             h2 { "Set values" }
-            (general_errors(errors))
+            (general_errors(&above))
             @if !errors.is_empty() { p.hint { "For safety, values you typed were not kept: enter them again." } }
             form.stack method="post" action=(format!("/console/agents/{agent_id}/secrets")) autocomplete="off" {
                 @for row in 0..blank {
