@@ -94,6 +94,16 @@ def main():
         expect(page.get_by_label("API token")).to_be_visible()
         shot(page, "sign-in")
 
+        step("the policy refuses inline script, and this test sees the refusal")
+        page.evaluate(
+            "() => { const s = document.createElement('script');"
+            " s.textContent = 'window.__inlineRan = true'; document.head.appendChild(s); }"
+        )
+        page.wait_for_function("window.__cspViolations.length > 0")
+        assert page.evaluate("window.__inlineRan === undefined"), "an inline script ran"
+        page.evaluate("window.__cspViolations = []")
+        problems.clear()
+
         step("sign in as tenant acme")
         sign_in(page, "acme")
         expect(page.get_by_role("heading", name="Your agents")).to_be_visible()
