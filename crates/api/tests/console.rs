@@ -280,7 +280,7 @@ async fn another_tenants_agent_is_a_404_page_on_every_console_route_and_nothing_
     assert_eq!(h.dump().await, before, "nothing changed");
     let list = get(&h, "/console/", &globex).await;
     assert!(!list.text.contains("acme-private"), "{}", list.text);
-    let rows = get(&h, "/console/agents/rows", &globex).await;
+    let rows = get(&h, "/console/rows", &globex).await;
     assert!(!rows.text.contains("acme-private"));
     // The owner sees it.
     let acme = sign_in(&h, ACME).await;
@@ -345,7 +345,7 @@ async fn no_page_ever_shows_a_secret_value() {
     assert!(!key_error.text.contains(value), "{}", key_error.text);
     for path in [
         "/console/",
-        "/console/agents/rows",
+        "/console/rows",
         "/console/agents/acme-sec",
         "/console/agents/acme-sec?done=secrets",
         "/console/agents/acme-sec/edit",

@@ -101,8 +101,8 @@ pub fn router(api: &Api) -> Router<Api> {
         .route("/console/sign-in", get(sign_in_form).post(sign_in))
         .route("/console/sign-out", axum::routing::post(sign_out))
         .route("/console/agents", get(agents_page).post(create))
-        .route("/console/agents/rows", get(agent_rows))
-        .route("/console/agents/new", get(create_form))
+        .route("/console/rows", get(agent_rows))
+        .route("/console/new", get(create_form))
         .route("/console/agents/{agent_id}", get(detail))
         .route("/console/agents/{agent_id}/edit", get(edit_form).post(edit))
         .route(
@@ -442,7 +442,7 @@ async fn list_page(api: Api, signed: Signed, raw: Option<String>) -> Response {
         (Caller::Admin, None) => "Every agent".to_owned(),
         (Caller::Tenant(_), _) => "Your agents".to_owned(),
     };
-    let rows_url = format!("/console/agents/rows?{query}");
+    let rows_url = format!("/console/rows?{query}");
     let next = list.next_cursor.as_ref().map(|cursor| {
         let mut q = form_urlencoded::Serializer::new(String::new());
         q.append_pair("cursor", cursor);

@@ -35,7 +35,7 @@ pub fn layout(title: &str, who: Option<&Caller>, body: Markup) -> Markup {
                                 }
                                 Caller::Tenant(_) => {
                                     a href="/console/" { "Agents" }
-                                    a href="/console/agents/new" { "Create" }
+                                    a href="/console/new" { "Create" }
                                 }
                             }
                         }
@@ -198,7 +198,7 @@ pub fn agents(
             h1 { (heading) }
             @if let Some(notice) = notice { p.notice role="status" { (notice) } }
             @if matches!(who, Caller::Tenant(_)) {
-                p { a.button href="/console/agents/new" { "Create an agent" } }
+                p { a.button href="/console/new" { "Create an agent" } }
             }
             div.table-wrap {
                 table #agents {
