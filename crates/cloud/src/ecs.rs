@@ -42,7 +42,17 @@ impl Ecs {
     /// The same, every call passing `gate`.
     #[must_use]
     pub fn with_gate(self, gate: SharedGate) -> Self {
-        Self { gate, ..self }
+        let config = self
+            .client
+            .config()
+            .to_builder()
+            .interceptor(crate::gate::ThrottleFeedback::new(gate.clone(), "ECS"))
+            .build();
+        Self {
+            client: Client::from_conf(config),
+            gate,
+            ..self
+        }
     }
 
     #[must_use]
@@ -532,6 +542,15 @@ impl Ecs {
             .set_container_definitions(Some(containers))
             .set_volumes(Some(volumes))
             .set_tags((!tags.is_empty()).then_some(tags))
+            // No retry inside the SDK: RegisterTaskDefinition has no token, so a retry after
+            // a lost answer registers a second revision and spends the bucket it shares with
+            // DeregisterTaskDefinition twice more (the register, then the cleanup). The
+            // executor retries instead, after re-reading the family.
+            .customize()
+            .config_override(
+                aws_sdk_ecs::config::Builder::default()
+                    .retry_config(aws_sdk_ecs::config::retry::RetryConfig::disabled()),
+            )
             .send()
             .through(&*self.gate, "ECS", "RegisterTaskDefinition")
             .await?;

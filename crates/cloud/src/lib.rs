@@ -24,7 +24,7 @@ pub use ec2::{Ec2, Ec2Error};
 pub use ecs::{DESCRIBE_TASKS_BATCH, Ecs};
 pub use efs::Efs;
 pub use error::{AwsError, ErrorClass, Failure, classify};
-pub use gate::{Gate, SharedGate};
+pub use gate::{Gate, SharedGate, ThrottleFeedback};
 pub use iam::Iam;
 pub use logs::Logs;
 pub use observe::{Aws, ObserveError, Recorded};
