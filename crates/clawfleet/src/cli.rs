@@ -282,6 +282,12 @@ pub enum Command {
     },
     /// Replace the Agent's task with a new one (sets restart_requested_at to now).
     Restart { agent_id: String },
+    /// Record activity: resets the Agent's idle_stop_after timer (at most one write a
+    /// minute; it starts nothing).
+    Touch { agent_id: String },
+    /// Wake an idle Agent: the controller starts it within about a second. Exit 1 when
+    /// desired_state is stopped or the Agent is outside its schedule's windows.
+    Wake { agent_id: String },
     /// Converge agents once: create, replace, restart or delete what their specs ask for.
     /// Exit code 0 when every agent was processed (waiting on its owner included), 2 when a
     /// reconcile failed.

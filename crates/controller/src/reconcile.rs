@@ -143,6 +143,12 @@ impl<C: Cloud, S: StatusStore> Reconciler<'_, C, S> {
         {
             metrics.spec_seen(agent_id, &spec.content_hash());
         }
+        if let (Some(metrics), Some(at)) = (self.metrics, agent.activity.wake_requested_ms) {
+            let running = status
+                .as_ref()
+                .is_some_and(|s| s.phase == spec::Phase::Running);
+            metrics.wake_seen(agent_id, at, running);
+        }
         // The status as stored; writes are batched to the end of the reconcile, except the
         // launch attempt, which must be stored before RunTask.
         let mut written = agent.status.clone();

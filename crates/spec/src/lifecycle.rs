@@ -153,3 +153,25 @@ pub fn format_duration(secs: u64) -> String {
     }
     out
 }
+
+/// What a wake at `now` does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WakeAnswer {
+    /// The agent runs (an idle one starts): the controller is asked.
+    Wakes,
+    /// `desired_state: stopped` wins over a wake: nothing starts.
+    Stopped,
+    /// Outside the schedule's windows: nothing starts until `next_start`.
+    OutsideSchedule { next_start: i64 },
+}
+
+/// What a wake of `spec` at `now` does: the API's and the CLI's one answer. A wake is
+/// activity, so only `desired_state` and the schedule can refuse it.
+#[must_use]
+pub fn wake(spec: &AgentSpec, now: i64) -> WakeAnswer {
+    match effective(spec, Some(now), now, 0) {
+        Effective::Stopped => WakeAnswer::Stopped,
+        Effective::Scheduled { next_start, .. } => WakeAnswer::OutsideSchedule { next_start },
+        Effective::Run { .. } | Effective::Idle { .. } => WakeAnswer::Wakes,
+    }
+}

@@ -77,7 +77,8 @@ pub struct Agent {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Activity {
     pub last_activity_at: Option<i64>,
-    pub wake_requested_at: Option<i64>,
+    /// In milliseconds: the wake-to-Running histogram times sub-second wakes.
+    pub wake_requested_ms: Option<i64>,
 }
 
 impl Agent {
@@ -104,7 +105,9 @@ impl Agent {
             .map(time::OffsetDateTime::unix_timestamp);
         [
             self.activity.last_activity_at,
-            self.activity.wake_requested_at,
+            self.activity
+                .wake_requested_ms
+                .map(|ms| ms.div_euclid(1000)),
             created,
         ]
         .into_iter()
@@ -287,7 +290,13 @@ fn group(items: impl IntoIterator<Item = Item>) -> Vec<Agent> {
             Record::Activity => {
                 agent.activity.last_activity_at = instant_of(&item, "last_activity_at");
             }
-            Record::Wake => agent.activity.wake_requested_at = instant_of(&item, "requested_at"),
+            Record::Wake => {
+                agent.activity.wake_requested_ms = item
+                    .get("requested_at")
+                    .and_then(|v| v.as_s().ok())
+                    .and_then(|t| spec::parse_rfc3339(t))
+                    .and_then(|t| i64::try_from(t.unix_timestamp_nanos() / 1_000_000).ok());
+            }
             Record::Other => {}
         }
     }
@@ -740,13 +749,23 @@ impl Store {
         Ok(())
     }
 
-    /// Records activity at `now` (UpdateItem of the activity item), only when the stored
-    /// `last_activity_at` is older than [`ACTIVITY_RESOLUTION_SECS`]: however often a gateway
-    /// reports, an agent costs at most one write a minute. Returns whether it wrote.
+    /// Records activity of `agent` (as just read) at `now`, only when its `last_activity_at`
+    /// is older than [`ACTIVITY_RESOLUTION_SECS`]: a fresh one as read costs no write at all,
+    /// and the UpdateItem is conditioned on the stored value being that old, so concurrent
+    /// reporters (several API replicas) still write at most once a minute per agent. Returns
+    /// whether it wrote.
     ///
     /// # Errors
     /// A failed UpdateItem (a coalesced report is not an error).
-    pub async fn record_activity(&self, agent_id: &str, now: i64) -> Result<bool, StoreError> {
+    pub async fn record_activity(&self, agent: &Agent, now: i64) -> Result<bool, StoreError> {
+        if agent
+            .activity
+            .last_activity_at
+            .is_some_and(|at| at > now - ACTIVITY_RESOLUTION_SECS)
+        {
+            return Ok(false);
+        }
+        let agent_id = agent.agent_id.as_str();
         let at = |secs: i64| {
             time::OffsetDateTime::from_unix_timestamp(secs)
                 .map(spec::format_rfc3339)
