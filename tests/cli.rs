@@ -224,3 +224,33 @@ fn restart_and_delete_of_unknown_agents_exit_1() {
     assert_eq!(run.stderr.trim(), "error: agent ghost: not found");
     assert_eq!(fleet.run(&["delete", "ghost"]).code, 1);
 }
+
+#[test]
+fn touch_coalesces_and_wake_refuses_a_stopped_agent() {
+    let fleet = Fleet::new(PREFIX);
+    fleet.ok(&["apply", "-f", &examples()]);
+    let first = fleet.ok(&["touch", "acme-support"]);
+    assert!(first.contains("activity recorded"), "{first}");
+    let again = fleet.ok(&["touch", "acme-support"]);
+    assert!(again.contains("nothing written"), "{again}");
+    let woken = fleet.ok(&["wake", "acme-support"]);
+    assert!(woken.contains("wake requested at"), "{woken}");
+    // Neither is a spec change, nor an agent of its own in listings.
+    let agents = fleet.get_json();
+    assert_eq!(agents.len(), 3);
+    let support = agents
+        .iter()
+        .find(|a| a["agent_id"] == "acme-support")
+        .expect("listed");
+    assert_eq!(support["spec"]["generation"], 1);
+    // desired_state: stopped wins over a wake.
+    let refused = fleet.run(&["wake", "globex-ops"]);
+    assert_eq!(refused.code, 1);
+    assert!(
+        refused.stderr.contains("desired_state is stopped"),
+        "{}",
+        refused.stderr
+    );
+    assert_eq!(fleet.run(&["wake", "ghost"]).code, 1);
+    assert_eq!(fleet.run(&["touch", "ghost"]).code, 1);
+}

@@ -222,6 +222,7 @@ async fn observe_finds_the_agents_resources_and_never_foreign_ones() {
         spec: Some(Ok(&spec)),
         deleting: false,
         status: None,
+        last_activity: None,
     };
     let plan = plan::plan(&desired, &seen, &ctx);
     let aws_actions: Vec<String> = plan

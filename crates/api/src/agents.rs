@@ -69,6 +69,34 @@ pub struct AgentList {
     pub next_cursor: Option<String>,
 }
 
+/// The answer to `POST /v1/agents/{id}/activity`.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct ActivityReport {
+    pub agent_id: String,
+    /// When the report was received (RFC 3339).
+    pub at: String,
+    /// Whether it was written: reports within a minute of the stored activity are coalesced,
+    /// so an agent costs at most one write a minute however often it is used.
+    pub recorded: bool,
+}
+
+/// The answer to `POST /v1/agents/{id}/wake`.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct WakeReport {
+    pub agent_id: String,
+    /// When the wake was asked for (RFC 3339 with milliseconds).
+    pub requested_at: String,
+    /// Whether the controller will start the agent (it is idle or running). False when
+    /// `desired_state` is `stopped` or the agent is outside its schedule's windows: then
+    /// nothing starts, and `reason` says why.
+    pub waking: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Outside the schedule's windows: when the next one opens (RFC 3339).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_start_at: Option<String>,
+}
+
 /// The key names of an agent's secret. Never values.
 #[derive(Debug, Serialize, Deserialize, JsonSchema)]
 pub struct SecretKeys {
@@ -173,6 +201,24 @@ async fn visible_spec(api: &Api, caller: &Caller, agent_id: &str) -> Result<Spec
         .filter(|agent| caller.may_see(agent.owner().as_deref()))
         .and_then(|agent| agent.spec)
         .ok_or_else(|| not_found(agent_id))
+}
+
+/// Both items of an agent the caller may see that has a spec not being deleted.
+async fn visible_live(api: &Api, caller: &Caller, agent_id: &str) -> Result<Agent, ApiError> {
+    if !is_label(agent_id) {
+        return Err(not_found(agent_id));
+    }
+    let agent = api
+        .store
+        .get(agent_id)
+        .await?
+        .filter(|agent| caller.may_see(agent.owner().as_deref()))
+        .filter(|agent| agent.spec.is_some())
+        .ok_or_else(|| not_found(agent_id))?;
+    if let Some(spec) = &agent.spec {
+        refuse_deleting(spec)?;
+    }
+    Ok(agent)
 }
 
 /// Checks `If-Match` against the item as read. Returns whether the request carried one.
@@ -608,6 +654,75 @@ pub async fn restart(
         .await?;
     let agent = visible(&api, &caller, &agent_id).await?;
     Ok(respond_agent(StatusCode::ACCEPTED, agent))
+}
+
+pub async fn activity(
+    State(api): State<Api>,
+    Extension(caller): Extension<Caller>,
+    AgentId(agent_id): AgentId,
+) -> Result<Response, ApiError> {
+    let agent = visible_live(&api, &caller, &agent_id).await?;
+    let now = time::OffsetDateTime::now_utc();
+    let recorded = api
+        .store
+        .record_activity(&agent, now.unix_timestamp())
+        .await?;
+    let report = ActivityReport {
+        agent_id,
+        at: spec::format_rfc3339(now),
+        recorded,
+    };
+    Ok(respond(StatusCode::ACCEPTED, &report, None))
+}
+
+pub async fn wake(
+    State(api): State<Api>,
+    Extension(caller): Extension<Caller>,
+    AgentId(agent_id): AgentId,
+) -> Result<Response, ApiError> {
+    let agent = visible_live(&api, &caller, &agent_id).await?;
+    let requested_at = spec::now_rfc3339_millis();
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let spec = agent.spec.as_ref().and_then(|item| item.spec.as_ref().ok());
+    let refused = match spec.map(|s| spec::lifecycle::wake(s, now)) {
+        Some(spec::lifecycle::WakeAnswer::Stopped) => Some((
+            "desired_state is stopped: start the agent instead".to_owned(),
+            None,
+        )),
+        Some(spec::lifecycle::WakeAnswer::OutsideSchedule { next_start }) => Some((
+            "outside the schedule's windows".to_owned(),
+            time::OffsetDateTime::from_unix_timestamp(next_start)
+                .ok()
+                .map(spec::format_rfc3339),
+        )),
+        // An invalid spec is woken all the same: its last valid configuration may run.
+        Some(spec::lifecycle::WakeAnswer::Wakes) | None => None,
+    };
+    let report = match refused {
+        Some((reason, next_start_at)) => WakeReport {
+            agent_id,
+            requested_at,
+            waking: false,
+            reason: Some(reason),
+            next_start_at,
+        },
+        None => {
+            api.store.request_wake(&agent_id, &requested_at).await?;
+            WakeReport {
+                agent_id,
+                requested_at,
+                waking: true,
+                reason: None,
+                next_start_at: None,
+            }
+        }
+    };
+    let status = if report.waking {
+        StatusCode::ACCEPTED
+    } else {
+        StatusCode::OK
+    };
+    Ok(respond(status, &report, None))
 }
 
 pub async fn status(

@@ -228,6 +228,8 @@ pub fn v1() -> Routes {
         .add(Method::POST, "/v1/agents/{agent_id}/stop", stop)
         .add(Method::POST, "/v1/agents/{agent_id}/restart", restart)
         .add(Method::GET, "/v1/agents/{agent_id}/status", status)
+        .add(Method::POST, "/v1/agents/{agent_id}/activity", activity)
+        .add(Method::POST, "/v1/agents/{agent_id}/wake", wake)
         .add(Method::PUT, "/v1/agents/{agent_id}/secrets", put_secrets)
         .add(Method::GET, "/v1/agents/{agent_id}/secrets", get_secrets)
         .add(

@@ -10,7 +10,7 @@ use schemars::generate::SchemaSettings;
 use serde_json::{Map, Value, json};
 use spec::{AgentDocument, AgentStatus};
 
-use crate::agents::{AgentList, AgentView, SecretKeys};
+use crate::agents::{ActivityReport, AgentList, AgentView, SecretKeys, WakeReport};
 use crate::problem::Problem;
 
 /// One documented operation.
@@ -123,6 +123,30 @@ const OPERATIONS: &[Operation] = &[
         summary: "Replace the agent's task (sets restart_requested_at), e.g. to load new secret values",
         body: None,
         ok: (202, "AgentView", true),
+        errors: &[404, 409],
+        if_match: false,
+        query: &[],
+        idempotent: false,
+    },
+    Operation {
+        method: "post",
+        path: "/v1/agents/{agent_id}/activity",
+        id: "reportAgentActivity",
+        summary: "Report that the agent was used (by the messaging gateway, say): resets its idle_stop_after timer. Cheap: reports within a minute of the last one are coalesced (recorded false), and it never starts or restarts anything",
+        body: None,
+        ok: (202, "ActivityReport", false),
+        errors: &[404, 409],
+        if_match: false,
+        query: &[],
+        idempotent: false,
+    },
+    Operation {
+        method: "post",
+        path: "/v1/agents/{agent_id}/wake",
+        id: "wakeAgent",
+        summary: "Wake an idle agent: records activity and asks the controller to start it (RunTask within about a second); wait for Ready with GET .../status. Answers 200 with waking false, starting nothing, when desired_state is stopped or the agent is outside its schedule's windows (next_start_at says when it runs)",
+        body: None,
+        ok: (202, "WakeReport", false),
         errors: &[404, 409],
         if_match: false,
         query: &[],
@@ -321,6 +345,8 @@ fn schemas() -> Map<String, Value> {
     let _ = output.subschema_for::<AgentStatus>();
     let _ = output.subschema_for::<SecretKeys>();
     let _ = output.subschema_for::<crate::logs::AgentLogs>();
+    let _ = output.subschema_for::<ActivityReport>();
+    let _ = output.subschema_for::<WakeReport>();
     let _ = output.subschema_for::<Problem>();
     let mut schemas = output.take_definitions(true);
 

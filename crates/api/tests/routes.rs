@@ -499,6 +499,8 @@ async fn each_error_is_a_problem_with_its_status_naming_the_field() {
         ("POST", "/stop", None),
         ("POST", "/restart", None),
         ("PUT", "/secrets", Some(r#"{"A": "b"}"#)),
+        ("POST", "/activity", None),
+        ("POST", "/wake", None),
     ] {
         let path = format!("/v1/agents/acme-1{suffix}");
         let reply = h.call(method, &path, Some(ACME), body, &[]).await;
@@ -513,7 +515,7 @@ async fn each_error_is_a_problem_with_its_status_naming_the_field() {
 }
 
 /// The routes an agent id can be put in, with a body each may take.
-const AGENT_ROUTES: [(&str, &str, Option<&str>); 10] = [
+const AGENT_ROUTES: [(&str, &str, Option<&str>); 12] = [
     ("GET", "", None),
     ("PUT", "", Some(r#"{"plan": "large"}"#)),
     ("DELETE", "", None),
@@ -524,6 +526,8 @@ const AGENT_ROUTES: [(&str, &str, Option<&str>); 10] = [
     ("GET", "/secrets", None),
     ("PUT", "/secrets", Some(r#"{"STOLEN": "x"}"#)),
     ("GET", "/logs", None),
+    ("POST", "/activity", None),
+    ("POST", "/wake", None),
 ];
 
 #[tokio::test]
@@ -924,4 +928,133 @@ async fn an_aws_failure_names_the_call_and_its_code_and_keeps_the_rest_in_the_lo
         !String::from_utf8_lossy(&bytes).contains(&table),
         "the table name reached a tenant"
     );
+}
+
+/// The activity and wake items of an agent, as the table holds them.
+async fn lifecycle_items(h: &Harness, agent_id: &str) -> Vec<String> {
+    h.dump()
+        .await
+        .lines()
+        .filter(|l| l.contains(&format!("S(\"{agent_id}\")")))
+        .filter(|l| l.contains("S(\"activity\")") || l.contains("S(\"wake\")"))
+        .map(str::to_owned)
+        .collect()
+}
+
+#[tokio::test]
+async fn activity_is_coalesced_to_one_write_a_minute_and_never_listed_or_a_spec_change() {
+    let h = Harness::new("api-activity").await;
+    h.create(
+        ACME,
+        r#"{"agent_id": "acme-busy", "idle_stop_after": "30m"}"#,
+    )
+    .await;
+    let spec_before = h.get("/v1/agents/acme-busy", ACME).await;
+    let first = h
+        .call(
+            "POST",
+            "/v1/agents/acme-busy/activity",
+            Some(ACME),
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(first.status, StatusCode::ACCEPTED, "{}", first.text);
+    assert_eq!(first.json["recorded"], true);
+    let stored = lifecycle_items(&h, "acme-busy").await;
+    assert_eq!(stored.len(), 1, "{stored:?}");
+    for _ in 0..5 {
+        let again = h
+            .call(
+                "POST",
+                "/v1/agents/acme-busy/activity",
+                Some(ACME),
+                None,
+                &[],
+            )
+            .await;
+        assert_eq!(again.status, StatusCode::ACCEPTED);
+        assert_eq!(again.json["recorded"], false, "coalesced: {}", again.text);
+    }
+    assert_eq!(
+        lifecycle_items(&h, "acme-busy").await,
+        stored,
+        "no second write"
+    );
+    // Apart from the spec: no generation bump, no new ETag, not an agent in listings.
+    let spec_after = h.get("/v1/agents/acme-busy", ACME).await;
+    assert_eq!(spec_after.etag(), spec_before.etag());
+    assert_eq!(
+        spec_after.json["metadata"]["generation"],
+        spec_before.json["metadata"]["generation"]
+    );
+    let list = h.get("/v1/agents", ADMIN).await;
+    let ids: Vec<&str> = list.json["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["agent_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["acme-busy"]);
+}
+
+#[tokio::test]
+async fn wake_asks_the_controller_unless_stopped_or_outside_the_schedule() {
+    let h = Harness::new("api-wake").await;
+    h.create(
+        ACME,
+        r#"{"agent_id": "acme-idle", "idle_stop_after": "5m"}"#,
+    )
+    .await;
+    let reply = h
+        .call("POST", "/v1/agents/acme-idle/wake", Some(ACME), None, &[])
+        .await;
+    assert_eq!(reply.status, StatusCode::ACCEPTED, "{}", reply.text);
+    assert_eq!(reply.json["waking"], true);
+    let requested = reply.json["requested_at"].as_str().unwrap().to_owned();
+    assert!(spec::parse_rfc3339(&requested).is_some(), "{requested}");
+    let items = lifecycle_items(&h, "acme-idle").await;
+    assert!(
+        items
+            .iter()
+            .any(|i| i.contains("S(\"wake\")") && i.contains(&requested)),
+        "{items:?}"
+    );
+
+    // desired_state: stopped wins over a wake: nothing is written.
+    h.create(
+        ACME,
+        r#"{"agent_id": "acme-off", "desired_state": "stopped"}"#,
+    )
+    .await;
+    let reply = h
+        .call("POST", "/v1/agents/acme-off/wake", Some(ACME), None, &[])
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    assert_eq!(reply.json["waking"], false);
+    assert!(
+        reply.json["reason"]
+            .as_str()
+            .unwrap()
+            .contains("desired_state is stopped")
+    );
+    assert!(lifecycle_items(&h, "acme-off").await.is_empty());
+
+    // Outside the schedule: the answer says when the next window opens; nothing starts.
+    let tomorrow = ["thu", "fri", "sat", "sun", "mon", "tue", "wed"][usize::try_from(
+        (time::OffsetDateTime::now_utc().unix_timestamp() / 86_400 + 1) % 7,
+    )
+    .unwrap()];
+    let body = format!(
+        r#"{{"agent_id": "acme-office", "schedule": {{"timezone": "UTC", "windows": [{{"days": ["{tomorrow}"], "start": "09:00", "end": "10:00"}}]}}}}"#
+    );
+    h.create(ACME, &body).await;
+    let reply = h
+        .call("POST", "/v1/agents/acme-office/wake", Some(ACME), None, &[])
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    assert_eq!(reply.json["waking"], false);
+    let next = reply.json["next_start_at"].as_str().unwrap();
+    assert!(next.ends_with("T09:00:00Z"), "{next}");
+    assert!(lifecycle_items(&h, "acme-office").await.is_empty());
 }

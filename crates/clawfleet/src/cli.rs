@@ -133,6 +133,10 @@ pub struct ControllerArgs {
     /// before it is replaced, counted as a crash.
     #[arg(long, env = "CLAWFLEET_UNHEALTHY_GRACE", default_value = "5m", value_parser = humantime::parse_duration)]
     pub unhealthy_grace: std::time::Duration,
+    /// How long before a schedule window opens its agent is started (each agent takes up to
+    /// half of it off, so that windows opening at the same minute spread their launches).
+    #[arg(long, env = "CLAWFLEET_SCHEDULE_LEAD", default_value = "2m", value_parser = humantime::parse_duration)]
+    pub schedule_lead: std::time::Duration,
 }
 
 /// Which task role agents run with.
@@ -188,6 +192,7 @@ impl ControllerArgs {
             installation,
             task_role,
             unhealthy_grace_secs: i64::try_from(self.unhealthy_grace.as_secs()).unwrap_or(i64::MAX),
+            schedule_lead_secs: i64::try_from(self.schedule_lead.as_secs()).unwrap_or(i64::MAX),
         })
     }
 }
@@ -277,6 +282,12 @@ pub enum Command {
     },
     /// Replace the Agent's task with a new one (sets restart_requested_at to now).
     Restart { agent_id: String },
+    /// Record activity: resets the Agent's idle_stop_after timer (at most one write a
+    /// minute; it starts nothing).
+    Touch { agent_id: String },
+    /// Wake an idle Agent: the controller starts it within about a second. Exit 1 when
+    /// desired_state is stopped or the Agent is outside its schedule's windows.
+    Wake { agent_id: String },
     /// Converge agents once: create, replace, restart or delete what their specs ask for.
     /// Exit code 0 when every agent was processed (waiting on its owner included), 2 when a
     /// reconcile failed.

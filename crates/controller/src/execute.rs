@@ -285,6 +285,7 @@ impl<C: Cloud, S: StatusStore> Reconciler<'_, C, S> {
                     && next.phase == spec::Phase::Running
                 {
                     metrics.running_on(agent_id, hash);
+                    metrics.running_after_wake(agent_id);
                 }
                 *status = Some(next);
             }

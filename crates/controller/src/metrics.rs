@@ -223,6 +223,20 @@ pub struct Metrics {
     leader: Gauge,
     /// Each agent's current spec hash and when it was first seen, until it runs on it.
     spec_seen: Mutex<HashMap<String, (String, Option<Instant>)>>,
+    wakes: Counter,
+    wake_to_running: Histogram,
+    /// Each agent's last wake seen (milliseconds since the epoch), and whether it still waits
+    /// to be Running.
+    wakes_seen: Mutex<HashMap<String, (i64, bool)>>,
+}
+
+/// A wake older than this when the controller first sees it (after a restart, say) is history:
+/// neither counted nor timed.
+const WAKE_FRESH_MS: i64 = 10 * 60 * 1000;
+
+fn now_ms() -> i64 {
+    i64::try_from(time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000)
+        .unwrap_or(i64::MAX)
 }
 
 impl Metrics {
@@ -248,6 +262,18 @@ impl Metrics {
         let drift = Family::<ResourceLabel, Counter>::default();
         let to_running = Histogram::new(exponential_buckets(0.25, 2.0, 14));
         let leader = Gauge::default();
+        let wakes = Counter::default();
+        let wake_to_running = Histogram::new(exponential_buckets(0.25, 2.0, 12));
+        registry.register(
+            "clawfleet_wakes",
+            "Wakes (POST /v1/agents/{id}/wake, clawfleet wake) the controller acted on",
+            wakes.clone(),
+        );
+        registry.register(
+            "clawfleet_wake_to_running_seconds",
+            "From a wake being requested to the agent Running",
+            wake_to_running.clone(),
+        );
         registry.register(
             "controller_runtime_reconcile",
             "Reconciles per controller and result",
@@ -311,7 +337,7 @@ impl Metrics {
         );
         registry.register(
             "clawfleet_agents_desired_running",
-            "Agents with a valid spec asking to run (desired_state running, not being deleted) at the last resync",
+            "Agents with a valid spec asking to run (desired_state running, not being deleted, inside their schedule, not idle) at the last resync",
             agents_desired_running.clone(),
         );
         registry.register(
@@ -393,6 +419,9 @@ impl Metrics {
             to_running,
             leader,
             spec_seen: Mutex::new(HashMap::new()),
+            wakes,
+            wake_to_running,
+            wakes_seen: Mutex::new(HashMap::new()),
         }
     }
 
@@ -522,6 +551,37 @@ impl Metrics {
         let fresh = seen.get(agent_id).is_none_or(|(h, _)| h != hash);
         if fresh {
             seen.insert(agent_id.to_owned(), (hash.to_owned(), Some(Instant::now())));
+        }
+    }
+
+    /// Notes the agent's last wake (milliseconds since the epoch): a new one is counted and,
+    /// unless the agent already runs, timed until it is Running.
+    pub fn wake_seen(&self, agent_id: &str, requested_ms: i64, running: bool) {
+        let mut seen = self
+            .wakes_seen
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let fresh = seen.get(agent_id).is_none_or(|(at, _)| *at < requested_ms)
+            && now_ms() - requested_ms < WAKE_FRESH_MS;
+        if fresh {
+            self.wakes.inc();
+            seen.insert(agent_id.to_owned(), (requested_ms, !running));
+        }
+    }
+
+    /// The agent is Running: observes the time since its last wake, once.
+    pub fn running_after_wake(&self, agent_id: &str) {
+        let mut seen = self
+            .wakes_seen
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((at, waiting)) = seen.get_mut(agent_id)
+            && *waiting
+        {
+            *waiting = false;
+            let took = (now_ms() - *at).max(0);
+            #[allow(clippy::cast_precision_loss)]
+            self.wake_to_running.observe(took as f64 / 1000.0);
         }
     }
 

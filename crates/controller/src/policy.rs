@@ -6,6 +6,7 @@
 //! |---|---|---|
 //! | converged, deleted, waiting on the owner | forget (wait for a change) | success |
 //! | waiting on AWS | forget, then look again after the wait | requeue_after |
+//! | converged until a schedule or idle boundary | forget, then look again at the boundary | success |
 //! | throttled or transient error (AWS or DynamoDB) | per-agent exponential backoff | error |
 //! | terminal AWS error | forget; the status says why; a change or the resync brings it back | error |
 //! | terminal DynamoDB error (AccessDenied, validation) | look again after the resync interval: the status write failed too, so no change would ever come | error |
@@ -68,6 +69,10 @@ pub fn decide(result: &std::result::Result<Outcome, ReconcileError>, resync: Dur
         Ok(Outcome::Waiting(wait)) => decision(
             Requeue::After(Duration::from_secs(wait.after_secs.max(1))),
             Result::RequeueAfter,
+        ),
+        Ok(Outcome::Revisit(after)) => decision(
+            Requeue::After(Duration::from_secs((*after).max(1))),
+            Result::Success,
         ),
         Ok(Outcome::Converged | Outcome::Deleted | Outcome::WaitingOnOwner(_)) => {
             decision(Requeue::Forget, Result::Success)
@@ -140,6 +145,13 @@ mod tests {
                 "converged",
                 Ok(Outcome::Converged),
                 Requeue::Forget,
+                Result::Success,
+                None,
+            ),
+            (
+                "converged until a schedule boundary in an hour",
+                Ok(Outcome::Revisit(3600)),
+                Requeue::After(Duration::from_secs(3600)),
                 Result::Success,
                 None,
             ),
@@ -251,5 +263,28 @@ mod tests {
                 "{name}"
             );
         }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_revisit_hands_the_agent_out_at_its_boundary_not_before() {
+        // An agent whose window opens in two hours (less its lead): the runtime forgets it
+        // and queues it for then.
+        let decision = decide(&Ok(Outcome::Revisit(7200)), RESYNC);
+        let Requeue::After(delay) = decision.requeue else {
+            panic!("expected a requeue after, got {:?}", decision.requeue);
+        };
+        let queue = crate::queue::Queue::new();
+        let start = tokio::time::Instant::now();
+        queue.add_after("acme-support", delay);
+        tokio::time::sleep(Duration::from_secs(7199)).await;
+        assert!(
+            tokio::time::timeout(Duration::from_millis(999), queue.get())
+                .await
+                .is_err(),
+            "handed out before the boundary"
+        );
+        let item = queue.get().await.expect("handed out");
+        assert_eq!(item.agent_id, "acme-support");
+        assert_eq!(start.elapsed(), Duration::from_secs(7200));
     }
 }

@@ -35,6 +35,9 @@ pub enum Outcome {
     WaitingOnOwner(String),
     /// The agent's resources and items are gone.
     Deleted,
+    /// Nothing left to do until the agent's effective state changes on its own (a schedule
+    /// window opening or closing, an idle deadline), this many seconds from now.
+    Revisit(u64),
 }
 
 /// Why a reconcile failed.
@@ -76,6 +79,7 @@ pub fn desired<'a>(
     spec_item: Option<&'a SpecItem>,
     error_text: Option<&'a str>,
     status: Option<&'a AgentStatus>,
+    last_activity: Option<i64>,
 ) -> Desired<'a> {
     Desired {
         agent_id,
@@ -85,6 +89,7 @@ pub fn desired<'a>(
         }),
         deleting: spec_item.is_some_and(|s| s.meta.is_deleting()),
         status,
+        last_activity,
     }
 }
 
@@ -118,11 +123,11 @@ impl<C: Cloud, S: StatusStore> Reconciler<'_, C, S> {
         snapshot: Option<AgentResources>,
     ) -> Result<Outcome, ReconcileError> {
         // A consistent read: an orphan is torn down only when the spec is really gone.
-        let agent = self.store.get(agent_id).await?.unwrap_or(Agent {
-            agent_id: agent_id.to_owned(),
-            spec: None,
-            status: None,
-        });
+        let agent = self
+            .store
+            .get(agent_id)
+            .await?
+            .unwrap_or_else(|| Agent::absent(agent_id));
         let mut status = agent.status.clone();
         let mut fresh = snapshot.is_none();
         let mut observed = match snapshot {
@@ -134,6 +139,12 @@ impl<C: Cloud, S: StatusStore> Reconciler<'_, C, S> {
             (self.metrics, agent.spec.as_ref().map(|s| &s.spec))
         {
             metrics.spec_seen(agent_id, &spec.content_hash());
+        }
+        if let (Some(metrics), Some(at)) = (self.metrics, agent.activity.wake_requested_ms) {
+            let running = status
+                .as_ref()
+                .is_some_and(|s| s.phase == spec::Phase::Running);
+            metrics.wake_seen(agent_id, at, running);
         }
         // The status as stored; writes are batched to the end of the reconcile, except the
         // launch attempt, which must be stored before RunTask.
@@ -180,6 +191,7 @@ impl<C: Cloud, S: StatusStore> Reconciler<'_, C, S> {
                 agent.spec.as_ref(),
                 error.as_deref(),
                 status.as_ref(),
+                agent.last_activity(),
             );
             let plan = plan(&desired, observed, &ctx);
             let creates = plan.actions.iter().any(Action::is_create);
@@ -191,7 +203,7 @@ impl<C: Cloud, S: StatusStore> Reconciler<'_, C, S> {
                 continue;
             }
             if plan.actions.is_empty() {
-                return Ok(settle(plan.wait, status.as_ref()));
+                return Ok(settle(plan.wait, plan.revisit_after_secs, status.as_ref()));
             }
             let had_aws = plan.actions.iter().any(Action::is_aws);
             for action in plan.actions {
@@ -209,7 +221,7 @@ impl<C: Cloud, S: StatusStore> Reconciler<'_, C, S> {
                 return Ok(Outcome::Waiting(wait));
             }
             if !had_aws {
-                return Ok(settle(None, status.as_ref()));
+                return Ok(settle(None, plan.revisit_after_secs, status.as_ref()));
             }
         }
         Ok(Outcome::Waiting(Wait {
@@ -329,7 +341,7 @@ pub(crate) fn record(
 }
 
 /// The outcome of a plan with nothing left to do.
-fn settle(wait: Option<Wait>, status: Option<&AgentStatus>) -> Outcome {
+fn settle(wait: Option<Wait>, revisit: Option<u64>, status: Option<&AgentStatus>) -> Outcome {
     if let Some(wait) = wait {
         return Outcome::Waiting(wait);
     }
@@ -344,8 +356,9 @@ fn settle(wait: Option<Wait>, status: Option<&AgentStatus>) -> Outcome {
             })
             .map(|c| c.message.clone())
     });
-    match waiting_on_owner {
-        Some(message) => Outcome::WaitingOnOwner(message),
-        None => Outcome::Converged,
+    match (waiting_on_owner, revisit) {
+        (Some(message), _) => Outcome::WaitingOnOwner(message),
+        (None, Some(after)) => Outcome::Revisit(after),
+        (None, None) => Outcome::Converged,
     }
 }

@@ -38,6 +38,7 @@ pub fn plan_for(
         spec_item,
         error.as_deref(),
         agent.and_then(|a| a.status.as_ref()),
+        agent.and_then(Agent::last_activity),
     );
     plan::plan(&desired, observed, ctx)
 }
@@ -125,14 +126,21 @@ impl Controller {
                     .is_some_and(|c| c.status == spec::ConditionStatus::True)
             })
             .count();
+        // Agents a schedule or idleness stops are not expected to be Ready.
         let desired_running = agents
             .iter()
-            .filter_map(|a| a.spec.as_ref())
-            .filter(|item| !item.meta.is_deleting())
-            .filter(|item| {
-                item.spec
+            .filter(|a| a.spec.as_ref().is_some_and(|item| !item.meta.is_deleting()))
+            .filter(|a| {
+                a.spec
                     .as_ref()
-                    .is_ok_and(|s| s.desired_state == spec::DesiredState::Running)
+                    .and_then(|item| item.spec.as_ref().ok())
+                    .is_some_and(|s| {
+                        let lead = spec::lifecycle::lead_for(
+                            &s.agent_id,
+                            self.settings.schedule_lead_secs,
+                        );
+                        spec::lifecycle::effective(s, a.last_activity(), ctx.now, lead).runs()
+                    })
             })
             .count();
         self.metrics.set_readiness(ready, desired_running);

@@ -951,3 +951,85 @@ async fn calls_of_one_reconcile_with_a_task_role_per_agent() {
         .sum();
     assert_eq!(iam_reads, 2, "GetRole and GetRolePolicy: {converged:?}");
 }
+
+/// Today's weekday in UTC as schedules spell it, `ahead` days on.
+fn weekday(ahead: i64) -> String {
+    let days = time::OffsetDateTime::now_utc().unix_timestamp() / 86_400 + ahead;
+    // 1970-01-01 was a Thursday.
+    ["thu", "fri", "sat", "sun", "mon", "tue", "wed"][usize::try_from(days.rem_euclid(7)).unwrap()]
+        .to_owned()
+}
+
+fn scheduled(agent_id: &str, days: &[String], start: &str, end: &str) -> AgentSpec {
+    let mut document = plan::fixtures::document_of(agent_id);
+    document.schedule = Some(spec::schedule::ScheduleDocument {
+        timezone: "UTC".into(),
+        windows: vec![spec::schedule::WindowDocument {
+            days: days.to_vec(),
+            start: start.into(),
+            end: end.into(),
+        }],
+    });
+    document.validate().unwrap()
+}
+
+#[tokio::test]
+async fn an_agent_outside_its_window_has_no_task_and_is_looked_at_again_when_it_opens() {
+    let env = env().await;
+    let id = local_aws::unique("sched");
+    let spec = scheduled(&id, &[weekday(3)], "10:00", "11:00");
+    env.store.apply(&spec, "cli").await.unwrap();
+    env.converge(&id).await;
+    set_secret_keys(&env, &id, &["OPENAI_API_KEY"]).await;
+    let outcome = env.converge(&id).await;
+    let before = time::OffsetDateTime::now_utc().unix_timestamp();
+
+    assert!(
+        env.live_tasks(&id).await.is_empty(),
+        "no task outside the window"
+    );
+    let status = env.store.get(&id).await.unwrap().unwrap().status.unwrap();
+    assert_eq!(status.phase, Phase::Scheduled);
+    let ready = status.condition(spec::ConditionKind::Ready).unwrap();
+    assert_eq!(ready.reason, "OutsideSchedule");
+    let next_start = status
+        .next_start_at
+        .as_deref()
+        .and_then(spec::parse_rfc3339)
+        .expect("next_start_at in the status")
+        .unix_timestamp();
+    assert!(
+        status
+            .next_start_at
+            .as_deref()
+            .unwrap()
+            .ends_with("T10:00:00Z")
+    );
+    // The requeue lands at the window's opening less this agent's lead.
+    let lead = spec::lifecycle::lead_for(&id, env.settings.schedule_lead_secs);
+    let Outcome::Revisit(after) = outcome else {
+        panic!("expected a revisit, got {outcome:?}");
+    };
+    let due = before + i64::try_from(after).unwrap();
+    assert!(
+        (due - (next_start - lead)).abs() <= 2,
+        "revisit at {due}, window opens at {next_start} with a lead of {lead}"
+    );
+}
+
+#[tokio::test]
+async fn an_agent_inside_its_window_has_one_task() {
+    let env = env().await;
+    let id = local_aws::unique("sched");
+    let every_day: Vec<String> = (0..7).map(weekday).collect();
+    let spec = scheduled(&id, &every_day, "00:00", "24:00");
+    env.store.apply(&spec, "cli").await.unwrap();
+    env.converge(&id).await;
+    set_secret_keys(&env, &id, &["OPENAI_API_KEY"]).await;
+    let outcome = env.converge(&id).await;
+    assert!(matches!(outcome, Outcome::Revisit(_)), "{outcome:?}");
+    assert_eq!(env.live_tasks(&id).await.len(), 1);
+    let status = env.store.get(&id).await.unwrap().unwrap().status.unwrap();
+    assert_eq!(status.phase, Phase::Running);
+    assert_eq!(status.next_start_at, None);
+}

@@ -808,3 +808,110 @@ async fn the_documented_sample_sent_with_put_events_reaches_the_queue_through_th
     assert_eq!(body["detail-type"], "ECS Task State Change");
     assert_eq!(body["detail"]["version"], 4);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_agent_is_woken_with_run_task_within_a_second_and_activity_enqueues_nothing() {
+    use store::stream::{DynamoStream, Position, Watcher};
+    let run = start(Duration::from_secs(300)).await;
+    let config = local_aws::sdk_config().await;
+    let feed = DynamoStream::of(&run.store, aws_sdk_dynamodbstreams::Client::new(&config))
+        .await
+        .unwrap();
+    tokio::spawn(Arc::clone(&run.controller).watch(Watcher::new(
+        feed,
+        Position::Latest,
+        Default::default(),
+    )));
+    tokio::time::sleep(Duration::from_millis(800)).await;
+
+    // Created an hour ago and never used: idle at once, with everything but the task made.
+    let id = local_aws::unique("idle");
+    let s = |v: &str| aws_sdk_dynamodb::types::AttributeValue::S(v.into());
+    let dynamodb = aws_sdk_dynamodb::Client::new(&config);
+    let an_hour_ago =
+        spec::format_rfc3339(time::OffsetDateTime::now_utc() - time::Duration::hours(1));
+    dynamodb
+        .put_item()
+        .table_name(run.store.table())
+        .item("agent_id", s(&id))
+        .item("record", s("spec"))
+        .item("client_id", s("acme"))
+        .item("idle_stop_after", s("5m"))
+        .item("created_at", s(&an_hour_ago))
+        .send()
+        .await
+        .unwrap();
+    let mut idle = None;
+    for _ in 0..100 {
+        if let Some(status) = run.status(&id).await
+            && status.phase == Phase::Idle
+            && status.task_definition_arn.is_some()
+        {
+            idle = Some(status);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let idle = idle.expect("the agent goes Idle");
+    assert_eq!(
+        idle.condition(spec::ConditionKind::Ready).unwrap().reason,
+        "Idle"
+    );
+    assert!(
+        idle.events
+            .iter()
+            .any(|e| e.reason == "Idle" && e.kind == spec::EventType::Normal),
+        "{:?}",
+        idle.events
+    );
+    assert!(run.live_tasks(&id).await.is_empty());
+
+    // Activity alone enqueues nothing (it only moves the idle timer).
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let adds = run.controller.queue_stats().adds;
+    let agent = run.store.get(&id).await.unwrap().unwrap();
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    assert!(run.store.record_activity(&agent, now - 600).await.unwrap());
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert_eq!(
+        run.controller.queue_stats().adds,
+        adds,
+        "activity is not a trigger"
+    );
+
+    // A wake: RunTask within a second, through the stream, with no new revision.
+    let revisions = run
+        .calls
+        .total(|s, o| s == "ECS" && o == "RegisterTaskDefinition");
+    let asked = std::time::Instant::now();
+    run.store
+        .request_wake(&id, &spec::now_rfc3339_millis())
+        .await
+        .unwrap();
+    let mut launched = None;
+    while asked.elapsed() < Duration::from_secs(5) {
+        if run.calls.total(|s, o| s == "ECS" && o == "RunTask") > 0 {
+            launched = Some(asked.elapsed());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let took = launched.expect("the wake launched a task");
+    assert!(
+        took < Duration::from_secs(1),
+        "RunTask {took:?} after the wake"
+    );
+    assert_eq!(
+        run.calls
+            .total(|s, o| s == "ECS" && o == "RegisterTaskDefinition"),
+        revisions
+    );
+    run.running_one_task(&id, None).await;
+    let text = run.controller.metrics().render();
+    assert_eq!(metric(&text, "clawfleet_wakes_total"), 1.0, "{text}");
+    assert_eq!(
+        metric(&text, "clawfleet_wake_to_running_seconds_count"),
+        1.0
+    );
+    run.stop().await;
+}

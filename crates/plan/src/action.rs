@@ -17,6 +17,10 @@ use crate::delta::Delta;
 pub enum StopReason {
     /// `desired_state` is `stopped`.
     DesiredStopped,
+    /// The schedule's windows are closed.
+    OutsideSchedule,
+    /// No activity for `idle_stop_after`.
+    Idle,
     /// The agent is being deleted, or its spec is gone (garbage collection).
     Deleted,
     /// More than one live task for one agent: drift, the extras go.
@@ -46,6 +50,8 @@ impl fmt::Display for StopReason {
         f.write_str(crate::STOP_REASON_PREFIX)?;
         match self {
             Self::DesiredStopped => f.write_str("desired_state is stopped"),
+            Self::OutsideSchedule => f.write_str("outside the schedule's windows"),
+            Self::Idle => f.write_str("idle"),
             Self::Deleted => f.write_str("agent deleted"),
             Self::ExtraTask => f.write_str("more than one task for this agent"),
             Self::Replacing(paths) => write!(f, "replacing: {}", paths.join(", ")),
@@ -256,6 +262,10 @@ pub struct Plan {
     /// `Some` when progress depends on AWS finishing something (a task stopping, a crash
     /// backoff); `None` means wait for a change.
     pub wait: Option<Wait>,
+    /// Seconds until the agent's effective state changes on its own (a schedule window
+    /// opening or closing, the idle deadline): look again then. Not work: the resync does not
+    /// enqueue for it.
+    pub revisit_after_secs: Option<u64>,
 }
 
 impl Plan {

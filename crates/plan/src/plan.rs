@@ -9,11 +9,9 @@
 use std::collections::BTreeMap;
 
 use crate::observed::{AgentResources, Task, same_policy};
+use spec::lifecycle::{self, Effective};
 use spec::render::{self, Settings, TaskDefinition};
-use spec::{
-    AgentSpec, AgentStatus, Condition, ConditionKind, ConditionStatus, DesiredState, EventType,
-    Phase,
-};
+use spec::{AgentSpec, AgentStatus, Condition, ConditionKind, ConditionStatus, EventType, Phase};
 
 use crate::action::{Action, Event, Launch, Plan, StopReason, Wait};
 use crate::delta::{definition_delta, tag_delta, task_delta};
@@ -50,6 +48,9 @@ pub struct Desired<'a> {
     /// `deletion_requested_at` is set.
     pub deleting: bool,
     pub status: Option<&'a AgentStatus>,
+    /// The latest activity, wake or creation known (seconds since the epoch), from which
+    /// idleness counts.
+    pub last_activity: Option<i64>,
 }
 
 /// What every plan of one pass shares.
@@ -528,18 +529,54 @@ fn converge(
     let live: Vec<&Task> = observed.tasks.iter().filter(|t| t.is_live()).collect();
     let stopping = observed.tasks.iter().any(Task::is_stopping);
 
-    if spec.desired_state == DesiredState::Stopped {
+    // Whether to have a task at all: desired_state, then the schedule, then idleness.
+    let lead = lifecycle::lead_for(&spec.agent_id, settings.schedule_lead_secs);
+    let effective = lifecycle::effective(spec, desired.last_activity, ctx.now, lead);
+    plan.revisit_after_secs = effective
+        .next_boundary()
+        .map(|at| u64::try_from(at - ctx.now).unwrap_or(0).max(1));
+    draft.status.next_start_at = None;
+    let off = match effective {
+        Effective::Run { .. } => None,
+        Effective::Stopped => Some((
+            StopReason::DesiredStopped,
+            Phase::Stopped,
+            "Stopped",
+            "desired_state is stopped".to_owned(),
+        )),
+        Effective::Scheduled { next_start, .. } => {
+            let at = rfc3339(next_start);
+            draft.status.next_start_at = Some(at.clone());
+            Some((
+                StopReason::OutsideSchedule,
+                Phase::Scheduled,
+                "OutsideSchedule",
+                format!("outside the schedule's windows; the next opens at {at}"),
+            ))
+        }
+        Effective::Idle { since, .. } => Some((
+            StopReason::Idle,
+            Phase::Idle,
+            "Idle",
+            format!(
+                "no activity for {} (since {}); a wake or activity starts it",
+                lifecycle::format_duration(spec.idle_stop_after.unwrap_or_default()),
+                rfc3339(since)
+            ),
+        )),
+    };
+    if let Some((reason, phase, why, message)) = off {
         for task in &live {
-            plan.actions.push(stop(task, StopReason::DesiredStopped));
+            plan.actions.push(stop(task, reason.clone()));
         }
         if live.is_empty() && !stopping {
-            draft.status.phase = Phase::Stopped;
+            draft.status.phase = phase;
             draft.status.task_arn = None;
             draft.condition(
                 ConditionKind::Ready,
                 ConditionStatus::False,
-                "Stopped",
-                "desired_state is stopped".into(),
+                why,
+                message,
                 ctx.now,
             );
         } else {

@@ -57,6 +57,7 @@ fn run_plan_with(
         spec,
         deleting,
         status,
+        last_activity: None,
     };
     plan(&desired, observed, &ctx)
 }
@@ -668,6 +669,7 @@ fn a_template_change_registers_a_new_revision() {
         spec: Some(Ok(&spec)),
         deleting: false,
         status: None,
+        last_activity: None,
     };
     let plan = plan(&desired, &observed, &ctx);
     let Some(Action::RegisterTaskDefinition { changes, .. }) = plan
@@ -1241,4 +1243,161 @@ fn unhealthy_beyond_the_grace_is_replaced_as_a_crash_with_a_warning() {
         plan.actions
     );
     assert_eq!(final_status(&plan).restarts, before.restarts + 1);
+}
+
+// ----- schedules and idleness (NOW is Thursday 2026-05-28 20:26:40 UTC) -----
+
+fn scheduled_spec(start: &str, end: &str, idle: Option<&str>) -> AgentSpec {
+    let mut document = document();
+    document.schedule = Some(spec::schedule::ScheduleDocument {
+        timezone: "UTC".into(),
+        windows: vec![spec::schedule::WindowDocument {
+            days: ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+                .map(str::to_owned)
+                .to_vec(),
+            start: start.into(),
+            end: end.into(),
+        }],
+    });
+    document.idle_stop_after = idle.map(str::to_owned);
+    document.validate().expect("valid schedule")
+}
+
+fn plan_with_activity(
+    spec: &AgentSpec,
+    status: Option<&AgentStatus>,
+    observed: &AgentResources,
+    last_activity: Option<i64>,
+    now: i64,
+) -> Plan {
+    let (settings, template) = (settings(), template());
+    let ctx = Context {
+        settings: &settings,
+        template: &template,
+        now,
+    };
+    let desired = Desired {
+        agent_id: AGENT,
+        spec: Some(Ok(spec)),
+        deleting: false,
+        status,
+        last_activity,
+    };
+    plan(&desired, observed, &ctx)
+}
+
+fn stopped_by_clawfleet(observed: &AgentResources, reason: &StopReason) -> AgentResources {
+    let mut stopped = observed.clone();
+    for task in &mut stopped.tasks {
+        task.last_status = "STOPPED".into();
+        task.desired_status = "STOPPED".into();
+        task.stopped_reason = Some(reason.to_string());
+    }
+    stopped
+}
+
+#[test]
+fn outside_its_window_an_agent_is_stopped_as_scheduled_with_its_next_start() {
+    let spec = scheduled_spec("08:00", "20:00", None);
+    let observed = converged(&spec);
+    let plan = plan_with_activity(&spec, None, &observed, None, NOW);
+    assert_eq!(stops(&plan), ["clawfleet: outside the schedule's windows"]);
+    assert_eq!(final_status(&plan).phase, Phase::Stopping);
+
+    let stopped = stopped_by_clawfleet(&observed, &StopReason::OutsideSchedule);
+    let plan = plan_with_activity(&spec, None, &stopped, None, NOW);
+    assert!(aws_actions(&plan).is_empty(), "{:?}", plan.actions);
+    assert_eq!(plan.wait, None, "nothing to wait for on AWS");
+    let status = final_status(&plan);
+    assert_eq!(status.phase, Phase::Scheduled);
+    assert_eq!(
+        status.next_start_at.as_deref(),
+        Some("2026-05-29T08:00:00Z")
+    );
+    let (ready, reason, message) = condition(&status, ConditionKind::Ready);
+    assert_eq!(
+        (ready, reason.as_str()),
+        (ConditionStatus::False, "OutsideSchedule")
+    );
+    assert!(message.contains("2026-05-29T08:00:00Z"), "{message}");
+    // Look again when the window opens, less this agent's lead.
+    let next_start = NOW - 73_600 + 86_400 + 8 * 3600;
+    let lead = spec::lifecycle::lead_for(AGENT, settings().schedule_lead_secs);
+    assert_eq!(
+        plan.revisit_after_secs,
+        Some(u64::try_from(next_start - lead - NOW).unwrap())
+    );
+    let again = plan_with_activity(&spec, Some(&status), &stopped, None, NOW + 60);
+    assert!(
+        !again.has_work(),
+        "the resync does not enqueue a settled scheduled agent"
+    );
+    // Recorded as a Normal event, not a failure.
+    assert!(
+        plan.events
+            .iter()
+            .any(|e| e.reason == "OutsideSchedule" && e.kind == spec::EventType::Normal),
+        "{:?}",
+        plan.events
+    );
+    // At the revisit the agent starts again.
+    let at = NOW + i64::try_from(plan.revisit_after_secs.unwrap()).unwrap();
+    let plan = plan_with_activity(&spec, Some(&status), &stopped, None, at);
+    assert!(has_run_task(&plan), "{:?}", plan.actions);
+    assert_eq!(final_status(&plan).next_start_at, None);
+}
+
+#[test]
+fn inside_its_window_an_agent_runs_and_is_looked_at_again_when_it_closes() {
+    let spec = scheduled_spec("20:00", "24:00", None);
+    let observed = converged(&spec);
+    let status = final_status(&plan_with_activity(&spec, None, &observed, None, NOW));
+    assert_eq!(status.phase, Phase::Running);
+    let plan = plan_with_activity(&spec, Some(&status), &observed, None, NOW);
+    assert!(plan.is_empty(), "{:?}", plan.actions);
+    assert_eq!(plan.revisit_after_secs, Some(86_400 - 73_600));
+}
+
+#[test]
+fn no_activity_for_idle_stop_after_stops_the_agent_as_idle() {
+    let mut document = document();
+    document.idle_stop_after = Some("30m".into());
+    let spec = document.validate().unwrap();
+    let observed = converged(&spec);
+    // 29:59 after the last activity: running, looked at again at the deadline.
+    let plan = plan_with_activity(&spec, None, &observed, Some(NOW - 1799), NOW);
+    assert!(stops(&plan).is_empty());
+    assert_eq!(plan.revisit_after_secs, Some(1));
+    // 30:00: stopped as idle.
+    let plan = plan_with_activity(&spec, None, &observed, Some(NOW - 1800), NOW);
+    assert_eq!(stops(&plan), ["clawfleet: idle"]);
+    let stopped = stopped_by_clawfleet(&observed, &StopReason::Idle);
+    let plan = plan_with_activity(&spec, None, &stopped, Some(NOW - 1800), NOW);
+    let status = final_status(&plan);
+    assert_eq!(status.phase, Phase::Idle);
+    assert_eq!(condition(&status, ConditionKind::Ready).1, "Idle");
+    assert_eq!(plan.revisit_after_secs, None, "only a wake brings it back");
+    // Activity (a wake) starts it again.
+    let plan = plan_with_activity(&spec, Some(&status), &stopped, Some(NOW), NOW);
+    assert!(has_run_task(&plan), "{:?}", plan.actions);
+}
+
+#[test]
+fn desired_state_stopped_wins_over_a_wake() {
+    let mut document = document();
+    document.idle_stop_after = Some("30m".into());
+    document.desired_state = Some("stopped".into());
+    let spec = document.validate().unwrap();
+    let observed = stopped_by_clawfleet(&converged(&spec), &StopReason::DesiredStopped);
+    let plan = plan_with_activity(&spec, None, &observed, Some(NOW), NOW);
+    assert!(!has_run_task(&plan));
+    assert_eq!(final_status(&plan).phase, Phase::Stopped);
+}
+
+#[test]
+fn deletion_wins_over_the_schedule() {
+    let spec = scheduled_spec("20:00", "24:00", None);
+    let observed = converged(&spec);
+    let plan = run_plan(Some(Ok(&spec)), true, None, &observed);
+    assert_eq!(stops(&plan), ["clawfleet: agent deleted"]);
 }

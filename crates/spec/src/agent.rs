@@ -6,6 +6,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::document::{AgentDocument, PluginDocument};
+use crate::schedule::Schedule;
 
 /// A validated Agent spec. Obtain one through [`AgentDocument::validate`].
 ///
@@ -25,6 +26,16 @@ pub struct AgentSpec {
     pub secret_keys: Vec<String>,
     pub tags: BTreeMap<String, String>,
     pub restart_requested_at: Option<String>,
+    /// When the agent may run; absent: always. Left out of the hash when absent, so that specs
+    /// written before schedules existed keep their hash.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<Schedule>,
+    /// Seconds without activity after which the agent is stopped until woken.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub idle_stop_after: Option<u64>,
+    /// Empty the agent's directory on EFS before its access point is deleted.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub purge_data_on_delete: bool,
 }
 
 /// Whether the agent should have a task.
@@ -190,6 +201,9 @@ impl AgentSpec {
             secret_keys: self.secret_keys.clone(),
             tags: self.tags.clone(),
             restart_requested_at: self.restart_requested_at.clone(),
+            schedule: self.schedule.as_ref().map(Schedule::to_document),
+            idle_stop_after: self.idle_stop_after.map(crate::lifecycle::format_duration),
+            purge_data_on_delete: self.purge_data_on_delete.then_some(true),
             generation: (meta.generation > 0).then_some(meta.generation),
             managed_by: meta.managed_by.clone(),
             created_at: meta.created_at.clone(),

@@ -93,6 +93,18 @@ pub struct AgentDocument {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(with = "String", extend("format" = "date-time"))]
     pub restart_requested_at: Option<String>,
+    /// When the agent may run: a time zone and weekly windows. Absent: always.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<crate::schedule::ScheduleDocument>,
+    /// Stop the agent after this long without activity (at least 5m), until it is woken:
+    /// e.g. 30m, 2h, 1h30m.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "String", regex(pattern = crate::lifecycle::DURATION_PATTERN))]
+    pub idle_stop_after: Option<String>,
+    /// Empty the agent's directory on EFS, with a one-off task, before deleting it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "bool")]
+    pub purge_data_on_delete: Option<bool>,
 
     // Bookkeeping: set by writers (API, CLI, GitOps), never by tenants.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -161,7 +173,7 @@ impl AgentDocument {
     /// Attribute names a spec item may carry, besides the table's sort key `record`.
     ///
     /// A conditional write asserts that the ones absent when read are still absent.
-    pub const ATTRIBUTES: [&'static str; 19] = [
+    pub const ATTRIBUTES: [&'static str; 22] = [
         "api_version",
         "agent_id",
         "client_id",
@@ -176,6 +188,9 @@ impl AgentDocument {
         "secret_keys",
         "tags",
         "restart_requested_at",
+        "schedule",
+        "idle_stop_after",
+        "purge_data_on_delete",
         "generation",
         "managed_by",
         "created_at",

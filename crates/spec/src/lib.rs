@@ -7,8 +7,10 @@
 mod agent;
 mod document;
 pub mod failure;
+pub mod lifecycle;
 pub mod manifest;
 pub mod render;
+pub mod schedule;
 pub mod status;
 mod validate;
 

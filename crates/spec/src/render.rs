@@ -72,6 +72,9 @@ pub struct Settings {
     pub task_role: TaskRole,
     /// How long an agent's task may stay UNHEALTHY before it is replaced, in seconds.
     pub unhealthy_grace_secs: i64,
+    /// How long before a schedule window opens its agent starts (`--schedule-lead`), in
+    /// seconds; each agent takes a share of up to half of it off ([`crate::lifecycle::lead_for`]).
+    pub schedule_lead_secs: i64,
 }
 
 /// Which IAM task role agents run with.
@@ -96,6 +99,9 @@ impl TaskRole {
         }
     }
 }
+
+/// `--schedule-lead`'s default: two minutes, about what a Fargate task takes to be RUNNING.
+pub const DEFAULT_SCHEDULE_LEAD_SECS: i64 = 120;
 
 impl Settings {
     /// The cluster's name, also when it is configured as an ARN (`...:cluster/NAME`), which
@@ -124,6 +130,7 @@ impl Settings {
             installation: DEFAULT_INSTALLATION.to_owned(),
             task_role: TaskRole::Template,
             unhealthy_grace_secs: DEFAULT_UNHEALTHY_GRACE_SECS,
+            schedule_lead_secs: DEFAULT_SCHEDULE_LEAD_SECS,
         }
     }
 }

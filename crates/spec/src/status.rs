@@ -14,10 +14,15 @@ pub enum Phase {
     Stopped,
     Failed,
     Deleting,
+    // Stopped because the schedule says so (reason `OutsideSchedule`); `next_start_at` says
+    // when it runs again. (Plain comments: doc comments would split the schema's enum.)
+    Scheduled,
+    // Stopped after `idle_stop_after` without activity, until a wake or activity.
+    Idle,
 }
 
 impl Phase {
-    pub const ALL: [Phase; 7] = [
+    pub const ALL: [Phase; 9] = [
         Phase::Pending,
         Phase::Provisioning,
         Phase::Running,
@@ -25,6 +30,8 @@ impl Phase {
         Phase::Stopped,
         Phase::Failed,
         Phase::Deleting,
+        Phase::Scheduled,
+        Phase::Idle,
     ];
 
     #[must_use]
@@ -37,6 +44,8 @@ impl Phase {
             Self::Stopped => "Stopped",
             Self::Failed => "Failed",
             Self::Deleting => "Deleting",
+            Self::Scheduled => "Scheduled",
+            Self::Idle => "Idle",
         }
     }
 }
@@ -187,6 +196,9 @@ pub struct AgentStatus {
     /// Since when the agent container has reported UNHEALTHY (RFC 3339), while it does.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unhealthy_since: Option<String>,
+    /// When the agent's next schedule window opens (RFC 3339), while it is `Scheduled`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_start_at: Option<String>,
     /// What happened to the agent, oldest first, at most [`MAX_EVENTS`].
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub events: Vec<AgentEvent>,

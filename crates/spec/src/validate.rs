@@ -330,6 +330,41 @@ impl AgentDocument {
             );
         }
 
+        let schedule = match self
+            .schedule
+            .as_ref()
+            .map(crate::schedule::ScheduleDocument::validate)
+        {
+            None => None,
+            Some(Ok(schedule)) => Some(schedule),
+            Some(Err(problems)) => {
+                for (field, rule) in problems {
+                    errors.push(field, rule);
+                }
+                None
+            }
+        };
+        let idle_stop_after =
+            self.idle_stop_after.as_deref().and_then(
+                |text| match crate::lifecycle::parse_duration(text) {
+                    Some(secs) if secs >= crate::lifecycle::MIN_IDLE_STOP_AFTER_SECS => Some(secs),
+                    Some(_) => {
+                        errors.push(
+                        "idle_stop_after",
+                        "must be at least 5m: a stop and a start cost more than a few idle minutes",
+                    );
+                        None
+                    }
+                    None => {
+                        errors.push(
+                        "idle_stop_after",
+                        "must be a duration of hours, minutes and seconds, e.g. 30m, 2h or 1h30m",
+                    );
+                        None
+                    }
+                },
+            );
+
         let (Some(agent_id), Some(client_id)) = (agent_id, client_id) else {
             return Err(ValidationErrors(errors.0));
         };
@@ -346,6 +381,9 @@ impl AgentDocument {
             secret_keys: self.secret_keys.clone(),
             tags: self.tags.clone(),
             restart_requested_at: self.restart_requested_at.clone(),
+            schedule,
+            idle_stop_after,
+            purge_data_on_delete: self.purge_data_on_delete.unwrap_or(false),
         };
         if errors.0.is_empty() {
             let len = task_overrides_len(&spec, DEFAULT_CONTAINER);

@@ -7,7 +7,9 @@ use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes};
 use spec::{AgentDocument, AgentSpec, AgentStatus, Meta, ValidationErrors};
 
 use crate::item::{self, Item, Snapshot};
-use crate::{BY_CLIENT_INDEX, SPEC_RECORD, STATUS_RECORD, StoreError};
+use crate::{
+    ACTIVITY_RECORD, BY_CLIENT_INDEX, Record, SPEC_RECORD, STATUS_RECORD, StoreError, WAKE_RECORD,
+};
 
 /// The store: one DynamoDB table of Agent items.
 #[derive(Debug, Clone)]
@@ -61,15 +63,58 @@ impl SpecItem {
     }
 }
 
-/// An agent's two items, either of which may be missing.
+/// An agent's two items, either of which may be missing, and its activity.
 #[derive(Debug, Clone)]
 pub struct Agent {
     pub agent_id: String,
     pub spec: Option<SpecItem>,
     pub status: Option<AgentStatus>,
+    pub activity: Activity,
+}
+
+/// When the agent was last used or woken, from its activity and wake items (seconds since the
+/// epoch); never part of the spec.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Activity {
+    pub last_activity_at: Option<i64>,
+    /// In milliseconds: the wake-to-Running histogram times sub-second wakes.
+    pub wake_requested_ms: Option<i64>,
 }
 
 impl Agent {
+    /// An agent id with no items read.
+    #[must_use]
+    pub fn absent(agent_id: &str) -> Self {
+        Self {
+            agent_id: agent_id.to_owned(),
+            spec: None,
+            status: None,
+            activity: Activity::default(),
+        }
+    }
+
+    /// Since when idleness counts: the latest of the last activity, the last wake and the
+    /// agent's creation.
+    #[must_use]
+    pub fn last_activity(&self) -> Option<i64> {
+        let created = self
+            .spec
+            .as_ref()
+            .and_then(|s| s.meta.created_at.as_deref())
+            .and_then(spec::parse_rfc3339)
+            .map(time::OffsetDateTime::unix_timestamp);
+        [
+            self.activity.last_activity_at,
+            self.activity
+                .wake_requested_ms
+                .map(|ms| ms.div_euclid(1000)),
+            created,
+        ]
+        .into_iter()
+        .flatten()
+        .max()
+    }
+
     /// The tenant that owns the agent: the `client_id` the controller recorded in the status at
     /// the first reconcile, or, before that, the spec's. A console edit of the spec's
     /// `client_id` therefore never hands the agent to another tenant.
@@ -128,6 +173,9 @@ impl Write {
         }
     }
 }
+
+/// Activity is kept to the minute: a report within a minute of the stored one writes nothing.
+pub const ACTIVITY_RESOLUTION_SECS: i64 = 60;
 
 /// How many BatchGetItem calls one chunk of keys gets before its unprocessed keys are an error.
 const BATCH_GET_ATTEMPTS: u32 = 10;
@@ -212,29 +260,50 @@ fn agent_id_of(item: &Item) -> Option<&str> {
         .map(String::as_str)
 }
 
-/// Groups items by agent, in agent id order, keeping only spec and status records.
+/// An RFC 3339 attribute as seconds since the epoch.
+fn instant_of(item: &Item, name: &str) -> Option<i64> {
+    item.get(name)
+        .and_then(|v| v.as_s().ok())
+        .and_then(|t| spec::parse_rfc3339(t))
+        .map(time::OffsetDateTime::unix_timestamp)
+}
+
+/// Groups items by agent, in agent id order. An agent is what has a spec or a status item;
+/// its activity and wake items ride along, and every other record ([`Record::Other`]: the
+/// leader lease, locks, summaries) is skipped, so listings show agents only.
 fn group(items: impl IntoIterator<Item = Item>) -> Vec<Agent> {
     let mut agents: BTreeMap<String, Agent> = BTreeMap::new();
     for item in items {
         let Some(agent_id) = agent_id_of(&item).map(str::to_owned) else {
             continue;
         };
-        let record = record_of(&item).map(str::to_owned);
-        if !crate::is_agent_record(record.as_deref()) {
+        let record = Record::of(record_of(&item).unwrap_or_default());
+        if record == Record::Other {
             continue;
         }
-        let agent = agents.entry(agent_id.clone()).or_insert_with(|| Agent {
-            agent_id: agent_id.clone(),
-            spec: None,
-            status: None,
-        });
-        match record.as_deref() {
-            Some(SPEC_RECORD) => agent.spec = Some(spec_item(&agent_id, item)),
-            Some(STATUS_RECORD) => agent.status = status_of(&agent_id, &item),
-            _ => {}
+        let agent = agents
+            .entry(agent_id.clone())
+            .or_insert_with(|| Agent::absent(&agent_id));
+        match record {
+            Record::Spec => agent.spec = Some(spec_item(&agent_id, item)),
+            Record::Status => agent.status = status_of(&agent_id, &item),
+            Record::Activity => {
+                agent.activity.last_activity_at = instant_of(&item, "last_activity_at");
+            }
+            Record::Wake => {
+                agent.activity.wake_requested_ms = item
+                    .get("requested_at")
+                    .and_then(|v| v.as_s().ok())
+                    .and_then(|t| spec::parse_rfc3339(t))
+                    .and_then(|t| i64::try_from(t.unix_timestamp_nanos() / 1_000_000).ok());
+            }
+            Record::Other => {}
         }
     }
-    agents.into_values().collect()
+    agents
+        .into_values()
+        .filter(|a| a.spec.is_some() || a.status.is_some())
+        .collect()
 }
 
 impl Store {
@@ -642,8 +711,13 @@ impl Store {
             }
             Err(e) => return Err(StoreError::aws("DeleteItem", &self.table, &e)),
         }
-        // The status, and a secret-writer lock a crashed writer may have left.
-        for record in [STATUS_RECORD, crate::lease::SECRET_LOCK_RECORD] {
+        // The status, activity, and a secret-writer lock a crashed writer may have left.
+        for record in [
+            STATUS_RECORD,
+            ACTIVITY_RECORD,
+            WAKE_RECORD,
+            crate::lease::SECRET_LOCK_RECORD,
+        ] {
             self.client
                 .delete_item()
                 .table_name(&self.table)
@@ -661,13 +735,77 @@ impl Store {
     /// # Errors
     /// A failed DeleteItem.
     pub async fn delete_status(&self, agent_id: &str) -> Result<(), StoreError> {
-        self.client
-            .delete_item()
+        // Activity and wakes go too: one reported while the agent was being deleted would
+        // otherwise stay behind.
+        for record in [STATUS_RECORD, ACTIVITY_RECORD, WAKE_RECORD] {
+            self.client
+                .delete_item()
+                .table_name(&self.table)
+                .set_key(Some(key(agent_id, record)))
+                .send()
+                .await
+                .map_err(|e| StoreError::aws("DeleteItem", &self.table, &e))?;
+        }
+        Ok(())
+    }
+
+    /// Records activity of `agent` (as just read) at `now`, only when its `last_activity_at`
+    /// is older than [`ACTIVITY_RESOLUTION_SECS`]: a fresh one as read costs no write at all,
+    /// and the UpdateItem is conditioned on the stored value being that old, so concurrent
+    /// reporters (several API replicas) still write at most once a minute per agent. Returns
+    /// whether it wrote.
+    ///
+    /// # Errors
+    /// A failed UpdateItem (a coalesced report is not an error).
+    pub async fn record_activity(&self, agent: &Agent, now: i64) -> Result<bool, StoreError> {
+        if agent
+            .activity
+            .last_activity_at
+            .is_some_and(|at| at > now - ACTIVITY_RESOLUTION_SECS)
+        {
+            return Ok(false);
+        }
+        let agent_id = agent.agent_id.as_str();
+        let at = |secs: i64| {
+            time::OffsetDateTime::from_unix_timestamp(secs)
+                .map(spec::format_rfc3339)
+                .unwrap_or_default()
+        };
+        let result = self
+            .client
+            .update_item()
             .table_name(&self.table)
-            .set_key(Some(key(agent_id, STATUS_RECORD)))
+            .set_key(Some(key(agent_id, ACTIVITY_RECORD)))
+            .update_expression("SET last_activity_at = :now")
+            .condition_expression(
+                "attribute_not_exists(last_activity_at) OR last_activity_at < :cutoff",
+            )
+            .expression_attribute_values(":now", s(&at(now)))
+            .expression_attribute_values(":cutoff", s(&at(now - ACTIVITY_RESOLUTION_SECS + 1)))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e) if StoreError::is_condition_failure(&e) => Ok(false),
+            Err(e) => Err(StoreError::aws("UpdateItem", &self.table, &e)),
+        }
+    }
+
+    /// Asks the controller to wake the agent (PutItem of the wake item with `requested_at`):
+    /// the stream watch enqueues the agent within a second, and the wake counts as activity.
+    ///
+    /// # Errors
+    /// A failed PutItem.
+    pub async fn request_wake(&self, agent_id: &str, at: &str) -> Result<(), StoreError> {
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .item("agent_id", s(agent_id))
+            .item("record", s(WAKE_RECORD))
+            .item("requested_at", s(at))
             .send()
             .await
-            .map_err(|e| StoreError::aws("DeleteItem", &self.table, &e))?;
+            .map_err(|e| StoreError::aws("PutItem", &self.table, &e))?;
         Ok(())
     }
 

@@ -13,7 +13,7 @@ pub mod stream;
 pub mod summary;
 mod table;
 
-pub use agents::{Agent, Page, PageKey, SpecError, SpecItem, Store, Write};
+pub use agents::{Activity, Agent, Page, PageKey, SpecError, SpecItem, Store, Write};
 pub use error::StoreError;
 pub use item::Snapshot;
 pub use summary::FleetSummary;
@@ -23,13 +23,47 @@ pub use table::{BootstrapOutcome, DEFAULT_TABLE, ID_KEY_ID, ID_KEY_RECORD};
 pub const SPEC_RECORD: &str = "spec";
 /// The sort key value of status items.
 pub const STATUS_RECORD: &str = "status";
+/// The sort key value of an agent's activity item: `last_activity_at`, written at most once a
+/// minute, apart from the spec so that activity never bumps `generation` or looks like a spec
+/// change.
+pub const ACTIVITY_RECORD: &str = "activity";
+/// The sort key value of an agent's wake item: `requested_at` of the last wake, which the
+/// stream watch turns into a reconcile.
+pub const WAKE_RECORD: &str = "wake";
+
+/// What an item of the table is, by its sort key. The one place that says which items make an
+/// agent (listings show only agents with a spec or a status; activity and wakes ride along)
+/// and which changes wake the controller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Record {
+    Spec,
+    Status,
+    Activity,
+    Wake,
+    /// Anything else (the leader lease, a writer's lock, a fleet summary): never an agent.
+    Other,
+}
+
+impl Record {
+    #[must_use]
+    pub fn of(sort_key: &str) -> Self {
+        match sort_key {
+            SPEC_RECORD => Self::Spec,
+            STATUS_RECORD => Self::Status,
+            ACTIVITY_RECORD => Self::Activity,
+            WAKE_RECORD => Self::Wake,
+            _ => Self::Other,
+        }
+    }
+
+    /// Whether a change of this item enqueues its agent: a spec change or a wake. Status
+    /// writes (the controller's own) and activity (cheap, frequent) never do.
+    #[must_use]
+    pub fn enqueues(self) -> bool {
+        matches!(self, Self::Spec | Self::Wake)
+    }
+}
+
 /// The sparse index over spec items by tenant.
 pub const BY_CLIENT_INDEX: &str = "by-client";
 
-/// Whether an item is one of an agent's records. Everything else in the table (the leader
-/// lease, the id key, the fleet summary, secret locks) is bookkeeping that no listing shows:
-/// the one rule every listing applies.
-#[must_use]
-pub fn is_agent_record(record: Option<&str>) -> bool {
-    matches!(record, Some(SPEC_RECORD | STATUS_RECORD))
-}

@@ -20,7 +20,7 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 
 use aws_sdk_dynamodbstreams::types::ShardIteratorType;
 
-use crate::{SPEC_RECORD, StoreError};
+use crate::StoreError;
 
 /// One shard of the stream.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -266,7 +266,8 @@ impl<F: ChangeFeed> Watcher<F> {
         for change in changes {
             self.checkpoints
                 .insert(shard.to_owned(), Position::After(change.sequence.clone()));
-            if change.record == SPEC_RECORD && seen.insert(change.agent_id.clone()) {
+            if crate::Record::of(&change.record).enqueues() && seen.insert(change.agent_id.clone())
+            {
                 events.push(Event::Changed(change.agent_id));
             }
         }

@@ -1,7 +1,7 @@
 //! The fleet summary: one item (`_fleet` / `summary`) the controller writes at each resync from
 //! the snapshot it reads anyway, so that the admin console reads one item per page view instead
 //! of scanning the table. Its id is not a valid agent id (`_`), and listings keep only spec and
-//! status records ([`crate::is_agent_record`]), so no listing ever shows it.
+//! status records ([`crate::Record`]), so no listing ever shows it.
 
 use std::collections::{BTreeMap, HashMap};
 

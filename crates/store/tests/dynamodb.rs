@@ -717,3 +717,100 @@ async fn the_fleet_summary_is_read_back_and_no_listing_shows_it() {
         "the item is in the table"
     );
 }
+
+/// A schedule as a person types it in the console: a map with a string and a list of maps,
+/// the days as a string set or a list.
+fn console_schedule(days: AttributeValue, timezone: &str) -> AttributeValue {
+    AttributeValue::M(HashMap::from([
+        ("timezone".to_string(), s(timezone)),
+        (
+            "windows".to_string(),
+            AttributeValue::L(vec![AttributeValue::M(HashMap::from([
+                ("days".to_string(), days),
+                ("start".to_string(), s("08:00")),
+                ("end".to_string(), s("20:00")),
+            ]))]),
+        ),
+    ]))
+}
+
+#[tokio::test]
+async fn a_schedule_typed_in_the_console_as_a_map_parses_and_a_bad_one_names_its_field() {
+    let store = fresh_store().await;
+    let c = client().await;
+    let put = |id: &str, schedule: AttributeValue| {
+        c.put_item()
+            .table_name(store.table())
+            .item("agent_id", s(id))
+            .item("record", s("spec"))
+            .item("client_id", s("acme"))
+            .item("schedule", schedule)
+            .item("idle_stop_after", s("30m"))
+            .send()
+    };
+    put(
+        "as-list",
+        console_schedule(AttributeValue::L(vec![s("mon"), s("fri")]), "Europe/Madrid"),
+    )
+    .await
+    .unwrap();
+    put(
+        "as-set",
+        console_schedule(AttributeValue::Ss(vec!["mon".into()]), "Europe/Madrid"),
+    )
+    .await
+    .unwrap();
+    put(
+        "bad-zone",
+        console_schedule(AttributeValue::L(vec![s("mon")]), "Mars/Olympus"),
+    )
+    .await
+    .unwrap();
+    put(
+        "bad-type",
+        console_schedule(
+            AttributeValue::L(vec![AttributeValue::N("1".into())]),
+            "UTC",
+        ),
+    )
+    .await
+    .unwrap();
+    for id in ["as-list", "as-set"] {
+        let agent = store.get(id).await.unwrap().unwrap();
+        let spec = agent.spec.unwrap().spec.unwrap();
+        let schedule = spec.schedule.expect("a schedule");
+        assert_eq!(schedule.timezone, "Europe/Madrid", "{id}");
+        assert_eq!(
+            (schedule.windows[0].start, schedule.windows[0].end),
+            (480, 1200)
+        );
+        assert_eq!(spec.idle_stop_after, Some(1800));
+    }
+    match store
+        .get("bad-zone")
+        .await
+        .unwrap()
+        .unwrap()
+        .spec
+        .unwrap()
+        .spec
+    {
+        Err(SpecError::Invalid(e)) => assert!(e.names("schedule.timezone"), "{e}"),
+        other => panic!("{other:?}"),
+    }
+    match store
+        .get("bad-type")
+        .await
+        .unwrap()
+        .unwrap()
+        .spec
+        .unwrap()
+        .spec
+    {
+        Err(SpecError::Item(m)) => assert!(
+            m.starts_with("schedule.windows[0].days[0]: ") && m.contains("found type N"),
+            "{m}"
+        ),
+        other => panic!("{other:?}"),
+    }
+}

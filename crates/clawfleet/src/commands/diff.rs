@@ -240,6 +240,23 @@ mod tests {
     }
 
     #[test]
+    fn a_schedule_change_names_the_part_that_changed() {
+        let old = document(
+            "agent_id: a1\nclient_id: acme\nschedule:\n  timezone: Europe/Madrid\n  windows:\n    - {days: [mon], start: '08:00', end: '20:00'}\n",
+        );
+        let new = document(
+            "agent_id: a1\nclient_id: acme\nschedule:\n  timezone: Europe/Madrid\n  windows:\n    - {days: [mon, tue], start: '08:00', end: '20:00'}\nidle_stop_after: 30m\n",
+        );
+        let changes = changes(Some(&old), &new);
+        let fields: Vec<&str> = changes.iter().map(|c| c.field.as_str()).collect();
+        assert_eq!(fields, ["schedule.windows", "idle_stop_after"]);
+        let window =
+            |days: &[&str]| serde_json::json!([{"days": days, "start": "08:00", "end": "20:00"}]);
+        assert_eq!(changes[0].stored, Some(window(&["mon"])));
+        assert_eq!(changes[0].desired, Some(window(&["mon", "tue"])));
+    }
+
+    #[test]
     fn bookkeeping_is_not_a_change() {
         let old = document(
             "agent_id: a1\nclient_id: acme\ngeneration: 7\nmanaged_by: cli\ncreated_at: '2026-01-01T00:00:00Z'\n",

@@ -299,6 +299,7 @@ pub async fn describe(store: &Store, agent_id: &str) -> Result<Exit, Failure> {
                     .unwrap_or_default()
             };
             out.push_str(&opt("Message:", &status.message));
+            out.push_str(&opt("Next start:", &status.next_start_at));
             out.push_str(&opt("Cluster:", &status.cluster));
             out.push_str(&opt("Task:", &status.task_arn));
             out.push_str(&opt("Task definition:", &status.task_definition_arn));

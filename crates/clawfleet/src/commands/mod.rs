@@ -1,5 +1,6 @@
 //! One module per command; each returns the exit code or a one-line failure.
 
+mod activity;
 mod apply;
 mod audit;
 mod controller;
@@ -121,6 +122,8 @@ pub async fn run(cli: Cli) -> Result<Exit, Failure> {
         } => wait::run(&store, &agent_ids, condition, timeout).await,
         Command::Delete { agent_id, purge } => delete::delete(&store, &agent_id, purge).await,
         Command::Restart { agent_id } => delete::restart(&store, &agent_id).await,
+        Command::Touch { agent_id } => activity::touch(&store, &agent_id).await,
+        Command::Wake { agent_id } => activity::wake(&store, &agent_id).await,
         Command::Reconcile {
             agent_id,
             all: _,

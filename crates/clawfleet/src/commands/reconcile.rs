@@ -73,6 +73,9 @@ pub async fn run(
             ),
             Ok(Outcome::WaitingOnOwner(why)) => println!("agent/{id} waiting on its owner: {why}"),
             Ok(Outcome::Deleted) => println!("agent/{id} deleted"),
+            Ok(Outcome::Revisit(after)) => {
+                println!("agent/{id} converged; its schedule or idleness changes in {after}s");
+            }
             Err(e) => {
                 eprintln!("error: agent {id}: {e}");
                 exit = Exit::Failed;
