@@ -25,8 +25,7 @@ use cloud::{AwsError, ErrorClass, Gate, Limits};
 use controller::aws::Cloud;
 use controller::fake::FakeCloud;
 use plan::observed::{
-    AccessPoint, AgentResources, Fleet, Role, Secret, Task, TaskDefinitionRevision,
-    family_revision,
+    AccessPoint, AgentResources, Fleet, Role, Secret, Task, TaskDefinitionRevision, family_revision,
 };
 use spec::render::{self, RunTask, Settings, TaskDefinition};
 use tokio::time::Instant;
@@ -147,6 +146,9 @@ pub struct Account {
     latencies: Latencies,
     quotas: Quotas,
     buckets: Mutex<HashMap<&'static str, AwsBucket>>,
+    /// Accounts the agents are spread over: ECS's buckets are per account, so a cell of
+    /// several has their sum.
+    accounts: f64,
     tally: Mutex<Tally>,
     lifecycle: Mutex<Lifecycle>,
     /// The revisions this controller knows, as `cloud::Aws` caches them: the controller's.
@@ -158,7 +160,12 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-fn aws_error(service: &'static str, operation: &'static str, code: &str, class: ErrorClass) -> AwsError {
+fn aws_error(
+    service: &'static str,
+    operation: &'static str,
+    code: &str,
+    class: ErrorClass,
+) -> AwsError {
     AwsError {
         service,
         operation,
@@ -195,15 +202,22 @@ fn service_of(operation: &str) -> &'static str {
         "DescribeSecret" | "CreateSecret" | "RestoreSecret" | "DeleteSecret" | "ListSecrets" => {
             "SecretsManager"
         }
-        "GetRole" | "GetRolePolicy" | "CreateRole" | "PutRolePolicy" | "DeleteRole"
-        | "DeleteRolePolicy" | "PutRolePermissionsBoundary" | "ListRoles" => "IAM",
+        "GetRole"
+        | "GetRolePolicy"
+        | "CreateRole"
+        | "PutRolePolicy"
+        | "DeleteRole"
+        | "DeleteRolePolicy"
+        | "PutRolePermissionsBoundary"
+        | "ListRoles" => "IAM",
         _ => "ECS",
     }
 }
 
 impl Account {
     /// An account with `shards` fakes (1 unless the fleet is too large for one), the
-    /// controller's `gate` in front, `foreign` access points of other teams on the file system.
+    /// controller's `gate` in front, `foreign` access points of other teams on the file system,
+    /// and ECS's buckets of `accounts` accounts.
     #[must_use]
     pub fn new(
         settings: Settings,
@@ -213,6 +227,7 @@ impl Account {
         quotas: Quotas,
         shards: usize,
         foreign: usize,
+        accounts: usize,
     ) -> Self {
         let shards: Vec<FakeCloud> = outside(|| {
             (0..shards.max(1) as u64)
@@ -234,6 +249,7 @@ impl Account {
             latencies,
             quotas,
             buckets: Mutex::default(),
+            accounts: accounts.max(1) as f64,
             tally: Mutex::default(),
             lifecycle: Mutex::default(),
             revisions: Mutex::default(),
@@ -341,9 +357,9 @@ impl Account {
             lock(&self.buckets)
                 .entry(name)
                 .or_insert_with(|| AwsBucket {
-                    capacity,
-                    per_second,
-                    tokens: capacity,
+                    capacity: capacity * self.accounts,
+                    per_second: per_second * self.accounts,
+                    tokens: capacity * self.accounts,
                     at: Instant::now(),
                 })
                 .try_take(n)
@@ -489,7 +505,10 @@ impl Account {
             outside(|| drop(read));
             copy
         };
-        let running = tasks.iter().filter(|t| t.desired_status == "RUNNING").count();
+        let running = tasks
+            .iter()
+            .filter(|t| t.desired_status == "RUNNING")
+            .count();
         let stopped = tasks.len() - running;
         let pages = |n: usize, per: usize| n.div_ceil(per).max(1) as u64;
         let mut sent: Vec<(&'static str, u64)> = vec![
@@ -563,8 +582,7 @@ impl Account {
         }
         outside(|| lock(&self.tally).snapshots += 1);
         // The reads go one after another, as `observe_fleet` awaits each.
-        tokio::time::sleep(self.latencies.read * u32::try_from(requests).unwrap_or(u32::MAX))
-            .await;
+        tokio::time::sleep(self.latencies.read * u32::try_from(requests).unwrap_or(u32::MAX)).await;
         Ok(fleet)
     }
 }
@@ -576,7 +594,8 @@ impl Cloud for Account {
         known_task: Option<&str>,
     ) -> Result<AgentResources, AwsError> {
         let shard = self.shard_of_agent(agent_id);
-        let mut seen = self.call(None, shard, shard.observe_agent(agent_id, known_task))
+        let mut seen = self
+            .call(None, shard, shard.observe_agent(agent_id, known_task))
             .await?;
         self.as_fargate_shows(&mut seen.tasks);
         if let Some(rev) = &seen.latest_revision {
@@ -592,7 +611,8 @@ impl Cloud for Account {
         family: &str,
     ) -> Result<Option<TaskDefinitionRevision>, AwsError> {
         let shard = self.shard_of_agent(self.agent_of_revision(family));
-        self.call(Some(("ECS", "DescribeTaskDefinition")),
+        self.call(
+            Some(("ECS", "DescribeTaskDefinition")),
             shard,
             shard.describe_task_definition(family),
         )
@@ -601,14 +621,22 @@ impl Cloud for Account {
 
     async fn describe_secret(&self, name: &str) -> Result<Option<Secret>, AwsError> {
         let shard = self.shard_of_agent(self.agent_of_secret(name));
-        self.call(Some(("SecretsManager", "DescribeSecret")), shard, shard.describe_secret(name))
-            .await
+        self.call(
+            Some(("SecretsManager", "DescribeSecret")),
+            shard,
+            shard.describe_secret(name),
+        )
+        .await
     }
 
     async fn describe_access_point(&self, id: &str) -> Result<Option<AccessPoint>, AwsError> {
         let shard = self.shard_of_id(id);
-        self.call(Some(("EFS", "DescribeAccessPoints")), shard, shard.describe_access_point(id))
-            .await
+        self.call(
+            Some(("EFS", "DescribeAccessPoints")),
+            shard,
+            shard.describe_access_point(id),
+        )
+        .await
     }
 
     async fn create_access_point(
@@ -621,7 +649,12 @@ impl Cloud for Account {
             .get(render::tag::AGENT_ID)
             .map_or("", String::as_str);
         if let Some(quota) = self.quotas.access_points {
-            let live: usize = outside(|| self.shards.iter().map(|s| s.state().access_points.len()).sum());
+            let live: usize = outside(|| {
+                self.shards
+                    .iter()
+                    .map(|s| s.state().access_points.len())
+                    .sum()
+            });
             if live >= quota {
                 return Err(aws_error(
                     "EFS",
@@ -632,7 +665,8 @@ impl Cloud for Account {
             }
         }
         let shard = self.shard_of_agent(agent);
-        self.call(Some(("EFS", "CreateAccessPoint")),
+        self.call(
+            Some(("EFS", "CreateAccessPoint")),
             shard,
             shard.create_access_point(request, token),
         )
@@ -646,7 +680,8 @@ impl Cloud for Account {
         value: &str,
     ) -> Result<Secret, AwsError> {
         let shard = self.shard_of_agent(self.agent_of_secret(&request.name));
-        self.call(Some(("SecretsManager", "CreateSecret")),
+        self.call(
+            Some(("SecretsManager", "CreateSecret")),
             shard,
             shard.create_secret(request, description, value),
         )
@@ -655,8 +690,12 @@ impl Cloud for Account {
 
     async fn restore_secret(&self, arn: &str) -> Result<(), AwsError> {
         let shard = self.shard_of_agent(self.agent_of_secret(arn));
-        self.call(Some(("SecretsManager", "RestoreSecret")), shard, shard.restore_secret(arn))
-            .await
+        self.call(
+            Some(("SecretsManager", "RestoreSecret")),
+            shard,
+            shard.restore_secret(arn),
+        )
+        .await
     }
 
     async fn register_task_definition(
@@ -665,7 +704,9 @@ impl Cloud for Account {
         tags: &BTreeMap<String, String>,
     ) -> Result<TaskDefinitionRevision, AwsError> {
         let shard = self.shard_of_agent(self.agent_of_revision(&definition.family));
-        let revision = self.call(Some(("ECS", "RegisterTaskDefinition")),
+        let revision = self
+            .call(
+                Some(("ECS", "RegisterTaskDefinition")),
                 shard,
                 shard.register_task_definition(definition, tags),
             )
@@ -681,7 +722,12 @@ impl Cloud for Account {
             .get(render::tag::AGENT_ID)
             .map_or("", String::as_str);
         let shard = self.shard_of_agent(agent);
-        let mut task = self.call(Some(("ECS", "RunTask")), shard, shard.run_task(request, token))
+        let mut task = self
+            .call(
+                Some(("ECS", "RunTask")),
+                shard,
+                shard.run_task(request, token),
+            )
             .await?;
         outside(|| {
             lock(&self.lifecycle)
@@ -695,8 +741,12 @@ impl Cloud for Account {
 
     async fn stop_task(&self, arn: &str, reason: &str) -> Result<(), AwsError> {
         let shard = self.shard_of_id(arn);
-        self.call(Some(("ECS", "StopTask")), shard, shard.stop_task(arn, reason))
-            .await?;
+        self.call(
+            Some(("ECS", "StopTask")),
+            shard,
+            shard.stop_task(arn, reason),
+        )
+        .await?;
         outside(|| {
             lock(&self.lifecycle)
                 .stopping
@@ -730,13 +780,18 @@ impl Cloud for Account {
         } else {
             "ECS"
         };
-        self.call(Some((service, "TagResource")), shard, shard.tag_resource(arn, add, remove))
-            .await
+        self.call(
+            Some((service, "TagResource")),
+            shard,
+            shard.tag_resource(arn, add, remove),
+        )
+        .await
     }
 
     async fn deregister_task_definition(&self, arn: &str) -> Result<(), AwsError> {
         let shard = self.shard_of_agent(self.agent_of_revision(arn));
-        self.call(Some(("ECS", "DeregisterTaskDefinition")),
+        self.call(
+            Some(("ECS", "DeregisterTaskDefinition")),
             shard,
             shard.deregister_task_definition(arn),
         )
@@ -745,13 +800,18 @@ impl Cloud for Account {
 
     async fn delete_access_point(&self, id: &str) -> Result<(), AwsError> {
         let shard = self.shard_of_id(id);
-        self.call(Some(("EFS", "DeleteAccessPoint")), shard, shard.delete_access_point(id))
-            .await
+        self.call(
+            Some(("EFS", "DeleteAccessPoint")),
+            shard,
+            shard.delete_access_point(id),
+        )
+        .await
     }
 
     async fn delete_secret(&self, arn: &str, recovery_days: i64) -> Result<(), AwsError> {
         let shard = self.shard_of_agent(self.agent_of_secret(arn));
-        self.call(Some(("SecretsManager", "DeleteSecret")),
+        self.call(
+            Some(("SecretsManager", "DeleteSecret")),
             shard,
             shard.delete_secret(arn, recovery_days),
         )
@@ -760,25 +820,39 @@ impl Cloud for Account {
 
     async fn get_role(&self, name: &str) -> Result<Option<Role>, AwsError> {
         let shard = self.shard_of_agent(self.agent_of_role(name));
-        self.call(Some(("IAM", "GetRole")), shard, shard.get_role(name)).await
+        self.call(Some(("IAM", "GetRole")), shard, shard.get_role(name))
+            .await
     }
 
     async fn create_role(&self, request: &render::Role) -> Result<Role, AwsError> {
         if let Some(quota) = self.quotas.roles {
             let roles: usize = outside(|| self.shards.iter().map(|s| s.state().roles.len()).sum());
             if roles >= quota {
-                return Err(aws_error("IAM", "CreateRole", "LimitExceeded", ErrorClass::Terminal));
+                return Err(aws_error(
+                    "IAM",
+                    "CreateRole",
+                    "LimitExceeded",
+                    ErrorClass::Terminal,
+                ));
             }
         }
         let shard = self.shard_of_agent(self.agent_of_role(&request.name));
-        self.call(Some(("IAM", "CreateRole")), shard, shard.create_role(request))
-            .await
+        self.call(
+            Some(("IAM", "CreateRole")),
+            shard,
+            shard.create_role(request),
+        )
+        .await
     }
 
     async fn put_role_policy(&self, name: &str, policy: &str) -> Result<(), AwsError> {
         let shard = self.shard_of_agent(self.agent_of_role(name));
-        self.call(Some(("IAM", "PutRolePolicy")), shard, shard.put_role_policy(name, policy))
-            .await
+        self.call(
+            Some(("IAM", "PutRolePolicy")),
+            shard,
+            shard.put_role_policy(name, policy),
+        )
+        .await
     }
 
     async fn put_role_permissions_boundary(
@@ -787,7 +861,8 @@ impl Cloud for Account {
         boundary: &str,
     ) -> Result<(), AwsError> {
         let shard = self.shard_of_agent(self.agent_of_role(name));
-        self.call(Some(("IAM", "PutRolePermissionsBoundary")),
+        self.call(
+            Some(("IAM", "PutRolePermissionsBoundary")),
             shard,
             shard.put_role_permissions_boundary(name, boundary),
         )

@@ -160,7 +160,10 @@ impl AssembledController {
             .filter(|e| e.agent.is_none() || e.plan.has_work())
             .collect();
         let n = work.len();
-        let mut snapshots = self.snapshots.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut snapshots = self
+            .snapshots
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         for entry in work {
             self.queue.add(&entry.agent_id);
             snapshots.insert(entry.agent_id, entry.observed);

@@ -11,8 +11,8 @@ use clap::Parser;
 use sim::heap::Counting;
 use sim::plot::{self, Line};
 use sim::scenario::{
-    Convergence, Fleet, IMAGE, IdleResync, Memory, NEW_IMAGE, SimError, Simulation,
-    register_floor, wave_floor,
+    Convergence, Fleet, IMAGE, IdleResync, Memory, NEW_IMAGE, SimError, Simulation, register_floor,
+    wave_floor,
 };
 
 #[global_allocator]
@@ -24,7 +24,7 @@ struct Args {
     /// Fleet sizes of the cold starts, with AWS's quotas (5,000 IAM roles per account).
     #[arg(long, value_delimiter = ',', default_value = "1000,5000")]
     sizes: Vec<usize>,
-    /// The size of the fleet-wide image change (0: none).
+    /// The size of the fleet-wide image change (0: none), on a fleet of its own.
     #[arg(long, default_value_t = 5000)]
     wave: usize,
     /// Replacements at once in the image change (`--max-concurrent-replacements`); several
@@ -70,7 +70,7 @@ async fn run(fleet: Fleet, waves: &[usize]) -> Result<Run, SimError> {
     let agents = fleet.agents;
     eprintln!("simulating {agents} agents");
     let sim = Simulation::start(fleet.clone());
-    let cold = sim.converge(IMAGE, register_floor(agents)).await?;
+    let cold = sim.converge(IMAGE, fleet.floor()).await?;
     eprintln!(
         "  cold start: {:.0} virtual s (floor {:.0}), {:.1} s real",
         cold.seconds, cold.floor, cold.wall
@@ -107,10 +107,18 @@ fn print_cold(runs: &[&Run]) {
     );
     for r in runs {
         let c = &r.cold;
+        let duration = if c.converged {
+            format!("{:.0} s", c.seconds)
+        } else {
+            format!(
+                "not converged: {} Running after {:.0} s",
+                c.curve.last().map_or(0, |p| p.1),
+                c.seconds
+            )
+        };
         println!(
-            "| {} | {:.0} s | {:.0} s | {:.3} | {} | {} | {} | {:.1} s | {:.1} s |",
+            "| {} | {duration} | {:.0} s | {:.3} | {} | {} | {} | {:.1} s | {:.1} s |",
             c.agents,
-            c.seconds,
             c.floor,
             c.of_floor(),
             c.throttled,
@@ -188,18 +196,73 @@ fn print_memory(runs: &[&Run]) {
     }
 }
 
-fn plots(dir: &std::path::Path, runs: &[&Run]) -> Result<(), plot::PlotError> {
+fn print_waves(runs: &[&Run]) {
+    println!(
+        "| agents | replacements at once | duration (virtual) | RegisterTaskDefinition floor | pacing floor (stop + start per round) | share of the binding floor's rate | throttled | reconcile errors | calls per agent | real time |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
+    );
+    for r in runs {
+        for (cap, w, (register, pacing)) in &r.waves {
+            let duration = if w.converged {
+                format!("{:.0} s", w.seconds)
+            } else {
+                format!(
+                    "not converged: {} on the new image after {:.0} s",
+                    w.curve.last().map_or(0, |p| p.1),
+                    w.seconds
+                )
+            };
+            println!(
+                "| {} | {cap} | {duration} | {register:.0} s | {pacing:.0} s | {:.3} | {} | {} | {:.1} | {:.1} s |",
+                w.agents,
+                w.of_floor(),
+                w.throttled,
+                w.reconcile_errors,
+                w.calls.values().sum::<u64>() as f64 / w.agents.max(1) as f64,
+                w.wall
+            );
+        }
+    }
+}
+
+fn wave_plot(dir: &std::path::Path, runs: &[&Run]) -> Result<(), plot::PlotError> {
+    let mut lines = Vec::new();
+    for r in runs {
+        for (cap, w, (register, pacing)) in &r.waves {
+            lines.push(Line {
+                label: format!(
+                    "{} agents, {cap} at once: Running on the new image",
+                    w.agents
+                ),
+                points: w.curve.iter().map(|(t, n)| (*t, *n as f64)).collect(),
+                reference: false,
+            });
+            let floor = register.max(*pacing);
+            lines.push(Line {
+                label: format!("floor at {cap} at once"),
+                points: vec![(0.0, 0.0), (floor, w.agents as f64)],
+                reference: true,
+            });
+        }
+    }
+    if lines.is_empty() {
+        return Ok(());
+    }
+    plot::lines(
+        &dir.join("sim-image-change.svg"),
+        "Fleet-wide image change: agents Running on the new image",
+        "seconds",
+        "agents on the new image",
+        &lines,
+    )
+}
+
+fn plots(dir: &std::path::Path, runs: &[&Run], wave: Option<&Run>) -> Result<(), plot::PlotError> {
     let _ = std::fs::create_dir_all(dir);
     let mut cold = Vec::new();
     for r in runs {
         cold.push(Line {
             label: format!("{} agents Running", r.cold.agents),
-            points: r
-                .cold
-                .curve
-                .iter()
-                .map(|(t, n)| (*t, *n as f64))
-                .collect(),
+            points: r.cold.curve.iter().map(|(t, n)| (*t, *n as f64)).collect(),
             reference: false,
         });
     }
@@ -234,13 +297,15 @@ fn plots(dir: &std::path::Path, runs: &[&Run]) -> Result<(), plot::PlotError> {
         points: by_n,
         reference: false,
     }];
-    lines.extend(ops.into_iter().filter(|(_, p)| p.iter().any(|(_, v)| *v >= 1.5)).map(
-        |(op, points)| Line {
-            label: op,
-            points,
-            reference: false,
-        },
-    ));
+    lines.extend(
+        ops.into_iter()
+            .filter(|(_, p)| p.iter().any(|(_, v)| *v >= 1.5))
+            .map(|(op, points)| Line {
+                label: op,
+                points,
+                reference: false,
+            }),
+    );
     plot::lines(
         &dir.join("sim-calls-per-agent.svg"),
         "AWS and DynamoDB calls per new agent against fleet size",
@@ -248,7 +313,10 @@ fn plots(dir: &std::path::Path, runs: &[&Run]) -> Result<(), plot::PlotError> {
         "calls per agent",
         &lines,
     )?;
-    Ok(())
+    match wave {
+        Some(wave) => wave_plot(dir, &[wave]),
+        None => Ok(()),
+    }
 }
 
 fn main() {
@@ -275,13 +343,40 @@ fn main() {
                 foreign_access_points: args.foreign_access_points,
                 ..Fleet::of(n)
             };
-            let waves = if n == args.wave {
-                args.max_concurrent_replacements.clone()
-            } else {
-                Vec::new()
-            };
-            runs.push(run(fleet, &waves).await?);
+            runs.push(run(fleet, &[]).await?);
         }
+        // The image change on a fleet of its own, spread over fakes of `stress_shard` agents:
+        // agents held back by pacing look again every 10 s, and one fake's scans would make
+        // that quadratic in real time (the per-agent DescribeAccessPoints pages then count
+        // one fake's access points, not the file system's).
+        let wave = if args.wave > 0 && !args.max_concurrent_replacements.is_empty() {
+            let fleet = Fleet {
+                workers: args.workers,
+                shards: args.wave.div_ceil(args.stress_shard.max(1)),
+                foreign_access_points: args.foreign_access_points,
+                ..Fleet::of(args.wave)
+            };
+            Some(run(fleet, &args.max_concurrent_replacements).await?)
+        } else {
+            None
+        };
+        let stress = if args.stress > 0 {
+            // One controller over cells of 5,000 agents per account: each account brings its
+            // own ECS buckets, and the controller runs a worker set per account.
+            let accounts = args.stress.div_ceil(5000);
+            let fleet = Fleet {
+                workers: args.workers * accounts,
+                shards: args.stress.div_ceil(args.stress_shard.max(1)),
+                quotas: sim::account::Quotas::LIFTED,
+                accounts,
+                foreign_access_points: args.foreign_access_points,
+                sample_every: std::time::Duration::from_secs(30),
+                ..Fleet::of(args.stress)
+            };
+            Some(run(fleet, &[]).await?)
+        } else {
+            None
+        };
         let refs: Vec<&Run> = runs.iter().collect();
         println!("## Cold start\n");
         print_cold(&refs);
@@ -291,8 +386,27 @@ fn main() {
         print_idle(&refs);
         println!("\n## Heap\n");
         print_memory(&refs);
+        if let Some(wave) = &wave {
+            println!("\n## Fleet-wide image change\n");
+            print_waves(&[wave]);
+        }
+        if let Some(stress) = &stress {
+            let one = [stress];
+            println!(
+                "\n## Stress: {} agents, quotas lifted, over {} accounts\n",
+                stress.cold.agents,
+                stress.cold.agents.div_ceil(5000)
+            );
+            print_cold(&one);
+            println!();
+            print_per_agent(&one);
+            println!();
+            print_idle(&one);
+            println!();
+            print_memory(&one);
+        }
         if let Some(dir) = &args.plots
-            && let Err(e) = plots(dir, &refs)
+            && let Err(e) = plots(dir, &refs, wave.as_ref())
         {
             eprintln!("error: {e}");
         }

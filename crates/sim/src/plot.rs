@@ -80,7 +80,12 @@ pub fn lines(
         let style = color.stroke_width(2);
         if line.reference {
             chart
-                .draw_series(DashedLineSeries::new(line.points.iter().copied(), 6, 4, style))
+                .draw_series(DashedLineSeries::new(
+                    line.points.iter().copied(),
+                    6,
+                    4,
+                    style,
+                ))
                 .map_err(|e| fail(&e))?
                 .label(line.label.clone())
                 .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));

@@ -36,6 +36,9 @@ pub struct Fleet {
     pub max_concurrent_replacements: usize,
     /// How often the agents Running are counted for the curve.
     pub sample_every: Duration,
+    /// Accounts (cells) the agents are spread over, each with its own AWS rates; the
+    /// controller's limits are multiplied to match.
+    pub accounts: usize,
 }
 
 impl Fleet {
@@ -53,7 +56,45 @@ impl Fleet {
             resync_interval: Duration::from_secs(60),
             max_concurrent_replacements: 10,
             sample_every: Duration::from_secs(10),
+            accounts: 1,
         }
+    }
+
+    /// The RegisterTaskDefinition floor of a cold start of this fleet.
+    #[must_use]
+    pub fn floor(&self) -> f64 {
+        let k = self.accounts.max(1) as f64;
+        (self.agents as f64 - REGISTER_BURST * k).max(0.0) / (REGISTER_PER_SECOND * k)
+    }
+
+    /// The controller's rate limits: the defaults, every bucket multiplied by the accounts.
+    ///
+    /// # Errors
+    /// None for the defaults; the parser's error otherwise.
+    pub fn limits(&self) -> Result<Limits, cloud::ratelimit::LimitsError> {
+        if self.accounts <= 1 {
+            return Ok(Limits::default());
+        }
+        let k = self.accounts as f64;
+        let default = cloud::ratelimit::DEFAULT_LIMIT;
+        let mut config: Vec<String> = cloud::ratelimit::DEFAULT_BUCKETS
+            .iter()
+            .filter_map(|(ops, capacity, rate)| {
+                Some(format!(
+                    "{}={}/{}",
+                    ops.first()?,
+                    (f64::from(*capacity) * k).round(),
+                    rate * k
+                ))
+            })
+            .collect();
+        // EFS and IAM publish no rates: their buckets (the unlisted default) are per account too.
+        config.push(format!(
+            "*={}/{}",
+            (f64::from(default.capacity()) * k).round(),
+            default.per_second() * k
+        ));
+        Limits::parse(&config.join(","))
     }
 }
 
@@ -61,6 +102,9 @@ impl Fleet {
 #[derive(Debug, Clone, Default)]
 pub struct Convergence {
     pub agents: usize,
+    /// Whether every agent got there; if not, `seconds` is when the run gave up, after
+    /// [`STUCK`] without progress.
+    pub converged: bool,
     /// Virtual seconds until every agent is Running on its spec.
     pub seconds: f64,
     /// The floor, in virtual seconds.
@@ -83,7 +127,7 @@ impl Convergence {
     /// Floor over time: the share of the floor's rate the run achieved.
     #[must_use]
     pub fn of_floor(&self) -> f64 {
-        if self.seconds > 0.0 {
+        if self.converged && self.seconds > 0.0 {
             self.floor / self.seconds
         } else {
             0.0
@@ -183,27 +227,19 @@ pub const NEW_IMAGE: &str = "openclaw/openclaw:v1.1.0";
 pub enum SimError {
     #[error("agent spec: {0}")]
     Spec(String),
-    /// No agent became Running for this long: the fleet is stuck.
-    #[error("{running} of {agents} agents Running, and none more for {stuck_secs} virtual seconds (phases: {phases:?})")]
-    Stuck {
-        running: usize,
-        agents: usize,
-        stuck_secs: u64,
-        phases: BTreeMap<String, usize>,
-    },
     #[error("resync: {0}")]
     Resync(String),
 }
 
 /// How long without progress counts as stuck.
-const STUCK: Duration = Duration::from_secs(3 * 3600);
+pub const STUCK: Duration = Duration::from_secs(3 * 3600);
 
 impl Simulation {
     /// Builds the account, the table and the controller, and starts the controller.
     #[must_use]
     pub fn start(fleet: Fleet) -> Self {
         heap::reset_peak();
-        let limits = Arc::new(Limits::default());
+        let limits = Arc::new(fleet.limits().unwrap_or_default());
         let account = Arc::new(Account::new(
             settings(),
             template(),
@@ -212,6 +248,7 @@ impl Simulation {
             fleet.quotas,
             fleet.shards,
             fleet.foreign_access_points,
+            fleet.accounts,
         ));
         let table = Arc::new(Table::new(Duration::from_millis(5)));
         let controller = AssembledController::new(
@@ -305,6 +342,18 @@ impl Simulation {
         loop {
             let (running, _) = self.table.running();
             heap::outside(|| curve.push((started.elapsed().as_secs_f64(), running)));
+            if curve.len() % 30 == 0 {
+                eprintln!(
+                    "    {:>6.0} s: {running}/{} Running, phases {:?}, queue {}, {} requests, controller heap {:.1} MiB (peak {:.1})",
+                    started.elapsed().as_secs_f64(),
+                    self.fleet.agents,
+                    self.table.phases(),
+                    self.controller.busy(),
+                    self.account.requests(),
+                    heap::controller_bytes() as f64 / 1_048_576.0,
+                    heap::controller_peak() as f64 / 1_048_576.0
+                );
+            }
             if running > best {
                 best = running;
                 progress_at = Instant::now();
@@ -313,16 +362,18 @@ impl Simulation {
                 break;
             }
             if progress_at.elapsed() > STUCK {
-                return Err(SimError::Stuck {
-                    running,
-                    agents: self.fleet.agents,
-                    stuck_secs: STUCK.as_secs(),
-                    phases: self.table.phases(),
-                });
+                eprintln!(
+                    "    gave up: {running}/{} Running and none more for {} s (phases {:?})",
+                    self.fleet.agents,
+                    STUCK.as_secs(),
+                    self.table.phases()
+                );
+                break;
             }
             tokio::time::sleep(self.fleet.sample_every).await;
         }
         let seconds = started.elapsed().as_secs_f64();
+        let converged = self.table.running().0 >= self.fleet.agents;
         let mut calls = self.account.call_counts();
         for (op, n) in self.table.call_counts() {
             if op != "Scan" {
@@ -335,6 +386,7 @@ impl Simulation {
         }
         Ok(Convergence {
             agents: self.fleet.agents,
+            converged,
             seconds,
             floor,
             curve,

@@ -106,7 +106,8 @@ impl Table {
                         return false;
                     };
                     status.phase == Phase::Running
-                        && status.observed_spec_hash.as_deref() == Some(spec.content_hash().as_str())
+                        && status.observed_spec_hash.as_deref()
+                            == Some(spec.content_hash().as_str())
                 })
                 .count();
             (running, agents.len())
@@ -133,7 +134,11 @@ impl Table {
     /// The stored status of one agent.
     #[must_use]
     pub fn status(&self, agent_id: &str) -> Option<AgentStatus> {
-        let read = outside(|| lock(&self.agents).get(agent_id).and_then(|a| a.status.clone()));
+        let read = outside(|| {
+            lock(&self.agents)
+                .get(agent_id)
+                .and_then(|a| a.status.clone())
+        });
         let copy = read.clone();
         outside(|| drop(read));
         copy

@@ -20,14 +20,21 @@ async fn fifty_agents_converge_in_virtual_time_with_one_of_everything() {
         "RegisterTaskDefinition",
         "RunTask",
     ] {
-        assert_eq!(cold.calls.get(operation), Some(&50), "{operation}: {cold:?}");
+        assert_eq!(
+            cold.calls.get(operation),
+            Some(&50),
+            "{operation}: {cold:?}"
+        );
     }
     assert_eq!(cold.throttled, 0);
     assert!(cold.reconcile_errors == 0.0, "{cold:?}");
     let idle = sim.idle_resync().await.unwrap();
     assert_eq!(idle.enqueued, 0, "{idle:?}");
     assert!(
-        !idle.calls.keys().any(|op| op.starts_with("Create") || op == "RunTask"),
+        !idle
+            .calls
+            .keys()
+            .any(|op| op.starts_with("Create") || op == "RunTask"),
         "an idle resync writes nothing: {idle:?}"
     );
     // A new image for all: every agent replaced, paced at 10 at once.
@@ -37,6 +44,9 @@ async fn fifty_agents_converge_in_virtual_time_with_one_of_everything() {
     assert!(wave.seconds >= pacing, "{wave:?}");
     assert_eq!(wave.calls.get("RunTask"), Some(&50), "{wave:?}");
     // Every old task stopped (StopTask is idempotent; a repeat costs a call, not a task).
-    assert!(wave.calls.get("StopTask").is_some_and(|n| *n >= 50), "{wave:?}");
+    assert!(
+        wave.calls.get("StopTask").is_some_and(|n| *n >= 50),
+        "{wave:?}"
+    );
     sim.stop().await;
 }
