@@ -184,9 +184,14 @@ impl Aws {
     }
 
     /// One agent: its tasks (ListTasks by startedBy, plus `known_task` from the status, which
-    /// finds a stopped one), DescribeTasks, its access points, DescribeSecret, its family's
-    /// revisions, and its task role with its boundary and policy (GetRole, GetRolePolicy):
-    /// this is where a role changed behind clawfleet's back is seen.
+    /// finds a stopped one), DescribeTasks, its access point (DescribeAccessPoints of
+    /// `known_access_point`, the id in the status), DescribeSecret, its family's revisions, and
+    /// its task role with its boundary and policy (GetRole, GetRolePolicy): this is where a role
+    /// changed behind clawfleet's back is seen.
+    ///
+    /// No read lists what other agents share (the file system's access points): one agent's
+    /// cost never grows with the fleet. An access point the status does not name (an orphan,
+    /// a duplicate) is found by the resync's fleet listing ([`Aws::observe_fleet`]).
     ///
     /// # Errors
     /// The first failed read.
@@ -194,6 +199,7 @@ impl Aws {
         &self,
         agent_id: &str,
         known_task: Option<&str>,
+        known_access_point: Option<&str>,
         settings: &Settings,
     ) -> Result<AgentResources, AwsError> {
         let mut fleet = Fleet::default();
@@ -206,9 +212,10 @@ impl Aws {
         let mut tasks = self.ecs.describe_tasks(&arns).await?;
         tasks.retain(|t| ours(&t.tags));
         fleet.add_tasks(tasks);
-        let mut access_points = self.efs.describe_access_points().await?;
-        access_points.retain(|a| ours(&a.tags));
-        fleet.add_access_points(access_points);
+        if let Some(id) = known_access_point {
+            let access_point = self.efs.describe_access_point(id).await?;
+            fleet.add_access_points(access_point.into_iter().filter(|a| ours(&a.tags)).collect());
+        }
         let secret = self
             .secrets
             .describe_secret(&render::secret_name(settings, agent_id))

@@ -171,6 +171,8 @@ pub struct CloudState {
     pub access_points: Vec<(AccessPoint, u64)>,
     /// CreateAccessPoint's `ClientToken` -> the access point it created.
     pub ap_tokens: HashMap<String, String>,
+    /// Tokens are ignored, as moto ignores them: every create creates.
+    pub ignore_tokens: bool,
     pub secrets: Vec<(Secret, u64)>,
     /// Each revision with its creation tick and whether it is ACTIVE.
     pub revisions: Vec<(TaskDefinitionRevision, u64, bool)>,
@@ -337,6 +339,7 @@ impl Cloud for FakeCloud {
         &self,
         agent_id: &str,
         known_task: Option<&str>,
+        known_access_point: Option<&str>,
     ) -> Result<AgentResources, AwsError> {
         let mut s = self.state();
         s.clock += 1;
@@ -360,7 +363,7 @@ impl Cloud for FakeCloud {
             .collect();
         revisions.sort_by_key(|(r, _, _)| std::cmp::Reverse(r.revision));
         // The requests `cloud::Aws::observe_agent` sends: ListTasks by startedBy, DescribeTasks
-        // of those (and the status's task), the file system's whole access-point listing,
+        // of those (and the status's task), DescribeAccessPoints of the status's access point,
         // DescribeSecret, the family's revisions, the newest one described unless known,
         // GetRole and GetRolePolicy.
         let listed_tasks = s
@@ -369,16 +372,16 @@ impl Cloud for FakeCloud {
             .filter(|(t, c)| mine(&t.tags) && visible(*c))
             .count();
         let described_tasks = listed_tasks + usize::from(known_task.is_some());
-        let listed_access_points = s.access_points.iter().filter(|(_, c)| visible(*c)).count();
         let latest_arn = revisions.first().map(|(r, _, _)| r.arn.clone());
         let family_revisions = revisions.len();
         let has_role = s.roles.iter().any(|r| r.agent_id() == Some(agent_id));
         let resources = AgentResources {
             tasks,
+            // Described by id: no lag.
             access_points: s
                 .access_points
                 .iter()
-                .filter(|(a, c)| mine(&a.tags) && visible(*c))
+                .filter(|(a, _)| mine(&a.tags) && Some(a.id.as_str()) == known_access_point)
                 .map(|(a, _)| a.clone())
                 .collect(),
             secret: s
@@ -407,7 +410,9 @@ impl Cloud for FakeCloud {
                 described_tasks.div_ceil(PAGE) as u64,
             );
         }
-        count(&mut s, "DescribeAccessPoints", pages(listed_access_points));
+        if known_access_point.is_some() {
+            count(&mut s, "DescribeAccessPoints", 1);
+        }
         count(&mut s, "DescribeSecret", 1);
         count(&mut s, "ListTaskDefinitions", pages(family_revisions));
         if let Some(arn) = latest_arn
@@ -420,6 +425,19 @@ impl Cloud for FakeCloud {
             count(&mut s, "GetRolePolicy", 1);
         }
         Ok(resources)
+    }
+
+    async fn describe_access_points(&self) -> Result<Vec<AccessPoint>, AwsError> {
+        let mut s = self.state();
+        s.clock += 1;
+        let visible: Vec<AccessPoint> = s
+            .access_points
+            .iter()
+            .filter(|(_, c)| c + s.lag <= s.clock)
+            .map(|(a, _)| a.clone())
+            .collect();
+        count(&mut s, "DescribeAccessPoints", pages(visible.len()));
+        Ok(visible)
     }
 
     async fn describe_access_point(&self, id: &str) -> Result<Option<AccessPoint>, AwsError> {
@@ -459,8 +477,12 @@ impl Cloud for FakeCloud {
         token: &str,
     ) -> Result<AccessPoint, AwsError> {
         self.call("CreateAccessPoint", |s| {
-            if let Some(id) = s.ap_tokens.get(token).cloned() {
-                // EFS returns the access point the token created, if it still exists.
+            if let Some(id) = s.ap_tokens.get(token).cloned()
+                && !s.ignore_tokens
+            {
+                // EFS answers AccessPointAlreadyExists naming the access point the token
+                // created; the adapter describes it.
+                count(s, "DescribeAccessPoints", 1);
                 return s
                     .access_points
                     .iter()
@@ -740,12 +762,23 @@ mod tests {
     async fn a_listing_of_250_access_points_counts_3_describe_access_points_calls() {
         let fake = FakeCloud::new(0);
         fake.add_foreign_access_points(250);
-        let observed = fake.observe_agent("a1", None).await.unwrap();
-        assert!(
-            observed.access_points.is_empty(),
-            "foreign ones are never ours"
-        );
+        assert_eq!(fake.describe_access_points().await.unwrap().len(), 250);
         assert_eq!(fake.calls("DescribeAccessPoints"), 3);
+        fake.reset_calls();
+        assert!(fake.call_counts().is_empty());
+    }
+
+    #[tokio::test]
+    async fn observing_an_agent_lists_nothing_the_fleet_shares() {
+        let fake = FakeCloud::new(0);
+        fake.add_foreign_access_points(250);
+        let observed = fake.observe_agent("a1", None, None).await.unwrap();
+        assert!(observed.access_points.is_empty());
+        assert_eq!(
+            fake.calls("DescribeAccessPoints"),
+            0,
+            "no id known, no read"
+        );
         assert_eq!(
             fake.calls("ListTasks"),
             1,
@@ -753,8 +786,13 @@ mod tests {
         );
         assert_eq!(fake.calls("DescribeTasks"), 0, "nothing to describe");
         assert_eq!(fake.calls("GetRolePolicy"), 0, "no role");
-        fake.reset_calls();
-        assert!(fake.call_counts().is_empty());
+        let foreign = fake.state().access_points[0].0.id.clone();
+        let observed = fake
+            .observe_agent("a1", None, Some(&foreign))
+            .await
+            .unwrap();
+        assert!(observed.access_points.is_empty(), "another's is never ours");
+        assert_eq!(fake.calls("DescribeAccessPoints"), 1, "one, by id");
     }
 
     #[test]

@@ -672,3 +672,135 @@ async fn a_crash_restart_is_timed_from_the_stop_to_the_relaunch() {
         1.0
     );
 }
+
+/// One reconcile of a new agent on `fake`, then one of the converged agent: each one's requests
+/// by operation.
+async fn calls_of_a_new_and_a_converged_agent(
+    fake: &FakeCloud,
+    settings: &spec::render::Settings,
+) -> (BTreeMap<&'static str, u64>, BTreeMap<&'static str, u64>) {
+    let store = store();
+    let agent_id = local_aws::unique("agent");
+    store.apply(&spec(&agent_id), "cli");
+    fake.reset_calls();
+    let outcomes = reconcile_rounds(fake, &store, &agent_id, settings).await;
+    assert_eq!(outcomes, ["converged"], "one reconcile");
+    let new = fake.call_counts();
+    fake.reset_calls();
+    let outcomes = reconcile_rounds(fake, &store, &agent_id, settings).await;
+    assert_eq!(outcomes, ["converged"]);
+    (new, fake.call_counts())
+}
+
+#[tokio::test]
+async fn creating_an_agents_access_point_makes_no_describe_access_points_listing() {
+    let fake = FakeCloud::new(0);
+    fake.add_foreign_access_points(250);
+    let (new, converged) = calls_of_a_new_and_a_converged_agent(&fake, &settings()).await;
+    assert_eq!(new.get("CreateAccessPoint"), Some(&1), "{new:?}");
+    assert_eq!(new.get("DescribeAccessPoints"), None, "{new:?}");
+    assert_eq!(
+        converged.get("DescribeAccessPoints"),
+        Some(&1),
+        "the one the status names, by id: {converged:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_new_agents_calls_are_the_same_with_10_or_1000_access_points_on_the_file_system() {
+    for settings in [settings(), fixtures::per_agent_settings()] {
+        let small = FakeCloud::new(0);
+        small.add_foreign_access_points(10);
+        let large = FakeCloud::new(0);
+        large.add_foreign_access_points(1000);
+        let on_small = calls_of_a_new_and_a_converged_agent(&small, &settings).await;
+        let on_large = calls_of_a_new_and_a_converged_agent(&large, &settings).await;
+        println!(
+            "task role {:?}\n  new agent: {:?}\n  converged agent: {:?}",
+            settings.task_role, on_large.0, on_large.1
+        );
+        assert_eq!(on_small, on_large);
+    }
+}
+
+#[tokio::test]
+async fn a_lost_create_access_point_answer_is_settled_by_one_listing_even_where_tokens_are_ignored()
+{
+    for fault in [Fault::LoseResponse, Fault::Fail] {
+        let store = store();
+        let agent_id = local_aws::unique("agent");
+        store.apply(&spec(&agent_id), "cli");
+        // As moto: tokens ignored, listings current.
+        let fake = FakeCloud::new(0);
+        fake.state().ignore_tokens = true;
+        fake.add_foreign_access_points(250);
+        fake.inject("CreateAccessPoint", fault);
+        let outcomes = reconcile_until_converged(&fake, &store, &agent_id).await;
+        assert!(outcomes[0].starts_with("error"), "{outcomes:?}");
+        assert_one_of_each(&fake, &agent_id);
+        let creates = fake.calls("CreateAccessPoint");
+        assert_eq!(
+            creates,
+            match fault {
+                Fault::LoseResponse => 1,
+                Fault::Fail => 2,
+            },
+            "{fault:?}: a lost answer is adopted, a refused call made again"
+        );
+        assert_eq!(
+            fake.calls("DescribeAccessPoints"),
+            3,
+            "{fault:?}: one listing of the file system (250 or 251 access points, 100 a page)"
+        );
+        let status = store.status(&agent_id).expect("a status");
+        assert!(status.access_point_token.is_none(), "settled");
+        assert!(status.access_point_id.is_some());
+    }
+}
+
+#[tokio::test]
+async fn a_lost_create_access_point_answer_that_no_listing_shows_yet_is_replayed_by_its_token() {
+    let store = store();
+    let agent_id = local_aws::unique("agent");
+    store.apply(&spec(&agent_id), "cli");
+    // As EFS: tokens honoured, and a listing far behind.
+    let fake = FakeCloud::new(100);
+    fake.inject("CreateAccessPoint", Fault::LoseResponse);
+    reconcile_until_converged(&fake, &store, &agent_id).await;
+    assert_eq!(fake.calls("CreateAccessPoint"), 2, "lost, then replayed");
+    assert_eq!(fake.count(|s| s.ap_tokens.len()), 1, "both sent one token");
+    assert_one_of_each(&fake, &agent_id);
+}
+
+#[tokio::test]
+async fn an_access_point_deleted_behind_clawfleets_back_is_recreated_without_a_listing() {
+    let store = store();
+    let agent_id = local_aws::unique("agent");
+    store.apply(&spec(&agent_id), "cli");
+    let fake = FakeCloud::new(0);
+    fake.add_foreign_access_points(250);
+    reconcile_until_converged(&fake, &store, &agent_id).await;
+    let first = store.status(&agent_id).and_then(|s| s.access_point_id);
+    fake.state()
+        .access_points
+        .retain(|(a, _)| Some(&a.id) != first.as_ref());
+    fake.reset_calls();
+    // A new access point means a new revision, so the task is replaced: two reconciles.
+    let outcomes = reconcile_until_converged(&fake, &store, &agent_id).await;
+    assert_eq!(outcomes.last().map(String::as_str), Some("converged"));
+    assert_eq!(fake.calls("CreateAccessPoint"), 1);
+    assert_eq!(
+        fake.calls("DescribeAccessPoints"),
+        outcomes.len() as u64,
+        "the status's by id, once a reconcile, and no listing: {outcomes:?}"
+    );
+    let second = store.status(&agent_id).and_then(|s| s.access_point_id);
+    assert!(second.is_some() && second != first);
+    let mine = |s: &controller::fake::CloudState| {
+        s.access_points
+            .iter()
+            .filter(|(a, _)| a.agent_id() == Some(agent_id.as_str()))
+            .count()
+    };
+    assert_eq!(fake.count(mine), 1);
+}

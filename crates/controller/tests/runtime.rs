@@ -180,7 +180,7 @@ impl Running {
     async fn live_tasks(&self, agent_id: &str) -> Vec<Task> {
         let resources = self
             .aws
-            .observe_agent(agent_id, None, &self.settings)
+            .observe_agent(agent_id, None, None, &self.settings)
             .await
             .unwrap();
         resources.tasks.into_iter().filter(Task::is_live).collect()
