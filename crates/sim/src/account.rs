@@ -592,10 +592,15 @@ impl Cloud for Account {
         &self,
         agent_id: &str,
         known_task: Option<&str>,
+        known_access_point: Option<&str>,
     ) -> Result<AgentResources, AwsError> {
         let shard = self.shard_of_agent(agent_id);
         let mut seen = self
-            .call(None, shard, shard.observe_agent(agent_id, known_task))
+            .call(
+                None,
+                shard,
+                shard.observe_agent(agent_id, known_task, known_access_point),
+            )
             .await?;
         self.as_fargate_shows(&mut seen.tasks);
         if let Some(rev) = &seen.latest_revision {
@@ -604,6 +609,22 @@ impl Cloud for Account {
                 .or_insert_with(|| rev.clone());
         }
         Ok(seen)
+    }
+
+    async fn describe_access_points(&self) -> Result<Vec<AccessPoint>, AwsError> {
+        // The file system is one: every shard's part of it, each counted by its fake.
+        let mut all = Vec::new();
+        for shard in &self.shards {
+            all.extend(
+                self.call(
+                    Some(("EFS", "DescribeAccessPoints")),
+                    shard,
+                    shard.describe_access_points(),
+                )
+                .await?,
+            );
+        }
+        Ok(all)
     }
 
     async fn describe_task_definition(

@@ -51,6 +51,17 @@ pub struct AssembledController {
     snapshots: Mutex<HashMap<String, AgentResources>>,
     /// The agents of the last resync, as the runtime keeps them for the IAM drift pass.
     known: Mutex<Vec<String>>,
+    /// Real time of the last resync's parts: the fleet snapshot (the fake's answers turned
+    /// into the controller's types), the table's Scan, the plans.
+    pub last_resync: Mutex<ResyncTimes>,
+}
+
+/// Where a resync's real time went, in seconds.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ResyncTimes {
+    pub snapshot: f64,
+    pub scan: f64,
+    pub plans: f64,
 }
 
 impl AssembledController {
@@ -75,6 +86,7 @@ impl AssembledController {
             expectations: Expectations::default(),
             snapshots: Mutex::default(),
             known: Mutex::default(),
+            last_resync: Mutex::default(),
         })
     }
 
@@ -146,8 +158,11 @@ impl AssembledController {
     /// # Errors
     /// A failed read of the snapshot.
     pub async fn resync(&self) -> Result<usize, cloud::AwsError> {
+        let clock = std::time::Instant::now();
         let fleet = self.account.observe_fleet().await?;
+        let snapshot = clock.elapsed().as_secs_f64();
         let agents = self.table.list().await;
+        let scan = clock.elapsed().as_secs_f64() - snapshot;
         let ctx = Context {
             settings: &self.settings,
             template: &fleet.template,
@@ -160,14 +175,24 @@ impl AssembledController {
             .filter(|e| e.agent.is_none() || e.plan.has_work())
             .collect();
         let n = work.len();
-        let mut snapshots = self
-            .snapshots
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        for entry in work {
-            self.queue.add(&entry.agent_id);
-            snapshots.insert(entry.agent_id, entry.observed);
+        {
+            let mut snapshots = self
+                .snapshots
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            for entry in work {
+                self.queue.add(&entry.agent_id);
+                snapshots.insert(entry.agent_id, entry.observed);
+            }
         }
+        *self
+            .last_resync
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = ResyncTimes {
+            snapshot,
+            scan,
+            plans: clock.elapsed().as_secs_f64() - snapshot - scan,
+        };
         Ok(n)
     }
 

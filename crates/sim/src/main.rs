@@ -34,6 +34,9 @@ struct Args {
     /// The stress with the quotas lifted (0: none).
     #[arg(long, default_value_t = 100_000)]
     stress: usize,
+    /// The resync interval of the stress (each resync plans the whole fleet).
+    #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
+    stress_resync_interval: std::time::Duration,
     /// Agents per fake in the stress (the fake scans its lists on every call).
     #[arg(long, default_value_t = 500)]
     stress_shard: usize,
@@ -162,18 +165,21 @@ fn print_per_agent(runs: &[&Run]) {
 
 fn print_idle(runs: &[&Run]) {
     println!(
-        "| agents | reads | by operation | enqueued | CPU | real time |\n| --- | --- | --- | --- | --- | --- |"
+        "| agents | reads | by operation | enqueued | CPU | real time | of which: snapshot, Scan, plans |\n| --- | --- | --- | --- | --- | --- | --- |"
     );
     for r in runs {
         let i = &r.idle;
         println!(
-            "| {} | {} | {:?} | {} | {:.0} ms | {:.0} ms |",
+            "| {} | {} | {:?} | {} | {:.0} ms | {:.0} ms | {:.0}, {:.0}, {:.0} ms |",
             r.cold.agents,
             i.calls.values().sum::<u64>(),
             i.calls,
             i.enqueued,
             i.cpu * 1000.0,
-            i.wall * 1000.0
+            i.wall * 1000.0,
+            i.parts.snapshot * 1000.0,
+            i.parts.scan * 1000.0,
+            i.parts.plans * 1000.0
         );
     }
 }
@@ -371,6 +377,7 @@ fn main() {
                 accounts,
                 foreign_access_points: args.foreign_access_points,
                 sample_every: std::time::Duration::from_secs(30),
+                resync_interval: args.stress_resync_interval,
                 ..Fleet::of(args.stress)
             };
             Some(run(fleet, &[]).await?)

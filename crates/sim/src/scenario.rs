@@ -144,6 +144,7 @@ pub struct IdleResync {
     /// is read from the fake in the same thread: the SDK's parsing, as it were).
     pub cpu: f64,
     pub wall: f64,
+    pub parts: crate::assembled::ResyncTimes,
 }
 
 /// The heap, in bytes.
@@ -432,11 +433,17 @@ impl Simulation {
         for (op, n) in self.table.call_counts() {
             *calls.entry(op.to_owned()).or_default() += n;
         }
+        let parts = *self
+            .controller
+            .last_resync
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         Ok(IdleResync {
             enqueued,
             calls,
             cpu,
             wall,
+            parts,
         })
     }
 }
