@@ -1,43 +1,82 @@
-//! `clawfleet-bench`: the controller against moto behind a proxy that throttles ECS like AWS.
+//! `clawfleet-bench`: the controller against moto behind a proxy that throttles, pages and
+//! fails like AWS ([`proxy`]). Three scenarios, each on a development stack of its own (a new
+//! cluster, file system and table, the proxy's buckets full again, as a fresh account):
 //!
-//! Measures (a) a cold start of N agents against the RegisterTaskDefinition floor, (b) one idle
-//! resync over the converged fleet, (c) the time from a console write to its RunTask, and (d)
-//! the peak RSS of this process (controller and proxy). See docs/benchmarks.md.
+//! 1. Cold start of N agents on a file system that already holds other teams' access points,
+//!    against the RegisterTaskDefinition floor; per-agent calls; one idle resync against its
+//!    target; console write to RunTask; peak RSS.
+//! 2. The same cold start while a competing client spends a share of the RegisterTaskDefinition
+//!    bucket: the floor is what is left of it.
+//! 3. A cold start with no faults, then another with a share of all calls failing (half before
+//!    acting, half after, the answer lost): the ratio of times, and duplicates.
+//!
+//! See docs/benchmarks.md.
 
+mod call;
+mod paging;
 mod proxy;
 
 use std::collections::BTreeMap;
-use std::process::Command;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use aws_sdk_dynamodb::types::AttributeValue;
-use clap::Parser;
-use cloud::Limits;
-use cloud::{Aws, Calls};
+use clap::{Parser, ValueEnum};
+use cloud::{Aws, Calls, Limits};
 use controller::metrics::Metrics;
 use controller::runtime::{Config, Controller};
-use spec::render::Settings;
+use spec::render::{Settings, TaskRole};
 use spec::{AgentDocument, Phase};
 use store::Store;
 use store::stream::{DynamoStream, Position, Watcher};
 use tokio::time::Instant;
 
+use crate::proxy::Proxy;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Scenario {
+    All,
+    ColdStart,
+    Competing,
+    Faults,
+}
+
 #[derive(Debug, Parser)]
 #[command(
-    about = "Benchmarks clawfleet's controller against moto behind an AWS-like throttling proxy"
+    about = "Benchmarks clawfleet's controller against moto behind a proxy that throttles, pages and fails like AWS"
 )]
 struct Args {
-    /// Agents in the cold start.
-    #[arg(long, default_value_t = 200)]
+    /// Which scenario to run.
+    #[arg(long, value_enum, default_value_t = Scenario::All)]
+    scenario: Scenario,
+    /// Agents in the cold start (scenarios 1 and 2).
+    #[arg(long, default_value_t = 60)]
     agents: usize,
-    /// Console writes timed to their RunTask.
-    #[arg(long, default_value_t = 50)]
+    /// Other teams' access points on the file system before the cold start (scenario 1).
+    #[arg(long, default_value_t = 240)]
+    foreign_access_points: usize,
+    /// Console writes timed to their RunTask (scenario 1).
+    #[arg(long, default_value_t = 10)]
     writes: usize,
     /// Controller workers.
     #[arg(long, default_value_t = 8)]
     workers: usize,
+    /// Page size of ListTasks, ListTaskDefinitions, DescribeAccessPoints and ListSecrets
+    /// (AWS: 100; 0 passes moto's single page through).
+    #[arg(long, default_value_t = proxy::AWS_PAGE_SIZE)]
+    page_size: usize,
+    /// Share of the RegisterTaskDefinition bucket a competing client spends (scenario 2).
+    #[arg(long, default_value_t = 0.3)]
+    competitor_share: f64,
+    /// Share of all AWS and DynamoDB calls answered with a 500 (scenario 3).
+    #[arg(long, default_value_t = 0.2)]
+    fault_rate: f64,
+    /// Agents in each cold start of scenario 3.
+    #[arg(long, default_value_t = 30)]
+    fault_agents: usize,
+    /// Seed of the fault draws.
+    #[arg(long, default_value_t = 16)]
+    seed: u64,
 }
 
 fn fail(message: String) -> ! {
@@ -65,204 +104,443 @@ fn peak_rss_mib() -> f64 {
         .map_or(0.0, |kb| kb / 1024.0)
 }
 
+/// Calls by (service, operation), every outcome, and how many were throttled or failed.
+fn by_operation(calls: &Calls) -> BTreeMap<(String, String), (u64, u64, u64)> {
+    let mut out: BTreeMap<(String, String), (u64, u64, u64)> = BTreeMap::new();
+    for ((service, operation, outcome), n) in calls.snapshot() {
+        let entry = out.entry((service, operation)).or_default();
+        entry.0 += n;
+        match outcome.as_str() {
+            "throttled" => entry.1 += n,
+            "error" => entry.2 += n,
+            _ => {}
+        }
+    }
+    out
+}
+
+fn print_per_agent(title: &str, calls: &Calls, agents: usize) {
+    println!(
+        "\n{title}\n\n| service | operation | calls | per agent | throttled | errors |\n| --- | --- | --- | --- | --- | --- |"
+    );
+    let n = agents.max(1) as f64;
+    let mut total = 0;
+    for ((service, operation), (all, throttled, errors)) in by_operation(calls) {
+        total += all;
+        println!(
+            "| {service} | {operation} | {all} | {:.2} | {throttled} | {errors} |",
+            all as f64 / n
+        );
+    }
+    println!("| all | | {total} | {:.2} | | |", total as f64 / n);
+}
+
 fn print_calls(title: &str, calls: &Calls) {
     println!("\n{title}\n\n| service | operation | outcome | calls |\n| --- | --- | --- | --- |");
     for ((service, operation, outcome), n) in calls.snapshot() {
         println!("| {service} | {operation} | {outcome} | {n} |");
     }
-    println!(
-        "\nmutating calls (AWS and DynamoDB writes): {}",
-        calls.mutating()
-    );
 }
 
-async fn running(store: &Store, ids: &[String]) -> usize {
-    match store.list().await {
-        Ok(agents) => agents
-            .iter()
-            .filter(|a| ids.contains(&a.agent_id))
-            .filter(|a| a.status.as_ref().is_some_and(|s| s.phase == Phase::Running))
-            .count(),
-        Err(_) => 0,
+/// The sum of a counter family in the Prometheus text, over the series whose labels contain
+/// `with`.
+fn metric_sum(text: &str, name: &str, with: &str) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
+        .filter(|l| l.contains(with))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// One installation of the controller on a development stack of its own, behind the proxy.
+struct Installation {
+    controller: Arc<Controller>,
+    /// The controller's calls (every client, DynamoDB included).
+    calls: Calls,
+    /// The benchmark's own view of the table, straight to moto: not counted, never failed.
+    table: Store,
+    /// Straight to moto, for counting what exists.
+    moto_aws: Aws,
+    moto: aws_config::SdkConfig,
+    settings: Settings,
+    template: String,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    watch: tokio::task::JoinHandle<()>,
+}
+
+async fn sdk(endpoint: &str) -> aws_config::SdkConfig {
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .endpoint_url(endpoint)
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(aws_credential_types::Credentials::from_keys(
+            "testing", "testing", None,
+        ))
+        .load()
+        .await
+}
+
+impl Installation {
+    async fn start(args: &Args, moto: &str, proxy_url: &str) -> Self {
+        let name = local_aws::unique("bench");
+        let out = std::process::Command::new(
+            std::env::var("CLAWFLEET_PYTHON").unwrap_or_else(|_| "python3".into()),
+        )
+        .arg(local_aws::repo_root().join("tools/moto/dev_stack.py"))
+        .args(["--endpoint", moto, "--name", &name])
+        .output()
+        .unwrap_or_else(|e| fail(format!("dev_stack.py: {e}")));
+        if !out.status.success() {
+            fail(format!(
+                "dev_stack.py: {}",
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+        let vars: BTreeMap<String, String> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| l.strip_prefix("export ")?.split_once('='))
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
+        let var = |k: &str| {
+            vars.get(k)
+                .cloned()
+                .unwrap_or_else(|| fail(format!("dev stack: {k} missing")))
+        };
+        let settings = Settings {
+            subnets: var("CLAWFLEET_SUBNETS")
+                .split(',')
+                .map(str::to_owned)
+                .collect(),
+            security_groups: vec![var("CLAWFLEET_SECURITY_GROUPS")],
+            secret_prefix: format!("/{name}/agents/"),
+            // The production default: a task role per agent.
+            task_role: TaskRole::PerAgent {
+                permissions_boundary: var("CLAWFLEET_AGENT_PERMISSIONS_BOUNDARY"),
+            },
+            installation: name.trim_start_matches("bench-").chars().take(16).collect(),
+            ..Settings::new(&var("CLAWFLEET_CLUSTER"), &var("CLAWFLEET_FILE_SYSTEM_ID"))
+        };
+        let template = var("CLAWFLEET_TEMPLATE_TASK_DEFINITION");
+        let proxied = sdk(proxy_url).await;
+        let moto = sdk(moto).await;
+        let calls = Calls::default();
+        let dynamodb = aws_sdk_dynamodb::config::Builder::from(&proxied)
+            .interceptor(calls.clone())
+            .build();
+        let table_name = local_aws::unique("bench");
+        let table = Store::new(aws_sdk_dynamodb::Client::new(&moto), &table_name);
+        table
+            .bootstrap()
+            .await
+            .unwrap_or_else(|e| fail(e.to_string()));
+        let store = Store::new(aws_sdk_dynamodb::Client::from_conf(dynamodb), &table_name);
+        let aws = Aws::counted(&proxied, &settings, &calls);
+        let metrics = Arc::new(Metrics::new(&calls));
+        let controller = Controller::new(
+            aws,
+            store.clone(),
+            settings.clone(),
+            Config {
+                template: template.clone(),
+                workers: args.workers,
+                resync_interval: Duration::from_secs(60),
+                max_concurrent_replacements: 10,
+                recovery_days: spec::render::DEFAULT_SECRET_RECOVERY_DAYS,
+                iam_drift_interval: Duration::from_secs(3600),
+                iam_role_quota: 1000,
+            },
+            Arc::new(Limits::default()),
+            metrics,
+            None,
+        );
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(Arc::clone(&controller).run(async move {
+            let _ = stopped.await;
+        }));
+        // The stream is read through the proxy too: its calls are DynamoDB calls.
+        let feed = DynamoStream::of(
+            &store,
+            aws_sdk_dynamodbstreams::Client::from_conf(
+                aws_sdk_dynamodbstreams::config::Builder::from(&proxied)
+                    .interceptor(calls.clone())
+                    .build(),
+            ),
+        )
+        .await
+        .unwrap_or_else(|e| fail(e.to_string()));
+        let watch = tokio::spawn(Arc::clone(&controller).watch(Watcher::new(
+            feed,
+            Position::Latest,
+            Default::default(),
+        )));
+        // The first resync (an empty fleet) and the stream's first poll.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        Self {
+            controller,
+            calls,
+            table,
+            moto_aws: Aws::new(&moto, &settings),
+            moto,
+            settings,
+            template,
+            stop: Some(stop),
+            watch,
+        }
     }
+
+    async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        self.watch.abort();
+        // Let in-flight reconciles end before the next scenario's clock starts.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+
+    /// Other teams' access points: untagged by clawfleet, under a path of their own.
+    async fn add_foreign_access_points(&self, n: usize) {
+        let efs = aws_sdk_efs::Client::new(&self.moto);
+        for i in 0..n {
+            efs.create_access_point()
+                .file_system_id(&self.settings.file_system_id)
+                .client_token(format!("foreign-{i}"))
+                .root_directory(
+                    aws_sdk_efs::types::RootDirectory::builder()
+                        .path(format!("/other-team/{i}"))
+                        .build(),
+                )
+                .tags(
+                    aws_sdk_efs::types::Tag::builder()
+                        .key("team")
+                        .value("other")
+                        .build()
+                        .unwrap_or_else(|e| fail(e.to_string())),
+                )
+                .send()
+                .await
+                .unwrap_or_else(|e| fail(format!("CreateAccessPoint (foreign): {e}")));
+        }
+    }
+
+    async fn running(&self, ids: &[String]) -> usize {
+        match self.table.list().await {
+            Ok(agents) => agents
+                .iter()
+                .filter(|a| ids.binary_search(&a.agent_id).is_ok())
+                .filter(|a| a.status.as_ref().is_some_and(|s| s.phase == Phase::Running))
+                .count(),
+            Err(_) => 0,
+        }
+    }
+
+    /// Writes `ids` as the CLI would and waits until every one is Running; returns the time
+    /// and the curve of agents Running over time.
+    async fn cold_start(&self, ids: &[String]) -> (f64, Vec<(f64, usize)>) {
+        let started = Instant::now();
+        for id in ids {
+            let spec = AgentDocument {
+                agent_id: Some(id.clone()),
+                client_id: Some("bench".into()),
+                ..AgentDocument::default()
+            }
+            .validate()
+            .unwrap_or_else(|e| fail(e.to_string()));
+            self.table
+                .apply(&spec, "cli")
+                .await
+                .unwrap_or_else(|e| fail(e.to_string()));
+        }
+        let mut curve = Vec::new();
+        let mut last_report = Instant::now();
+        loop {
+            let n = self.running(ids).await;
+            curve.push((started.elapsed().as_secs_f64(), n));
+            if n == ids.len() {
+                return (started.elapsed().as_secs_f64(), curve);
+            }
+            if last_report.elapsed() > Duration::from_secs(15) {
+                eprintln!(
+                    "  {:>5.0}s: {n}/{} Running",
+                    started.elapsed().as_secs_f64(),
+                    ids.len()
+                );
+                last_report = Instant::now();
+            }
+            if started.elapsed() > Duration::from_secs(1800) {
+                fail("cold start did not finish within 30 minutes".into());
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
+    /// What exists in moto beyond one per agent: tasks not stopped, access points, revisions.
+    async fn leftovers(&self) -> (usize, usize, usize) {
+        let fleet = self
+            .moto_aws
+            .observe_fleet(&self.template, &self.settings)
+            .await
+            .unwrap_or_else(|e| fail(e.to_string()));
+        let mut extra = (0, 0, 0);
+        for agent in fleet.agents.values() {
+            extra.0 += agent
+                .tasks
+                .iter()
+                .filter(|t| !t.is_stopped())
+                .count()
+                .saturating_sub(1);
+            extra.1 += agent.access_points.len().saturating_sub(1);
+            extra.2 += agent.older_revisions.len();
+        }
+        extra
+    }
+
+    fn reconcile_errors(&self) -> f64 {
+        metric_sum(
+            &self.controller.metrics().render(),
+            "controller_runtime_reconcile_errors_total",
+            "",
+        )
+    }
+}
+
+/// The floor of a cold start of `n` agents: RegisterTaskDefinition, one per new agent, at what
+/// the bucket holds now and then refills, less what a competitor takes.
+fn floor(n: usize, tokens: f64, rate: f64, competitor_share: f64) -> f64 {
+    (n as f64 - tokens.floor()).max(0.0) / (rate * (1.0 - competitor_share))
+}
+
+fn ids(prefix: &str, n: usize) -> Vec<String> {
+    let mut ids: Vec<String> = (0..n).map(|i| format!("{prefix}-{i:04}")).collect();
+    ids.sort();
+    ids
+}
+
+fn print_cold_start(seconds: f64, floor: f64, proxy: &proxy::Stats) {
+    println!("| measure | value |\n| --- | --- |");
+    println!("| seconds until all Running | {seconds:.1} |");
+    println!("| floor | {floor:.1} s |");
+    println!(
+        "| share of the floor's rate (floor / time) | {:.2} |",
+        if seconds > 0.0 { floor / seconds } else { 0.0 }
+    );
+    println!(
+        "| throttled responses | {} {:?} |",
+        proxy.throttled_total(),
+        proxy.throttled
+    );
+    println!("| listing pages served | {:?} |", proxy.pages);
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let args = Args::parse();
     let moto = local_aws::endpoint();
-    let name = local_aws::unique("bench");
-    let out = Command::new(std::env::var("CLAWFLEET_PYTHON").unwrap_or_else(|_| "python3".into()))
-        .arg(local_aws::repo_root().join("tools/moto/dev_stack.py"))
-        .args(["--endpoint", &moto, "--name", &name])
-        .output()
-        .unwrap_or_else(|e| fail(format!("dev_stack.py: {e}")));
-    if !out.status.success() {
-        fail(format!(
-            "dev_stack.py: {}",
-            String::from_utf8_lossy(&out.stderr)
-        ));
-    }
-    let vars: BTreeMap<String, String> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| l.strip_prefix("export ")?.split_once('='))
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .collect();
-    let var = |k: &str| {
-        vars.get(k)
-            .cloned()
-            .unwrap_or_else(|| fail(format!("dev stack: {k} missing")))
-    };
-
-    let proxy = proxy::Proxy::new(&moto).unwrap_or_else(|e| fail(e));
+    let proxy = Proxy::new(&moto, args.page_size, args.seed).unwrap_or_else(|e| fail(e));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .unwrap_or_else(|e| fail(format!("proxy: {e}")));
-    let proxy_addr = listener
-        .local_addr()
-        .unwrap_or_else(|e| fail(format!("proxy: {e}")));
+    let proxy_url = format!(
+        "http://{}",
+        listener
+            .local_addr()
+            .unwrap_or_else(|e| fail(format!("proxy: {e}")))
+    );
     let router = proxy.router();
     tokio::spawn(async move { axum::serve(listener, router).await });
+    let wall = Instant::now();
 
-    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .endpoint_url(format!("http://{proxy_addr}"))
-        .region(aws_config::Region::new("us-east-1"))
-        .credentials_provider(aws_credential_types::Credentials::from_keys(
-            "testing", "testing", None,
-        ))
-        .load()
+    println!(
+        "# clawfleet benchmark\n\nagents: {}, foreign access points: {}, page size: {}, workers: {}, per-agent task roles",
+        args.agents, args.foreign_access_points, args.page_size, args.workers
+    );
+    let run = |s: Scenario| args.scenario == Scenario::All || args.scenario == s;
+
+    if run(Scenario::ColdStart) {
+        cold_start_scenario(&args, &moto, &proxy_url, &proxy).await;
+    }
+    if run(Scenario::Competing) {
+        competing_scenario(&args, &moto, &proxy_url, &proxy).await;
+    }
+    if run(Scenario::Faults) {
+        faults_scenario(&args, &moto, &proxy_url, &proxy).await;
+    }
+    println!(
+        "\n## Peak RSS\n\n{:.1} MiB (this process: controllers, proxy and the benchmark's own bookkeeping); wall time {:.0} s",
+        peak_rss_mib(),
+        wall.elapsed().as_secs_f64()
+    );
+}
+
+async fn cold_start_scenario(args: &Args, moto: &str, proxy_url: &str, proxy: &Arc<Proxy>) {
+    let fleet = Installation::start(args, moto, proxy_url).await;
+    fleet
+        .add_foreign_access_points(args.foreign_access_points)
         .await;
-    let settings = Settings {
-        subnets: var("CLAWFLEET_SUBNETS")
-            .split(',')
-            .map(str::to_owned)
-            .collect(),
-        security_groups: vec![var("CLAWFLEET_SECURITY_GROUPS")],
-        secret_prefix: format!("/{name}/agents/"),
-        ..Settings::new(&var("CLAWFLEET_CLUSTER"), &var("CLAWFLEET_FILE_SYSTEM_ID"))
-    };
-    let calls = Calls::default();
-    let dynamodb = aws_sdk_dynamodb::config::Builder::from(&config)
-        .interceptor(calls.clone())
-        .build();
-    let table = local_aws::unique("bench");
-    let store = Store::new(aws_sdk_dynamodb::Client::from_conf(dynamodb), &table);
-    store
-        .bootstrap()
-        .await
-        .unwrap_or_else(|e| fail(e.to_string()));
-    // The benchmark's own reads and writes go uncounted: only the controller's calls are shown.
-    let bench_store = Store::new(aws_sdk_dynamodb::Client::new(&config), &table);
-    let aws = Aws::counted(&config, &settings, &calls);
-    let metrics = Arc::new(Metrics::new(&calls));
-    let controller = Controller::new(
-        aws,
-        store.clone(),
-        settings.clone(),
-        Config {
-            template: var("CLAWFLEET_TEMPLATE_TASK_DEFINITION"),
-            workers: args.workers,
-            resync_interval: Duration::from_secs(60),
-            max_concurrent_replacements: 10,
-            recovery_days: spec::render::DEFAULT_SECRET_RECOVERY_DAYS,
-            iam_drift_interval: std::time::Duration::from_secs(3600),
-            iam_role_quota: 1000,
-        },
-        Arc::new(Limits::default()),
-        metrics,
-        None,
+    proxy.reset();
+    fleet.calls.reset();
+    let ids = ids("cold", args.agents);
+    let floor = floor(
+        ids.len(),
+        proxy.register_tokens(),
+        proxy.register_rate(),
+        0.0,
     );
-    tokio::spawn(Arc::clone(&controller).run(std::future::pending::<()>()));
-    let feed = DynamoStream::of(&store, aws_sdk_dynamodbstreams::Client::new(&config))
-        .await
-        .unwrap_or_else(|e| fail(e.to_string()));
-    tokio::spawn(Arc::clone(&controller).watch(Watcher::new(
-        feed,
-        Position::Latest,
-        Default::default(),
-    )));
-    tokio::time::sleep(Duration::from_secs(1)).await;
-
+    let (seconds, _) = fleet.cold_start(&ids).await;
+    let stats = proxy.stats();
     println!(
-        "# clawfleet benchmark\n\nagents: {}, console writes: {}, workers: {}",
-        args.agents, args.writes, args.workers
+        "\n## 1. Cold start of {} agents, {} access points on the file system in all\n",
+        ids.len(),
+        ids.len() + args.foreign_access_points
+    );
+    print_cold_start(seconds, floor, &stats);
+    println!("| reconcile errors | {} |", fleet.reconcile_errors());
+    print_per_agent(
+        "Calls during the cold start (the stream's polls included):",
+        &fleet.calls,
+        ids.len(),
     );
 
-    // (a) Cold start.
-    let ids: Vec<String> = (0..args.agents).map(|i| format!("cold-{i:04}")).collect();
-    calls.reset();
-    let started = Instant::now();
-    for id in &ids {
-        let spec = AgentDocument {
-            agent_id: Some(id.clone()),
-            client_id: Some("bench".into()),
-            ..AgentDocument::default()
-        }
-        .validate()
-        .unwrap_or_else(|e| fail(e.to_string()));
-        bench_store
-            .apply(&spec, "cli")
-            .await
-            .unwrap_or_else(|e| fail(e.to_string()));
-    }
-    let mut last_report = Instant::now();
-    loop {
-        let n = running(&bench_store, &ids).await;
-        if n == ids.len() {
-            break;
-        }
-        if last_report.elapsed() > Duration::from_secs(15) {
-            eprintln!(
-                "  {:>5.0}s: {n}/{} Running",
-                started.elapsed().as_secs_f64(),
-                ids.len()
-            );
-            last_report = Instant::now();
-        }
-        if started.elapsed() > Duration::from_secs(3600) {
-            fail("cold start did not finish within an hour".into());
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-    let cold = started.elapsed().as_secs_f64();
-    let floor = ids.len().saturating_sub(20) as f64;
-    println!("\n## (a) Cold start\n");
-    println!("| measure | value |\n| --- | --- |");
-    println!("| seconds until all Running | {cold:.1} |");
-    println!("| floor (RegisterTaskDefinition: 20 burst, then 1/s) | {floor:.1} |");
-    println!(
-        "| ratio | {:.2} |",
-        if floor > 0.0 { cold / floor } else { 0.0 }
-    );
-    println!(
-        "| throttled responses | {} |",
-        proxy.throttled.load(Ordering::Relaxed)
-    );
-    print_calls("Calls during the cold start:", &calls);
-
-    // (b) One idle resync.
+    // One idle resync.
     tokio::time::sleep(Duration::from_secs(2)).await;
-    calls.reset();
-    let enqueued = controller
+    fleet.calls.reset();
+    let cpu = cpu_seconds();
+    let enqueued = fleet
+        .controller
         .resync()
         .await
         .unwrap_or_else(|e| fail(e.to_string()));
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    let cpu = cpu_seconds() - cpu;
+    let reads: u64 = fleet
+        .calls
+        .snapshot()
+        .iter()
+        .filter(|((_, op, _), _)| !cloud::calls::is_mutating(op) && op != "GetRecords")
+        .filter(|((service, op, _), _)| {
+            !(service == "DynamoDB Streams" || op == "DescribeStream" || op == "GetShardIterator")
+        })
+        .map(|(_, n)| n)
+        .sum();
+    let pages = |n: usize, per: usize| n.div_ceil(per).max(1);
+    let access_points = ids.len() + args.foreign_access_points;
+    let target = 3 * pages(ids.len(), 100) + pages(access_points, 100) + pages(ids.len(), 1000) + 2;
     println!(
-        "\n## (b) One idle resync over {} converged agents\n\nagents enqueued: {enqueued}",
-        ids.len()
+        "\n### One idle resync over {} converged agents\n\nagents enqueued: {enqueued}; reads: {reads} (target 3·⌈N/100⌉ + ⌈A/100⌉ + ⌈R/1000⌉ + 2 = {target}, a listing costing at least one page); process CPU during it: {:.0} ms (the stream watch's polls included)",
+        ids.len(),
+        cpu * 1000.0
     );
-    print_calls("Calls:", &calls);
+    print_calls(
+        "Calls (the stream's polls in the same seconds included):",
+        &fleet.calls,
+    );
 
-    // (c) Console write to RunTask.
-    let raw = aws_sdk_dynamodb::Client::new(&config);
+    // Console writes to RunTask.
+    let raw = aws_sdk_dynamodb::Client::new(&fleet.moto);
     let s = |v: &str| AttributeValue::S(v.to_owned());
     let mut latencies = Vec::new();
     for i in 0..args.writes {
         let id = format!("write-{i:03}");
         let written = Instant::now();
         raw.put_item()
-            .table_name(store.table())
+            .table_name(fleet.table.table())
             .item("agent_id", s(&id))
             .item("record", s("spec"))
             .item("client_id", s("bench"))
@@ -272,14 +550,7 @@ async fn main() {
         let started_by = spec::render::started_by(&id);
         let deadline = written + Duration::from_secs(120);
         let ran = loop {
-            let found = proxy
-                .run_tasks
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .iter()
-                .find(|(_, by)| *by == started_by)
-                .map(|(at, _)| *at);
-            if let Some(at) = found {
+            if let Some(at) = proxy.run_task_of(&started_by) {
                 break at;
             }
             if Instant::now() > deadline {
@@ -291,7 +562,7 @@ async fn main() {
     }
     latencies.sort_by(f64::total_cmp);
     println!(
-        "\n## (c) Console write to RunTask ({} writes, one after another)\n",
+        "\n### Console write to RunTask ({} writes, one after another)\n",
         latencies.len()
     );
     println!("| p50 | p99 | max |\n| --- | --- | --- |");
@@ -301,10 +572,121 @@ async fn main() {
         percentile(&latencies, 99.0),
         latencies.last().copied().unwrap_or(0.0)
     );
+    fleet.stop().await;
+}
 
-    // (d) Memory.
-    println!(
-        "\n## (d) Peak RSS\n\n{:.1} MiB (this process: controller, proxy and the benchmark's own bookkeeping)",
-        peak_rss_mib()
+async fn competing_scenario(args: &Args, moto: &str, proxy_url: &str, proxy: &Arc<Proxy>) {
+    let fleet = Installation::start(args, moto, proxy_url).await;
+    proxy.reset();
+    fleet.calls.reset();
+    let ids = ids("shared", args.agents);
+    let floor = floor(
+        ids.len(),
+        proxy.register_tokens(),
+        proxy.register_rate(),
+        args.competitor_share,
     );
+    proxy.start_competitor(args.competitor_share);
+    let (seconds, _) = fleet.cold_start(&ids).await;
+    let stats = proxy.stats();
+    proxy.reset();
+    println!(
+        "\n## 2. Cold start of {} agents while another client spends {:.0} % of the RegisterTaskDefinition bucket\n",
+        ids.len(),
+        args.competitor_share * 100.0
+    );
+    print_cold_start(seconds, floor, &stats);
+    println!(
+        "| competitor: tokens taken, throttled | {}, {} |",
+        stats.competitor_took, stats.competitor_throttled
+    );
+    println!(
+        "| controller's throttled calls (SDK-counted) | {} |",
+        fleet
+            .calls
+            .snapshot()
+            .iter()
+            .filter(|((_, _, outcome), _)| outcome == "throttled")
+            .map(|(_, n)| n)
+            .sum::<u64>()
+    );
+    println!("| reconcile errors | {} |", fleet.reconcile_errors());
+    fleet.stop().await;
+}
+
+async fn faults_scenario(args: &Args, moto: &str, proxy_url: &str, proxy: &Arc<Proxy>) {
+    let mut rows = Vec::new();
+    for (label, rate) in [("clean", 0.0), ("faults", args.fault_rate)] {
+        let fleet = Installation::start(args, moto, proxy_url).await;
+        proxy.reset();
+        fleet.calls.reset();
+        proxy.set_fault_rate(rate);
+        let ids = ids(label, args.fault_agents);
+        let (seconds, _) = fleet.cold_start(&ids).await;
+        proxy.set_fault_rate(0.0);
+        let stats = proxy.stats();
+        let leftovers = fleet.leftovers().await;
+        let sdk_errors: u64 = fleet
+            .calls
+            .snapshot()
+            .iter()
+            .filter(|((_, _, o), _)| o == "error")
+            .map(|(_, n)| n)
+            .sum();
+        let registers = fleet.calls.total(|_, op| op == "RegisterTaskDefinition");
+        rows.push((
+            label,
+            seconds,
+            stats,
+            leftovers,
+            sdk_errors,
+            registers,
+            fleet.controller.queue_stats().retries,
+            fleet.reconcile_errors(),
+        ));
+        fleet.stop().await;
+    }
+    println!(
+        "\n## 3. Cold start of {} agents, clean and with {:.0} % of all AWS and DynamoDB calls failing\n",
+        args.fault_agents,
+        args.fault_rate * 100.0
+    );
+    println!(
+        "| run | seconds | 500s before acting | 500s after acting | token replays | SDK-counted errors | RegisterTaskDefinition calls | queue retries | reconcile errors | creates beyond one per agent | left over (tasks, access points, revisions) |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
+    );
+    for (label, seconds, stats, leftovers, sdk_errors, registers, retries, errors) in &rows {
+        println!(
+            "| {label} | {seconds:.1} | {} | {} | {} | {sdk_errors} | {registers} | {retries} | {errors} | {:?} | {leftovers:?} |",
+            stats.faults_before,
+            stats.faults_after,
+            stats.replays,
+            stats.duplicates()
+        );
+    }
+    if let [(_, clean, ..), (_, faulty, ..)] = rows.as_slice() {
+        println!(
+            "\ntime under faults / clean time: {:.2}",
+            if *clean > 0.0 { faulty / clean } else { 0.0 }
+        );
+    }
+}
+
+/// CPU time of this process so far (user and system), from /proc.
+fn cpu_seconds() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return 0.0;
+    };
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
+        return 0.0;
+    };
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
+    (ticks(11) + ticks(12)) / 100.0
 }

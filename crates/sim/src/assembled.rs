@@ -1,0 +1,224 @@
+//! The controller, assembled from the controller library's public pieces as
+//! `controller::runtime::Controller` assembles them over the real AWS and table: the work
+//! queue, a worker per slot that reconciles with the [`Reconciler`] and applies
+//! [`policy::decide`], the resync that plans the fleet with [`resync::fleet_plans`] and
+//! enqueues the agents with work, rollout pacing and expectations. Only the two ports differ:
+//! [`Account`] for AWS and [`Table`] for DynamoDB.
+//!
+//! What the runtime has and this leaves out: the lease (one replica), the stream watch and
+//! the task-events queue (the simulation enqueues a changed agent as the watch would), the
+//! IAM drift pass, and `/metrics` serving.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use cloud::Calls;
+use controller::expectations::Expectations;
+use controller::metrics::Metrics;
+use controller::policy::{self, Requeue};
+use controller::queue::{Backoff, Queue};
+use controller::reconcile::Reconciler;
+use controller::resync::{Entry, fleet_plans};
+use controller::rollout::Rollout;
+use plan::Context;
+use plan::observed::AgentResources;
+use spec::render::{Settings, TaskDefinition};
+
+use crate::account::Account;
+use crate::table::Table;
+
+/// How the assembled controller runs (the runtime's `Config`, less what it leaves out).
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub workers: usize,
+    pub resync_interval: Duration,
+    pub max_concurrent_replacements: usize,
+    pub recovery_days: i64,
+}
+
+pub struct AssembledController {
+    pub account: Arc<Account>,
+    pub table: Arc<Table>,
+    settings: Settings,
+    template: TaskDefinition,
+    config: Config,
+    queue: Queue,
+    metrics: Arc<Metrics>,
+    expectations: Expectations,
+    rollout: Rollout,
+    /// What the last resync saw of each agent it enqueued, as the runtime keeps it.
+    snapshots: Mutex<HashMap<String, AgentResources>>,
+    /// The agents of the last resync, as the runtime keeps them for the IAM drift pass.
+    known: Mutex<Vec<String>>,
+    /// Real time of the last resync's parts: the fleet snapshot (the fake's answers turned
+    /// into the controller's types), the table's Scan, the plans.
+    pub last_resync: Mutex<ResyncTimes>,
+}
+
+/// Where a resync's real time went, in seconds.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ResyncTimes {
+    pub snapshot: f64,
+    pub scan: f64,
+    pub plans: f64,
+}
+
+impl AssembledController {
+    #[must_use]
+    pub fn new(
+        account: Arc<Account>,
+        table: Arc<Table>,
+        settings: Settings,
+        template: TaskDefinition,
+        config: Config,
+    ) -> Arc<Self> {
+        let metrics = Arc::new(Metrics::new(&Calls::default()));
+        Arc::new(Self {
+            account,
+            table,
+            queue: Queue::with_metrics(Backoff::default(), metrics.workqueue()),
+            rollout: Rollout::new(config.max_concurrent_replacements),
+            metrics,
+            settings,
+            template,
+            config,
+            expectations: Expectations::default(),
+            snapshots: Mutex::default(),
+            known: Mutex::default(),
+            last_resync: Mutex::default(),
+        })
+    }
+
+    /// Asks for a reconcile of one agent now, as the stream watch does on a change.
+    pub fn enqueue(&self, agent_id: &str) {
+        self.queue.add(agent_id);
+    }
+
+    /// Agents waiting in the queue or being reconciled.
+    #[must_use]
+    pub fn busy(&self) -> usize {
+        let stats = self.queue.stats();
+        stats.queued + stats.in_process
+    }
+
+    /// Reconcile errors so far.
+    #[must_use]
+    pub fn reconcile_errors(&self) -> f64 {
+        self.metrics
+            .render()
+            .lines()
+            .filter(|l| l.starts_with("controller_runtime_reconcile_errors_total"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+
+    async fn worker(self: Arc<Self>) {
+        while let Some(item) = self.queue.get().await {
+            self.reconcile_one(&item.agent_id).await;
+            self.queue.done(&item.agent_id);
+        }
+    }
+
+    async fn reconcile_one(&self, agent_id: &str) {
+        let started = tokio::time::Instant::now();
+        let snapshot = self
+            .snapshots
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(agent_id);
+        let reconciler = Reconciler {
+            cloud: &*self.account,
+            store: &*self.table,
+            settings: &self.settings,
+            template: &self.template,
+            expectations: &self.expectations,
+            recovery_days: self.config.recovery_days,
+            rollout: Some(&self.rollout),
+            metrics: Some(&self.metrics),
+        };
+        let result = reconciler.reconcile(agent_id, snapshot).await;
+        let decision = policy::decide(&result, self.config.resync_interval);
+        match decision.requeue {
+            Requeue::Forget => self.queue.forget(agent_id),
+            Requeue::After(delay) => {
+                self.queue.forget(agent_id);
+                self.queue.add_after(agent_id, delay);
+            }
+            Requeue::Backoff => {
+                self.queue.retry(agent_id);
+            }
+        }
+        self.metrics.reconciled(decision.result, started.elapsed());
+    }
+
+    /// One resync: the fleet snapshot, the table's Scan, a plan per agent, and every agent
+    /// with work (and every orphan) enqueued with what the snapshot saw of it. Returns how many.
+    ///
+    /// # Errors
+    /// A failed read of the snapshot.
+    pub async fn resync(&self) -> Result<usize, cloud::AwsError> {
+        let clock = std::time::Instant::now();
+        let fleet = self.account.observe_fleet().await?;
+        let snapshot = clock.elapsed().as_secs_f64();
+        let agents = self.table.list().await;
+        let scan = clock.elapsed().as_secs_f64() - snapshot;
+        let ctx = Context {
+            settings: &self.settings,
+            template: &fleet.template,
+            now: time::OffsetDateTime::now_utc().unix_timestamp(),
+        };
+        *self.known.lock().unwrap_or_else(PoisonError::into_inner) =
+            agents.iter().map(|a| a.agent_id.clone()).collect();
+        let work: Vec<Entry<'_>> = fleet_plans(&agents, &fleet, &ctx)
+            .into_iter()
+            .filter(|e| e.agent.is_none() || e.plan.has_work())
+            .collect();
+        let n = work.len();
+        {
+            let mut snapshots = self
+                .snapshots
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            for entry in work {
+                self.queue.add(&entry.agent_id);
+                snapshots.insert(entry.agent_id, entry.observed);
+            }
+        }
+        *self
+            .last_resync
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = ResyncTimes {
+            snapshot,
+            scan,
+            plans: clock.elapsed().as_secs_f64() - snapshot - scan,
+        };
+        Ok(n)
+    }
+
+    /// Runs the workers, and a resync every interval, until `shutdown` resolves.
+    pub async fn run(self: Arc<Self>, shutdown: impl std::future::Future<Output = ()>) {
+        let workers: Vec<_> = (0..self.config.workers.max(1))
+            .map(|_| tokio::spawn(Arc::clone(&self).worker()))
+            .collect();
+        let resyncs = {
+            let this = Arc::clone(&self);
+            async move {
+                let mut tick = tokio::time::interval(this.config.resync_interval);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    tick.tick().await;
+                    let _ = this.resync().await;
+                }
+            }
+        };
+        tokio::select! {
+            () = resyncs => {}
+            () = shutdown => {}
+        }
+        self.queue.shut_down();
+        for worker in workers {
+            let _ = worker.await;
+        }
+    }
+}

@@ -1,0 +1,426 @@
+//! `clawfleet-sim`: the fleet simulation (docs/benchmarks.md). For each size: a cold start
+//! against the RegisterTaskDefinition floor, the reconciles' AWS calls per agent, one idle
+//! resync's calls and CPU, and the controller's heap next to the process RSS; then, at one
+//! size, a fleet-wide image change paced by rollout; and a stress with the quotas lifted,
+//! reported apart. Prints Markdown tables and writes SVG plots.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use clap::Parser;
+use sim::heap::Counting;
+use sim::plot::{self, Line};
+use sim::scenario::{
+    Convergence, Fleet, IMAGE, IdleResync, Memory, NEW_IMAGE, SimError, Simulation, register_floor,
+    wave_floor,
+};
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
+
+#[derive(Debug, Parser)]
+#[command(about = "Simulates a clawfleet fleet against an in-memory AWS on a virtual clock")]
+struct Args {
+    /// Fleet sizes of the cold starts, with AWS's quotas (5,000 IAM roles per account).
+    #[arg(long, value_delimiter = ',', default_value = "1000,5000")]
+    sizes: Vec<usize>,
+    /// The size of the fleet-wide image change (0: none), on a fleet of its own.
+    #[arg(long, default_value_t = 5000)]
+    wave: usize,
+    /// Replacements at once in the image change (`--max-concurrent-replacements`); several
+    /// values run the change once each.
+    #[arg(long, value_delimiter = ',', default_value = "10,100")]
+    max_concurrent_replacements: Vec<usize>,
+    /// The stress with the quotas lifted (0: none).
+    #[arg(long, default_value_t = 100_000)]
+    stress: usize,
+    /// The resync interval of the stress (each resync plans the whole fleet).
+    #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
+    stress_resync_interval: std::time::Duration,
+    /// Agents per fake in the stress (the fake scans its lists on every call).
+    #[arg(long, default_value_t = 500)]
+    stress_shard: usize,
+    /// Controller workers (`--workers`).
+    #[arg(long, default_value_t = 4)]
+    workers: usize,
+    /// Other teams' access points on the file system.
+    #[arg(long, default_value_t = 0)]
+    foreign_access_points: usize,
+    /// Where the SVG plots go (none: no plots).
+    #[arg(long)]
+    plots: Option<PathBuf>,
+}
+
+fn mib(bytes: usize) -> f64 {
+    bytes as f64 / (1024.0 * 1024.0)
+}
+
+fn per_agent(calls: &BTreeMap<String, u64>, agents: usize) -> BTreeMap<String, f64> {
+    calls
+        .iter()
+        .map(|(op, n)| (op.clone(), *n as f64 / agents.max(1) as f64))
+        .collect()
+}
+
+struct Run {
+    cold: Convergence,
+    idle: IdleResync,
+    memory: Memory,
+    waves: Vec<(usize, Convergence, (f64, f64))>,
+}
+
+async fn run(fleet: Fleet, waves: &[usize]) -> Result<Run, SimError> {
+    let agents = fleet.agents;
+    eprintln!("simulating {agents} agents");
+    let sim = Simulation::start(fleet.clone());
+    let cold = sim.converge(IMAGE, fleet.floor()).await?;
+    eprintln!(
+        "  cold start: {:.0} virtual s (floor {:.0}), {:.1} s real",
+        cold.seconds, cold.floor, cold.wall
+    );
+    let idle = sim.idle_resync().await?;
+    let memory = Memory::now();
+    let mut out = Vec::new();
+    let mut sim = sim;
+    for (k, cap) in waves.iter().enumerate() {
+        // A restart with another `--max-concurrent-replacements`, on the same account and
+        // table, then a new image for every agent.
+        sim = sim.restart(*cap).await;
+        let image = format!("{NEW_IMAGE}-{k}");
+        let floors = wave_floor(agents, *cap, &fleet.latencies);
+        let wave = sim.converge(&image, floors.0.max(floors.1)).await?;
+        eprintln!(
+            "  image change at {cap} at once: {:.0} virtual s (floors {:.0}, {:.0}), {:.1} s real",
+            wave.seconds, floors.0, floors.1, wave.wall
+        );
+        out.push((*cap, wave, floors));
+    }
+    sim.stop().await;
+    Ok(Run {
+        cold,
+        idle,
+        memory,
+        waves: out,
+    })
+}
+
+fn print_cold(runs: &[&Run]) {
+    println!(
+        "| agents | cold start (virtual) | floor | share of the floor's rate | throttled | reconcile errors | resyncs during it | real time | CPU |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- |"
+    );
+    for r in runs {
+        let c = &r.cold;
+        let duration = if c.converged {
+            format!("{:.0} s", c.seconds)
+        } else {
+            format!(
+                "not converged: {} Running after {:.0} s",
+                c.curve.last().map_or(0, |p| p.1),
+                c.seconds
+            )
+        };
+        println!(
+            "| {} | {duration} | {:.0} s | {:.3} | {} | {} | {} | {:.1} s | {:.1} s |",
+            c.agents,
+            c.floor,
+            c.of_floor(),
+            c.throttled,
+            c.reconcile_errors,
+            c.resyncs,
+            c.wall,
+            c.cpu
+        );
+    }
+}
+
+fn print_per_agent(runs: &[&Run]) {
+    let mut ops: Vec<String> = runs
+        .iter()
+        .flat_map(|r| r.cold.calls.keys().cloned())
+        .collect();
+    ops.sort();
+    ops.dedup();
+    print!("| operation |");
+    for r in runs {
+        print!(" {} agents |", r.cold.agents);
+    }
+    print!("\n| --- |");
+    for _ in runs {
+        print!(" --- |");
+    }
+    println!();
+    for op in ops.iter().chain(std::iter::once(&"all".to_owned())) {
+        print!("| {op} |");
+        for r in runs {
+            let n = if op == "all" {
+                r.cold.calls.values().sum::<u64>()
+            } else {
+                r.cold.calls.get(op).copied().unwrap_or(0)
+            };
+            print!(" {:.2} |", n as f64 / r.cold.agents.max(1) as f64);
+        }
+        println!();
+    }
+}
+
+fn print_idle(runs: &[&Run]) {
+    println!(
+        "| agents | reads | by operation | enqueued | CPU | real time | of which: snapshot, Scan, plans |\n| --- | --- | --- | --- | --- | --- | --- |"
+    );
+    for r in runs {
+        let i = &r.idle;
+        println!(
+            "| {} | {} | {:?} | {} | {:.0} ms | {:.0} ms | {:.0}, {:.0}, {:.0} ms |",
+            r.cold.agents,
+            i.calls.values().sum::<u64>(),
+            i.calls,
+            i.enqueued,
+            i.cpu * 1000.0,
+            i.wall * 1000.0,
+            i.parts.snapshot * 1000.0,
+            i.parts.scan * 1000.0,
+            i.parts.plans * 1000.0
+        );
+    }
+}
+
+fn print_memory(runs: &[&Run]) {
+    println!(
+        "| agents | controller heap | controller heap, peak | fake AWS and table | process RSS | RSS peak |\n| --- | --- | --- | --- | --- | --- |"
+    );
+    for r in runs {
+        let m = &r.memory;
+        println!(
+            "| {} | {:.1} MiB | {:.1} MiB | {:.1} MiB | {:.1} MiB | {:.1} MiB |",
+            r.cold.agents,
+            mib(m.controller),
+            mib(m.controller_peak),
+            mib(m.fake),
+            mib(m.rss),
+            mib(m.rss_peak)
+        );
+    }
+}
+
+fn print_waves(runs: &[&Run]) {
+    println!(
+        "| agents | replacements at once | duration (virtual) | RegisterTaskDefinition floor | pacing floor (stop + start per round) | share of the binding floor's rate | throttled | reconcile errors | calls per agent | real time |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
+    );
+    for r in runs {
+        for (cap, w, (register, pacing)) in &r.waves {
+            let duration = if w.converged {
+                format!("{:.0} s", w.seconds)
+            } else {
+                format!(
+                    "not converged: {} on the new image after {:.0} s",
+                    w.curve.last().map_or(0, |p| p.1),
+                    w.seconds
+                )
+            };
+            println!(
+                "| {} | {cap} | {duration} | {register:.0} s | {pacing:.0} s | {:.3} | {} | {} | {:.1} | {:.1} s |",
+                w.agents,
+                w.of_floor(),
+                w.throttled,
+                w.reconcile_errors,
+                w.calls.values().sum::<u64>() as f64 / w.agents.max(1) as f64,
+                w.wall
+            );
+        }
+    }
+}
+
+fn wave_plot(dir: &std::path::Path, runs: &[&Run]) -> Result<(), plot::PlotError> {
+    let mut lines = Vec::new();
+    for r in runs {
+        for (cap, w, (register, pacing)) in &r.waves {
+            lines.push(Line {
+                label: format!(
+                    "{} agents, {cap} at once: Running on the new image",
+                    w.agents
+                ),
+                points: w.curve.iter().map(|(t, n)| (*t, *n as f64)).collect(),
+                reference: false,
+            });
+            let floor = register.max(*pacing);
+            lines.push(Line {
+                label: format!("floor at {cap} at once"),
+                points: vec![(0.0, 0.0), (floor, w.agents as f64)],
+                reference: true,
+            });
+        }
+    }
+    if lines.is_empty() {
+        return Ok(());
+    }
+    plot::lines(
+        &dir.join("sim-image-change.svg"),
+        "Fleet-wide image change: agents Running on the new image",
+        "seconds",
+        "agents on the new image",
+        &lines,
+    )
+}
+
+fn plots(dir: &std::path::Path, runs: &[&Run], wave: Option<&Run>) -> Result<(), plot::PlotError> {
+    let _ = std::fs::create_dir_all(dir);
+    let mut cold = Vec::new();
+    for r in runs {
+        cold.push(Line {
+            label: format!("{} agents Running", r.cold.agents),
+            points: r.cold.curve.iter().map(|(t, n)| (*t, *n as f64)).collect(),
+            reference: false,
+        });
+    }
+    if let Some(largest) = runs.iter().map(|r| r.cold.agents).max() {
+        cold.push(Line {
+            label: "floor: RegisterTaskDefinition 20 at once, then 1/s".into(),
+            points: vec![
+                (0.0, 20.0_f64.min(largest as f64)),
+                (register_floor(largest), largest as f64),
+            ],
+            reference: true,
+        });
+    }
+    plot::lines(
+        &dir.join("sim-cold-start.svg"),
+        "Cold start: agents Running over virtual time",
+        "seconds",
+        "agents Running",
+        &cold,
+    )?;
+    let mut by_n = Vec::new();
+    let mut ops: BTreeMap<String, Vec<(f64, f64)>> = BTreeMap::new();
+    for r in runs {
+        let per = per_agent(&r.cold.calls, r.cold.agents);
+        by_n.push((r.cold.agents as f64, per.values().sum::<f64>()));
+        for (op, v) in per {
+            ops.entry(op).or_default().push((r.cold.agents as f64, v));
+        }
+    }
+    let mut lines = vec![Line {
+        label: "all calls".into(),
+        points: by_n,
+        reference: false,
+    }];
+    lines.extend(
+        ops.into_iter()
+            .filter(|(_, p)| p.iter().any(|(_, v)| *v >= 1.5))
+            .map(|(op, points)| Line {
+                label: op,
+                points,
+                reference: false,
+            }),
+    );
+    plot::lines(
+        &dir.join("sim-calls-per-agent.svg"),
+        "AWS and DynamoDB calls per new agent against fleet size",
+        "agents",
+        "calls per agent",
+        &lines,
+    )?;
+    match wave {
+        Some(wave) => wave_plot(dir, &[wave]),
+        None => Ok(()),
+    }
+}
+
+fn main() {
+    let args = Args::parse();
+    if !sim::heap::counting() {
+        eprintln!("warning: the counting allocator is not installed");
+    }
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .start_paused(true)
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: tokio runtime: {e}");
+            std::process::exit(2);
+        }
+    };
+    let result: Result<(), SimError> = runtime.block_on(async {
+        let mut runs = Vec::new();
+        for &n in &args.sizes {
+            let fleet = Fleet {
+                workers: args.workers,
+                foreign_access_points: args.foreign_access_points,
+                ..Fleet::of(n)
+            };
+            runs.push(run(fleet, &[]).await?);
+        }
+        // The image change on a fleet of its own, spread over fakes of `stress_shard` agents:
+        // agents held back by pacing look again every 10 s, and one fake's scans would make
+        // that quadratic in real time (the per-agent DescribeAccessPoints pages then count
+        // one fake's access points, not the file system's).
+        let wave = if args.wave > 0 && !args.max_concurrent_replacements.is_empty() {
+            let fleet = Fleet {
+                workers: args.workers,
+                shards: args.wave.div_ceil(args.stress_shard.max(1)),
+                foreign_access_points: args.foreign_access_points,
+                ..Fleet::of(args.wave)
+            };
+            Some(run(fleet, &args.max_concurrent_replacements).await?)
+        } else {
+            None
+        };
+        let stress = if args.stress > 0 {
+            // One controller over cells of 5,000 agents per account: each account brings its
+            // own ECS buckets, and the controller runs a worker set per account.
+            let accounts = args.stress.div_ceil(5000);
+            let fleet = Fleet {
+                workers: args.workers * accounts,
+                shards: args.stress.div_ceil(args.stress_shard.max(1)),
+                quotas: sim::account::Quotas::LIFTED,
+                accounts,
+                foreign_access_points: args.foreign_access_points,
+                sample_every: std::time::Duration::from_secs(30),
+                resync_interval: args.stress_resync_interval,
+                ..Fleet::of(args.stress)
+            };
+            Some(run(fleet, &[]).await?)
+        } else {
+            None
+        };
+        let refs: Vec<&Run> = runs.iter().collect();
+        println!("## Cold start\n");
+        print_cold(&refs);
+        println!("\n## Calls per new agent, by operation (reconciles only)\n");
+        print_per_agent(&refs);
+        println!("\n## One idle resync\n");
+        print_idle(&refs);
+        println!("\n## Heap\n");
+        print_memory(&refs);
+        if let Some(wave) = &wave {
+            println!("\n## Fleet-wide image change\n");
+            print_waves(&[wave]);
+        }
+        if let Some(stress) = &stress {
+            let one = [stress];
+            println!(
+                "\n## Stress: {} agents, quotas lifted, over {} accounts\n",
+                stress.cold.agents,
+                stress.cold.agents.div_ceil(5000)
+            );
+            print_cold(&one);
+            println!();
+            print_per_agent(&one);
+            println!();
+            print_idle(&one);
+            println!();
+            print_memory(&one);
+        }
+        if let Some(dir) = &args.plots
+            && let Err(e) = plots(dir, &refs, wave.as_ref())
+        {
+            eprintln!("error: {e}");
+        }
+        Ok(())
+    });
+    if let Err(e) = result {
+        eprintln!("error: {e}");
+        std::process::exit(1);
+    }
+}

@@ -1,0 +1,187 @@
+//! The simulated DynamoDB table: agents' spec and status items in memory, the
+//! [`StatusStore`] port the reconciler writes through, the resync's Scan, a latency per
+//! request, and a count of requests. Items are parsed as the table's are
+//! ([`SpecItem::of_document`]). It lives on the fake's side of the heap count.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use controller::status::StatusStore;
+use spec::{AgentSpec, AgentStatus, Meta, Phase};
+use store::{Agent, Snapshot, SpecItem, StoreError};
+
+use crate::heap::outside;
+
+/// Items a Scan page holds: 1 MB of items of about 1 KB.
+const SCAN_PAGE: usize = 1000;
+
+#[derive(Debug)]
+pub struct Table {
+    agents: Mutex<HashMap<String, Agent>>,
+    counts: Mutex<BTreeMap<&'static str, u64>>,
+    /// One request's latency.
+    latency: Duration,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Table {
+    #[must_use]
+    pub fn new(latency: Duration) -> Self {
+        Self {
+            agents: Mutex::default(),
+            counts: Mutex::default(),
+            latency,
+        }
+    }
+
+    async fn request(&self, operation: &'static str, n: u64) {
+        outside(|| *lock(&self.counts).entry(operation).or_default() += n);
+        tokio::time::sleep(self.latency * u32::try_from(n).unwrap_or(u32::MAX)).await;
+    }
+
+    /// Requests by operation.
+    #[must_use]
+    pub fn call_counts(&self) -> BTreeMap<&'static str, u64> {
+        outside(|| lock(&self.counts).clone())
+    }
+
+    pub fn reset_calls(&self) {
+        outside(|| lock(&self.counts).clear());
+    }
+
+    /// Writes `spec` as a writer would: a new generation of the spec item, the status kept.
+    pub fn apply(&self, spec: &AgentSpec) {
+        outside(|| {
+            let mut agents = lock(&self.agents);
+            let agent = agents
+                .entry(spec.agent_id.clone())
+                .or_insert_with(|| Agent {
+                    agent_id: spec.agent_id.clone(),
+                    spec: None,
+                    status: None,
+                });
+            let meta = match &agent.spec {
+                Some(current) => Meta {
+                    generation: current.meta.generation + 1,
+                    ..current.meta.clone()
+                },
+                None => Meta {
+                    generation: 1,
+                    managed_by: Some("cli".to_owned()),
+                    ..Meta::default()
+                },
+            };
+            agent.spec = Some(SpecItem::of_document(
+                &spec.agent_id,
+                &spec.to_document(&meta),
+            ));
+        });
+    }
+
+    /// The resync's Scan of every item, page by page.
+    pub async fn list(&self) -> Vec<Agent> {
+        let read = outside(|| lock(&self.agents).values().cloned().collect::<Vec<_>>());
+        let pages = (2 * read.len()).div_ceil(SCAN_PAGE).max(1) as u64;
+        self.request("Scan", pages).await;
+        let copy = read.clone();
+        outside(|| drop(read));
+        copy
+    }
+
+    /// Agents that are Running on their current spec, and how many there are.
+    #[must_use]
+    pub fn running(&self) -> (usize, usize) {
+        outside(|| {
+            let agents = lock(&self.agents);
+            let running = agents
+                .values()
+                .filter(|a| {
+                    let (Some(status), Some(Ok(spec))) =
+                        (&a.status, a.spec.as_ref().map(|s| &s.spec))
+                    else {
+                        return false;
+                    };
+                    status.phase == Phase::Running
+                        && status.observed_spec_hash.as_deref()
+                            == Some(spec.content_hash().as_str())
+                })
+                .count();
+            (running, agents.len())
+        })
+    }
+
+    /// Agents by phase.
+    #[must_use]
+    pub fn phases(&self) -> BTreeMap<String, usize> {
+        outside(|| {
+            let mut out = BTreeMap::new();
+            for agent in lock(&self.agents).values() {
+                let phase = agent
+                    .status
+                    .as_ref()
+                    .map_or("none", |s| s.phase.as_str())
+                    .to_owned();
+                *out.entry(phase).or_default() += 1;
+            }
+            out
+        })
+    }
+
+    /// The stored status of one agent.
+    #[must_use]
+    pub fn status(&self, agent_id: &str) -> Option<AgentStatus> {
+        let read = outside(|| {
+            lock(&self.agents)
+                .get(agent_id)
+                .and_then(|a| a.status.clone())
+        });
+        let copy = read.clone();
+        outside(|| drop(read));
+        copy
+    }
+}
+
+impl StatusStore for Table {
+    async fn get(&self, agent_id: &str) -> Result<Option<Agent>, StoreError> {
+        self.request("Query", 1).await;
+        let read = outside(|| lock(&self.agents).get(agent_id).cloned());
+        let copy = read.clone();
+        outside(|| drop(read));
+        Ok(copy)
+    }
+
+    async fn put_status(
+        &self,
+        agent_id: &str,
+        status: &AgentStatus,
+        _previous: Option<&AgentStatus>,
+    ) -> Result<(), StoreError> {
+        self.request("PutItem", 1).await;
+        outside(|| {
+            let mut agents = lock(&self.agents);
+            let agent = agents.entry(agent_id.to_owned()).or_insert_with(|| Agent {
+                agent_id: agent_id.to_owned(),
+                spec: None,
+                status: None,
+            });
+            agent.status = Some(status.clone());
+        });
+        Ok(())
+    }
+
+    async fn delete_items(&self, agent_id: &str, _spec: &Snapshot) -> Result<(), StoreError> {
+        self.request("DeleteItem", 2).await;
+        outside(|| lock(&self.agents).remove(agent_id));
+        Ok(())
+    }
+
+    async fn delete_status(&self, agent_id: &str) -> Result<(), StoreError> {
+        self.request("DeleteItem", 1).await;
+        outside(|| lock(&self.agents).remove(agent_id));
+        Ok(())
+    }
+}
