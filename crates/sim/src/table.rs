@@ -59,11 +59,7 @@ impl Table {
             let mut agents = lock(&self.agents);
             let agent = agents
                 .entry(spec.agent_id.clone())
-                .or_insert_with(|| Agent {
-                    agent_id: spec.agent_id.clone(),
-                    spec: None,
-                    status: None,
-                });
+                .or_insert_with(|| Agent::absent(&spec.agent_id));
             let meta = match &agent.spec {
                 Some(current) => Meta {
                     generation: current.meta.generation + 1,
@@ -163,11 +159,9 @@ impl StatusStore for Table {
         self.request("PutItem", 1).await;
         outside(|| {
             let mut agents = lock(&self.agents);
-            let agent = agents.entry(agent_id.to_owned()).or_insert_with(|| Agent {
-                agent_id: agent_id.to_owned(),
-                spec: None,
-                status: None,
-            });
+            let agent = agents
+                .entry(agent_id.to_owned())
+                .or_insert_with(|| Agent::absent(agent_id));
             agent.status = Some(status.clone());
         });
         Ok(())

@@ -66,4 +66,3 @@ impl Record {
 
 /// The sparse index over spec items by tenant.
 pub const BY_CLIENT_INDEX: &str = "by-client";
-
