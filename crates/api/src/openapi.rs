@@ -29,6 +29,8 @@ struct Operation {
     query: &'static [&'static str],
     /// Takes `Idempotency-Key`, and answers 200 when a retry finds what the first attempt made.
     idempotent: bool,
+    /// Another success answer besides `ok`: its status and what it means.
+    also: Option<(u16, &'static str)>,
 }
 
 const OPERATIONS: &[Operation] = &[
@@ -43,6 +45,7 @@ const OPERATIONS: &[Operation] = &[
         if_match: false,
         query: &["limit", "cursor", "client_id"],
         idempotent: false,
+        also: None,
     },
     Operation {
         method: "post",
@@ -55,6 +58,7 @@ const OPERATIONS: &[Operation] = &[
         if_match: false,
         query: &[],
         idempotent: true,
+        also: None,
     },
     Operation {
         method: "get",
@@ -67,6 +71,7 @@ const OPERATIONS: &[Operation] = &[
         if_match: false,
         query: &[],
         idempotent: false,
+        also: None,
     },
     Operation {
         method: "put",
@@ -79,6 +84,7 @@ const OPERATIONS: &[Operation] = &[
         if_match: true,
         query: &[],
         idempotent: false,
+        also: None,
     },
     Operation {
         method: "delete",
@@ -91,6 +97,7 @@ const OPERATIONS: &[Operation] = &[
         if_match: true,
         query: &[],
         idempotent: false,
+        also: None,
     },
     Operation {
         method: "post",
@@ -103,6 +110,7 @@ const OPERATIONS: &[Operation] = &[
         if_match: false,
         query: &[],
         idempotent: false,
+        also: None,
     },
     Operation {
         method: "post",
@@ -115,6 +123,7 @@ const OPERATIONS: &[Operation] = &[
         if_match: false,
         query: &[],
         idempotent: false,
+        also: None,
     },
     Operation {
         method: "post",
@@ -127,6 +136,7 @@ const OPERATIONS: &[Operation] = &[
         if_match: false,
         query: &[],
         idempotent: false,
+        also: None,
     },
     Operation {
         method: "post",
@@ -139,6 +149,7 @@ const OPERATIONS: &[Operation] = &[
         if_match: false,
         query: &[],
         idempotent: false,
+        also: None,
     },
     Operation {
         method: "post",
@@ -151,6 +162,10 @@ const OPERATIONS: &[Operation] = &[
         if_match: false,
         query: &[],
         idempotent: false,
+        also: Some((
+            200,
+            "Nothing starts: desired_state is stopped, or the agent is outside its schedule's windows (waking false, with the reason and next_start_at)",
+        )),
     },
     Operation {
         method: "get",
@@ -163,6 +178,7 @@ const OPERATIONS: &[Operation] = &[
         if_match: false,
         query: &[],
         idempotent: false,
+        also: None,
     },
     Operation {
         method: "put",
@@ -175,6 +191,7 @@ const OPERATIONS: &[Operation] = &[
         if_match: false,
         query: &[],
         idempotent: false,
+        also: None,
     },
     Operation {
         method: "get",
@@ -187,6 +204,7 @@ const OPERATIONS: &[Operation] = &[
         if_match: false,
         query: &[],
         idempotent: false,
+        also: None,
     },
     Operation {
         method: "get",
@@ -307,6 +325,11 @@ fn operation(op: &Operation) -> Value {
             headers.remove("Location");
         }
         responses.insert("200".to_owned(), replayed);
+    }
+    if let Some((status, description)) = op.also {
+        let mut also = ok.clone();
+        also["description"] = json!(description);
+        responses.insert(status.to_string(), also);
     }
     responses.insert(ok_status.to_string(), ok);
     let mut errors: Vec<u16> = op.errors.to_vec();

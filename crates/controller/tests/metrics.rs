@@ -110,4 +110,15 @@ async fn every_documented_metric_is_exported_at_zero_before_any_work() {
                 && s.contains("outcome=\"throttled\"")),
         "every AWS operation exists at 0 with each outcome"
     );
+    // Every phase, the lifecycle's Scheduled and Idle among them, exists at 0.
+    for phase in spec::Phase::ALL {
+        let sample = format!("clawfleet_agents{{phase=\"{}\"}} 0", phase.as_str());
+        assert!(
+            samples.iter().any(|s| s.starts_with(&sample)),
+            "{sample} missing:\n{text}"
+        );
+    }
+    for phase in ["Scheduled", "Idle"] {
+        assert!(spec::Phase::ALL.iter().any(|p| p.as_str() == phase));
+    }
 }

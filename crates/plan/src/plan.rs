@@ -559,9 +559,9 @@ fn converge(
             Phase::Idle,
             "Idle",
             format!(
-                "no activity for {} (since {}); a wake or activity starts it",
-                lifecycle::format_duration(spec.idle_stop_after.unwrap_or_default()),
-                rfc3339(since)
+                "idle since {}: no activity for {}; a wake starts it",
+                rfc3339(since),
+                lifecycle::format_duration(spec.idle_stop_after.unwrap_or_default())
             ),
         )),
     };

@@ -1032,3 +1032,62 @@ impl Store {
         Ok(found)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn item(agent_id: &str, record: &str, extra: &[(&str, &str)]) -> Item {
+        let mut item = key(agent_id, record);
+        for (name, value) in extra {
+            item.insert((*name).to_owned(), s(value));
+        }
+        item
+    }
+
+    #[test]
+    fn listings_show_agents_with_their_activity_and_skip_every_other_record() {
+        let agents = group([
+            item("a1", SPEC_RECORD, &[("client_id", "acme")]),
+            item(
+                "a1",
+                ACTIVITY_RECORD,
+                &[("last_activity_at", "2026-06-01T10:00:00Z")],
+            ),
+            item(
+                "a1",
+                WAKE_RECORD,
+                &[("requested_at", "2026-06-01T10:05:00.250Z")],
+            ),
+            // Activity left behind by an agent already gone is not an agent.
+            item(
+                "gone",
+                ACTIVITY_RECORD,
+                &[("last_activity_at", "2026-06-01T10:00:00Z")],
+            ),
+            item("_leader", "lease", &[]),
+            item("_fleet", "summary", &[]),
+        ]);
+        let ids: Vec<&str> = agents.iter().map(|a| a.agent_id.as_str()).collect();
+        assert_eq!(ids, ["a1"]);
+        let activity = agents[0].activity;
+        assert_eq!(activity.last_activity_at, Some(1_780_308_000));
+        assert_eq!(activity.wake_requested_ms, Some(1_780_308_300_250));
+        assert_eq!(agents[0].last_activity(), Some(1_780_308_300));
+    }
+
+    #[test]
+    fn only_spec_changes_and_wakes_enqueue() {
+        let enqueues: Vec<&str> = [
+            SPEC_RECORD,
+            STATUS_RECORD,
+            ACTIVITY_RECORD,
+            WAKE_RECORD,
+            "lease",
+        ]
+        .into_iter()
+        .filter(|r| Record::of(r).enqueues())
+        .collect();
+        assert_eq!(enqueues, [SPEC_RECORD, WAKE_RECORD]);
+    }
+}
