@@ -217,6 +217,7 @@ const OPERATIONS: &[Operation] = &[
         if_match: false,
         query: &["tail"],
         idempotent: false,
+        also: None,
     },
 ];
 
