@@ -446,14 +446,6 @@ impl Account {
         }
     }
 
-    /// Whether a task stopped more than an hour ago, which ECS no longer shows.
-    fn forgotten(&self, arn: &str) -> bool {
-        lock(&self.lifecycle)
-            .stopping
-            .get(arn)
-            .is_some_and(|at| at.elapsed() > Duration::from_secs(3600))
-    }
-
     /// The fleet-wide snapshot of the resync, counted as `cloud::Aws::observe_fleet` sends
     /// it: the template, ListTasks (RUNNING, then STOPPED), DescribeTasks by 100,
     /// DescribeAccessPoints, ListSecrets, ListTaskDefinitions, DescribeTaskDefinition of each
@@ -462,49 +454,53 @@ impl Account {
     /// # Errors
     /// None today; the signature is the adapter's.
     pub async fn observe_fleet(&self) -> Result<Fleet, AwsError> {
-        // What AWS would answer, read from the fakes on their side and cloned here as the
-        // SDK would deserialize it.
-        let (mut tasks, access_points, secrets, revisions, roles) = {
-            let read = outside(|| {
-                let mut tasks: Vec<Task> = Vec::new();
-                let mut access_points: Vec<AccessPoint> = Vec::new();
-                let mut secrets: Vec<Secret> = Vec::new();
-                let mut revisions: Vec<TaskDefinitionRevision> = Vec::new();
-                let mut roles: Vec<Role> = Vec::new();
-                for shard in &self.shards {
-                    let s = shard.state();
-                    tasks.extend(
-                        s.tasks
-                            .iter()
-                            .map(|(t, _)| t)
-                            .filter(|t| !self.forgotten(&t.arn))
-                            .cloned(),
-                    );
-                    access_points.extend(s.access_points.iter().map(|(a, _)| a.clone()));
-                    secrets.extend(
-                        s.secrets
-                            .iter()
-                            .map(|(x, _)| x)
-                            .filter(|x| x.name.starts_with(&self.settings.secret_prefix))
-                            .cloned(),
-                    );
-                    revisions.extend(
-                        s.revisions
-                            .iter()
-                            .filter(|(_, _, active)| *active)
-                            .map(|(r, _, _)| r.clone()),
-                    );
-                    roles.extend(s.roles.iter().map(|r| Role {
-                        details: None,
-                        ..r.clone()
-                    }));
-                }
-                (tasks, access_points, secrets, revisions, roles)
-            });
-            let copy = read.clone();
-            outside(|| drop(read));
-            copy
-        };
+        // Read straight into the controller's memory, as the SDK deserializes AWS's answers.
+        let mut tasks: Vec<Task> = Vec::new();
+        let mut access_points: Vec<AccessPoint> = Vec::new();
+        let mut secrets: Vec<Secret> = Vec::new();
+        let mut revisions: Vec<TaskDefinitionRevision> = Vec::new();
+        let mut roles: Vec<Role> = Vec::new();
+        {
+            let lifecycle = lock(&self.lifecycle);
+            // ECS forgets a task an hour after it stopped.
+            let gone = |arn: &str| {
+                lifecycle
+                    .stopping
+                    .get(arn)
+                    .is_some_and(|at| at.elapsed() > Duration::from_secs(3600))
+            };
+            for shard in &self.shards {
+                let s = shard.state();
+                tasks.extend(
+                    s.tasks
+                        .iter()
+                        .map(|(t, _)| t)
+                        .filter(|t| !gone(&t.arn))
+                        .cloned(),
+                );
+                access_points.extend(s.access_points.iter().map(|(a, _)| a.clone()));
+                secrets.extend(
+                    s.secrets
+                        .iter()
+                        .map(|(x, _)| x)
+                        .filter(|x| x.name.starts_with(&self.settings.secret_prefix))
+                        .cloned(),
+                );
+                revisions.extend(
+                    s.revisions
+                        .iter()
+                        .filter(|(_, _, active)| *active)
+                        .map(|(r, _, _)| r.clone()),
+                );
+                // ListRoles returns neither boundary nor policies.
+                roles.extend(s.roles.iter().map(|r| Role {
+                    name: r.name.clone(),
+                    arn: r.arn.clone(),
+                    path: r.path.clone(),
+                    details: None,
+                }));
+            }
+        }
         let running = tasks
             .iter()
             .filter(|t| t.desired_status == "RUNNING")

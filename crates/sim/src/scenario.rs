@@ -354,6 +354,9 @@ impl Simulation {
                     heap::controller_bytes() as f64 / 1_048_576.0,
                     heap::controller_peak() as f64 / 1_048_576.0
                 );
+                if let Some(waiting) = self.table.one_waiting() {
+                    eprintln!("      e.g. {waiting}");
+                }
             }
             if running > best {
                 best = running;
