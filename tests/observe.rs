@@ -163,7 +163,10 @@ async fn observe_finds_the_agents_resources_and_never_foreign_ones() {
         .task_arn
         .unwrap();
 
-    let fleet = aws.observe_fleet(template_name, &settings).await.unwrap();
+    let fleet = aws
+        .observe_fleet(template_name, &settings, &cloud::Recorded::default())
+        .await
+        .unwrap();
     assert_eq!(
         fleet.agents.keys().collect::<Vec<_>>(),
         [&spec.agent_id],

@@ -96,7 +96,9 @@ impl Intercept for Calls {
 /// Whether AWS answered "slow down". The error is type-erased here, so the code is read where
 /// AWS's JSON protocols put it: HTTP 429, the `x-amzn-ErrorType` header, or the body's
 /// `__type`/`code` (`"com.amazonaws.ecs#ThrottlingException"` or the bare name).
-fn is_throttled(response: &aws_smithy_runtime_api::client::orchestrator::HttpResponse) -> bool {
+pub(crate) fn is_throttled(
+    response: &aws_smithy_runtime_api::client::orchestrator::HttpResponse,
+) -> bool {
     if response.status().as_u16() == 429 {
         return true;
     }

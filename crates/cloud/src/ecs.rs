@@ -42,7 +42,17 @@ impl Ecs {
     /// The same, every call passing `gate`.
     #[must_use]
     pub fn with_gate(self, gate: SharedGate) -> Self {
-        Self { gate, ..self }
+        let config = self
+            .client
+            .config()
+            .to_builder()
+            .interceptor(crate::gate::ThrottleFeedback::new(gate.clone(), "ECS"))
+            .build();
+        Self {
+            client: Client::from_conf(config),
+            gate,
+            ..self
+        }
     }
 
     #[must_use]
@@ -118,6 +128,27 @@ impl Ecs {
                 .list_tasks()
                 .cluster(&self.cluster)
                 .started_by(started_by)
+                .set_next_token(token)
+                .send()
+                .through(&*self.gate, "ECS", "ListTasks")
+                .await?;
+            Ok((out.task_arns.unwrap_or_default(), out.next_token))
+        })
+        .await
+    }
+
+    /// ListTasks of the whole cluster, desired status RUNNING, all pages: what the resync lists;
+    /// a stopped task is described by the ARN its agent's status keeps.
+    ///
+    /// # Errors
+    /// A failed page.
+    pub async fn list_running_tasks(&self) -> Result<Vec<String>, AwsError> {
+        all_pages(|token| async move {
+            let out = self
+                .client
+                .list_tasks()
+                .cluster(&self.cluster)
+                .desired_status(DesiredStatus::Running)
                 .set_next_token(token)
                 .send()
                 .through(&*self.gate, "ECS", "ListTasks")
@@ -511,6 +542,15 @@ impl Ecs {
             .set_container_definitions(Some(containers))
             .set_volumes(Some(volumes))
             .set_tags((!tags.is_empty()).then_some(tags))
+            // No retry inside the SDK: RegisterTaskDefinition has no token, so a retry after
+            // a lost answer registers a second revision and spends the bucket it shares with
+            // DeregisterTaskDefinition twice more (the register, then the cleanup). The
+            // executor retries instead, after re-reading the family.
+            .customize()
+            .config_override(
+                aws_sdk_ecs::config::Builder::default()
+                    .retry_config(aws_sdk_ecs::config::retry::RetryConfig::disabled()),
+            )
             .send()
             .through(&*self.gate, "ECS", "RegisterTaskDefinition")
             .await?;

@@ -30,7 +30,17 @@ impl Efs {
     /// The same, every call passing `gate`.
     #[must_use]
     pub fn with_gate(self, gate: SharedGate) -> Self {
-        Self { gate, ..self }
+        let config = self
+            .client
+            .config()
+            .to_builder()
+            .interceptor(crate::gate::ThrottleFeedback::new(gate.clone(), "EFS"))
+            .build();
+        Self {
+            client: Client::from_conf(config),
+            gate,
+            ..self
+        }
     }
 
     #[must_use]

@@ -1,8 +1,10 @@
 //! The one place every call to ECS, EFS and Secrets Manager passes through: it waits for its
 //! operation's rate limit before sending ([`crate::ratelimit`]), classifies the error (see
-//! [`crate::ErrorClass`]), and reports throttling back so the limit slows down. Retries of
-//! transient errors are the SDK's standard mode within a call, and the work queue's per-agent
-//! backoff across calls. DynamoDB calls do not pass it: the table has its own capacity, and the
+//! [`crate::ErrorClass`]), and reports throttling back so the limit slows down: every throttled
+//! attempt, the SDK's retries included ([`ThrottleFeedback`]). Retries of transient errors are
+//! the SDK's standard mode within a call (except RegisterTaskDefinition, which has no token and
+//! is retried by the executor after re-reading), and the work queue's per-agent backoff across
+//! calls. DynamoDB calls do not pass it: the table has its own capacity, and the
 //! store classifies its errors with the same [`spec::failure`] rules.
 
 use std::fmt::Debug;
@@ -25,8 +27,9 @@ pub trait Gate: Send + Sync + Debug {
         service: &'static str,
         operation: &'static str,
     ) -> Pin<Box<dyn Future<Output = Result<(), AwsError>> + Send + 'a>>;
-    /// AWS throttled `operation` of `service`: slow down.
-    fn throttled(&self, service: &'static str, operation: &'static str);
+    /// AWS throttled `operation` of `service`: slow down. Called for every throttled attempt,
+    /// the SDK's own retries included ([`ThrottleFeedback`]).
+    fn throttled(&self, service: &str, operation: &str);
 }
 
 /// No limit: one-shot commands and tests.
@@ -41,11 +44,48 @@ impl Gate for Open {
     ) -> Pin<Box<dyn Future<Output = Result<(), AwsError>> + Send + 'a>> {
         Box::pin(std::future::ready(Ok(())))
     }
-    fn throttled(&self, _: &'static str, _: &'static str) {}
+    fn throttled(&self, _: &str, _: &str) {}
 }
 
 /// A shared gate.
 pub type SharedGate = Arc<dyn Gate>;
+
+/// An SDK interceptor that reports every throttled attempt to the gate, so the rate limit
+/// slows down at the first ThrottlingException rather than after the SDK's last retry (its
+/// retries do not pass the gate, and a throttle they absorb would otherwise go unseen).
+#[derive(Debug, Clone)]
+pub struct ThrottleFeedback {
+    gate: SharedGate,
+    /// The gate's name for the client's service (`ECS`, `EFS`, `SecretsManager`, `IAM`).
+    service: &'static str,
+}
+
+impl ThrottleFeedback {
+    #[must_use]
+    pub fn new(gate: SharedGate, service: &'static str) -> Self {
+        Self { gate, service }
+    }
+}
+
+impl aws_smithy_runtime_api::client::interceptors::Intercept for ThrottleFeedback {
+    fn name(&self) -> &'static str {
+        "clawfleet::ThrottleFeedback"
+    }
+
+    fn read_after_attempt(
+        &self,
+        context: &aws_smithy_runtime_api::client::interceptors::context::FinalizerInterceptorContextRef<'_>,
+        _runtime_components: &aws_smithy_runtime_api::client::runtime_components::RuntimeComponents,
+        cfg: &mut aws_smithy_types::config_bag::ConfigBag,
+    ) -> Result<(), aws_smithy_runtime_api::box_error::BoxError> {
+        if let Some(metadata) = cfg.load::<aws_smithy_runtime_api::client::orchestrator::Metadata>()
+            && context.response().is_some_and(crate::calls::is_throttled)
+        {
+            self.gate.throttled(self.service, metadata.name());
+        }
+        Ok(())
+    }
+}
 
 /// The open gate, shared.
 #[must_use]

@@ -55,7 +55,16 @@ impl Iam {
     /// The same, every call passing `gate`.
     #[must_use]
     pub fn with_gate(self, gate: SharedGate) -> Self {
-        Self { gate, ..self }
+        let config = self
+            .client
+            .config()
+            .to_builder()
+            .interceptor(crate::gate::ThrottleFeedback::new(gate.clone(), "IAM"))
+            .build();
+        Self {
+            client: Client::from_conf(config),
+            gate,
+        }
     }
 
     /// GetRole; `None` when the role does not exist.

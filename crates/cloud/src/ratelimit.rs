@@ -593,7 +593,7 @@ impl crate::Gate for Limits {
         })
     }
 
-    fn throttled(&self, service: &'static str, operation: &'static str) {
+    fn throttled(&self, service: &str, operation: &str) {
         Limits::throttled(self, service, operation);
     }
 }

@@ -29,7 +29,19 @@ impl Secrets {
     /// The same, every call passing `gate`.
     #[must_use]
     pub fn with_gate(self, gate: SharedGate) -> Self {
-        Self { gate, ..self }
+        let config = self
+            .client
+            .config()
+            .to_builder()
+            .interceptor(crate::gate::ThrottleFeedback::new(
+                gate.clone(),
+                "SecretsManager",
+            ))
+            .build();
+        Self {
+            client: Client::from_conf(config),
+            gate,
+        }
     }
 
     /// DescribeSecret; `None` when no secret has that name.

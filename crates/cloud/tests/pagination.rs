@@ -566,3 +566,47 @@ async fn calls_count_throttled_answers_apart_from_other_errors_and_successes() {
         "{counts:?}"
     );
 }
+
+/// A gate that records what it was told was throttled.
+#[derive(Debug, Default)]
+struct Recording {
+    throttled: Mutex<Vec<(String, String)>>,
+}
+
+impl cloud::Gate for Recording {
+    fn pass<'a>(
+        &'a self,
+        _: &'static str,
+        _: &'static str,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), AwsError>> + Send + 'a>>
+    {
+        Box::pin(std::future::ready(Ok(())))
+    }
+    fn throttled(&self, service: &str, operation: &str) {
+        self.throttled
+            .lock()
+            .unwrap()
+            .push((service.to_owned(), operation.to_owned()));
+    }
+}
+
+#[tokio::test]
+async fn every_throttled_attempt_reaches_the_gate_not_only_the_last() {
+    let throttled = mock!(aws_sdk_ecs::Client::list_tasks)
+        .then_http_response(|| ecs_error(400, "ThrottlingException", "Rate exceeded"));
+    let ok = mock!(aws_sdk_ecs::Client::list_tasks).then_output(|| {
+        ListTasksOutput::builder()
+            .set_task_arns(Some(Vec::new()))
+            .build()
+    });
+    let rules = [&throttled, &ok];
+    let gate = Arc::new(Recording::default());
+    let ecs = ecs(&rules).with_gate(gate.clone());
+    // The attempt's report (the SDK's retries would each make one), then the call's own.
+    assert!(ecs.list_tasks_started_by("clawfleet/a").await.is_err());
+    let heard = |n: usize| vec![("ECS".to_owned(), "ListTasks".to_owned()); n];
+    assert_eq!(*gate.throttled.lock().unwrap(), heard(2));
+    // A successful attempt reports nothing.
+    ecs.list_tasks_started_by("clawfleet/a").await.unwrap();
+    assert_eq!(*gate.throttled.lock().unwrap(), heard(2));
+}

@@ -4,14 +4,22 @@
 
 use std::collections::BTreeMap;
 
-use plan::observed::{AccessPoint, AgentResources, Role, Secret};
+use plan::observed::{AccessPoint, AgentResources, Role, Secret, TaskDefinitionRevision};
 use plan::{Action, Launch, Wait};
 use spec::AgentStatus;
+use spec::failure::ErrorClass;
 use spec::render::{self, tag};
 use store::Agent;
 use tracing::{info, warn};
 
 use crate::aws::Cloud;
+
+/// How many times one RegisterTaskDefinition action calls AWS before failing to the queue.
+pub const REGISTER_TRIES: u32 = 3;
+
+/// The pause before the second try of a RegisterTaskDefinition, and twice it before the third:
+/// short, since a lost answer or a 500 says nothing about the next call.
+const REGISTER_RETRY_PAUSE: std::time::Duration = std::time::Duration::from_millis(100);
 use crate::reconcile::{Outcome, ROLLOUT_RETRY_SECS, ReconcileError, Reconciler, record};
 use crate::status::StatusStore;
 use crate::token;
@@ -124,20 +132,7 @@ impl<C: Cloud, S: StatusStore> Reconciler<'_, C, S> {
             Action::RegisterTaskDefinition {
                 definition, tags, ..
             } => {
-                // RegisterTaskDefinition has no token: re-read the family first, so a retry
-                // after a lost response adopts the revision instead of registering it twice.
-                let current = self
-                    .cloud
-                    .describe_task_definition(&definition.family)
-                    .await?;
-                let revision = match current {
-                    Some(rev) if rev.content == definition => rev,
-                    _ => {
-                        self.cloud
-                            .register_task_definition(&definition, &tags)
-                            .await?
-                    }
-                };
+                let revision = self.register_task_definition(&definition, &tags).await?;
                 self.expectations.revision(agent_id, &revision);
                 record(
                     agent,
@@ -295,6 +290,38 @@ impl<C: Cloud, S: StatusStore> Reconciler<'_, C, S> {
             }
         }
         Ok(None)
+    }
+
+    /// RegisterTaskDefinition, which has no token: the family is re-read first, so a retry
+    /// after a lost answer adopts the revision instead of registering it twice. The SDK does
+    /// not retry it (`cloud::Ecs::register_task_definition`); a transient failure is retried
+    /// here, re-reading first, up to [`REGISTER_TRIES`] times, so one lost answer neither
+    /// doubles the revision nor fails the reconcile into the queue's backoff.
+    async fn register_task_definition(
+        &self,
+        definition: &render::TaskDefinition,
+        tags: &BTreeMap<String, String>,
+    ) -> Result<TaskDefinitionRevision, ReconcileError> {
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            let current = self
+                .cloud
+                .describe_task_definition(&definition.family)
+                .await?;
+            if let Some(rev) = current.filter(|r| &r.content == definition) {
+                return Ok(rev);
+            }
+            match self.cloud.register_task_definition(definition, tags).await {
+                Ok(rev) => return Ok(rev),
+                Err(e) if e.class != ErrorClass::Terminal && tries < REGISTER_TRIES => {
+                    warn!(family = %definition.family, "{e}; re-reading before registering again");
+                    // The gate waits for the bucket's token, slowed if AWS throttled.
+                    tokio::time::sleep(REGISTER_RETRY_PAUSE * tries).await;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
     }
 
     /// CreateAccessPoint without listing the file system. Creates are made fresh (the reconcile

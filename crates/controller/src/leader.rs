@@ -167,7 +167,7 @@ impl Gate for Fence {
         })
     }
 
-    fn throttled(&self, service: &'static str, operation: &'static str) {
+    fn throttled(&self, service: &str, operation: &str) {
         self.limits.throttled(service, operation);
     }
 }

@@ -141,10 +141,15 @@ async fn every_create_survives_a_lost_response_or_a_failure_without_duplicates()
             let fake = FakeCloud::new(2);
             fake.inject(operation, fault);
             let outcomes = reconcile_until_converged(&fake, &store, &agent_id).await;
-            assert!(
-                outcomes.iter().any(|o| o.starts_with("error")),
-                "{operation} {fault:?}: the fault must surface as an error first: {outcomes:?}"
-            );
+            if operation == "RegisterTaskDefinition" {
+                // Retried within the action, after re-reading the family.
+                assert_eq!(outcomes, ["converged"], "{fault:?}");
+            } else {
+                assert!(
+                    outcomes.iter().any(|o| o.starts_with("error")),
+                    "{operation} {fault:?}: the fault must surface as an error first: {outcomes:?}"
+                );
+            }
             assert_one_of_each(&fake, &agent_id);
             let status = store.get(&agent_id).await.unwrap().unwrap().status.unwrap();
             assert_eq!(status.phase, spec::Phase::Running, "{operation} {fault:?}");
@@ -803,4 +808,33 @@ async fn an_access_point_deleted_behind_clawfleets_back_is_recreated_without_a_l
             .count()
     };
     assert_eq!(fake.count(mine), 1);
+}
+
+#[tokio::test]
+async fn a_lost_register_task_definition_answer_is_adopted_within_the_reconcile_without_a_second_revision()
+ {
+    for (fault, registers) in [(Fault::LoseResponse, 1), (Fault::Fail, 2)] {
+        let store = store();
+        let agent_id = local_aws::unique("agent");
+        store.apply(&spec(&agent_id), "cli");
+        let fake = FakeCloud::new(0);
+        fake.inject("RegisterTaskDefinition", fault);
+        let outcomes = reconcile_until_converged(&fake, &store, &agent_id).await;
+        assert_eq!(
+            outcomes,
+            ["converged"],
+            "{fault:?}: no failure for the queue to back off"
+        );
+        assert_eq!(
+            fake.calls("RegisterTaskDefinition"),
+            registers,
+            "{fault:?}: a lost answer is adopted by the re-read, a refused call made again"
+        );
+        assert_eq!(
+            fake.calls("DescribeTaskDefinition"),
+            2,
+            "{fault:?}: re-read before each try"
+        );
+        assert_one_of_each(&fake, &agent_id);
+    }
 }

@@ -468,7 +468,11 @@ async fn garbage_collection_tears_down_an_agent_deleted_in_the_console_and_leave
     let fleet = env
         .cloud
         .aws
-        .observe_fleet(&env.template_name, &env.settings)
+        .observe_fleet(
+            &env.template_name,
+            &env.settings,
+            &cloud::Recorded::default(),
+        )
         .await
         .unwrap();
     assert!(fleet.agents.contains_key(&id));
@@ -826,7 +830,11 @@ async fn another_installation_in_the_account_never_touches_this_ones_agents() {
     let fleet = other
         .cloud
         .aws
-        .observe_fleet(&env.template_name, &other.settings)
+        .observe_fleet(
+            &env.template_name,
+            &other.settings,
+            &cloud::Recorded::default(),
+        )
         .await
         .unwrap();
     assert!(
@@ -874,7 +882,11 @@ async fn the_role_of_an_agent_deleted_in_the_console_is_collected_with_its_resou
     let fleet = env
         .cloud
         .aws
-        .observe_fleet(&env.template_name, &env.settings)
+        .observe_fleet(
+            &env.template_name,
+            &env.settings,
+            &cloud::Recorded::default(),
+        )
         .await
         .unwrap();
     assert!(fleet.agent(&id).role.is_some(), "listed under the path");

@@ -6,6 +6,10 @@
 //! - [`Watcher`] follows every shard, parents before children (records of one item are ordered
 //!   within the lineage), keeps a checkpoint per shard, re-acquires an expired iterator at its
 //!   checkpoint, and asks for a resync when data was trimmed before it was read.
+//! - Shard discovery (DescribeStream) is slow, reading (GetRecords) is at the poll's cadence:
+//!   the shard list is kept and read again every [`SHARD_DISCOVERY_INTERVAL`] (a minute, as
+//!   KCL does), and at once when a shard is read to its end, since a closed shard is how a
+//!   split or a rollover shows its children. A poll then costs one GetRecords per open shard.
 //! - Only spec items produce events; status writes never cause a reconcile.
 //! - A page that keeps failing the same way (one record the SDK cannot parse fails the whole
 //!   GetRecords) is narrowed down record by record after [`POISON_AFTER`] identical failures;
@@ -65,6 +69,11 @@ pub enum FeedError {
     Other(String),
 }
 
+/// How often the watcher lists the stream's shards (DescribeStream) when none closed meanwhile:
+/// a minute, as KCL's shard sync. Streams add shards only when one closes (a split or the
+/// rollover every few hours), which is discovered at once; this interval is the safety net.
+pub const SHARD_DISCOVERY_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// How many identical failures of one shard's read make the watcher look for a poison record.
 pub const POISON_AFTER: u32 = 5;
 
@@ -110,6 +119,8 @@ pub struct Watcher<F> {
     /// Per shard, the last read failure and how many times in a row it happened.
     failures: HashMap<String, (String, u32)>,
     skipped: u64,
+    /// The shards as last listed, and when; `None` until the first listing.
+    shards: Option<(Vec<Shard>, tokio::time::Instant)>,
 }
 
 impl<F: ChangeFeed> Watcher<F> {
@@ -125,6 +136,7 @@ impl<F: ChangeFeed> Watcher<F> {
             finished: HashSet::new(),
             failures: HashMap::new(),
             skipped: 0,
+            shards: None,
         }
     }
 
@@ -141,18 +153,58 @@ impl<F: ChangeFeed> Watcher<F> {
         &self.checkpoints
     }
 
-    /// Reads every readable shard once. Events are deduplicated, in first-seen order.
+    /// The shards: as last listed, or listed again (DescribeStream) when `refresh` or when
+    /// [`SHARD_DISCOVERY_INTERVAL`] has passed.
+    async fn shards(&mut self, refresh: bool) -> Result<Vec<Shard>, FeedError> {
+        let now = tokio::time::Instant::now();
+        if !refresh
+            && let Some((shards, at)) = &self.shards
+            && now.saturating_duration_since(*at) < SHARD_DISCOVERY_INTERVAL
+        {
+            return Ok(shards.clone());
+        }
+        let shards = self.feed.shards().await?;
+        self.shards = Some((shards.clone(), now));
+        Ok(shards)
+    }
+
+    /// Reads every readable shard once. Events are deduplicated, in first-seen order. A shard
+    /// read to its end lists the shards again, in the same poll, so its children are read
+    /// right after it.
     ///
     /// # Errors
     /// A failure listing shards or acquiring an iterator; expired iterators and trimmed data
     /// are handled, not returned.
     pub async fn poll(&mut self) -> Result<Vec<Event>, FeedError> {
-        let shards = self.feed.shards().await?;
-        let known: HashSet<&str> = shards.iter().map(|s| s.id.as_str()).collect();
         let mut events = Vec::new();
         let mut seen = BTreeSet::new();
-        for shard in &shards {
-            if self.finished.contains(&shard.id) {
+        let mut read: HashSet<String> = HashSet::new();
+        let mut shards = self.shards(false).await?;
+        loop {
+            let finished = self.finished.len();
+            self.read_shards(&shards, &mut read, &mut events, &mut seen)
+                .await?;
+            if self.finished.len() == finished {
+                break;
+            }
+            shards = self.shards(true).await?;
+        }
+        self.first_poll = false;
+        Ok(events)
+    }
+
+    /// Reads each shard of `shards` not in `read` yet (and adds it there), parents before
+    /// children.
+    async fn read_shards(
+        &mut self,
+        shards: &[Shard],
+        read: &mut HashSet<String>,
+        events: &mut Vec<Event>,
+        seen: &mut BTreeSet<String>,
+    ) -> Result<(), FeedError> {
+        let known: HashSet<&str> = shards.iter().map(|s| s.id.as_str()).collect();
+        for shard in shards {
+            if self.finished.contains(&shard.id) || read.contains(&shard.id) {
                 continue;
             }
             // Lineage: a child is read only once its parent is read to its end.
@@ -162,6 +214,7 @@ impl<F: ChangeFeed> Watcher<F> {
             {
                 continue;
             }
+            read.insert(shard.id.clone());
             let iterator = match self.iterators.remove(&shard.id) {
                 Some(it) => it,
                 None => {
@@ -175,7 +228,7 @@ impl<F: ChangeFeed> Watcher<F> {
                     match self.feed.iterator(&shard.id, &from).await {
                         Ok(it) => it,
                         Err(FeedError::Trimmed) => {
-                            self.lost(&shard.id, &mut events);
+                            self.lost(&shard.id, events);
                             continue;
                         }
                         Err(e) => return Err(e),
@@ -185,21 +238,20 @@ impl<F: ChangeFeed> Watcher<F> {
             match self.feed.read(&iterator).await {
                 Ok((changes, next)) => {
                     self.failures.remove(&shard.id);
-                    self.take(&shard.id, changes, next, &mut events, &mut seen);
+                    self.take(&shard.id, changes, next, events, seen);
                 }
                 // Re-acquired at the checkpoint on the next poll: nothing is lost.
                 Err(FeedError::ExpiredIterator) => {}
-                Err(FeedError::Trimmed) => self.lost(&shard.id, &mut events),
+                Err(FeedError::Trimmed) => self.lost(&shard.id, events),
                 Err(e) => {
                     if self.failed(&shard.id, &e) < POISON_AFTER {
                         return Err(e);
                     }
-                    self.narrow(&shard.id, &mut events, &mut seen).await?;
+                    self.narrow(&shard.id, events, seen).await?;
                 }
             }
         }
-        self.first_poll = false;
-        Ok(events)
+        Ok(())
     }
 
     /// Records what one read of `shard` returned: checkpoints, events, the next iterator.

@@ -24,6 +24,9 @@ struct Fake {
     /// the SDK cannot parse fails the whole GetRecords.
     poison: Mutex<Vec<String>>,
     single_reads: Mutex<usize>,
+    /// DescribeStream and GetRecords calls.
+    describes: Mutex<usize>,
+    reads: Mutex<usize>,
 }
 
 impl Fake {
@@ -90,6 +93,7 @@ impl Fake {
 
 impl ChangeFeed for &Fake {
     async fn shards(&self) -> Result<Vec<Shard>, FeedError> {
+        *self.describes.lock().unwrap() += 1;
         Ok(self
             .shards
             .lock()
@@ -118,6 +122,7 @@ impl ChangeFeed for &Fake {
     }
 
     async fn read(&self, iterator: &str) -> Result<(Vec<Change>, Option<String>), FeedError> {
+        *self.reads.lock().unwrap() += 1;
         let (shard, index) = iterator.split_once('|').unwrap();
         let index: usize = index.parse().unwrap();
         if self.expire_next_read_of.lock().unwrap().as_deref() == Some(shard) {
@@ -337,4 +342,65 @@ async fn failures_that_differ_or_that_heal_never_skip_a_record() {
     assert_eq!(changed(&watcher.poll().await.unwrap()), ["broken"]);
     assert_eq!(watcher.records_skipped(), 0);
     assert_eq!(*fake.single_reads.lock().unwrap(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn shards_are_listed_once_a_minute_while_records_are_read_at_every_poll() {
+    let fake = Fake::default();
+    fake.shard("s1", None);
+    fake.shard("s2", None);
+    let mut watcher = Watcher::new(&fake, Position::TrimHorizon, HashMap::new());
+    let poll_every = std::time::Duration::from_millis(250);
+    // A minute of polls at the controller's cadence, with a write now and then.
+    for i in 0..240 {
+        if i % 40 == 0 {
+            fake.write("s1", &format!("a{i}"), "spec");
+        }
+        let events = watcher.poll().await.unwrap();
+        if i % 40 == 0 {
+            assert_eq!(changed(&events), [format!("a{i}").as_str()]);
+        }
+        tokio::time::sleep(poll_every).await;
+    }
+    assert_eq!(
+        *fake.describes.lock().unwrap(),
+        1,
+        "one DescribeStream a minute"
+    );
+    assert_eq!(
+        *fake.reads.lock().unwrap(),
+        2 * 240,
+        "GetRecords of each shard, each poll"
+    );
+    // A minute after the first listing, the next poll lists again.
+    watcher.poll().await.unwrap();
+    assert_eq!(*fake.describes.lock().unwrap(), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_closed_shard_lists_the_shards_again_in_the_same_poll() {
+    let fake = Fake::default();
+    fake.shard("parent", None);
+    let mut watcher = Watcher::new(&fake, Position::TrimHorizon, HashMap::new());
+    watcher.poll().await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    watcher.poll().await.unwrap();
+    assert_eq!(*fake.describes.lock().unwrap(), 1);
+    // The rollover: the parent closes and a child starts, long before the next minutely listing.
+    fake.write("parent", "last", "spec");
+    fake.close("parent");
+    fake.shard("child", Some("parent"));
+    fake.write("child", "first", "spec");
+    let events = watcher.poll().await.unwrap();
+    assert_eq!(changed(&events), ["last", "first"]);
+    assert_eq!(
+        *fake.describes.lock().unwrap(),
+        2,
+        "listed again once the parent closed"
+    );
+    // The closed parent is not read again, and no listing follows until a minute has passed.
+    let reads = *fake.reads.lock().unwrap();
+    watcher.poll().await.unwrap();
+    assert_eq!(*fake.reads.lock().unwrap(), reads + 1, "the child only");
+    assert_eq!(*fake.describes.lock().unwrap(), 2);
 }

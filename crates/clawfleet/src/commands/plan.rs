@@ -48,11 +48,11 @@ pub async fn run(
             pending |= print_plan(agent_id, agent.is_some_and(|a| a.spec.is_some()), &plan);
         }
         None => {
+            let agents = store.list().await?;
             let fleet = aws
-                .observe_fleet(template, settings)
+                .observe_fleet(template, settings, &controller::resync::recorded(&agents))
                 .await
                 .map_err(aws_failure)?;
-            let agents = store.list().await?;
             let ctx = Context {
                 settings,
                 template: &fleet.template,
