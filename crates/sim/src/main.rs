@@ -31,6 +31,9 @@ struct Args {
     /// values run the change once each.
     #[arg(long, value_delimiter = ',', default_value = "10,100")]
     max_concurrent_replacements: Vec<usize>,
+    /// How long (virtual) an image change may run before it is reported unfinished.
+    #[arg(long, default_value = "6h", value_parser = humantime::parse_duration)]
+    wave_limit: std::time::Duration,
     /// The stress with the quotas lifted (0: none).
     #[arg(long, default_value_t = 100_000)]
     stress: usize,
@@ -72,7 +75,11 @@ struct Run {
     waves: Vec<(usize, Convergence, (f64, f64))>,
 }
 
-async fn run(fleet: Fleet, waves: &[usize]) -> Result<Run, SimError> {
+async fn run(
+    fleet: Fleet,
+    waves: &[usize],
+    wave_limit: std::time::Duration,
+) -> Result<Run, SimError> {
     let agents = fleet.agents;
     eprintln!("simulating {agents} agents");
     let sim = Simulation::start(fleet.clone());
@@ -91,7 +98,9 @@ async fn run(fleet: Fleet, waves: &[usize]) -> Result<Run, SimError> {
         sim = sim.restart(*cap).await;
         let image = format!("{NEW_IMAGE}-{k}");
         let floors = wave_floor(agents, *cap, &fleet.latencies);
-        let wave = sim.converge(&image, floors.0.max(floors.1)).await?;
+        let wave = sim
+            .converge_within(&image, floors.0.max(floors.1), Some(wave_limit))
+            .await?;
         eprintln!(
             "  image change at {cap} at once: {:.0} virtual s (floors {:.0}, {:.0}), {:.1} s real",
             wave.seconds, floors.0, floors.1, wave.wall
@@ -346,13 +355,13 @@ fn main() {
     };
     let result: Result<(), SimError> = runtime.block_on(async {
         let mut runs = Vec::new();
-        for &n in &args.sizes {
+        for &n in args.sizes.iter().filter(|n| **n > 0) {
             let fleet = Fleet {
                 workers: args.workers,
                 foreign_access_points: args.foreign_access_points,
                 ..Fleet::of(n)
             };
-            runs.push(run(fleet, &[]).await?);
+            runs.push(run(fleet, &[], args.wave_limit).await?);
         }
         // The image change on a fleet of its own, with the long resync interval.
         let wave = if args.wave > 0 && !args.max_concurrent_replacements.is_empty() {
@@ -363,7 +372,7 @@ fn main() {
                 sample_every: std::time::Duration::from_secs(30),
                 ..Fleet::of(args.wave)
             };
-            Some(run(fleet, &args.max_concurrent_replacements).await?)
+            Some(run(fleet, &args.max_concurrent_replacements, args.wave_limit).await?)
         } else {
             None
         };
@@ -381,7 +390,7 @@ fn main() {
                 resync_interval: args.long_resync_interval,
                 ..Fleet::of(args.stress)
             };
-            Some(run(fleet, &[]).await?)
+            Some(run(fleet, &[], args.wave_limit).await?)
         } else {
             None
         };

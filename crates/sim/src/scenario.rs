@@ -102,8 +102,8 @@ impl Fleet {
 #[derive(Debug, Clone, Default)]
 pub struct Convergence {
     pub agents: usize,
-    /// Whether every agent got there; if not, `seconds` is when the run gave up, after
-    /// [`STUCK`] without progress.
+    /// Whether every agent got there; if not, `seconds` is when the run gave up: after
+    /// [`STUCK`] without progress, or at its time limit.
     pub converged: bool,
     /// Virtual seconds until every agent is Running on its spec.
     pub seconds: f64,
@@ -328,6 +328,19 @@ impl Simulation {
     /// # Errors
     /// An invalid spec, or a fleet that stops making progress.
     pub async fn converge(&self, image: &str, floor: f64) -> Result<Convergence, SimError> {
+        self.converge_within(image, floor, None).await
+    }
+
+    /// [`Simulation::converge`], giving up after `limit` of virtual time.
+    ///
+    /// # Errors
+    /// An invalid spec.
+    pub async fn converge_within(
+        &self,
+        image: &str,
+        floor: f64,
+        limit: Option<Duration>,
+    ) -> Result<Convergence, SimError> {
         self.account.reset_calls();
         self.table.reset_calls();
         let errors_before = self.controller.reconcile_errors();
@@ -363,6 +376,14 @@ impl Simulation {
                 progress_at = Instant::now();
             }
             if running >= self.fleet.agents {
+                break;
+            }
+            if limit.is_some_and(|l| started.elapsed() > l) {
+                eprintln!(
+                    "    stopped at the limit: {running}/{} Running after {:.0} s",
+                    self.fleet.agents,
+                    started.elapsed().as_secs_f64()
+                );
                 break;
             }
             if progress_at.elapsed() > STUCK {
