@@ -220,21 +220,35 @@ fn service_of(operation: &str) -> &'static str {
     }
 }
 
+/// What the simulated AWS is like, beside the installation.
+#[derive(Debug, Clone, Copy)]
+pub struct Shape {
+    pub latencies: Latencies,
+    pub quotas: Quotas,
+    /// Fakes the agents are spread over (1 unless the fleet is too large for one).
+    pub shards: usize,
+    /// Other teams' access points on the file system.
+    pub foreign_access_points: usize,
+    /// Accounts whose ECS buckets add up.
+    pub accounts: usize,
+}
+
 impl Account {
-    /// An account with `shards` fakes (1 unless the fleet is too large for one), the
-    /// controller's `gate` in front, `foreign` access points of other teams on the file system,
-    /// and ECS's buckets of `accounts` accounts.
+    /// An account of `shape`, with the controller's `gate` in front.
     #[must_use]
     pub fn new(
         settings: Settings,
         template: TaskDefinition,
         gate: Arc<Limits>,
-        latencies: Latencies,
-        quotas: Quotas,
-        shards: usize,
-        foreign: usize,
-        accounts: usize,
+        shape: Shape,
     ) -> Self {
+        let Shape {
+            latencies,
+            quotas,
+            shards,
+            foreign_access_points: foreign,
+            accounts,
+        } = shape;
         let shards: Vec<FakeCloud> = outside(|| {
             (0..shards.max(1) as u64)
                 .map(|k| {

@@ -12,7 +12,7 @@ use spec::render::{Settings, TaskDefinition, TaskRole};
 use spec::{AgentDocument, AgentSpec};
 use tokio::time::Instant;
 
-use crate::account::{Account, Latencies, Quotas};
+use crate::account::{Account, Latencies, Quotas, Shape};
 use crate::assembled::{AssembledController, Config};
 use crate::heap;
 use crate::table::Table;
@@ -245,11 +245,13 @@ impl Simulation {
             settings(),
             template(),
             limits,
-            fleet.latencies,
-            fleet.quotas,
-            fleet.shards,
-            fleet.foreign_access_points,
-            fleet.accounts,
+            Shape {
+                latencies: fleet.latencies,
+                quotas: fleet.quotas,
+                shards: fleet.shards,
+                foreign_access_points: fleet.foreign_access_points,
+                accounts: fleet.accounts,
+            },
         ));
         let table = Arc::new(Table::new(Duration::from_millis(5)));
         let controller = AssembledController::new(
