@@ -376,7 +376,7 @@ impl Installation {
     async fn leftovers(&self) -> (usize, usize, usize) {
         let fleet = self
             .moto_aws
-            .observe_fleet(&self.template, &self.settings)
+            .observe_fleet(&self.template, &self.settings, &cloud::Recorded::default())
             .await
             .unwrap_or_else(|e| fail(e.to_string()));
         let mut extra = (0, 0, 0);

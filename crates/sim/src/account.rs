@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use cloud::{AwsError, ErrorClass, Gate, Limits};
+use cloud::{AwsError, ErrorClass, Gate, Limits, Recorded};
 use controller::aws::Cloud;
 use controller::fake::FakeCloud;
 use plan::observed::{
@@ -34,6 +34,10 @@ use crate::heap::{Outside, outside};
 
 /// Ids of shard `k` start at `k * SHARD_SPAN`, so the shard of an id is its number over it.
 const SHARD_SPAN: u64 = 1_000_000_000;
+
+/// How often `cloud::Aws::observe_fleet` lists every revision (its private
+/// `REVISION_LISTING_INTERVAL`).
+const REVISION_LISTING_INTERVAL: Duration = Duration::from_secs(600);
 
 /// Items per page of AWS's listings (ListRoles: 1,000).
 const PAGE: usize = 100;
@@ -153,6 +157,8 @@ pub struct Account {
     lifecycle: Mutex<Lifecycle>,
     /// The revisions this controller knows, as `cloud::Aws` caches them: the controller's.
     revisions: Mutex<HashMap<String, TaskDefinitionRevision>>,
+    /// When the last snapshot listed every revision.
+    revisions_listed_at: Mutex<Option<Instant>>,
     requests: AtomicU64,
 }
 
@@ -214,21 +220,35 @@ fn service_of(operation: &str) -> &'static str {
     }
 }
 
+/// What the simulated AWS is like, beside the installation.
+#[derive(Debug, Clone, Copy)]
+pub struct Shape {
+    pub latencies: Latencies,
+    pub quotas: Quotas,
+    /// Fakes the agents are spread over (1 unless the fleet is too large for one).
+    pub shards: usize,
+    /// Other teams' access points on the file system.
+    pub foreign_access_points: usize,
+    /// Accounts whose ECS buckets add up.
+    pub accounts: usize,
+}
+
 impl Account {
-    /// An account with `shards` fakes (1 unless the fleet is too large for one), the
-    /// controller's `gate` in front, `foreign` access points of other teams on the file system,
-    /// and ECS's buckets of `accounts` accounts.
+    /// An account of `shape`, with the controller's `gate` in front.
     #[must_use]
     pub fn new(
         settings: Settings,
         template: TaskDefinition,
         gate: Arc<Limits>,
-        latencies: Latencies,
-        quotas: Quotas,
-        shards: usize,
-        foreign: usize,
-        accounts: usize,
+        shape: Shape,
     ) -> Self {
+        let Shape {
+            latencies,
+            quotas,
+            shards,
+            foreign_access_points: foreign,
+            accounts,
+        } = shape;
         let shards: Vec<FakeCloud> = outside(|| {
             (0..shards.max(1) as u64)
                 .map(|k| {
@@ -253,6 +273,7 @@ impl Account {
             tally: Mutex::default(),
             lifecycle: Mutex::default(),
             revisions: Mutex::default(),
+            revisions_listed_at: Mutex::default(),
             requests: AtomicU64::new(0),
         }
     }
@@ -446,86 +467,95 @@ impl Account {
         }
     }
 
-    /// Whether a task stopped more than an hour ago, which ECS no longer shows.
-    fn forgotten(&self, arn: &str) -> bool {
-        lock(&self.lifecycle)
-            .stopping
-            .get(arn)
-            .is_some_and(|at| at.elapsed() > Duration::from_secs(3600))
-    }
-
     /// The fleet-wide snapshot of the resync, counted as `cloud::Aws::observe_fleet` sends
-    /// it: the template, ListTasks (RUNNING, then STOPPED), DescribeTasks by 100,
-    /// DescribeAccessPoints, ListSecrets, ListTaskDefinitions, DescribeTaskDefinition of each
-    /// family's newest revision not cached yet, ListRoles by 1,000.
+    /// it: the template, ListTasks of the RUNNING tasks, DescribeTasks by 100 of those and of
+    /// the recorded tasks that are not running any more, DescribeAccessPoints, ListSecrets,
+    /// ListRoles by 1,000; every [`REVISION_LISTING_INTERVAL`] (and the first time)
+    /// ListTaskDefinitions and a DescribeTaskDefinition of each family's newest revision not
+    /// cached, in between the revisions `recorded` names, from the cache.
     ///
     /// # Errors
-    /// None today; the signature is the adapter's.
-    pub async fn observe_fleet(&self) -> Result<Fleet, AwsError> {
-        // What AWS would answer, read from the fakes on their side and cloned here as the
-        // SDK would deserialize it.
-        let (mut tasks, access_points, secrets, revisions, roles) = {
-            let read = outside(|| {
-                let mut tasks: Vec<Task> = Vec::new();
-                let mut access_points: Vec<AccessPoint> = Vec::new();
-                let mut secrets: Vec<Secret> = Vec::new();
-                let mut revisions: Vec<TaskDefinitionRevision> = Vec::new();
-                let mut roles: Vec<Role> = Vec::new();
-                for shard in &self.shards {
-                    let s = shard.state();
-                    tasks.extend(
-                        s.tasks
-                            .iter()
-                            .map(|(t, _)| t)
-                            .filter(|t| !self.forgotten(&t.arn))
-                            .cloned(),
-                    );
-                    access_points.extend(s.access_points.iter().map(|(a, _)| a.clone()));
-                    secrets.extend(
-                        s.secrets
-                            .iter()
-                            .map(|(x, _)| x)
-                            .filter(|x| x.name.starts_with(&self.settings.secret_prefix))
-                            .cloned(),
-                    );
+    /// The gate's refusal.
+    pub async fn observe_fleet(&self, recorded: &Recorded) -> Result<Fleet, AwsError> {
+        let now = Instant::now();
+        let list_revisions = {
+            let mut at = lock(&self.revisions_listed_at);
+            let due = at.is_none_or(|t| now.duration_since(t) >= REVISION_LISTING_INTERVAL);
+            if due {
+                *at = Some(now);
+            }
+            due
+        };
+        // Read straight into the controller's memory, as the SDK deserializes AWS's answers.
+        let mut tasks: Vec<Task> = Vec::new();
+        let mut access_points: Vec<AccessPoint> = Vec::new();
+        let mut secrets: Vec<Secret> = Vec::new();
+        let mut revisions: Vec<TaskDefinitionRevision> = Vec::new();
+        let mut roles: Vec<Role> = Vec::new();
+        let mut running = 0;
+        {
+            let lifecycle = lock(&self.lifecycle);
+            // ECS shows a stopped task for an hour.
+            let gone = |arn: &str| {
+                lifecycle
+                    .stopping
+                    .get(arn)
+                    .is_some_and(|at| at.elapsed() > Duration::from_secs(3600))
+            };
+            let vanished: std::collections::HashSet<&str> =
+                recorded.tasks.iter().map(String::as_str).collect();
+            for shard in &self.shards {
+                let s = shard.state();
+                for (t, _) in &s.tasks {
+                    if t.desired_status == "RUNNING" {
+                        running += 1;
+                        tasks.push(t.clone());
+                    } else if vanished.contains(t.arn.as_str()) && !gone(&t.arn) {
+                        tasks.push(t.clone());
+                    }
+                }
+                access_points.extend(s.access_points.iter().map(|(a, _)| a.clone()));
+                secrets.extend(
+                    s.secrets
+                        .iter()
+                        .map(|(x, _)| x)
+                        .filter(|x| x.name.starts_with(&self.settings.secret_prefix))
+                        .cloned(),
+                );
+                if list_revisions {
                     revisions.extend(
                         s.revisions
                             .iter()
                             .filter(|(_, _, active)| *active)
                             .map(|(r, _, _)| r.clone()),
                     );
-                    roles.extend(s.roles.iter().map(|r| Role {
-                        details: None,
-                        ..r.clone()
-                    }));
                 }
-                (tasks, access_points, secrets, revisions, roles)
-            });
-            let copy = read.clone();
-            outside(|| drop(read));
-            copy
-        };
-        let running = tasks
-            .iter()
-            .filter(|t| t.desired_status == "RUNNING")
-            .count();
-        let stopped = tasks.len() - running;
+                // ListRoles returns neither boundary nor policies.
+                roles.extend(s.roles.iter().map(|r| Role {
+                    name: r.name.clone(),
+                    arn: r.arn.clone(),
+                    path: r.path.clone(),
+                    details: None,
+                }));
+            }
+        }
         let pages = |n: usize, per: usize| n.div_ceil(per).max(1) as u64;
         let mut sent: Vec<(&'static str, u64)> = vec![
             ("DescribeTaskDefinition", 1),
-            ("ListTasks", pages(running, PAGE) + pages(stopped, PAGE)),
+            ("ListTasks", pages(running, PAGE)),
             ("DescribeTasks", tasks.len().div_ceil(PAGE) as u64),
             ("DescribeAccessPoints", pages(access_points.len(), PAGE)),
             ("ListSecrets", pages(secrets.len(), PAGE)),
-            ("ListTaskDefinitions", pages(revisions.len(), PAGE)),
             ("ListRoles", pages(roles.len(), ROLES_PAGE)),
         ];
+        if list_revisions {
+            sent.push(("ListTaskDefinitions", pages(revisions.len(), PAGE)));
+        }
         // ECS's buckets for the ECS reads, as the gate lets them through.
         for (operation, n) in &sent {
-            for _ in 0..*n {
-                if ecs_bucket(operation).is_some() {
-                    let service = "ECS";
-                    self.gate.pass(service, operation).await?;
+            if ecs_bucket(operation).is_some() {
+                for _ in 0..*n {
+                    self.gate.pass("ECS", operation).await?;
                     self.admit(operation, 1.0);
                 }
             }
@@ -542,39 +572,73 @@ impl Account {
         };
         tasks.retain(|t| ours(&t.tags));
         fleet.add_tasks(tasks);
-        let mut access_points = access_points;
         access_points.retain(|a| ours(&a.tags));
         fleet.add_access_points(access_points);
-        let mut secrets = secrets;
         secrets.retain(|x| ours(&x.tags));
         fleet.add_secrets(secrets);
-        let all: Vec<String> = revisions.iter().map(|r| r.arn.clone()).collect();
-        let mut newest: BTreeMap<&str, &TaskDefinitionRevision> = BTreeMap::new();
-        for rev in &revisions {
-            if render::agent_of_family(&self.settings, &rev.content.family).is_some()
-                && newest
-                    .get(rev.content.family.as_str())
-                    .is_none_or(|r| rev.revision > r.revision)
-            {
-                newest.insert(&rev.content.family, rev);
-            }
-        }
-        let mut latest = Vec::new();
         let mut described = 0;
-        {
-            let mut cache = lock(&self.revisions);
-            for rev in newest.values() {
-                if let Some(known) = cache.get(&rev.arn) {
-                    latest.push(known.clone());
-                } else {
-                    described += 1;
-                    cache.insert(rev.arn.clone(), (*rev).clone());
-                    latest.push((*rev).clone());
+        if list_revisions {
+            let all: Vec<String> = revisions.iter().map(|r| r.arn.clone()).collect();
+            let mut newest: BTreeMap<&str, &TaskDefinitionRevision> = BTreeMap::new();
+            for rev in &revisions {
+                if render::agent_of_family(&self.settings, &rev.content.family).is_some()
+                    && newest
+                        .get(rev.content.family.as_str())
+                        .is_none_or(|r| rev.revision > r.revision)
+                {
+                    newest.insert(&rev.content.family, rev);
                 }
             }
+            let mut latest = Vec::new();
+            {
+                let mut cache = lock(&self.revisions);
+                for rev in newest.values() {
+                    if let Some(known) = cache.get(&rev.arn) {
+                        latest.push(known.clone());
+                    } else {
+                        described += 1;
+                        cache.insert(rev.arn.clone(), (*rev).clone());
+                        latest.push((*rev).clone());
+                    }
+                }
+            }
+            fleet.add_revisions(&self.settings, latest, &all);
+        } else {
+            let mut latest = Vec::new();
+            let mut missing = Vec::new();
+            {
+                let cache = lock(&self.revisions);
+                for arn in recorded.revisions.values() {
+                    match cache.get(arn) {
+                        Some(known) => latest.push(known.clone()),
+                        None => missing.push(arn.clone()),
+                    }
+                }
+            }
+            for arn in missing {
+                let agent = self.agent_of_revision(&arn).to_owned();
+                let shard = self.shard_of_agent(&agent);
+                let family = family_revision(&arn)
+                    .map_or(arn.as_str(), |(f, _)| f)
+                    .to_owned();
+                described += 1;
+                let found = outside(|| {
+                    shard
+                        .state()
+                        .revisions
+                        .iter()
+                        .find(|(r, _, _)| r.arn == arn || r.content.family == family)
+                        .map(|(r, _, _)| r.clone())
+                });
+                if let Some(rev) = found {
+                    let rev = rev.clone();
+                    lock(&self.revisions).insert(arn.clone(), rev.clone());
+                    latest.push(rev);
+                }
+            }
+            fleet.add_revisions(&self.settings, latest, &[]);
         }
         sent.push(("DescribeTaskDefinition", described));
-        fleet.add_revisions(&self.settings, latest, &all);
         fleet.add_roles(&self.settings, roles);
         let requests: u64 = sent.iter().map(|(_, n)| n).sum();
         for (operation, n) in sent {

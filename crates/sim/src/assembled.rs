@@ -159,10 +159,13 @@ impl AssembledController {
     /// A failed read of the snapshot.
     pub async fn resync(&self) -> Result<usize, cloud::AwsError> {
         let clock = std::time::Instant::now();
-        let fleet = self.account.observe_fleet().await?;
-        let snapshot = clock.elapsed().as_secs_f64();
         let agents = self.table.list().await;
-        let scan = clock.elapsed().as_secs_f64() - snapshot;
+        let scan = clock.elapsed().as_secs_f64();
+        let fleet = self
+            .account
+            .observe_fleet(&controller::resync::recorded(&agents))
+            .await?;
+        let snapshot = clock.elapsed().as_secs_f64() - scan;
         let ctx = Context {
             settings: &self.settings,
             template: &fleet.template,

@@ -31,12 +31,18 @@ struct Args {
     /// values run the change once each.
     #[arg(long, value_delimiter = ',', default_value = "10,100")]
     max_concurrent_replacements: Vec<usize>,
+    /// How long (virtual) an image change may run before it is reported unfinished.
+    #[arg(long, default_value = "6h", value_parser = humantime::parse_duration)]
+    wave_limit: std::time::Duration,
     /// The stress with the quotas lifted (0: none).
     #[arg(long, default_value_t = 100_000)]
     stress: usize,
-    /// The resync interval of the stress (each resync plans the whole fleet).
+    /// The resync interval of the image change and of the stress, whose runs last virtual
+    /// hours: each resync plans the whole fleet, which at these sizes is most of the real
+    /// time of the run (`--resync-interval` of the controller; the sizes run with its
+    /// default, 60 s).
     #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
-    stress_resync_interval: std::time::Duration,
+    long_resync_interval: std::time::Duration,
     /// Agents per fake in the stress (the fake scans its lists on every call).
     #[arg(long, default_value_t = 500)]
     stress_shard: usize,
@@ -69,7 +75,11 @@ struct Run {
     waves: Vec<(usize, Convergence, (f64, f64))>,
 }
 
-async fn run(fleet: Fleet, waves: &[usize]) -> Result<Run, SimError> {
+async fn run(
+    fleet: Fleet,
+    waves: &[usize],
+    wave_limit: std::time::Duration,
+) -> Result<Run, SimError> {
     let agents = fleet.agents;
     eprintln!("simulating {agents} agents");
     let sim = Simulation::start(fleet.clone());
@@ -88,7 +98,9 @@ async fn run(fleet: Fleet, waves: &[usize]) -> Result<Run, SimError> {
         sim = sim.restart(*cap).await;
         let image = format!("{NEW_IMAGE}-{k}");
         let floors = wave_floor(agents, *cap, &fleet.latencies);
-        let wave = sim.converge(&image, floors.0.max(floors.1)).await?;
+        let wave = sim
+            .converge_within(&image, floors.0.max(floors.1), Some(wave_limit))
+            .await?;
         eprintln!(
             "  image change at {cap} at once: {:.0} virtual s (floors {:.0}, {:.0}), {:.1} s real",
             wave.seconds, floors.0, floors.1, wave.wall
@@ -343,26 +355,24 @@ fn main() {
     };
     let result: Result<(), SimError> = runtime.block_on(async {
         let mut runs = Vec::new();
-        for &n in &args.sizes {
+        for &n in args.sizes.iter().filter(|n| **n > 0) {
             let fleet = Fleet {
                 workers: args.workers,
                 foreign_access_points: args.foreign_access_points,
                 ..Fleet::of(n)
             };
-            runs.push(run(fleet, &[]).await?);
+            runs.push(run(fleet, &[], args.wave_limit).await?);
         }
-        // The image change on a fleet of its own, spread over fakes of `stress_shard` agents:
-        // agents held back by pacing look again every 10 s, and one fake's scans would make
-        // that quadratic in real time (the per-agent DescribeAccessPoints pages then count
-        // one fake's access points, not the file system's).
+        // The image change on a fleet of its own, with the long resync interval.
         let wave = if args.wave > 0 && !args.max_concurrent_replacements.is_empty() {
             let fleet = Fleet {
                 workers: args.workers,
-                shards: args.wave.div_ceil(args.stress_shard.max(1)),
                 foreign_access_points: args.foreign_access_points,
+                resync_interval: args.long_resync_interval,
+                sample_every: std::time::Duration::from_secs(30),
                 ..Fleet::of(args.wave)
             };
-            Some(run(fleet, &args.max_concurrent_replacements).await?)
+            Some(run(fleet, &args.max_concurrent_replacements, args.wave_limit).await?)
         } else {
             None
         };
@@ -377,10 +387,10 @@ fn main() {
                 accounts,
                 foreign_access_points: args.foreign_access_points,
                 sample_every: std::time::Duration::from_secs(30),
-                resync_interval: args.stress_resync_interval,
+                resync_interval: args.long_resync_interval,
                 ..Fleet::of(args.stress)
             };
-            Some(run(fleet, &[]).await?)
+            Some(run(fleet, &[], args.wave_limit).await?)
         } else {
             None
         };
@@ -396,6 +406,15 @@ fn main() {
         if let Some(wave) = &wave {
             println!("\n## Fleet-wide image change\n");
             print_waves(&[wave]);
+            println!(
+                "\nThe same fleet's cold start, idle resync and heap before the change (a {} resync):\n",
+                humantime::format_duration(args.long_resync_interval)
+            );
+            print_cold(&[wave]);
+            println!();
+            print_idle(&[wave]);
+            println!();
+            print_memory(&[wave]);
         }
         if let Some(stress) = &stress {
             let one = [stress];

@@ -12,7 +12,7 @@ use spec::render::{Settings, TaskDefinition, TaskRole};
 use spec::{AgentDocument, AgentSpec};
 use tokio::time::Instant;
 
-use crate::account::{Account, Latencies, Quotas};
+use crate::account::{Account, Latencies, Quotas, Shape};
 use crate::assembled::{AssembledController, Config};
 use crate::heap;
 use crate::table::Table;
@@ -102,8 +102,8 @@ impl Fleet {
 #[derive(Debug, Clone, Default)]
 pub struct Convergence {
     pub agents: usize,
-    /// Whether every agent got there; if not, `seconds` is when the run gave up, after
-    /// [`STUCK`] without progress.
+    /// Whether every agent got there; if not, `seconds` is when the run gave up: after
+    /// [`STUCK`] without progress, or at its time limit.
     pub converged: bool,
     /// Virtual seconds until every agent is Running on its spec.
     pub seconds: f64,
@@ -245,11 +245,13 @@ impl Simulation {
             settings(),
             template(),
             limits,
-            fleet.latencies,
-            fleet.quotas,
-            fleet.shards,
-            fleet.foreign_access_points,
-            fleet.accounts,
+            Shape {
+                latencies: fleet.latencies,
+                quotas: fleet.quotas,
+                shards: fleet.shards,
+                foreign_access_points: fleet.foreign_access_points,
+                accounts: fleet.accounts,
+            },
         ));
         let table = Arc::new(Table::new(Duration::from_millis(5)));
         let controller = AssembledController::new(
@@ -328,6 +330,19 @@ impl Simulation {
     /// # Errors
     /// An invalid spec, or a fleet that stops making progress.
     pub async fn converge(&self, image: &str, floor: f64) -> Result<Convergence, SimError> {
+        self.converge_within(image, floor, None).await
+    }
+
+    /// [`Simulation::converge`], giving up after `limit` of virtual time.
+    ///
+    /// # Errors
+    /// An invalid spec.
+    pub async fn converge_within(
+        &self,
+        image: &str,
+        floor: f64,
+        limit: Option<Duration>,
+    ) -> Result<Convergence, SimError> {
         self.account.reset_calls();
         self.table.reset_calls();
         let errors_before = self.controller.reconcile_errors();
@@ -354,12 +369,23 @@ impl Simulation {
                     heap::controller_bytes() as f64 / 1_048_576.0,
                     heap::controller_peak() as f64 / 1_048_576.0
                 );
+                if let Some(waiting) = self.table.one_waiting() {
+                    eprintln!("      e.g. {waiting}");
+                }
             }
             if running > best {
                 best = running;
                 progress_at = Instant::now();
             }
             if running >= self.fleet.agents {
+                break;
+            }
+            if limit.is_some_and(|l| started.elapsed() > l) {
+                eprintln!(
+                    "    stopped at the limit: {running}/{} Running after {:.0} s",
+                    self.fleet.agents,
+                    started.elapsed().as_secs_f64()
+                );
                 break;
             }
             if progress_at.elapsed() > STUCK {

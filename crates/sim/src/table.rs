@@ -80,12 +80,11 @@ impl Table {
 
     /// The resync's Scan of every item, page by page.
     pub async fn list(&self) -> Vec<Agent> {
-        let read = outside(|| lock(&self.agents).values().cloned().collect::<Vec<_>>());
-        let pages = (2 * read.len()).div_ceil(SCAN_PAGE).max(1) as u64;
+        // Read straight into the controller's memory, as the SDK deserializes the pages.
+        let items = lock(&self.agents).values().cloned().collect::<Vec<_>>();
+        let pages = (2 * items.len()).div_ceil(SCAN_PAGE).max(1) as u64;
         self.request("Scan", pages).await;
-        let copy = read.clone();
-        outside(|| drop(read));
-        copy
+        items
     }
 
     /// Agents that are Running on their current spec, and how many there are.
@@ -107,6 +106,26 @@ impl Table {
                 })
                 .count();
             (running, agents.len())
+        })
+    }
+
+    /// One agent not Running yet, with its status message, to show why.
+    #[must_use]
+    pub fn one_waiting(&self) -> Option<String> {
+        outside(|| {
+            let agents = lock(&self.agents);
+            agents
+                .values()
+                .filter_map(|a| Some((a, a.status.as_ref()?)))
+                .find(|(_, s)| s.phase != Phase::Running)
+                .map(|(a, s)| {
+                    format!(
+                        "{} {}: {}",
+                        a.agent_id,
+                        s.phase.as_str(),
+                        s.message.clone().unwrap_or_default()
+                    )
+                })
         })
     }
 
