@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use serde::{Deserialize, Serialize};
-use spec::{ConditionKind, ConditionStatus, DesiredState};
+use spec::{ConditionKind, ConditionStatus, DesiredState, Phase};
 
 use crate::{Agent, Store, StoreError};
 
@@ -97,7 +97,12 @@ impl FleetSummary {
                 *tenants.entry(client).or_default() += 1;
             }
             let status = agent.status.as_ref();
+            // A schedule or idleness stops an agent on purpose: like a stopped one, it is not
+            // expected to be Ready (the not-Ready alert leaves it out too).
+            let stopped_on_purpose =
+                status.is_some_and(|s| matches!(s.phase, Phase::Scheduled | Phase::Idle));
             let should_run = !item.meta.is_deleting()
+                && !stopped_on_purpose
                 && item
                     .spec
                     .as_ref()
@@ -240,9 +245,9 @@ mod tests {
         }))
         .unwrap();
         Agent {
-            agent_id: id.to_owned(),
             spec: Some(SpecItem::of_document(id, &document)),
             status,
+            ..Agent::absent(id)
         }
     }
 
@@ -308,11 +313,23 @@ mod tests {
                     "t",
                 )),
             ),
+            // Stopped by its schedule: desired running, yet not Ready on purpose.
+            agent(
+                "initech-2",
+                "initech",
+                "running",
+                Some(status(
+                    Phase::Scheduled,
+                    ConditionStatus::False,
+                    "OutsideSchedule",
+                    "t",
+                )),
+            ),
             // Not reconciled yet.
             agent("initech-1", "initech", "running", None),
         ];
         let summary = FleetSummary::of(&agents, Some("controller-a"), "2026-11-29T12:00:00Z");
-        assert_eq!(summary.agents, 5);
+        assert_eq!(summary.agents, 6);
         assert_eq!(summary.leader.as_deref(), Some("controller-a"));
         assert_eq!(
             summary.phases,
@@ -321,6 +338,7 @@ mod tests {
                 ("Pending".to_owned(), 1),
                 ("Provisioning".to_owned(), 1),
                 ("Running".to_owned(), 1),
+                ("Scheduled".to_owned(), 1),
                 ("Stopped".to_owned(), 1)
             ]
             .into()
