@@ -32,10 +32,25 @@ pub async fn run(
             let status = agent.as_ref().and_then(|a| a.status.as_ref());
             let known_task = status.and_then(|s| s.task_arn.as_deref());
             let known_access_point = status.and_then(|s| s.access_point_id.as_deref());
-            let observed = aws
+            let mut observed = aws
                 .observe_agent(agent_id, known_task, known_access_point, settings)
                 .await
                 .map_err(aws_failure)?;
+            // A one-shot look at one agent may list the file system, which a reconcile never
+            // does: the status may not name an access point the agent has.
+            if known_access_point.is_none() {
+                observed.access_points = aws
+                    .efs
+                    .describe_access_points()
+                    .await
+                    .map_err(aws_failure)?
+                    .into_iter()
+                    .filter(|a| {
+                        a.agent_id() == Some(agent_id)
+                            && spec::render::of_installation(&a.tags, settings)
+                    })
+                    .collect();
+            }
             if agent.is_none() && observed.is_empty() {
                 return Err(Failure::Invalid(format!("agent {agent_id}: not found")));
             }
