@@ -163,7 +163,10 @@ async fn observe_finds_the_agents_resources_and_never_foreign_ones() {
         .task_arn
         .unwrap();
 
-    let fleet = aws.observe_fleet(template_name, &settings).await.unwrap();
+    let fleet = aws
+        .observe_fleet(template_name, &settings, &cloud::Recorded::default())
+        .await
+        .unwrap();
     assert_eq!(
         fleet.agents.keys().collect::<Vec<_>>(),
         [&spec.agent_id],
@@ -196,11 +199,17 @@ async fn observe_finds_the_agents_resources_and_never_foreign_ones() {
         assert!(agent.access_points.iter().all(|a| a.id != foreign_ap));
     }
 
+    // The per-agent read describes the access point its status names, and lists none.
     let one = aws
-        .observe_agent(&spec.agent_id, None, &settings)
+        .observe_agent(&spec.agent_id, None, Some(&ap_id), &settings)
         .await
         .unwrap();
     assert_eq!(one, seen, "per-agent and fleet observation agree");
+    let unnamed = aws
+        .observe_agent(&spec.agent_id, None, None, &settings)
+        .await
+        .unwrap();
+    assert!(unnamed.access_points.is_empty());
 
     // What moto reports for the task matches what was asked: nothing to replace.
     let ctx = Context {

@@ -127,6 +127,27 @@ impl Ecs {
         .await
     }
 
+    /// ListTasks of the whole cluster, desired status RUNNING, all pages: what the resync lists;
+    /// a stopped task is described by the ARN its agent's status keeps.
+    ///
+    /// # Errors
+    /// A failed page.
+    pub async fn list_running_tasks(&self) -> Result<Vec<String>, AwsError> {
+        all_pages(|token| async move {
+            let out = self
+                .client
+                .list_tasks()
+                .cluster(&self.cluster)
+                .desired_status(DesiredStatus::Running)
+                .set_next_token(token)
+                .send()
+                .through(&*self.gate, "ECS", "ListTasks")
+                .await?;
+            Ok((out.task_arns.unwrap_or_default(), out.next_token))
+        })
+        .await
+    }
+
     /// ListTasks of the whole cluster, desired status RUNNING then STOPPED, all pages.
     ///
     /// # Errors

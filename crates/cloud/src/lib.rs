@@ -27,7 +27,7 @@ pub use error::{AwsError, ErrorClass, Failure, classify};
 pub use gate::{Gate, SharedGate};
 pub use iam::Iam;
 pub use logs::Logs;
-pub use observe::{Aws, ObserveError};
+pub use observe::{Aws, ObserveError, Recorded};
 pub use pages::all_pages;
 pub use ratelimit::Limits;
 pub use secrets::Secrets;

@@ -20,6 +20,36 @@ pub enum ObserveError {
     Template(#[from] TemplateError),
 }
 
+/// How often a resync lists every task definition revision (ListTaskDefinitions, ⌈R/100⌉
+/// pages). Between listings each agent's revision is the one its status records, read from the
+/// cache of immutable revisions; the listing finds what changed behind clawfleet's back and the
+/// old revisions to deregister, neither of which is urgent.
+pub const REVISION_LISTING_INTERVAL: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// What the table records of the fleet, so that a resync reads from AWS only what it must.
+#[derive(Debug, Clone, Default)]
+pub struct Recorded {
+    /// Each agent's task ARN, from its status: described when the RUNNING listing lacks it (it
+    /// stopped), so the cluster's stopped tasks are never listed.
+    pub tasks: Vec<String>,
+    /// Each agent's revision ARN, from its status: its latest revision between listings.
+    pub revisions: BTreeMap<String, String>,
+}
+
+impl Recorded {
+    /// From the statuses of the stored agents.
+    pub fn of<'a>(statuses: impl IntoIterator<Item = (&'a str, &'a spec::AgentStatus)>) -> Self {
+        let mut recorded = Self::default();
+        for (agent_id, status) in statuses {
+            recorded.tasks.extend(status.task_arn.clone());
+            if let Some(arn) = &status.task_definition_arn {
+                recorded.revisions.insert(agent_id.to_owned(), arn.clone());
+            }
+        }
+        recorded
+    }
+}
+
 /// The AWS services clawfleet reads, configured for one cluster and file system.
 #[derive(Debug, Clone)]
 pub struct Aws {
@@ -31,6 +61,8 @@ pub struct Aws {
     /// controller describes each once, and a steady-state resync describes none.
     revisions:
         std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, TaskDefinitionRevision>>>,
+    /// When [`Aws::observe_fleet`] last listed every revision.
+    revisions_listed_at: std::sync::Arc<std::sync::Mutex<Option<tokio::time::Instant>>>,
 }
 
 impl Aws {
@@ -43,6 +75,7 @@ impl Aws {
             secrets: self.secrets.with_gate(gate.clone()),
             iam: self.iam.with_gate(gate.clone()),
             revisions: self.revisions,
+            revisions_listed_at: self.revisions_listed_at,
         }
     }
 
@@ -80,6 +113,7 @@ impl Aws {
             secrets: Secrets::new(aws_sdk_secretsmanager::Client::from_conf(secrets)),
             iam: Iam::new(aws_sdk_iam::Client::from_conf(iam)),
             revisions: std::sync::Arc::default(),
+            revisions_listed_at: std::sync::Arc::default(),
         }
     }
 
@@ -102,11 +136,16 @@ impl Aws {
     }
 
     /// The whole fleet in one snapshot, of this installation only: resources tagged with
-    /// another installation are dropped here, before anything is filed. AWS calls, for N agents with one task each:
-    /// 1 DescribeTaskDefinition (template) + 2·⌈N/100⌉ ListTasks (running, stopped) +
-    /// ⌈N/100⌉ DescribeTasks + ⌈N/100⌉ DescribeAccessPoints + ⌈N/100⌉ ListSecrets +
-    /// ⌈N/100⌉ ListTaskDefinitions + N DescribeTaskDefinition (latest revision per agent, once:
-    /// revisions are immutable and cached) + ⌈N/1000⌉ ListRoles (the installation's path).
+    /// another installation are dropped here, before anything is filed. AWS calls of an idle
+    /// resync, for N agents with one task each, A access points on the file system and R roles
+    /// under the installation's path: 1 DescribeTaskDefinition (template) + ⌈N/100⌉ ListTasks
+    /// (RUNNING) + ⌈N/100⌉ DescribeTasks (the running ones, and the recorded tasks that are not
+    /// running any more) + ⌈A/100⌉ DescribeAccessPoints + ⌈N/100⌉ ListSecrets + ⌈R/1000⌉
+    /// ListRoles, i.e. 3·⌈N/100⌉ + ⌈A/100⌉ + ⌈R/1000⌉ + 1. Every
+    /// [`REVISION_LISTING_INTERVAL`] (and on the first call) it also lists every revision
+    /// (ListTaskDefinitions) and describes each agent's newest once (revisions are immutable
+    /// and cached); in between, an agent's revision is the one `recorded` names. No IAM drift
+    /// read (GetRolePolicy) is made here: that is the per-agent drift pass.
     ///
     /// # Errors
     /// The first failed read.
@@ -114,6 +153,7 @@ impl Aws {
         &self,
         template: &str,
         settings: &Settings,
+        recorded: &Recorded,
     ) -> Result<Fleet, ObserveError> {
         let (template_arn, template) = self.template(template, settings).await?;
         let mut fleet = Fleet {
@@ -121,7 +161,15 @@ impl Aws {
             template,
             agents: BTreeMap::new(),
         };
-        let arns = self.ecs.list_tasks().await?;
+        let mut arns = self.ecs.list_running_tasks().await?;
+        let running: std::collections::HashSet<&String> = arns.iter().collect();
+        let vanished: Vec<String> = recorded
+            .tasks
+            .iter()
+            .filter(|t| !running.contains(t))
+            .cloned()
+            .collect();
+        arns.extend(vanished);
         let ours = |tags: &BTreeMap<String, String>| render::of_installation(tags, settings);
         let mut tasks = self.ecs.describe_tasks(&arns).await?;
         tasks.retain(|t| ours(&t.tags));
@@ -133,21 +181,39 @@ impl Aws {
         secrets.retain(|x| ours(&x.tags));
         fleet.add_secrets(secrets);
 
-        let all = self.ecs.list_task_definitions(None).await?;
-        let mut newest: BTreeMap<&str, (i32, &String)> = BTreeMap::new();
-        for arn in &all {
-            if let Some((family, rev)) = family_revision(arn)
-                && render::agent_of_family(settings, family).is_some()
-                && newest.get(family).is_none_or(|(r, _)| rev > *r)
-            {
-                newest.insert(family, (rev, arn));
+        let now = tokio::time::Instant::now();
+        let list_revisions = self
+            .revisions_listed_at
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .is_none_or(|at| now.saturating_duration_since(at) >= REVISION_LISTING_INTERVAL);
+        if list_revisions {
+            let all = self.ecs.list_task_definitions(None).await?;
+            let mut newest: BTreeMap<&str, (i32, &String)> = BTreeMap::new();
+            for arn in &all {
+                if let Some((family, rev)) = family_revision(arn)
+                    && render::agent_of_family(settings, family).is_some()
+                    && newest.get(family).is_none_or(|(r, _)| rev > *r)
+                {
+                    newest.insert(family, (rev, arn));
+                }
             }
+            let mut latest = Vec::new();
+            for (_, arn) in newest.values() {
+                latest.extend(self.revision(arn).await?);
+            }
+            fleet.add_revisions(settings, latest, &all);
+            *self
+                .revisions_listed_at
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(now);
+        } else {
+            let mut latest = Vec::new();
+            for arn in recorded.revisions.values() {
+                latest.extend(self.revision(arn).await?);
+            }
+            fleet.add_revisions(settings, latest, &[]);
         }
-        let mut latest = Vec::new();
-        for (_, arn) in newest.values() {
-            latest.extend(self.revision(arn).await?);
-        }
-        fleet.add_revisions(settings, latest, &all);
         fleet.add_roles(
             settings,
             self.iam.list_roles(&render::role_path(settings)).await?,
@@ -184,9 +250,14 @@ impl Aws {
     }
 
     /// One agent: its tasks (ListTasks by startedBy, plus `known_task` from the status, which
-    /// finds a stopped one), DescribeTasks, its access points, DescribeSecret, its family's
-    /// revisions, and its task role with its boundary and policy (GetRole, GetRolePolicy):
-    /// this is where a role changed behind clawfleet's back is seen.
+    /// finds a stopped one), DescribeTasks, its access point (DescribeAccessPoints of
+    /// `known_access_point`, the id in the status), DescribeSecret, its family's revisions, and
+    /// its task role with its boundary and policy (GetRole, GetRolePolicy): this is where a role
+    /// changed behind clawfleet's back is seen.
+    ///
+    /// No read lists what other agents share (the file system's access points): one agent's
+    /// cost never grows with the fleet. An access point the status does not name (an orphan,
+    /// a duplicate) is found by the resync's fleet listing ([`Aws::observe_fleet`]).
     ///
     /// # Errors
     /// The first failed read.
@@ -194,6 +265,7 @@ impl Aws {
         &self,
         agent_id: &str,
         known_task: Option<&str>,
+        known_access_point: Option<&str>,
         settings: &Settings,
     ) -> Result<AgentResources, AwsError> {
         let mut fleet = Fleet::default();
@@ -206,9 +278,10 @@ impl Aws {
         let mut tasks = self.ecs.describe_tasks(&arns).await?;
         tasks.retain(|t| ours(&t.tags));
         fleet.add_tasks(tasks);
-        let mut access_points = self.efs.describe_access_points().await?;
-        access_points.retain(|a| ours(&a.tags));
-        fleet.add_access_points(access_points);
+        if let Some(id) = known_access_point {
+            let access_point = self.efs.describe_access_point(id).await?;
+            fleet.add_access_points(access_point.into_iter().filter(|a| ours(&a.tags)).collect());
+        }
         let secret = self
             .secrets
             .describe_secret(&render::secret_name(settings, agent_id))

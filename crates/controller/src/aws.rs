@@ -11,13 +11,19 @@ use spec::render::{self, RunTask, Settings, TaskDefinition};
 /// One method per AWS operation (or, for `observe_agent`, per batch of reads).
 #[allow(async_fn_in_trait)]
 pub trait Cloud: Sync {
-    /// Every resource of one agent (ListTasks, DescribeTasks, DescribeAccessPoints,
-    /// DescribeSecret, ListTaskDefinitions, DescribeTaskDefinition).
+    /// Every resource of one agent (ListTasks, DescribeTasks, DescribeAccessPoints of
+    /// `known_access_point` only, DescribeSecret, ListTaskDefinitions, DescribeTaskDefinition,
+    /// GetRole, GetRolePolicy): nothing that grows with the fleet.
     async fn observe_agent(
         &self,
         agent_id: &str,
         known_task: Option<&str>,
+        known_access_point: Option<&str>,
     ) -> Result<AgentResources, AwsError>;
+    /// EFS DescribeAccessPoints of the whole file system, all pages, of this installation:
+    /// only to settle a CreateAccessPoint whose answer was lost, since emulators ignore
+    /// tokens and idempotency must not rest on the token alone.
+    async fn describe_access_points(&self) -> Result<Vec<AccessPoint>, AwsError>;
     /// ECS DescribeTaskDefinition of a family's latest ACTIVE revision: the re-read before
     /// RegisterTaskDefinition, which has no idempotency token.
     async fn describe_task_definition(
@@ -98,10 +104,16 @@ impl Cloud for RealCloud {
         &self,
         agent_id: &str,
         known_task: Option<&str>,
+        known_access_point: Option<&str>,
     ) -> Result<AgentResources, AwsError> {
         self.aws
-            .observe_agent(agent_id, known_task, &self.settings)
+            .observe_agent(agent_id, known_task, known_access_point, &self.settings)
             .await
+    }
+    async fn describe_access_points(&self) -> Result<Vec<AccessPoint>, AwsError> {
+        let mut listed = self.aws.efs.describe_access_points().await?;
+        listed.retain(|a| render::of_installation(&a.tags, &self.settings));
+        Ok(listed)
     }
     async fn describe_secret(&self, name: &str) -> Result<Option<Secret>, AwsError> {
         self.aws.secrets.describe_secret(name).await

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use plan::observed::{AgentResources, Role, Secret};
+use plan::observed::{AccessPoint, AgentResources, Role, Secret};
 use plan::{Action, Launch, Wait};
 use spec::AgentStatus;
 use spec::render::{self, tag};
@@ -32,29 +32,9 @@ impl<C: Cloud, S: StatusStore> Reconciler<'_, C, S> {
         info!(agent_id, action = %action, "acting");
         match action {
             Action::CreateAccessPoint(request) => {
-                // The status names the access point last seen. Not listed now means a lagging
-                // listing (adopt it) or a deletion behind our back (create a new one, with a
-                // token of its own so EFS does not hand back the deleted one).
-                let known = status.as_ref().and_then(|s| s.access_point_id.clone());
-                if let Some(id) = &known
-                    && let Some(ap) = self.cloud.describe_access_point(id).await?
-                    && ap.is_usable()
-                    && ap.root_path.as_deref() == Some(request.root_path.as_str())
-                {
-                    observed.access_points.push(ap);
-                    return Ok(None);
-                }
-                let incarnation = agent
-                    .spec
-                    .as_ref()
-                    .and_then(|s| s.meta.created_at.as_deref())
-                    .unwrap_or_default();
-                if known.is_some() {
-                    self.drift("access_point");
-                }
-                let token =
-                    token::access_point_token(agent_id, incarnation, &request, known.as_deref());
-                let ap = self.cloud.create_access_point(&request, &token).await?;
+                let ap = self
+                    .create_access_point(agent, status, written, &request)
+                    .await?;
                 self.expectations.access_point(agent_id, &ap);
                 record(
                     agent,
@@ -315,6 +295,86 @@ impl<C: Cloud, S: StatusStore> Reconciler<'_, C, S> {
             }
         }
         Ok(None)
+    }
+
+    /// CreateAccessPoint without listing the file system. Creates are made fresh (the reconcile
+    /// re-reads before creating), so the access point the status names, described by id, is
+    /// gone: a new one gets a token of its own, so EFS does not hand back the deleted one.
+    ///
+    /// The token is stored in the status before the call, as the launch attempt is before
+    /// RunTask. A token found there means an earlier call's answer was lost: one listing of
+    /// the file system settles whether it took effect (adopted, no call), and otherwise the
+    /// call is sent again with the same token, so EFS answers with what the first made even
+    /// when the listing lags. The listing is paid once per lost answer, never per agent, and
+    /// keeps idempotency from resting on the token alone (emulators ignore tokens).
+    async fn create_access_point(
+        &self,
+        agent: &Agent,
+        status: &mut Option<AgentStatus>,
+        written: &mut Option<AgentStatus>,
+        request: &render::AccessPoint,
+    ) -> Result<AccessPoint, ReconcileError> {
+        let agent_id = agent.agent_id.as_str();
+        let current = status.clone().unwrap_or_default();
+        let token = match current.access_point_token.clone() {
+            Some(token) => {
+                let made = self
+                    .cloud
+                    .describe_access_points()
+                    .await?
+                    .into_iter()
+                    .find(|a| {
+                        a.agent_id() == Some(agent_id)
+                            && a.is_usable()
+                            && a.file_system_id == request.file_system_id
+                            && a.root_path.as_deref() == Some(request.root_path.as_str())
+                    });
+                if let Some(ap) = made {
+                    info!(agent_id, access_point = %ap.id, "adopting the access point a lost answer made");
+                    let mut next = current;
+                    next.access_point_id = Some(ap.id.clone());
+                    next.access_point_token = None;
+                    *status = Some(next);
+                    return Ok(ap);
+                }
+                token
+            }
+            None => {
+                let replaces = current.access_point_id.as_deref();
+                if replaces.is_some() {
+                    self.drift("access_point");
+                }
+                let incarnation = agent
+                    .spec
+                    .as_ref()
+                    .and_then(|s| s.meta.created_at.as_deref())
+                    .unwrap_or_default();
+                let token = token::access_point_token(agent_id, incarnation, request, replaces);
+                let mut next = current;
+                next.access_point_token = Some(token.clone());
+                *status = Some(next);
+                self.flush(agent_id, status.as_ref(), written).await?;
+                token
+            }
+        };
+        match self.cloud.create_access_point(request, &token).await {
+            Ok(ap) => {
+                if let Some(s) = status.as_mut() {
+                    s.access_point_id = Some(ap.id.clone());
+                    s.access_point_token = None;
+                }
+                Ok(ap)
+            }
+            // The token was used with other parameters (the settings changed while the answer
+            // was unknown): the next try derives a new one.
+            Err(e) if e.has_code("IdempotentParameterMismatch") => {
+                if let Some(s) = status.as_mut() {
+                    s.access_point_token = None;
+                }
+                Err(e.into())
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// CreateSecret; a name already taken is adopted when it is this agent's (a lagging

@@ -132,10 +132,7 @@ impl<C: Cloud, S: StatusStore> Reconciler<'_, C, S> {
         let mut fresh = snapshot.is_none();
         let mut observed = match snapshot {
             Some(o) => o,
-            None => {
-                let task = status.as_ref().and_then(|s| s.task_arn.as_deref());
-                self.cloud.observe_agent(agent_id, task).await?
-            }
+            None => self.observe(&agent, status.as_ref()).await?,
         };
         self.expectations.merge(agent_id, &mut observed);
         if let (Some(metrics), Some(Ok(spec))) =
@@ -194,8 +191,7 @@ impl<C: Cloud, S: StatusStore> Reconciler<'_, C, S> {
             let creates = plan.actions.iter().any(Action::is_create);
             if creates && !*fresh {
                 // Re-read right before creating: a snapshot may be a minute old.
-                let task = status.as_ref().and_then(|s| s.task_arn.as_deref());
-                *observed = self.cloud.observe_agent(agent_id, task).await?;
+                *observed = self.observe(agent, status.as_ref()).await?;
                 self.expectations.merge(agent_id, observed);
                 *fresh = true;
                 continue;
@@ -226,6 +222,34 @@ impl<C: Cloud, S: StatusStore> Reconciler<'_, C, S> {
             after_secs: 1,
             reason: "more to do".into(),
         }))
+    }
+
+    /// Reads the agent's resources from AWS, by the ids its status knows where it knows them.
+    /// A teardown whose status names no access point (an orphan whose items were deleted by
+    /// hand) lists the file system instead: nothing may be left behind, and orphans are rare.
+    async fn observe(
+        &self,
+        agent: &Agent,
+        status: Option<&AgentStatus>,
+    ) -> Result<AgentResources, AwsError> {
+        let agent_id = agent.agent_id.as_str();
+        let task = status.and_then(|s| s.task_arn.as_deref());
+        let access_point = status.and_then(|s| s.access_point_id.as_deref());
+        let mut observed = self
+            .cloud
+            .observe_agent(agent_id, task, access_point)
+            .await?;
+        let teardown = agent.spec.as_ref().is_none_or(|s| s.meta.is_deleting());
+        if teardown && access_point.is_none() {
+            observed.access_points = self
+                .cloud
+                .describe_access_points()
+                .await?
+                .into_iter()
+                .filter(|a| a.agent_id() == Some(agent_id))
+                .collect();
+        }
+        Ok(observed)
     }
 
     /// Stores the status when it says something the stored one does not.

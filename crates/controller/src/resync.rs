@@ -5,7 +5,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::Ordering;
 
-use cloud::ObserveError;
+use cloud::{ObserveError, Recorded};
 use plan::observed::{AgentResources, Fleet};
 use plan::{Context, Plan};
 use store::{Agent, SpecItem, StoreError};
@@ -74,6 +74,16 @@ pub fn fleet_plans<'a>(agents: &'a [Agent], fleet: &Fleet, ctx: &Context<'_>) ->
     stored.chain(orphans).collect()
 }
 
+/// What the statuses of `agents` record, for [`cloud::Aws::observe_fleet`].
+#[must_use]
+pub fn recorded(agents: &[Agent]) -> Recorded {
+    Recorded::of(
+        agents
+            .iter()
+            .filter_map(|a| Some((a.agent_id.as_str(), a.status.as_ref()?))),
+    )
+}
+
 /// Why a resync failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ResyncError {
@@ -90,12 +100,12 @@ impl Controller {
     /// # Errors
     /// A failed read of AWS or of the table.
     pub async fn resync(&self) -> Result<usize, ResyncError> {
+        let agents = self.store.list().await?;
         let fleet = self
             .cloud
             .aws
-            .observe_fleet(&self.config.template, &self.settings)
+            .observe_fleet(&self.config.template, &self.settings, &recorded(&agents))
             .await?;
-        let agents = self.store.list().await?;
         *self.template.write().await = Some(fleet.template.clone());
         let ctx = Context {
             settings: &self.settings,

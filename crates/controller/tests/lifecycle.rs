@@ -106,6 +106,26 @@ impl Env {
         .unwrap()
     }
 
+    /// Everything of the agent's that AWS holds: what a reconcile observes, with the access
+    /// points of a listing of the whole file system (a reconcile describes only the one its
+    /// status names).
+    async fn observed(&self, agent_id: &str) -> plan::observed::AgentResources {
+        let mut resources = self
+            .cloud
+            .observe_agent(agent_id, None, None)
+            .await
+            .unwrap();
+        resources.access_points = self
+            .cloud
+            .describe_access_points()
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|a| a.agent_id() == Some(agent_id))
+            .collect();
+        resources
+    }
+
     /// Reconciles until converged, following waits (moto stops tasks at once).
     async fn converge(&self, agent_id: &str) -> Outcome {
         for _ in 0..6 {
@@ -118,7 +138,7 @@ impl Env {
     }
 
     async fn tasks(&self, agent_id: &str) -> Vec<Task> {
-        let mut resources = self.cloud.observe_agent(agent_id, None).await.unwrap();
+        let mut resources = self.observed(agent_id).await;
         let status = self
             .store
             .get(agent_id)
@@ -448,7 +468,11 @@ async fn garbage_collection_tears_down_an_agent_deleted_in_the_console_and_leave
     let fleet = env
         .cloud
         .aws
-        .observe_fleet(&env.template_name, &env.settings)
+        .observe_fleet(
+            &env.template_name,
+            &env.settings,
+            &cloud::Recorded::default(),
+        )
         .await
         .unwrap();
     assert!(fleet.agents.contains_key(&id));
@@ -480,7 +504,7 @@ async fn garbage_collection_tears_down_an_agent_deleted_in_the_console_and_leave
         outcome = reconciler.reconcile(&id, None).await.unwrap();
     }
     assert_eq!(outcome, Outcome::Deleted);
-    let left = env.cloud.observe_agent(&id, None).await.unwrap();
+    let left = env.observed(&id).await;
     assert!(!left.has_live_resources(), "{left:?}");
     assert!(
         env.store.get(&id).await.unwrap().is_none(),
@@ -506,7 +530,25 @@ async fn garbage_collection_tears_down_an_agent_deleted_in_the_console_and_leave
     assert!(secret.deleted_date().is_none());
 }
 
-/// Counts the calls of one reconcile of a new agent and of a converged one, for the docs.
+/// AWS requests by operation, DynamoDB left out, and the template read that `Env::reconcile`
+/// makes each time (the controller reads it once a resync).
+fn aws_calls(counts: &cloud::calls::CallCounts) -> BTreeMap<&str, u64> {
+    let mut by_operation = BTreeMap::new();
+    for ((service, operation, _), n) in counts {
+        if service != "DynamoDB" {
+            *by_operation.entry(operation.as_str()).or_default() += n;
+        }
+    }
+    if let Some(n) = by_operation.get_mut("DescribeTaskDefinition") {
+        *n -= 1;
+    }
+    by_operation.retain(|_, n| *n > 0);
+    by_operation
+}
+
+/// Counts the calls of one reconcile of a new agent and of a converged one, for the docs
+/// (docs/benchmarks.md, "Per-agent AWS calls"); the same counts as the fake's
+/// (`interruption::a_new_agents_calls_are_the_same_with_10_or_1000_access_points_on_the_file_system`).
 #[tokio::test]
 async fn calls_of_one_reconcile_of_a_new_and_of_a_converged_agent() {
     let env = env().await;
@@ -544,19 +586,47 @@ async fn calls_of_one_reconcile_of_a_new_and_of_a_converged_agent() {
         .copied();
     assert_eq!(
         status_writes,
-        Some(2),
-        "the launch attempt before RunTask, then the end state"
+        Some(3),
+        "the access point's token before CreateAccessPoint, the launch attempt before RunTask, \
+         then the end state"
     );
     assert_eq!(
         env.calls.mutating(),
-        6,
-        "one of each, two status writes: {new:?}"
+        7,
+        "one of each, three status writes: {new:?}"
+    );
+    assert_eq!(
+        aws_calls(&new),
+        BTreeMap::from([
+            ("CreateAccessPoint", 1),
+            ("CreateSecret", 1),
+            ("DescribeSecret", 1),
+            ("DescribeTaskDefinition", 1),
+            ("GetRole", 1),
+            ("ListTaskDefinitions", 1),
+            ("ListTasks", 1),
+            ("RegisterTaskDefinition", 1),
+            ("RunTask", 1),
+        ]),
+        "no listing of the file system"
     );
     env.calls.reset();
     assert_eq!(env.reconcile(&id).await, Outcome::Converged);
     let converged = env.calls.snapshot();
     eprintln!("converged agent: {converged:?}");
     assert_eq!(env.calls.mutating(), 0);
+    assert_eq!(
+        aws_calls(&converged),
+        BTreeMap::from([
+            ("DescribeAccessPoints", 1),
+            ("DescribeSecret", 1),
+            ("DescribeTasks", 1),
+            ("GetRole", 1),
+            ("ListTaskDefinitions", 1),
+            ("ListTasks", 1),
+        ]),
+        "the access point by the id in the status"
+    );
 }
 
 #[tokio::test]
@@ -588,7 +658,7 @@ async fn a_new_agent_gets_its_own_role_scoped_to_its_access_point_and_loses_it_o
     assert_eq!(tags.get("clawfleet:agent-id"), Some(&id.as_str()));
     assert_eq!(tags.get("clawfleet:client-id"), Some(&"acme"));
 
-    let observed = env.cloud.observe_agent(&id, None).await.unwrap();
+    let observed = env.observed(&id).await;
     let ap_arn = observed.access_points[0].arn.clone();
     let policy = observed
         .role
@@ -621,7 +691,7 @@ async fn a_new_agent_gets_its_own_role_scoped_to_its_access_point_and_loses_it_o
         .await
         .unwrap();
     assert_eq!(env.converge(&id).await, Outcome::Converged);
-    let observed = env.cloud.observe_agent(&id, None).await.unwrap();
+    let observed = env.observed(&id).await;
     let restored = observed
         .role
         .and_then(|r| r.details)
@@ -673,7 +743,7 @@ async fn a_client_id_edited_in_the_console_moves_nothing_to_the_tenant_it_names(
     env.converge(&id).await;
     set_secret_keys(&env, &id, &["OPENAI_API_KEY"]).await;
     assert_eq!(env.converge(&id).await, Outcome::Converged);
-    let before = env.cloud.observe_agent(&id, None).await.unwrap();
+    let before = env.observed(&id).await;
     let task = env.live_tasks(&id).await;
     assert_eq!(task.len(), 1);
 
@@ -702,7 +772,7 @@ async fn a_client_id_edited_in_the_console_moves_nothing_to_the_tenant_it_names(
         "nothing created, re-tagged or stopped: {:?}",
         env.calls.snapshot()
     );
-    let after = env.cloud.observe_agent(&id, None).await.unwrap();
+    let after = env.observed(&id).await;
     assert_eq!(
         after.secret, before.secret,
         "the secret keeps its tenant's tags"
@@ -729,7 +799,7 @@ async fn another_installation_in_the_account_never_touches_this_ones_agents() {
     env.converge(&id).await;
     set_secret_keys(&env, &id, &["OPENAI_API_KEY"]).await;
     assert_eq!(env.converge(&id).await, Outcome::Converged);
-    let before = env.cloud.observe_agent(&id, None).await.unwrap();
+    let before = env.observed(&id).await;
     let tagged = |tags: &BTreeMap<String, String>| {
         tags.get(tag::INSTALLATION) == Some(&env.settings.installation)
     };
@@ -760,7 +830,11 @@ async fn another_installation_in_the_account_never_touches_this_ones_agents() {
     let fleet = other
         .cloud
         .aws
-        .observe_fleet(&env.template_name, &other.settings)
+        .observe_fleet(
+            &env.template_name,
+            &other.settings,
+            &cloud::Recorded::default(),
+        )
         .await
         .unwrap();
     assert!(
@@ -770,18 +844,10 @@ async fn another_installation_in_the_account_never_touches_this_ones_agents() {
             .is_none_or(|a| !a.claimed_by(&other.settings.installation)),
         "not claimed by the other installation"
     );
-    assert!(
-        other
-            .cloud
-            .observe_agent(&id, None)
-            .await
-            .unwrap()
-            .access_points
-            .is_empty()
-    );
+    assert!(other.observed(&id).await.access_points.is_empty());
     // Even asked to reconcile it directly, it finds nothing of its own and removes nothing.
     other.reconcile(&id).await;
-    let after = env.cloud.observe_agent(&id, None).await.unwrap();
+    let after = env.observed(&id).await;
     assert_eq!(after.access_points, before.access_points);
     assert_eq!(after.secret, before.secret);
     assert_eq!(after.role, before.role);
@@ -816,7 +882,11 @@ async fn the_role_of_an_agent_deleted_in_the_console_is_collected_with_its_resou
     let fleet = env
         .cloud
         .aws
-        .observe_fleet(&env.template_name, &env.settings)
+        .observe_fleet(
+            &env.template_name,
+            &env.settings,
+            &cloud::Recorded::default(),
+        )
         .await
         .unwrap();
     assert!(fleet.agent(&id).role.is_some(), "listed under the path");
@@ -831,14 +901,7 @@ async fn the_role_of_an_agent_deleted_in_the_console_is_collected_with_its_resou
         env.iam.get_role().role_name(&name).send().await.is_err(),
         "the orphan's role is collected"
     );
-    assert!(
-        env.cloud
-            .observe_agent(&id, None)
-            .await
-            .unwrap()
-            .access_points
-            .is_empty()
-    );
+    assert!(env.observed(&id).await.access_points.is_empty());
 }
 
 #[tokio::test]
@@ -873,8 +936,8 @@ async fn calls_of_one_reconcile_with_a_task_role_per_agent() {
     );
     assert_eq!(
         env.calls.mutating(),
-        8,
-        "one of each, two status writes: {new:?}"
+        9,
+        "one of each, three status writes: {new:?}"
     );
     env.calls.reset();
     assert_eq!(env.reconcile(&id).await, Outcome::Converged);

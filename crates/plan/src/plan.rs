@@ -403,6 +403,9 @@ fn converge(
         Some(ap) => push_tags(&mut plan, &ap.arn, &ap.tags, &want_ap.tags),
     }
     draft.status.access_point_id = access_point.map(|ap| ap.id.clone());
+    if access_point.is_some() {
+        draft.status.access_point_token = None;
+    }
 
     // Secret: created empty by the controller when missing; values come from their owner.
     let want_secret = render::secret(spec, settings);

@@ -174,6 +174,11 @@ pub struct AgentStatus {
     pub task_role_mode: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub access_point_id: Option<String>,
+    /// The `ClientToken` of a CreateAccessPoint whose answer was not seen, stored before the
+    /// call as the launch attempt is before RunTask: the retry sends it again, so EFS answers
+    /// with the access point the first call made. Cleared once the access point is seen.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_point_token: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_arn: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

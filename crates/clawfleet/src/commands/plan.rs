@@ -29,12 +29,11 @@ pub async fn run(
                 .await
                 .map_err(aws_failure)?;
             let agent = store.get(agent_id).await?;
-            let known_task = agent
-                .as_ref()
-                .and_then(|a| a.status.as_ref())
-                .and_then(|s| s.task_arn.clone());
+            let status = agent.as_ref().and_then(|a| a.status.as_ref());
+            let known_task = status.and_then(|s| s.task_arn.as_deref());
+            let known_access_point = status.and_then(|s| s.access_point_id.as_deref());
             let observed = aws
-                .observe_agent(agent_id, known_task.as_deref(), settings)
+                .observe_agent(agent_id, known_task, known_access_point, settings)
                 .await
                 .map_err(aws_failure)?;
             if agent.is_none() && observed.is_empty() {
@@ -49,11 +48,11 @@ pub async fn run(
             pending |= print_plan(agent_id, agent.is_some_and(|a| a.spec.is_some()), &plan);
         }
         None => {
+            let agents = store.list().await?;
             let fleet = aws
-                .observe_fleet(template, settings)
+                .observe_fleet(template, settings, &controller::resync::recorded(&agents))
                 .await
                 .map_err(aws_failure)?;
-            let agents = store.list().await?;
             let ctx = Context {
                 settings,
                 template: &fleet.template,

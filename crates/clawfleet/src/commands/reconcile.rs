@@ -43,11 +43,11 @@ pub async fn run(
     match agent_id {
         Some(id) => work.push((id.to_owned(), None)),
         None => {
+            let agents = store.list().await?;
             let fleet = aws
-                .observe_fleet(template, settings)
+                .observe_fleet(template, settings, &controller::resync::recorded(&agents))
                 .await
                 .map_err(|e| Failure::Aws(e.to_string()))?;
-            let agents = store.list().await?;
             let ctx = Context {
                 settings,
                 template: &fleet.template,
