@@ -513,10 +513,11 @@ async fn each_error_is_a_problem_with_its_status_naming_the_field() {
 }
 
 /// The routes an agent id can be put in, with a body each may take.
-const AGENT_ROUTES: [(&str, &str, Option<&str>); 9] = [
+const AGENT_ROUTES: [(&str, &str, Option<&str>); 10] = [
     ("GET", "", None),
     ("PUT", "", Some(r#"{"plan": "large"}"#)),
     ("DELETE", "", None),
+    ("DELETE", "?purge_data=true", None),
     ("POST", "/start", None),
     ("POST", "/stop", None),
     ("POST", "/restart", None),
@@ -923,4 +924,85 @@ async fn an_aws_failure_names_the_call_and_its_code_and_keeps_the_rest_in_the_lo
         !String::from_utf8_lossy(&bytes).contains(&table),
         "the table name reached a tenant"
     );
+}
+
+#[tokio::test]
+async fn delete_with_purge_data_sets_the_purge_attribute_with_the_deletion_request() {
+    let h = Harness::new("api-purge").await;
+    h.create(
+        ACME,
+        r#"{"agent_id": "acme-leaving", "desired_state": "stopped"}"#,
+    )
+    .await;
+    h.create(
+        ACME,
+        r#"{"agent_id": "acme-staying-files", "desired_state": "stopped"}"#,
+    )
+    .await;
+
+    let bad = h
+        .call(
+            "DELETE",
+            "/v1/agents/acme-leaving?purge_data=yes",
+            Some(ACME),
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST, "{}", bad.text);
+    assert!(bad.text.contains("purge_data"), "{}", bad.text);
+    let untouched = h.store.get_spec("acme-leaving").await.unwrap().unwrap();
+    assert!(!untouched.meta.is_deleting());
+
+    let reply = h
+        .call(
+            "DELETE",
+            "/v1/agents/acme-leaving?purge_data=true",
+            Some(ACME),
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::ACCEPTED, "{}", reply.text);
+    let item = h.store.get_spec("acme-leaving").await.unwrap().unwrap();
+    assert!(item.meta.is_deleting());
+    assert_eq!(
+        item.document.as_ref().and_then(|d| d.purge_data_on_delete),
+        Some(true)
+    );
+    assert_eq!(item.meta.generation, 2, "one write, one generation");
+
+    // Without the parameter the files stay: no purge is asked for.
+    let plain = h
+        .call(
+            "DELETE",
+            "/v1/agents/acme-staying-files",
+            Some(ACME),
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(plain.status, StatusCode::ACCEPTED, "{}", plain.text);
+    let item = h
+        .store
+        .get_spec("acme-staying-files")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(item.meta.is_deleting());
+    assert_eq!(
+        item.document.as_ref().and_then(|d| d.purge_data_on_delete),
+        None
+    );
+    // A purge cannot be added once the teardown may have removed the access point.
+    let late = h
+        .call(
+            "DELETE",
+            "/v1/agents/acme-staying-files?purge_data=true",
+            Some(ACME),
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(late.status, StatusCode::CONFLICT, "{}", late.text);
 }

@@ -279,6 +279,11 @@ pub enum Command {
         /// resources. Anything already created on AWS is left for garbage collection.
         #[arg(long)]
         purge: bool,
+        /// Erase the agent's files on EFS (a one-off purge task) before its access point is
+        /// deleted. Not `--purge`, which removes the items at once and leaves nothing to drive
+        /// the purge: the two together are a usage error.
+        #[arg(long, conflicts_with = "purge")]
+        purge_data: bool,
     },
     /// Replace the Agent's task with a new one (sets restart_requested_at to now).
     Restart { agent_id: String },
