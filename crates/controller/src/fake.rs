@@ -322,6 +322,19 @@ impl FakeCloud {
         format!("{prefix}{:08}", state.next_id)
     }
 
+    /// The task `arn` stops on its own, its `container` exiting with `exit_code`, as a
+    /// finished one-off task (a purge) does: moto runs no container and reports no exit code.
+    pub fn exit(&self, arn: &str, container: &str, exit_code: i32) {
+        let mut s = self.state();
+        for (t, _) in s.tasks.iter_mut().filter(|(t, _)| t.arn == arn) {
+            t.desired_status = "STOPPED".into();
+            t.last_status = "STOPPED".into();
+            t.stopped_reason = Some("Essential container in task exited".into());
+            t.stop_code = Some("EssentialContainerExited".into());
+            t.exit_codes.insert(container.to_owned(), exit_code);
+        }
+    }
+
     /// `f` of the state: a count for a test's assertion.
     pub fn count(&self, f: impl Fn(&CloudState) -> usize) -> usize {
         f(&self.state())
@@ -345,9 +358,22 @@ impl Cloud for FakeCloud {
             .tasks
             .iter()
             .filter(|(t, c)| mine(&t.tags) && (visible(*c) || Some(t.arn.as_str()) == known_task))
+            .filter(|(t, _)| !t.is_purge())
             .map(|(t, _)| t.clone())
             .collect();
         tasks.reverse();
+        let mut purge_revisions: Vec<&(TaskDefinitionRevision, u64, bool)> = s
+            .revisions
+            .iter()
+            .filter(|(r, c, active)| {
+                *active && visible(*c) && r.content.family.ends_with(&format!("_{agent_id}_purge"))
+            })
+            .collect();
+        purge_revisions.sort_by_key(|(r, _, _)| std::cmp::Reverse(r.revision));
+        let purge_revisions: Vec<String> = purge_revisions
+            .iter()
+            .map(|(r, _, _)| r.arn.clone())
+            .collect();
         let mut revisions: Vec<&(TaskDefinitionRevision, u64, bool)> = s
             .revisions
             .iter()
@@ -363,7 +389,7 @@ impl Cloud for FakeCloud {
         let listed_tasks = s
             .tasks
             .iter()
-            .filter(|(t, c)| mine(&t.tags) && visible(*c))
+            .filter(|(t, c)| mine(&t.tags) && visible(*c) && !t.is_purge())
             .count();
         let described_tasks = listed_tasks + usize::from(known_task.is_some());
         let latest_arn = revisions.first().map(|(r, _, _)| r.arn.clone());
@@ -395,6 +421,9 @@ impl Cloud for FakeCloud {
                 .iter()
                 .find(|r| r.agent_id() == Some(agent_id))
                 .cloned(),
+            // Read apart, by `describe_purge_tasks`, as the real adapter does.
+            purge_tasks: Vec::new(),
+            purge_revisions,
         };
         count(&mut s, "ListTasks", pages(listed_tasks));
         if described_tasks > 0 {
@@ -616,6 +645,34 @@ impl Cloud for FakeCloud {
             s.tasks.push((task.clone(), at));
             Ok(task)
         })
+    }
+
+    async fn describe_purge_tasks(
+        &self,
+        agent_id: &str,
+        known_task: Option<&str>,
+    ) -> Result<Vec<Task>, AwsError> {
+        let mut s = self.state();
+        s.clock += 1;
+        let clock = s.clock;
+        let lag = s.lag;
+        let started_by = spec::purge::started_by(agent_id);
+        let listed: Vec<Task> = s
+            .tasks
+            .iter()
+            .filter(|(t, c)| {
+                t.started_by.as_deref() == Some(started_by.as_str())
+                    && ((c + lag <= clock && !t.is_stopped()) || Some(t.arn.as_str()) == known_task)
+            })
+            .map(|(t, _)| t.clone())
+            .collect();
+        count(&mut s, "ListTasks", 1);
+        if !listed.is_empty() || known_task.is_some() {
+            count(&mut s, "DescribeTasks", 1);
+        }
+        let mut listed = listed;
+        listed.reverse();
+        Ok(listed)
     }
 
     async fn stop_task(&self, arn: &str, reason: &str) -> Result<(), AwsError> {

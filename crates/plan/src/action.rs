@@ -29,6 +29,8 @@ pub enum StopReason {
     Replacing(Vec<String>),
     /// The agent container stayed UNHEALTHY beyond its grace period: replaced like a crash.
     Unhealthy,
+    /// A data purge task ran beyond `--purge-timeout`: it counts as failed.
+    PurgeTimeout,
 }
 
 impl StopReason {
@@ -56,6 +58,7 @@ impl fmt::Display for StopReason {
             Self::ExtraTask => f.write_str("more than one task for this agent"),
             Self::Replacing(paths) => write!(f, "replacing: {}", paths.join(", ")),
             Self::Unhealthy => f.write_str("unhealthy beyond its grace period"),
+            Self::PurgeTimeout => f.write_str("data purge beyond its timeout"),
         }
     }
 }
@@ -104,6 +107,19 @@ pub enum Action {
         attempt: u64,
         cause: Launch,
     },
+    /// ECS RegisterTaskDefinition of the agent's purge revision, at low priority in the
+    /// shared bucket so that it yields to the revisions new agents wait for.
+    RegisterPurgeTaskDefinition {
+        definition: render::TaskDefinition,
+        tags: BTreeMap<String, String>,
+    },
+    /// ECS RunTask of the purge revision. `attempt` is the purge attempt, already recorded in
+    /// the status by an earlier [`Action::UpdateStatus`] of the same plan; the launch token
+    /// derives from it.
+    RunPurgeTask {
+        request: render::RunTask,
+        attempt: u64,
+    },
     /// ECS StopTask.
     StopTask {
         task_arn: String,
@@ -144,6 +160,8 @@ impl Action {
                 | Self::CreateSecret(_)
                 | Self::RegisterTaskDefinition { .. }
                 | Self::RunTask { .. }
+                | Self::RegisterPurgeTaskDefinition { .. }
+                | Self::RunPurgeTask { .. }
         )
     }
 }
@@ -203,6 +221,16 @@ impl fmt::Display for Action {
                 request.overrides.cpu,
                 request.overrides.memory,
                 request.cluster
+            ),
+            Self::RegisterPurgeTaskDefinition { definition, .. } => write!(
+                f,
+                "register purge task definition {} (low priority)",
+                definition.family
+            ),
+            Self::RunPurgeTask { request, attempt } => write!(
+                f,
+                "run purge task {} (attempt {attempt}) to erase the agent's files",
+                request.task_definition
             ),
             Self::StopTask { task_arn, reason } => write!(f, "stop task {task_arn} ({reason})"),
             Self::TagResource { arn, add, remove } => {
