@@ -65,12 +65,13 @@ pub trait Cloud: Sync {
         self.register_task_definition(definition, tags).await
     }
     /// The agent's data purge tasks (ListTasks by `startedBy` `purge/{agent_id}`,
-    /// DescribeTasks, with `known_task` from the status), newest first.
-    async fn describe_purge_tasks(
+    /// DescribeTasks, with `known_task` from the status) and its purge revisions' ARNs
+    /// (ListTaskDefinitions of the purge family), newest first.
+    async fn observe_purge(
         &self,
         agent_id: &str,
         known_task: Option<&str>,
-    ) -> Result<Vec<Task>, AwsError>;
+    ) -> Result<(Vec<Task>, Vec<String>), AwsError>;
     /// ECS RunTask.
     async fn run_task(&self, request: &RunTask, token: &str) -> Result<Task, AwsError>;
     /// ECS StopTask.
@@ -187,13 +188,13 @@ impl Cloud for RealCloud {
         self.aws.remember(&revision);
         Ok(revision)
     }
-    async fn describe_purge_tasks(
+    async fn observe_purge(
         &self,
         agent_id: &str,
         known_task: Option<&str>,
-    ) -> Result<Vec<Task>, AwsError> {
+    ) -> Result<(Vec<Task>, Vec<String>), AwsError> {
         self.aws
-            .observe_purge_tasks(agent_id, known_task, &self.settings)
+            .observe_purge(agent_id, known_task, &self.settings)
             .await
     }
     async fn run_task(&self, request: &RunTask, token: &str) -> Result<Task, AwsError> {

@@ -362,18 +362,6 @@ impl Cloud for FakeCloud {
             .map(|(t, _)| t.clone())
             .collect();
         tasks.reverse();
-        let mut purge_revisions: Vec<&(TaskDefinitionRevision, u64, bool)> = s
-            .revisions
-            .iter()
-            .filter(|(r, c, active)| {
-                *active && visible(*c) && r.content.family.ends_with(&format!("_{agent_id}_purge"))
-            })
-            .collect();
-        purge_revisions.sort_by_key(|(r, _, _)| std::cmp::Reverse(r.revision));
-        let purge_revisions: Vec<String> = purge_revisions
-            .iter()
-            .map(|(r, _, _)| r.arn.clone())
-            .collect();
         let mut revisions: Vec<&(TaskDefinitionRevision, u64, bool)> = s
             .revisions
             .iter()
@@ -421,9 +409,9 @@ impl Cloud for FakeCloud {
                 .iter()
                 .find(|r| r.agent_id() == Some(agent_id))
                 .cloned(),
-            // Read apart, by `describe_purge_tasks`, as the real adapter does.
+            // Read apart, by `observe_purge`, as the real adapter does.
             purge_tasks: Vec::new(),
-            purge_revisions,
+            purge_revisions: Vec::new(),
         };
         count(&mut s, "ListTasks", pages(listed_tasks));
         if described_tasks > 0 {
@@ -647,11 +635,11 @@ impl Cloud for FakeCloud {
         })
     }
 
-    async fn describe_purge_tasks(
+    async fn observe_purge(
         &self,
         agent_id: &str,
         known_task: Option<&str>,
-    ) -> Result<Vec<Task>, AwsError> {
+    ) -> Result<(Vec<Task>, Vec<String>), AwsError> {
         let mut s = self.state();
         s.clock += 1;
         let clock = s.clock;
@@ -672,7 +660,19 @@ impl Cloud for FakeCloud {
         }
         let mut listed = listed;
         listed.reverse();
-        Ok(listed)
+        // ListTaskDefinitions of the purge family (a whole family, as AWS's familyPrefix).
+        let family = format!("_{agent_id}_purge");
+        let mut revisions: Vec<(i32, String)> = s
+            .revisions
+            .iter()
+            .filter(|(r, c, active)| {
+                *active && c + lag <= clock && r.content.family.ends_with(&family)
+            })
+            .map(|(r, _, _)| (r.revision, r.arn.clone()))
+            .collect();
+        count(&mut s, "ListTaskDefinitions", pages(revisions.len()));
+        revisions.sort_by_key(|(r, _)| std::cmp::Reverse(*r));
+        Ok((listed, revisions.into_iter().map(|(_, arn)| arn).collect()))
     }
 
     async fn stop_task(&self, arn: &str, reason: &str) -> Result<(), AwsError> {

@@ -257,7 +257,8 @@ impl<C: Cloud, S: StatusStore> Reconciler<'_, C, S> {
         // deletion asking for one) or may be left behind (an orphan).
         if teardown && agent.spec.as_ref().is_none_or(purges) {
             let known = status.and_then(|s| s.purge.task_arn.as_deref());
-            observed.purge_tasks = self.cloud.describe_purge_tasks(agent_id, known).await?;
+            (observed.purge_tasks, observed.purge_revisions) =
+                self.cloud.observe_purge(agent_id, known).await?;
         }
         if teardown && access_point.is_none() {
             observed.access_points = self

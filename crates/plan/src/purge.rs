@@ -99,7 +99,7 @@ pub(crate) fn step(
     };
     let Some(image) = settings.purge_image.as_deref() else {
         let message = "purge_data_on_delete is set but the controller has no --purge-image: the access point is kept until one is configured";
-        if draft.status.message.as_deref() != Some(message) {
+        if desired.status.and_then(|s| s.message.as_deref()) != Some(message) {
             draft.observe(EventType::Warning, "PurgeNotConfigured", message.into());
         }
         draft.status.message = Some(message.into());
