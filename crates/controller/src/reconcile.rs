@@ -214,9 +214,10 @@ impl<C: Cloud, S: StatusStore> Reconciler<'_, C, S> {
             }
             let had_aws = plan.actions.iter().any(Action::is_aws);
             for action in plan.actions {
-                if let Some(done) = self
-                    .execute(agent, status, written, observed, action)
-                    .await?
+                // Boxed: the executor's future (one state per action's calls) would otherwise
+                // make every reconcile's future too large for a test thread's stack.
+                if let Some(done) =
+                    Box::pin(self.execute(agent, status, written, observed, action)).await?
                 {
                     return Ok(done);
                 }
