@@ -76,8 +76,14 @@ fn apply_get_describe_restart_delete_end_to_end() {
     let again = fleet.ok(&["apply", "-f", &examples()]);
     assert_eq!(again.matches("unchanged").count(), 3, "{again}");
 
-    let deleted = fleet.ok(&["delete", "globex-ops"]);
+    let deleted = fleet.ok(&["delete", "globex-ops", "--purge-data"]);
     assert!(deleted.contains("deletion requested"), "{deleted}");
+    let globex = fleet
+        .get_json()
+        .into_iter()
+        .find(|a| a["agent_id"] == "globex-ops")
+        .expect("globex-ops listed");
+    assert_eq!(globex["spec"]["purge_data_on_delete"], true, "{globex}");
     assert!(fleet.ok(&["get"]).contains("Deleting"));
     // Applying to an agent being deleted is a conflict, not an undelete.
     let run = fleet.run(&["apply", "-f", &format!("{}/globex.yaml", examples())]);
@@ -207,6 +213,10 @@ fn usage_errors_exit_2() {
     assert_eq!(fleet.run(&["frobnicate"]).code, 2);
     assert_eq!(fleet.run(&["apply"]).code, 2);
     assert_eq!(fleet.run(&["get", "-o", "xml"]).code, 2);
+    // `--purge` removes the items at once, leaving nothing to drive a purge of the files.
+    let both = fleet.run(&["delete", "some-agent", "--purge", "--purge-data"]);
+    assert_eq!(both.code, 2);
+    assert!(both.stderr.contains("--purge-data"), "{}", both.stderr);
     let missing = fleet.run(&["apply", "-f", "/definitely/not/here.yaml"]);
     assert_eq!(missing.code, 2);
     assert!(

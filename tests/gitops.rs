@@ -623,7 +623,7 @@ async fn a_write_racing_a_console_edit_is_a_conflict() {
     }
     let stale = |id: &str| read.iter().find(|i| i.agent_id == id).unwrap();
     let prune = store
-        .request_deletion_over(stale("pruned"), "2026-11-25T10:00:00Z")
+        .request_deletion_over(stale("pruned"), "2026-11-25T10:00:00Z", false)
         .await;
     assert!(
         matches!(prune, Err(store::StoreError::Conflict { .. })),

@@ -223,6 +223,7 @@ async fn observe_finds_the_agents_resources_and_never_foreign_ones() {
         deleting: false,
         status: None,
         last_activity: None,
+        purge_data: false,
     };
     let plan = plan::plan(&desired, &seen, &ctx);
     let aws_actions: Vec<String> = plan

@@ -38,6 +38,30 @@ def patch_ecs_container_types():
     models.Container.__init__ = init
 
 
+def count_missing_container_memory_as_zero():
+    """AWS lets a container leave out memory and memoryReservation when the task sets memory
+    (the purge task's one container does); moto's RunTask raises a TypeError (HTTP 500)."""
+    from moto.ecs import models
+
+    backend = models.EC2ContainerServiceBackend
+    original = backend._calculate_task_resource_requirements
+    keys = ("memory", "memoryReservation", "Memory", "MemoryReservation")
+
+    def calculate(task_definition):
+        missing = [
+            c for c in task_definition.container_definitions if not any(k in c for k in keys)
+        ]
+        for c in missing:
+            c["memoryReservation"] = 0
+        try:
+            return original(task_definition)
+        finally:
+            for c in missing:
+                del c["memoryReservation"]
+
+    backend._calculate_task_resource_requirements = staticmethod(calculate)
+
+
 def manual_task_transitions():
     from moto.moto_api import state_manager
 
@@ -95,6 +119,7 @@ def main():
         sys.exit("usage: launcher.py PORT")
     port = sys.argv[1]
     patch_ecs_container_types()
+    count_missing_container_memory_as_zero()
     manual_task_transitions()
     atomic_dynamodb_requests()
     add_efs_delete_file_system_policy()

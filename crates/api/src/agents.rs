@@ -574,14 +574,35 @@ pub async fn delete(
     State(api): State<Api>,
     Extension(caller): Extension<Caller>,
     AgentId(agent_id): AgentId,
+    RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
+    let mut purge_data = false;
+    for (_, value) in body::query(query.as_deref(), &["purge_data"])? {
+        purge_data = match value {
+            "true" => true,
+            "false" => false,
+            _ => {
+                return Err(ApiError::BadParameter {
+                    field: "purge_data".into(),
+                    message: "must be true or false".into(),
+                });
+            }
+        };
+    }
     let current = visible_spec(&api, &caller, &agent_id).await?;
     let conditional = if_match(&headers, &current.snapshot.etag())?;
+    if current.meta.is_deleting() && purge_data && !purges(&current) {
+        // The teardown may already have deleted the access point: nothing could reach the
+        // files any more, so a purge cannot be promised after the fact.
+        return Err(ApiError::Conflict(format!(
+            "agent {agent_id}: conflict: the agent is already being deleted without purge_data"
+        )));
+    }
     if !current.meta.is_deleting() {
         match api
             .store
-            .request_deletion_over(&current, &spec::now_rfc3339())
+            .request_deletion_over(&current, &spec::now_rfc3339(), purge_data)
             .await
         {
             Ok(()) | Err(StoreError::Deleting { .. }) => {}
@@ -591,6 +612,13 @@ pub async fn delete(
     }
     let agent = visible(&api, &caller, &agent_id).await?;
     Ok(respond_agent(StatusCode::ACCEPTED, agent))
+}
+
+/// Whether the stored spec asks for the agent's files to be erased on deletion.
+fn purges(item: &SpecItem) -> bool {
+    item.document
+        .as_ref()
+        .is_some_and(|d| d.purge_data_on_delete == Some(true))
 }
 
 /// The state a spec item asks for; absent means running, as in validation.

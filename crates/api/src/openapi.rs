@@ -90,12 +90,12 @@ const OPERATIONS: &[Operation] = &[
         method: "delete",
         path: "/v1/agents/{agent_id}",
         id: "deleteAgent",
-        summary: "Ask for deletion: the controller tears the agent's AWS resources down, then removes it",
+        summary: "Ask for deletion: the controller tears the agent's AWS resources down, then removes it; purge_data=true first empties the agent's directory on EFS",
         body: None,
         ok: (202, "AgentView", true),
-        errors: &[404, 409, 412],
+        errors: &[400, 404, 409, 412],
         if_match: true,
-        query: &[],
+        query: &["purge_data"],
         idempotent: false,
         also: None,
     },
@@ -266,6 +266,11 @@ fn query_parameter(name: &str) -> Value {
             "name": "tail", "in": "query", "required": false,
             "description": "How many of the newest lines (default 100)",
             "schema": { "type": "integer", "minimum": 1, "maximum": crate::logs::MAX_TAIL }
+        }),
+        "purge_data" => json!({
+            "name": "purge_data", "in": "query", "required": false,
+            "description": "Erase the agent's files on EFS (a one-off purge task) before its access point is deleted; sets purge_data_on_delete in the same write as deletion_requested_at. Without it the files stay (docs/operations.md, Retention)",
+            "schema": { "type": "boolean", "default": false }
         }),
         _ => json!({
             "name": name, "in": "query", "required": false,

@@ -515,10 +515,11 @@ async fn each_error_is_a_problem_with_its_status_naming_the_field() {
 }
 
 /// The routes an agent id can be put in, with a body each may take.
-const AGENT_ROUTES: [(&str, &str, Option<&str>); 12] = [
+const AGENT_ROUTES: [(&str, &str, Option<&str>); 13] = [
     ("GET", "", None),
     ("PUT", "", Some(r#"{"plan": "large"}"#)),
     ("DELETE", "", None),
+    ("DELETE", "?purge_data=true", None),
     ("POST", "/start", None),
     ("POST", "/stop", None),
     ("POST", "/restart", None),
@@ -1057,4 +1058,85 @@ async fn wake_asks_the_controller_unless_stopped_or_outside_the_schedule() {
     let next = reply.json["next_start_at"].as_str().unwrap();
     assert!(next.ends_with("T09:00:00Z"), "{next}");
     assert!(lifecycle_items(&h, "acme-office").await.is_empty());
+}
+
+#[tokio::test]
+async fn delete_with_purge_data_sets_the_purge_attribute_with_the_deletion_request() {
+    let h = Harness::new("api-purge").await;
+    h.create(
+        ACME,
+        r#"{"agent_id": "acme-leaving", "desired_state": "stopped"}"#,
+    )
+    .await;
+    h.create(
+        ACME,
+        r#"{"agent_id": "acme-staying-files", "desired_state": "stopped"}"#,
+    )
+    .await;
+
+    let bad = h
+        .call(
+            "DELETE",
+            "/v1/agents/acme-leaving?purge_data=yes",
+            Some(ACME),
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST, "{}", bad.text);
+    assert!(bad.text.contains("purge_data"), "{}", bad.text);
+    let untouched = h.store.get_spec("acme-leaving").await.unwrap().unwrap();
+    assert!(!untouched.meta.is_deleting());
+
+    let reply = h
+        .call(
+            "DELETE",
+            "/v1/agents/acme-leaving?purge_data=true",
+            Some(ACME),
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::ACCEPTED, "{}", reply.text);
+    let item = h.store.get_spec("acme-leaving").await.unwrap().unwrap();
+    assert!(item.meta.is_deleting());
+    assert_eq!(
+        item.document.as_ref().and_then(|d| d.purge_data_on_delete),
+        Some(true)
+    );
+    assert_eq!(item.meta.generation, 2, "one write, one generation");
+
+    // Without the parameter the files stay: no purge is asked for.
+    let plain = h
+        .call(
+            "DELETE",
+            "/v1/agents/acme-staying-files",
+            Some(ACME),
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(plain.status, StatusCode::ACCEPTED, "{}", plain.text);
+    let item = h
+        .store
+        .get_spec("acme-staying-files")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(item.meta.is_deleting());
+    assert_eq!(
+        item.document.as_ref().and_then(|d| d.purge_data_on_delete),
+        None
+    );
+    // A purge cannot be added once the teardown may have removed the access point.
+    let late = h
+        .call(
+            "DELETE",
+            "/v1/agents/acme-staying-files?purge_data=true",
+            Some(ACME),
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(late.status, StatusCode::CONFLICT, "{}", late.text);
 }

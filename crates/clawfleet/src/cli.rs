@@ -137,6 +137,16 @@ pub struct ControllerArgs {
     /// half of it off, so that windows opening at the same minute spread their launches).
     #[arg(long, env = "CLAWFLEET_SCHEDULE_LEAD", default_value = "2m", value_parser = humantime::parse_duration)]
     pub schedule_lead: std::time::Duration,
+    /// The image of the one-off task that erases a deleted agent's files when its deletion
+    /// asks for it (`delete --purge-data`, `purge_data_on_delete`), pinned by digest
+    /// (NAME@sha256:...): a small image with `sh`, `find` and `ls`, e.g. busybox. Without it a
+    /// purge cannot run, and the agent's access point is kept until it is set.
+    #[arg(long, env = "CLAWFLEET_PURGE_IMAGE")]
+    pub purge_image: Option<String>,
+    /// How long a purge task may run before it is stopped and counted failed (then retried
+    /// with backoff).
+    #[arg(long, env = "CLAWFLEET_PURGE_TIMEOUT", default_value = "1h", value_parser = humantime::parse_duration)]
+    pub purge_timeout: std::time::Duration,
 }
 
 /// Which task role agents run with.
@@ -178,6 +188,9 @@ impl ControllerArgs {
                 return Err("--agent-permissions-boundary (CLAWFLEET_AGENT_PERMISSIONS_BOUNDARY): required with --task-role per-agent, the default; every agent role is created under it".into());
             }
         };
+        if let Some(image) = &self.purge_image {
+            spec::purge::check_image(image).map_err(|e| e.to_string())?;
+        }
         Ok(spec::render::Settings {
             cluster: self.cluster.clone(),
             subnets: self.subnets.clone(),
@@ -193,6 +206,10 @@ impl ControllerArgs {
             task_role,
             unhealthy_grace_secs: i64::try_from(self.unhealthy_grace.as_secs()).unwrap_or(i64::MAX),
             schedule_lead_secs: i64::try_from(self.schedule_lead.as_secs()).unwrap_or(i64::MAX),
+            purge_image: self.purge_image.clone(),
+            purge_timeout_secs: i64::try_from(self.purge_timeout.as_secs())
+                .unwrap_or(i64::MAX)
+                .max(1),
         })
     }
 }
@@ -279,6 +296,11 @@ pub enum Command {
         /// resources. Anything already created on AWS is left for garbage collection.
         #[arg(long)]
         purge: bool,
+        /// Erase the agent's files on EFS (a one-off purge task) before its access point is
+        /// deleted. Not `--purge`, which removes the items at once and leaves nothing to drive
+        /// the purge: the two together are a usage error.
+        #[arg(long, conflicts_with = "purge")]
+        purge_data: bool,
     },
     /// Replace the Agent's task with a new one (sets restart_requested_at to now).
     Restart { agent_id: String },

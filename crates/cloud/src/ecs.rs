@@ -55,6 +55,17 @@ impl Ecs {
         }
     }
 
+    /// The same client, every call passing the gate at low priority: a purge revision of a
+    /// deleted agent yields to the revisions new agents wait for in the shared
+    /// RegisterTaskDefinition bucket.
+    #[must_use]
+    pub fn low_priority(&self) -> Self {
+        Self {
+            gate: std::sync::Arc::new(crate::gate::LowPriority(self.gate.clone())),
+            ..self.clone()
+        }
+    }
+
     #[must_use]
     pub fn cluster(&self) -> &str {
         &self.cluster
@@ -266,6 +277,11 @@ fn task(t: &aws_sdk_ecs::types::Task) -> Task {
             .containers()
             .iter()
             .filter_map(|c| Some((c.name()?.to_owned(), c.health_status()?.as_str().to_owned())))
+            .collect(),
+        exit_codes: t
+            .containers()
+            .iter()
+            .filter_map(|c| Some((c.name()?.to_owned(), c.exit_code()?)))
             .collect(),
     }
 }

@@ -27,9 +27,35 @@ pub trait Gate: Send + Sync + Debug {
         service: &'static str,
         operation: &'static str,
     ) -> Pin<Box<dyn Future<Output = Result<(), AwsError>> + Send + 'a>>;
+    /// As [`Gate::pass`], yielding to every normal caller of the same limits: for work that
+    /// can trail (a deleted agent's purge revision) behind work someone waits for.
+    fn pass_low_priority<'a>(
+        &'a self,
+        service: &'static str,
+        operation: &'static str,
+    ) -> Pin<Box<dyn Future<Output = Result<(), AwsError>> + Send + 'a>> {
+        self.pass(service, operation)
+    }
     /// AWS throttled `operation` of `service`: slow down. Called for every throttled attempt,
     /// the SDK's own retries included ([`ThrottleFeedback`]).
     fn throttled(&self, service: &str, operation: &str);
+}
+
+/// A gate whose every call passes at low priority ([`Gate::pass_low_priority`]).
+#[derive(Debug, Clone)]
+pub struct LowPriority(pub SharedGate);
+
+impl Gate for LowPriority {
+    fn pass<'a>(
+        &'a self,
+        service: &'static str,
+        operation: &'static str,
+    ) -> Pin<Box<dyn Future<Output = Result<(), AwsError>> + Send + 'a>> {
+        self.0.pass_low_priority(service, operation)
+    }
+    fn throttled(&self, service: &str, operation: &str) {
+        self.0.throttled(service, operation);
+    }
 }
 
 /// No limit: one-shot commands and tests.

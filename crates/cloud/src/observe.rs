@@ -42,6 +42,7 @@ impl Recorded {
         let mut recorded = Self::default();
         for (agent_id, status) in statuses {
             recorded.tasks.extend(status.task_arn.clone());
+            recorded.tasks.extend(status.purge.task_arn.clone());
             if let Some(arn) = &status.task_definition_arn {
                 recorded.revisions.insert(agent_id.to_owned(), arn.clone());
             }
@@ -247,6 +248,45 @@ impl Aws {
             self.cache().insert(arn.to_owned(), rev.clone());
         }
         Ok(described)
+    }
+
+    /// The agent's data purge: its tasks (ListTasks by `startedBy` `purge/{agent_id}`, the
+    /// running ones, plus `known_task` from the status, which finds a stopped one;
+    /// DescribeTasks) and the ARNs of its purge family's ACTIVE revisions
+    /// (ListTaskDefinitions: `familyPrefix` is a whole family, so the agent's own listing never
+    /// shows them), both newest first. Only a deletion with a purge, or an orphan's, asks, so
+    /// an agent's usual reads do not grow.
+    ///
+    /// # Errors
+    /// The first failed read.
+    pub async fn observe_purge(
+        &self,
+        agent_id: &str,
+        known_task: Option<&str>,
+        settings: &Settings,
+    ) -> Result<(Vec<plan::observed::Task>, Vec<String>), AwsError> {
+        let mut arns = self
+            .ecs
+            .list_tasks_started_by(&spec::purge::started_by(agent_id))
+            .await?;
+        arns.extend(known_task.map(str::to_owned));
+        let mut tasks = if arns.is_empty() {
+            Vec::new()
+        } else {
+            self.ecs.describe_tasks(&arns).await?
+        };
+        tasks.retain(|t| {
+            t.is_purge()
+                && t.agent_id() == Some(agent_id)
+                && render::of_installation(&t.tags, settings)
+        });
+        tasks.sort_by(|a, b| b.started_at.cmp(&a.started_at).then(a.arn.cmp(&b.arn)));
+        let mut revisions = self
+            .ecs
+            .list_task_definitions(Some(&spec::purge::family(settings, agent_id)))
+            .await?;
+        revisions.sort_by_key(|arn| std::cmp::Reverse(family_revision(arn).map_or(0, |(_, r)| r)));
+        Ok((tasks, revisions))
     }
 
     /// One agent: its tasks (ListTasks by startedBy, plus `known_task` from the status, which

@@ -593,6 +593,18 @@ impl crate::Gate for Limits {
         })
     }
 
+    fn pass_low_priority<'a>(
+        &'a self,
+        service: &'static str,
+        operation: &'static str,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), crate::AwsError>> + Send + 'a>>
+    {
+        Box::pin(async move {
+            self.acquire_low_priority(service, operation).await;
+            Ok(())
+        })
+    }
+
     fn throttled(&self, service: &str, operation: &str) {
         Limits::throttled(self, service, operation);
     }

@@ -56,6 +56,22 @@ pub trait Cloud: Sync {
         definition: &TaskDefinition,
         tags: &BTreeMap<String, String>,
     ) -> Result<TaskDefinitionRevision, AwsError>;
+    /// ECS RegisterTaskDefinition of a purge revision, at low priority in the shared bucket.
+    async fn register_purge_task_definition(
+        &self,
+        definition: &TaskDefinition,
+        tags: &BTreeMap<String, String>,
+    ) -> Result<TaskDefinitionRevision, AwsError> {
+        self.register_task_definition(definition, tags).await
+    }
+    /// The agent's data purge tasks (ListTasks by `startedBy` `purge/{agent_id}`,
+    /// DescribeTasks, with `known_task` from the status) and its purge revisions' ARNs
+    /// (ListTaskDefinitions of the purge family), newest first.
+    async fn observe_purge(
+        &self,
+        agent_id: &str,
+        known_task: Option<&str>,
+    ) -> Result<(Vec<Task>, Vec<String>), AwsError>;
     /// ECS RunTask.
     async fn run_task(&self, request: &RunTask, token: &str) -> Result<Task, AwsError>;
     /// ECS StopTask.
@@ -157,6 +173,29 @@ impl Cloud for RealCloud {
             .await?;
         self.aws.remember(&revision);
         Ok(revision)
+    }
+    async fn register_purge_task_definition(
+        &self,
+        definition: &TaskDefinition,
+        tags: &BTreeMap<String, String>,
+    ) -> Result<TaskDefinitionRevision, AwsError> {
+        let revision = self
+            .aws
+            .ecs
+            .low_priority()
+            .register_task_definition(definition, tags)
+            .await?;
+        self.aws.remember(&revision);
+        Ok(revision)
+    }
+    async fn observe_purge(
+        &self,
+        agent_id: &str,
+        known_task: Option<&str>,
+    ) -> Result<(Vec<Task>, Vec<String>), AwsError> {
+        self.aws
+            .observe_purge(agent_id, known_task, &self.settings)
+            .await
     }
     async fn run_task(&self, request: &RunTask, token: &str) -> Result<Task, AwsError> {
         self.aws.ecs.run_task(request, token).await

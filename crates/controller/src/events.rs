@@ -115,10 +115,15 @@ impl Versions {
 /// The agent a task belongs to: from `startedBy` (`clawfleet/AGENT`), else from its group
 /// (`family:clawfleet_{cluster}_{agent}`).
 fn agent_of(detail: &Detail, settings: &Settings) -> Option<String> {
+    // A purge task's stop wakes its agent's teardown at once; the event only enqueues, and
+    // the reconcile reads the purge task apart from the agent's (never as its task).
     let by_started = detail
         .started_by
         .as_deref()
-        .and_then(|s| s.strip_prefix("clawfleet/"))
+        .and_then(|s| {
+            s.strip_prefix("clawfleet/")
+                .or_else(|| spec::purge::agent_of_started_by(s))
+        })
         .filter(|a| spec::is_label(a));
     let by_group = || {
         detail
@@ -258,6 +263,14 @@ mod tests {
         let event = read(&ours(4, "STOPPED"), &settings(), &mut versions).expect("ours");
         assert_eq!(event.agent_id, "acme-support");
         assert_eq!(event.last_status, "STOPPED");
+    }
+
+    #[test]
+    fn a_purge_tasks_event_wakes_its_agent() {
+        let mut event: serde_json::Value = serde_json::from_str(&ours(1, "STOPPED")).unwrap();
+        event["detail"]["startedBy"] = "purge/acme-support".into();
+        let read = read(&event.to_string(), &settings(), &mut Versions::default()).unwrap();
+        assert_eq!(read.agent_id, "acme-support");
     }
 
     #[test]

@@ -190,6 +190,48 @@ impl<C: Cloud, S: StatusStore> Reconciler<'_, C, S> {
                     Err(e) => return Err(e.into()),
                 }
             }
+            Action::RegisterPurgeTaskDefinition { definition, tags } => {
+                // No token: re-read the family first, as for the agent's revision.
+                let current = self
+                    .cloud
+                    .describe_task_definition(&definition.family)
+                    .await?;
+                let revision = match current {
+                    Some(rev) if rev.content == definition => rev,
+                    _ => {
+                        self.cloud
+                            .register_purge_task_definition(&definition, &tags)
+                            .await?
+                    }
+                };
+                record(
+                    agent,
+                    status,
+                    Normal,
+                    "PurgeRevisionRegistered",
+                    &format!("purge task definition {}", revision.arn),
+                );
+                observed.purge_revisions.retain(|a| a != &revision.arn);
+                observed.purge_revisions.insert(0, revision.arn);
+            }
+            Action::RunPurgeTask { request, attempt } => {
+                // Its own token space: the purge's startedBy is in no agent launch.
+                let token = token::launch_token(&request.started_by, attempt, &request);
+                self.flush(agent_id, status.as_ref(), written).await?;
+                let task = self.cloud.run_task(&request, &token).await?;
+                record(
+                    agent,
+                    status,
+                    Normal,
+                    "PurgeLaunched",
+                    &format!(
+                        "purge task {} (attempt {attempt}) erases the agent's files",
+                        task.arn
+                    ),
+                );
+                observed.purge_tasks.retain(|t| t.arn != task.arn);
+                observed.purge_tasks.insert(0, task);
+            }
             Action::StopTask { task_arn, reason } => {
                 if let Some(rollout) = self.rollout.filter(|_| reason.is_replacement())
                     && !rollout.begin(agent_id)
@@ -214,7 +256,12 @@ impl<C: Cloud, S: StatusStore> Reconciler<'_, C, S> {
                     "TaskStopping",
                     &format!("task {task_arn}: {reason}"),
                 );
-                for t in observed.tasks.iter_mut().filter(|t| t.arn == task_arn) {
+                for t in observed
+                    .tasks
+                    .iter_mut()
+                    .chain(observed.purge_tasks.iter_mut())
+                    .filter(|t| t.arn == task_arn)
+                {
                     t.desired_status = "STOPPED".into();
                     t.stopped_reason = Some(reason.clone());
                 }
@@ -248,6 +295,7 @@ impl<C: Cloud, S: StatusStore> Reconciler<'_, C, S> {
             Action::DeregisterTaskDefinition { arn } => {
                 self.cloud.deregister_task_definition(&arn).await?;
                 observed.older_revisions.retain(|a| a != &arn);
+                observed.purge_revisions.retain(|a| a != &arn);
                 if observed
                     .latest_revision
                     .as_ref()

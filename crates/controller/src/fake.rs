@@ -322,6 +322,19 @@ impl FakeCloud {
         format!("{prefix}{:08}", state.next_id)
     }
 
+    /// The task `arn` stops on its own, its `container` exiting with `exit_code`, as a
+    /// finished one-off task (a purge) does: moto runs no container and reports no exit code.
+    pub fn exit(&self, arn: &str, container: &str, exit_code: i32) {
+        let mut s = self.state();
+        for (t, _) in s.tasks.iter_mut().filter(|(t, _)| t.arn == arn) {
+            t.desired_status = "STOPPED".into();
+            t.last_status = "STOPPED".into();
+            t.stopped_reason = Some("Essential container in task exited".into());
+            t.stop_code = Some("EssentialContainerExited".into());
+            t.exit_codes.insert(container.to_owned(), exit_code);
+        }
+    }
+
     /// `f` of the state: a count for a test's assertion.
     pub fn count(&self, f: impl Fn(&CloudState) -> usize) -> usize {
         f(&self.state())
@@ -345,6 +358,7 @@ impl Cloud for FakeCloud {
             .tasks
             .iter()
             .filter(|(t, c)| mine(&t.tags) && (visible(*c) || Some(t.arn.as_str()) == known_task))
+            .filter(|(t, _)| !t.is_purge())
             .map(|(t, _)| t.clone())
             .collect();
         tasks.reverse();
@@ -363,7 +377,7 @@ impl Cloud for FakeCloud {
         let listed_tasks = s
             .tasks
             .iter()
-            .filter(|(t, c)| mine(&t.tags) && visible(*c))
+            .filter(|(t, c)| mine(&t.tags) && visible(*c) && !t.is_purge())
             .count();
         let described_tasks = listed_tasks + usize::from(known_task.is_some());
         let latest_arn = revisions.first().map(|(r, _, _)| r.arn.clone());
@@ -395,6 +409,9 @@ impl Cloud for FakeCloud {
                 .iter()
                 .find(|r| r.agent_id() == Some(agent_id))
                 .cloned(),
+            // Read apart, by `observe_purge`, as the real adapter does.
+            purge_tasks: Vec::new(),
+            purge_revisions: Vec::new(),
         };
         count(&mut s, "ListTasks", pages(listed_tasks));
         if described_tasks > 0 {
@@ -616,6 +633,46 @@ impl Cloud for FakeCloud {
             s.tasks.push((task.clone(), at));
             Ok(task)
         })
+    }
+
+    async fn observe_purge(
+        &self,
+        agent_id: &str,
+        known_task: Option<&str>,
+    ) -> Result<(Vec<Task>, Vec<String>), AwsError> {
+        let mut s = self.state();
+        s.clock += 1;
+        let clock = s.clock;
+        let lag = s.lag;
+        let started_by = spec::purge::started_by(agent_id);
+        let listed: Vec<Task> = s
+            .tasks
+            .iter()
+            .filter(|(t, c)| {
+                t.started_by.as_deref() == Some(started_by.as_str())
+                    && ((c + lag <= clock && !t.is_stopped()) || Some(t.arn.as_str()) == known_task)
+            })
+            .map(|(t, _)| t.clone())
+            .collect();
+        count(&mut s, "ListTasks", 1);
+        if !listed.is_empty() || known_task.is_some() {
+            count(&mut s, "DescribeTasks", 1);
+        }
+        let mut listed = listed;
+        listed.reverse();
+        // ListTaskDefinitions of the purge family (a whole family, as AWS's familyPrefix).
+        let family = format!("_{agent_id}_purge");
+        let mut revisions: Vec<(i32, String)> = s
+            .revisions
+            .iter()
+            .filter(|(r, c, active)| {
+                *active && c + lag <= clock && r.content.family.ends_with(&family)
+            })
+            .map(|(r, _, _)| (r.revision, r.arn.clone()))
+            .collect();
+        count(&mut s, "ListTaskDefinitions", pages(revisions.len()));
+        revisions.sort_by_key(|(r, _)| std::cmp::Reverse(*r));
+        Ok((listed, revisions.into_iter().map(|(_, arn)| arn).collect()))
     }
 
     async fn stop_task(&self, arn: &str, reason: &str) -> Result<(), AwsError> {

@@ -148,7 +148,30 @@ impl Gate for Fence {
         service: &'static str,
         operation: &'static str,
     ) -> Pin<Box<dyn Future<Output = Result<(), AwsError>> + Send + 'a>> {
-        Box::pin(async move {
+        Box::pin(self.fenced(service, operation, false))
+    }
+
+    fn pass_low_priority<'a>(
+        &'a self,
+        service: &'static str,
+        operation: &'static str,
+    ) -> Pin<Box<dyn Future<Output = Result<(), AwsError>> + Send + 'a>> {
+        Box::pin(self.fenced(service, operation, true))
+    }
+
+    fn throttled(&self, service: &str, operation: &str) {
+        self.limits.throttled(service, operation);
+    }
+}
+
+impl Fence {
+    async fn fenced(
+        &self,
+        service: &'static str,
+        operation: &'static str,
+        low_priority: bool,
+    ) -> Result<(), AwsError> {
+        {
             if cloud::calls::is_mutating(operation) && !self.elector.is_leader() {
                 return Err(AwsError {
                     service,
@@ -158,7 +181,11 @@ impl Gate for Fence {
                     class: ErrorClass::Terminal,
                 });
             }
-            self.limits.pass(service, operation).await?;
+            if low_priority {
+                self.limits.pass_low_priority(service, operation).await?;
+            } else {
+                self.limits.pass(service, operation).await?;
+            }
             // The wait for a token may outlast the lease: check again right before sending.
             if cloud::calls::is_mutating(operation) && !self.elector.is_leader() {
                 return Err(AwsError {
@@ -170,10 +197,6 @@ impl Gate for Fence {
                 });
             }
             Ok(())
-        })
-    }
-
-    fn throttled(&self, service: &str, operation: &str) {
-        self.limits.throttled(service, operation);
+        }
     }
 }

@@ -90,6 +90,19 @@ pub fn desired<'a>(
         deleting: spec_item.is_some_and(|s| s.meta.is_deleting()),
         status,
         last_activity,
+        purge_data: spec_item.is_some_and(purges),
+    }
+}
+
+/// Whether the stored spec item asks for a data purge on deletion: from the item as typed, so a
+/// spec that does not validate still gets the purge its owner asked for.
+fn purges(item: &SpecItem) -> bool {
+    match &item.spec {
+        Ok(spec) => spec.purge_data_on_delete,
+        Err(_) => item
+            .document
+            .as_ref()
+            .is_some_and(|d| d.purge_data_on_delete == Some(true)),
     }
 }
 
@@ -207,9 +220,10 @@ impl<C: Cloud, S: StatusStore> Reconciler<'_, C, S> {
             }
             let had_aws = plan.actions.iter().any(Action::is_aws);
             for action in plan.actions {
-                if let Some(done) = self
-                    .execute(agent, status, written, observed, action)
-                    .await?
+                // Boxed: the executor's future (one state per action's calls) would otherwise
+                // make every reconcile's future too large for a test thread's stack.
+                if let Some(done) =
+                    Box::pin(self.execute(agent, status, written, observed, action)).await?
                 {
                     return Ok(done);
                 }
@@ -246,6 +260,13 @@ impl<C: Cloud, S: StatusStore> Reconciler<'_, C, S> {
             .observe_agent(agent_id, task, access_point)
             .await?;
         let teardown = agent.spec.as_ref().is_none_or(|s| s.meta.is_deleting());
+        // A purge task is never the agent's: read apart, and only while a purge may run (a
+        // deletion asking for one) or may be left behind (an orphan).
+        if teardown && agent.spec.as_ref().is_none_or(purges) {
+            let known = status.and_then(|s| s.purge.task_arn.as_deref());
+            (observed.purge_tasks, observed.purge_revisions) =
+                self.cloud.observe_purge(agent_id, known).await?;
+        }
         if teardown && access_point.is_none() {
             observed.access_points = self
                 .cloud

@@ -370,7 +370,7 @@ async fn one_agent_from_creation_to_deletion() {
     // revisions and the items go.
     let status = env.store.get(&id).await.unwrap().unwrap().status.unwrap();
     env.store
-        .request_deletion(&id, &spec::now_rfc3339())
+        .request_deletion(&id, &spec::now_rfc3339(), false)
         .await
         .unwrap();
     assert_eq!(env.converge(&id).await, Outcome::Deleted);
@@ -700,7 +700,7 @@ async fn a_new_agent_gets_its_own_role_scoped_to_its_access_point_and_loses_it_o
     assert!(!restored.contains("\"*\""), "{restored}");
 
     env.store
-        .request_deletion(&id, &spec::now_rfc3339())
+        .request_deletion(&id, &spec::now_rfc3339(), false)
         .await
         .unwrap();
     assert_eq!(env.converge(&id).await, Outcome::Deleted);

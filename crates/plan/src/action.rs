@@ -29,6 +29,8 @@ pub enum StopReason {
     Replacing(Vec<String>),
     /// The agent container stayed UNHEALTHY beyond its grace period: replaced like a crash.
     Unhealthy,
+    /// A data purge task ran beyond `--purge-timeout`: it counts as failed.
+    PurgeTimeout,
 }
 
 impl StopReason {
@@ -56,6 +58,7 @@ impl fmt::Display for StopReason {
             Self::ExtraTask => f.write_str("more than one task for this agent"),
             Self::Replacing(paths) => write!(f, "replacing: {}", paths.join(", ")),
             Self::Unhealthy => f.write_str("unhealthy beyond its grace period"),
+            Self::PurgeTimeout => f.write_str("data purge beyond its timeout"),
         }
     }
 }
@@ -71,6 +74,9 @@ pub enum Launch {
 }
 
 /// One step of a plan. Steps run in order; each mutating step names the AWS call it makes.
+// A plan holds a handful of actions for one agent: the status carried by value costs a few
+// hundred bytes per step, while a box would add an indirection to every rule and test.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
     /// EFS CreateAccessPoint.
@@ -103,6 +109,19 @@ pub enum Action {
         request: render::RunTask,
         attempt: u64,
         cause: Launch,
+    },
+    /// ECS RegisterTaskDefinition of the agent's purge revision, at low priority in the
+    /// shared bucket so that it yields to the revisions new agents wait for.
+    RegisterPurgeTaskDefinition {
+        definition: render::TaskDefinition,
+        tags: BTreeMap<String, String>,
+    },
+    /// ECS RunTask of the purge revision. `attempt` is the purge attempt, already recorded in
+    /// the status by an earlier [`Action::UpdateStatus`] of the same plan; the launch token
+    /// derives from it.
+    RunPurgeTask {
+        request: render::RunTask,
+        attempt: u64,
     },
     /// ECS StopTask.
     StopTask {
@@ -144,6 +163,8 @@ impl Action {
                 | Self::CreateSecret(_)
                 | Self::RegisterTaskDefinition { .. }
                 | Self::RunTask { .. }
+                | Self::RegisterPurgeTaskDefinition { .. }
+                | Self::RunPurgeTask { .. }
         )
     }
 }
@@ -203,6 +224,16 @@ impl fmt::Display for Action {
                 request.overrides.cpu,
                 request.overrides.memory,
                 request.cluster
+            ),
+            Self::RegisterPurgeTaskDefinition { definition, .. } => write!(
+                f,
+                "register purge task definition {} (low priority)",
+                definition.family
+            ),
+            Self::RunPurgeTask { request, attempt } => write!(
+                f,
+                "run purge task {} (attempt {attempt}) to erase the agent's files",
+                request.task_definition
             ),
             Self::StopTask { task_arn, reason } => write!(f, "stop task {task_arn} ({reason})"),
             Self::TagResource { arn, add, remove } => {

@@ -154,6 +154,8 @@ pub fn converged(spec: &AgentSpec) -> AgentResources {
         latest_revision: Some(revision(spec, &template(), "fsap-1", 1)),
         older_revisions: Vec::new(),
         role: None,
+        purge_tasks: Vec::new(),
+        purge_revisions: Vec::new(),
     }
 }
 

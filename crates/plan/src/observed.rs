@@ -23,12 +23,24 @@ pub struct Task {
     pub stopped_at: Option<i64>,
     /// Each container's `healthStatus` (HEALTHY, UNHEALTHY, UNKNOWN), by name.
     pub container_health: BTreeMap<String, String>,
+    /// Each stopped container's `exitCode`, by name; absent when it never ran (an image that
+    /// could not be pulled) or has not stopped.
+    pub exit_codes: BTreeMap<String, i32>,
 }
 
 impl Task {
     #[must_use]
     pub fn agent_id(&self) -> Option<&str> {
         managed_agent(&self.tags)
+    }
+
+    /// A data purge's task (`startedBy` `purge/{agent_id}`), never the agent's own.
+    #[must_use]
+    pub fn is_purge(&self) -> bool {
+        self.started_by
+            .as_deref()
+            .and_then(spec::purge::agent_of_started_by)
+            .is_some()
     }
 
     /// Stopped, or on its way there: it will not run the agent again.
@@ -169,6 +181,11 @@ pub struct AgentResources {
     pub older_revisions: Vec<String>,
     /// The agent's task role, under the installation's path.
     pub role: Option<Role>,
+    /// Data purge tasks (`startedBy` `purge/{agent_id}`), newest first: kept apart so that
+    /// neither drift correction nor a crash restart ever takes one for the agent's task.
+    pub purge_tasks: Vec<Task>,
+    /// ARNs of the ACTIVE revisions of the agent's purge family, newest first.
+    pub purge_revisions: Vec<String>,
 }
 
 impl AgentResources {
@@ -182,6 +199,8 @@ impl AgentResources {
             || self.latest_revision.is_some()
             || !self.older_revisions.is_empty()
             || self.role.is_some()
+            || self.purge_tasks.iter().any(|t| !t.is_stopped())
+            || !self.purge_revisions.is_empty()
     }
 
     /// Whether anything of the agent is tagged with `installation`, or is a role under its
@@ -195,6 +214,7 @@ impl AgentResources {
         };
         self.role.is_some()
             || self.tasks.iter().any(|t| tagged(&t.tags))
+            || self.purge_tasks.iter().any(|t| tagged(&t.tags))
             || self.access_points.iter().any(|a| tagged(&a.tags))
             || self.secret.as_ref().is_some_and(|x| tagged(&x.tags))
     }
@@ -237,13 +257,18 @@ impl Fleet {
     pub fn add_tasks(&mut self, tasks: Vec<Task>) {
         for task in tasks {
             if let Some(agent) = task.agent_id().map(str::to_owned) {
-                self.agents.entry(agent).or_default().tasks.push(task);
+                let resources = self.agents.entry(agent).or_default();
+                if task.is_purge() {
+                    resources.purge_tasks.push(task);
+                } else {
+                    resources.tasks.push(task);
+                }
             }
         }
         for resources in self.agents.values_mut() {
-            resources
-                .tasks
-                .sort_by(|a, b| b.started_at.cmp(&a.started_at).then(a.arn.cmp(&b.arn)));
+            for tasks in [&mut resources.tasks, &mut resources.purge_tasks] {
+                tasks.sort_by(|a, b| b.started_at.cmp(&a.started_at).then(a.arn.cmp(&b.arn)));
+            }
         }
     }
 
@@ -295,6 +320,13 @@ impl Fleet {
             let Some((family, _)) = family_revision(arn) else {
                 continue;
             };
+            if let Some(agent) = spec::purge::agent_of_family(settings, family) {
+                let resources = self.agents.entry(agent.to_owned()).or_default();
+                if !resources.purge_revisions.contains(arn) {
+                    resources.purge_revisions.push(arn.clone());
+                }
+                continue;
+            }
             let Some(agent) = render::agent_of_family(settings, family) else {
                 continue;
             };
@@ -306,6 +338,11 @@ impl Fleet {
             {
                 resources.older_revisions.push(arn.clone());
             }
+        }
+        for resources in self.agents.values_mut() {
+            resources
+                .purge_revisions
+                .sort_by_key(|arn| std::cmp::Reverse(family_revision(arn).map_or(0, |(_, r)| r)));
         }
     }
 }

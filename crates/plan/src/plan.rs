@@ -51,6 +51,9 @@ pub struct Desired<'a> {
     /// The latest activity, wake or creation known (seconds since the epoch), from which
     /// idleness counts.
     pub last_activity: Option<i64>,
+    /// The stored spec asks for the agent's files to be erased before its access point is
+    /// deleted (`purge_data_on_delete`; read from the item, so an invalid spec keeps it).
+    pub purge_data: bool,
 }
 
 /// What every plan of one pass shares.
@@ -128,8 +131,8 @@ fn moved_from<'a>(
 }
 
 /// The status the plan ends in, built up as the plan is made.
-struct StatusDraft {
-    status: AgentStatus,
+pub(crate) struct StatusDraft {
+    pub(crate) status: AgentStatus,
     /// The attempt already recorded in the store.
     previous_attempt: u64,
     /// The conditions as the plan found them, for the transitions it reports as events.
@@ -154,7 +157,7 @@ impl StatusDraft {
         }
     }
 
-    fn condition(
+    pub(crate) fn condition(
         &mut self,
         kind: ConditionKind,
         status: ConditionStatus,
@@ -178,7 +181,7 @@ impl StatusDraft {
         self.status.conditions.sort_by_key(|c| c.kind);
     }
 
-    fn observe(&mut self, kind: EventType, reason: &str, message: String) {
+    pub(crate) fn observe(&mut self, kind: EventType, reason: &str, message: String) {
         self.events.push(Event {
             kind,
             reason: reason.to_owned(),
@@ -189,7 +192,7 @@ impl StatusDraft {
     /// The events of the plan: what it observed, then every condition whose status or reason
     /// changed (Synced aside: it changes with every action and says nothing an action's own
     /// event does not).
-    fn take_events(&mut self) -> Vec<Event> {
+    pub(crate) fn take_events(&mut self) -> Vec<Event> {
         let mut events = std::mem::take(&mut self.events);
         for condition in &self.status.conditions {
             if condition.kind == ConditionKind::Synced {
@@ -224,7 +227,7 @@ impl StatusDraft {
     }
 
     /// Appends the status update when it says something new.
-    fn finish(mut self, desired: &Desired<'_>, mut plan: Plan) -> Plan {
+    pub(crate) fn finish(mut self, desired: &Desired<'_>, mut plan: Plan) -> Plan {
         plan.events = self.take_events();
         let changed = desired.status.is_none_or(|s| !s.same_as(&self.status));
         if changed {
@@ -234,7 +237,7 @@ impl StatusDraft {
     }
 }
 
-fn rfc3339(secs: i64) -> String {
+pub(crate) fn rfc3339(secs: i64) -> String {
     time::OffsetDateTime::from_unix_timestamp(secs)
         .map(spec::format_rfc3339)
         .unwrap_or_default()
@@ -285,7 +288,14 @@ fn teardown(
     for task in observed.tasks.iter().filter(|t| t.is_live()) {
         plan.actions.push(stop(task, StopReason::Deleted));
     }
-    if observed.tasks.iter().any(|t| !t.is_stopped()) {
+    // A purge task left behind by an agent whose items are gone is collected like the rest.
+    if !has_spec {
+        for task in observed.purge_tasks.iter().filter(|t| t.is_live()) {
+            plan.actions.push(stop(task, StopReason::Deleted));
+        }
+    }
+    let purging_orphan = !has_spec && observed.purge_tasks.iter().any(|t| !t.is_stopped());
+    if observed.tasks.iter().any(|t| !t.is_stopped()) || purging_orphan {
         draft.status.message = Some("waiting for the task to stop before deleting".into());
         plan.wait = Some(Wait {
             after_secs: POLL_SECS,
@@ -295,6 +305,19 @@ fn teardown(
             return plan;
         }
         return draft.finish(desired, plan);
+    }
+    // The files go before the access point: without it nothing could reach them any more.
+    if has_spec && desired.purge_data {
+        match crate::purge::step(desired, observed, ctx, &mut draft, &mut plan) {
+            crate::purge::Step::Waiting => return draft.finish(desired, plan),
+            crate::purge::Step::Done => {
+                if desired.status.is_none_or(|s| s.purge != draft.status.purge) {
+                    plan.actions
+                        .push(Action::UpdateStatus(draft.status.clone()));
+                }
+                plan.events = draft.take_events();
+            }
+        }
     }
     for ap in &observed.access_points {
         plan.actions
@@ -315,7 +338,7 @@ fn teardown(
         .iter()
         .map(|r| r.arn.clone())
         .chain(observed.older_revisions.iter().cloned());
-    for arn in revisions {
+    for arn in revisions.chain(observed.purge_revisions.iter().cloned()) {
         plan.actions.push(Action::DeregisterTaskDefinition { arn });
     }
     if has_spec || desired.status.is_some() {

@@ -58,6 +58,7 @@ fn run_plan_with(
         deleting,
         status,
         last_activity: None,
+        purge_data: false,
     };
     plan(&desired, observed, &ctx)
 }
@@ -670,6 +671,7 @@ fn a_template_change_registers_a_new_revision() {
         deleting: false,
         status: None,
         last_activity: None,
+        purge_data: false,
     };
     let plan = plan(&desired, &observed, &ctx);
     let Some(Action::RegisterTaskDefinition { changes, .. }) = plan
@@ -1282,6 +1284,7 @@ fn plan_with_activity(
         deleting: false,
         status,
         last_activity,
+        purge_data: false,
     };
     plan(&desired, observed, &ctx)
 }

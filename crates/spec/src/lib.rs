@@ -9,6 +9,7 @@ mod document;
 pub mod failure;
 pub mod lifecycle;
 pub mod manifest;
+pub mod purge;
 pub mod render;
 pub mod schedule;
 pub mod status;
@@ -17,7 +18,7 @@ mod validate;
 pub use agent::{AgentSpec, DesiredState, Meta, Plan, Plugin, Resources, Size};
 pub use document::{AgentDocument, PluginDocument};
 pub use status::{
-    AgentEvent, AgentStatus, Condition, ConditionKind, ConditionStatus, EventType, Phase,
+    AgentEvent, AgentStatus, Condition, ConditionKind, ConditionStatus, EventType, Phase, Purge,
 };
 pub use validate::{
     DNS_LABEL_PATTERN, ENV_NAME_PATTERN, FieldError, LABEL_RULE, MAX_SECRET_KEY_LEN,

@@ -75,6 +75,11 @@ pub struct Settings {
     /// How long before a schedule window opens its agent starts (`--schedule-lead`), in
     /// seconds; each agent takes a share of up to half of it off ([`crate::lifecycle::lead_for`]).
     pub schedule_lead_secs: i64,
+    /// The image of the one-off task that erases a deleted agent's files (`--purge-image`,
+    /// pinned by digest); `None`: a purge asked for cannot run, and the access point is kept.
+    pub purge_image: Option<String>,
+    /// How long a purge task may take before it is stopped and counted failed, in seconds.
+    pub purge_timeout_secs: i64,
 }
 
 /// Which IAM task role agents run with.
@@ -131,6 +136,8 @@ impl Settings {
             task_role: TaskRole::Template,
             unhealthy_grace_secs: DEFAULT_UNHEALTHY_GRACE_SECS,
             schedule_lead_secs: DEFAULT_SCHEDULE_LEAD_SECS,
+            purge_image: None,
+            purge_timeout_secs: crate::purge::DEFAULT_TIMEOUT_SECS,
         }
     }
 }

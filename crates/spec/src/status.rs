@@ -199,9 +199,58 @@ pub struct AgentStatus {
     /// When the agent's next schedule window opens (RFC 3339), while it is `Scheduled`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_start_at: Option<String>,
+    /// The data purge of a deletion with `purge_data_on_delete`, kept here so a controller
+    /// restart mid-purge finds its task again and counts its timeout from the real start.
+    #[serde(default, skip_serializing_if = "Purge::is_empty")]
+    pub purge: Purge,
     /// What happened to the agent, oldest first, at most [`MAX_EVENTS`].
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub events: Vec<AgentEvent>,
+}
+
+/// Where a deletion's data purge stands.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Purge {
+    /// The purge launch attempt, recorded before its RunTask: its launch token derives from it.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub attempt: u64,
+    /// The purge task of the current attempt, once seen.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task_arn: Option<String>,
+    /// When the current attempt was launched (RFC 3339): `--purge-timeout` counts from here,
+    /// also while the image is still being pulled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<String>,
+    /// Failed attempts in a row; the retry backs off with them.
+    #[serde(default, skip_serializing_if = "is_zero_u32")]
+    pub failures: u32,
+    /// When the last attempt failed (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed_at: Option<String>,
+    /// The `--purge-image` the newest purge revision was registered with: a new image gets a
+    /// new revision.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    /// When the purge task exited 0 (RFC 3339): from then on the access point may go.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub purged_at: Option<String>,
+}
+
+#[allow(clippy::trivially_copy_pass_by_ref)] // serde's skip_serializing_if passes a reference
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+#[allow(clippy::trivially_copy_pass_by_ref)]
+fn is_zero_u32(n: &u32) -> bool {
+    *n == 0
+}
+
+impl Purge {
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
 }
 
 impl AgentStatus {

@@ -177,6 +177,10 @@ impl Write {
 /// Activity is kept to the minute: a report within a minute of the stored one writes nothing.
 pub const ACTIVITY_RESOLUTION_SECS: i64 = 60;
 
+/// The spec attribute that asks for the agent's files to be erased before its access point is
+/// deleted.
+const PURGE_DATA: &str = "purge_data_on_delete";
+
 /// How many BatchGetItem calls one chunk of keys gets before its unprocessed keys are an error.
 const BATCH_GET_ATTEMPTS: u32 = 10;
 
@@ -491,6 +495,7 @@ impl Store {
         read: Option<&SpecItem>,
         attribute: &str,
         at: &str,
+        purge_data: bool,
     ) -> Result<(), StoreError> {
         // NULL is absent everywhere, a deletion request included.
         let mut condition = "attribute_exists(#id) AND (attribute_not_exists(#deleting) OR attribute_type(#deleting, :null))".to_owned();
@@ -511,10 +516,18 @@ impl Store {
                 }
             }
         }
+        let mut update = "SET #at = :at, #gen = if_not_exists(#gen, :zero) + :one".to_owned();
+        if purge_data {
+            // In the same UpdateItem: the controller never sees the deletion without the purge.
+            update.push_str(", #purge = :purge");
+            request = request
+                .expression_attribute_names("#purge", PURGE_DATA)
+                .expression_attribute_values(":purge", AttributeValue::Bool(true));
+        }
         let result = request
             .table_name(&self.table)
             .set_key(Some(key(agent_id, SPEC_RECORD)))
-            .update_expression("SET #at = :at, #gen = if_not_exists(#gen, :zero) + :one")
+            .update_expression(update)
             .condition_expression(condition)
             .expression_attribute_names("#at", attribute)
             .expression_attribute_names("#gen", "generation")
@@ -540,7 +553,8 @@ impl Store {
     /// # Errors
     /// [`StoreError::Conflict`] when the agent does not exist or is being deleted.
     pub async fn request_restart(&self, agent_id: &str, at: &str) -> Result<(), StoreError> {
-        self.mark(agent_id, None, "restart_requested_at", at).await
+        self.mark(agent_id, None, "restart_requested_at", at, false)
+            .await
     }
 
     /// [`Store::request_restart`] of the incarnation the caller read: refused when the agent
@@ -549,8 +563,14 @@ impl Store {
     /// # Errors
     /// As [`Store::request_restart`].
     pub async fn request_restart_of(&self, read: &SpecItem, at: &str) -> Result<(), StoreError> {
-        self.mark(&read.agent_id, Some(read), "restart_requested_at", at)
-            .await
+        self.mark(
+            &read.agent_id,
+            Some(read),
+            "restart_requested_at",
+            at,
+            false,
+        )
+        .await
     }
 
     /// Sets `desired_state` alone (UpdateItem), leaving every other attribute and `managed_by`
@@ -565,17 +585,31 @@ impl Store {
         read: &SpecItem,
         state: spec::DesiredState,
     ) -> Result<(), StoreError> {
-        self.mark(&read.agent_id, Some(read), "desired_state", state.as_str())
-            .await
+        self.mark(
+            &read.agent_id,
+            Some(read),
+            "desired_state",
+            state.as_str(),
+            false,
+        )
+        .await
     }
 
     /// Soft-deletes the agent (`deletion_requested_at = at`). The controller tears down its
     /// resources and then removes its items. Works for a spec that does not validate.
+    /// `purge_data` also sets `purge_data_on_delete` in the same UpdateItem, so the controller
+    /// empties the agent's directory before deleting its access point.
     ///
     /// # Errors
     /// [`StoreError::Conflict`] when the agent does not exist or is already being deleted.
-    pub async fn request_deletion(&self, agent_id: &str, at: &str) -> Result<(), StoreError> {
-        self.mark(agent_id, None, "deletion_requested_at", at).await
+    pub async fn request_deletion(
+        &self,
+        agent_id: &str,
+        at: &str,
+        purge_data: bool,
+    ) -> Result<(), StoreError> {
+        self.mark(agent_id, None, "deletion_requested_at", at, purge_data)
+            .await
     }
 
     /// [`Store::apply_over`] that also takes the agent over: a spec equal to the stored one is
@@ -626,6 +660,7 @@ impl Store {
         &self,
         current: &SpecItem,
         at: &str,
+        purge_data: bool,
     ) -> Result<(), StoreError> {
         if current.meta.is_deleting() {
             return Err(StoreError::Deleting {
@@ -642,12 +677,20 @@ impl Store {
             ":gen".to_owned(),
             AttributeValue::N((current.meta.generation + 1).to_string()),
         );
+        if purge_data {
+            names.insert("#purge".to_owned(), PURGE_DATA.to_owned());
+            values.insert(":purge".to_owned(), AttributeValue::Bool(true));
+        }
         let result = self
             .client
             .update_item()
             .table_name(&self.table)
             .set_key(Some(key(&current.agent_id, SPEC_RECORD)))
-            .update_expression("SET #deleting = :deleting, #gen = :gen")
+            .update_expression(if purge_data {
+                "SET #deleting = :deleting, #gen = :gen, #purge = :purge"
+            } else {
+                "SET #deleting = :deleting, #gen = :gen"
+            })
             .condition_expression(condition.expression)
             .set_expression_attribute_names(Some(names))
             .set_expression_attribute_values(Some(values))

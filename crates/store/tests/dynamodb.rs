@@ -314,7 +314,7 @@ async fn a_bad_item_is_reported_and_the_rest_of_the_fleet_lists() {
     }
     // Deletion needs only the agent id, even for an item that does not parse.
     store
-        .request_deletion("bad", &spec::now_rfc3339())
+        .request_deletion("bad", &spec::now_rfc3339(), false)
         .await
         .unwrap();
     let bad = store.get_spec("bad").await.unwrap().unwrap();
@@ -405,7 +405,7 @@ async fn deleting_agents_refuse_apply_and_restart() {
         Some("2026-11-25T10:00:00Z")
     );
     store
-        .request_deletion("gone", &spec::now_rfc3339())
+        .request_deletion("gone", &spec::now_rfc3339(), false)
         .await
         .unwrap();
     assert!(matches!(

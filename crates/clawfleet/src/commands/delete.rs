@@ -8,7 +8,12 @@ fn not_found(agent_id: &str) -> Failure {
     Failure::Invalid(format!("agent {agent_id}: not found"))
 }
 
-pub async fn delete(store: &Store, agent_id: &str, purge: bool) -> Result<Exit, Failure> {
+pub async fn delete(
+    store: &Store,
+    agent_id: &str,
+    purge: bool,
+    purge_data: bool,
+) -> Result<Exit, Failure> {
     let Some(item) = store.get_spec(agent_id).await? else {
         return Err(not_found(agent_id));
     };
@@ -17,13 +22,30 @@ pub async fn delete(store: &Store, agent_id: &str, purge: bool) -> Result<Exit, 
         println!("agent/{agent_id} purged");
         return Ok(Exit::Success);
     }
+    let purges = item
+        .document
+        .as_ref()
+        .is_some_and(|d| d.purge_data_on_delete == Some(true));
+    if item.meta.is_deleting() && purge_data && !purges {
+        // The teardown may already have deleted the access point.
+        return Err(Failure::Invalid(format!(
+            "agent {agent_id}: conflict: already being deleted without --purge-data"
+        )));
+    }
     if item.meta.is_deleting() {
         println!("agent/{agent_id} already being deleted");
         return Ok(Exit::Success);
     }
-    match store.request_deletion(agent_id, &spec::now_rfc3339()).await {
+    match store
+        .request_deletion(agent_id, &spec::now_rfc3339(), purge_data)
+        .await
+    {
         Ok(()) => {
-            println!("agent/{agent_id} deletion requested");
+            if purge_data {
+                println!("agent/{agent_id} deletion requested; its files are erased first");
+            } else {
+                println!("agent/{agent_id} deletion requested");
+            }
             Ok(Exit::Success)
         }
         // Deleted, or marked for deletion, by someone else since the read.

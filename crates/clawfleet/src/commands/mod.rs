@@ -120,7 +120,11 @@ pub async fn run(cli: Cli) -> Result<Exit, Failure> {
             condition,
             timeout,
         } => wait::run(&store, &agent_ids, condition, timeout).await,
-        Command::Delete { agent_id, purge } => delete::delete(&store, &agent_id, purge).await,
+        Command::Delete {
+            agent_id,
+            purge,
+            purge_data,
+        } => delete::delete(&store, &agent_id, purge, purge_data).await,
         Command::Restart { agent_id } => delete::restart(&store, &agent_id).await,
         Command::Touch { agent_id } => activity::touch(&store, &agent_id).await,
         Command::Wake { agent_id } => activity::wake(&store, &agent_id).await,

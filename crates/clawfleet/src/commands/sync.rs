@@ -144,7 +144,7 @@ async fn execute(
         )),
         (Action::Prune, Some(current)) => {
             store
-                .request_deletion_over(current, &spec::now_rfc3339())
+                .request_deletion_over(current, &spec::now_rfc3339(), false)
                 .await?;
             Ok(Outcome::Prune)
         }
