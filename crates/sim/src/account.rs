@@ -691,6 +691,17 @@ impl Cloud for Account {
         Ok(all)
     }
 
+    async fn observe_purge(
+        &self,
+        agent_id: &str,
+        known_task: Option<&str>,
+    ) -> Result<(Vec<Task>, Vec<String>), AwsError> {
+        // The simulation deletes no agent with purge_data; the fake counts the reads it makes.
+        let shard = self.shard_of_agent(agent_id);
+        self.call(None, shard, shard.observe_purge(agent_id, known_task))
+            .await
+    }
+
     async fn describe_task_definition(
         &self,
         family: &str,

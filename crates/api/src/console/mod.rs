@@ -703,7 +703,7 @@ async fn act(
         "start" => agents::start(State(api), caller, id).await,
         "stop" => agents::stop(State(api), caller, id).await,
         "restart" => agents::restart(State(api), caller, id).await,
-        "delete" => agents::delete(State(api), caller, id, HeaderMap::new()).await,
+        "delete" => agents::delete(State(api), caller, id, RawQuery(None), HeaderMap::new()).await,
         _ => return not_found(signed).await,
     };
     match result {
