@@ -20,8 +20,10 @@ use crate::status::StatusStore;
 /// (an id, an ARN), so a handful always suffices.
 const MAX_ROUNDS: usize = 8;
 
-/// How long a replacement held back by rollout pacing waits before asking again.
-pub const ROLLOUT_RETRY_SECS: u64 = 10;
+/// How long a replacement held back by rollout pacing waits at most before asking again. It is
+/// enqueued as soon as a slot frees ([`Rollout::admit`]); this is only the fallback, and the
+/// resync looks at it too.
+pub const ROLLOUT_RETRY_SECS: u64 = 300;
 
 /// What a reconcile ended in.
 #[derive(Debug, Clone, PartialEq, Eq)]

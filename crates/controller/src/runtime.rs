@@ -250,6 +250,10 @@ impl Controller {
                 self.queue.retry(agent_id);
             }
         }
+        // A slot this reconcile freed goes to the replacements waiting in line.
+        for waiting in self.rollout.admit() {
+            self.queue.add(&waiting);
+        }
         if let Some(class) = decision.store_error {
             self.metrics.store_error(class);
         }

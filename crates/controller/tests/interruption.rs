@@ -421,6 +421,9 @@ async fn rollout_pacing_holds_replacements_beyond_the_cap_but_never_new_agents()
         Outcome::Converged
     );
     assert_eq!(rollout.in_progress(), 0);
+    // The held-back agent waited in line; the freed slot admits it, and no one else.
+    assert_eq!(rollout.admit(), [ids[1].clone()]);
+    assert!(rollout.admit().is_empty());
     let next = reconciler.reconcile(&ids[1], None).await.unwrap();
     assert!(
         matches!(&next, Outcome::Waiting(w) if w.reason.contains("stopping")),

@@ -149,6 +149,10 @@ impl AssembledController {
                 self.queue.retry(agent_id);
             }
         }
+        // A slot this reconcile freed goes to the replacements waiting in line.
+        for waiting in self.rollout.admit() {
+            self.queue.add(&waiting);
+        }
         self.metrics.reconciled(decision.result, started.elapsed());
     }
 
