@@ -609,3 +609,70 @@ async fn the_root_redirects_pages_carry_the_policy_and_the_console_is_not_in_the
             .contains("controller-7")
     );
 }
+
+#[tokio::test]
+async fn a_schedule_is_created_from_the_form_and_a_delete_may_ask_for_the_purge() {
+    let h = Harness::new("console-lifecycle").await;
+    let id = sign_in(&h, ACME).await;
+    // An unknown time zone is the API's error, shown next to the time zone input.
+    let page = post(
+        &h,
+        "/console/agents",
+        &id,
+        "agent_id=acme-office&plan=small&desired_state=stopped&schedule_timezone=Mars%2FOlympus&schedule=mon%2Ctue+08%3A00-20%3A00",
+    )
+    .await;
+    assert_eq!(
+        page.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        page.text
+    );
+    let next_to_zone = page
+        .text
+        .split(r#"id="schedule_timezone-error""#)
+        .nth(1)
+        .expect("an error list next to the time zone");
+    assert!(
+        next_to_zone.starts_with("><li>schedule.timezone: "),
+        "{next_to_zone}"
+    );
+    let page = post(
+        &h,
+        "/console/agents",
+        &id,
+        "agent_id=acme-office&plan=small&desired_state=stopped&schedule_timezone=Europe%2FMadrid&schedule=mon%2Ctue+08%3A00-20%3A00&idle_stop_after=30m",
+    )
+    .await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.text);
+    let stored = h.store.get_spec("acme-office").await.unwrap().unwrap();
+    let document = stored.document.clone().unwrap();
+    let schedule = document.schedule.unwrap();
+    assert_eq!(schedule.timezone, "Europe/Madrid");
+    assert_eq!(schedule.windows[0].days, ["mon", "tue"]);
+    assert_eq!(document.idle_stop_after.as_deref(), Some("30m"));
+    let detail = get(&h, "/console/agents/acme-office", &id).await;
+    assert!(
+        detail.text.contains("mon,tue 08:00-20:00 (Europe/Madrid)"),
+        "{}",
+        detail.text
+    );
+
+    // The delete page offers the purge; checked, the deletion asks for it.
+    let ask = get(&h, "/console/agents/acme-office/actions/delete", &id).await;
+    assert!(ask.text.contains(r#"name="purge_data""#), "{}", ask.text);
+    let done = post(
+        &h,
+        "/console/agents/acme-office/actions/delete",
+        &id,
+        "purge_data=true",
+    )
+    .await;
+    assert_eq!(done.status, StatusCode::SEE_OTHER, "{}", done.text);
+    let deleted = h.store.get_spec("acme-office").await.unwrap().unwrap();
+    assert!(deleted.meta.is_deleting());
+    assert_eq!(
+        deleted.document.and_then(|d| d.purge_data_on_delete),
+        Some(true)
+    );
+}

@@ -71,7 +71,12 @@ impl FieldErrors {
     pub fn from_api(error: &ApiError, fields: &[&str]) -> Self {
         let mut errors = Self::default();
         let mut place = |path: &str, message: &str| {
-            let field = root(path);
+            // The schedule is two inputs: its time zone has one of its own.
+            let field = if path == "schedule.timezone" {
+                "schedule_timezone"
+            } else {
+                root(path)
+            };
             if fields.contains(&field) {
                 errors.add(field, format!("{path}: {message}"));
             } else {
@@ -109,6 +114,9 @@ pub struct Draft {
     pub env: String,
     pub secret_keys: String,
     pub tags: String,
+    pub schedule_timezone: String,
+    pub schedule: String,
+    pub idle_stop_after: String,
 }
 
 /// The create form's fields, in the order they are shown.
@@ -122,6 +130,9 @@ pub const DRAFT_FIELDS: &[&str] = &[
     "env",
     "secret_keys",
     "tags",
+    "schedule_timezone",
+    "schedule",
+    "idle_stop_after",
 ];
 
 fn lines(text: &str) -> impl Iterator<Item = (usize, &str)> {
@@ -149,6 +160,30 @@ fn pairs(field: &str, text: &str, errors: &mut FieldErrors) -> Map<String, Value
     map
 }
 
+/// Schedule windows, one a line: `DAYS START-END` with the days comma-separated
+/// (`mon,tue,wed,thu,fri 08:00-20:00`). Only this syntax is checked here; the days, the times
+/// and overlaps are the API's rules.
+fn windows(text: &str, errors: &mut FieldErrors) -> Vec<Value> {
+    let mut windows = Vec::new();
+    for (n, line) in lines(text) {
+        let parsed = line
+            .split_once(char::is_whitespace)
+            .and_then(|(days, times)| {
+                let (start, end) = times.trim().split_once('-')?;
+                let days: Vec<&str> = days.split(',').map(str::trim).collect();
+                Some(json!({"days": days, "start": start.trim(), "end": end.trim()}))
+            });
+        match parsed {
+            Some(window) => windows.push(window),
+            None => errors.add(
+                "schedule",
+                format!("line {n}: write DAYS START-END, e.g. mon,tue,wed 08:00-20:00"),
+            ),
+        }
+    }
+    windows
+}
+
 impl Draft {
     #[must_use]
     pub fn from_fields(fields: &Fields) -> Self {
@@ -162,6 +197,9 @@ impl Draft {
             env: fields.get("env").to_owned(),
             secret_keys: fields.get("secret_keys").to_owned(),
             tags: fields.get("tags").to_owned(),
+            schedule_timezone: fields.get("schedule_timezone").trim().to_owned(),
+            schedule: fields.get("schedule").to_owned(),
+            idle_stop_after: fields.get("idle_stop_after").trim().to_owned(),
         }
     }
 
@@ -209,6 +247,19 @@ impl Draft {
             if !map.is_empty() {
                 doc.insert(name.to_owned(), Value::Object(map));
             }
+        }
+        let windows = windows(&self.schedule, &mut errors);
+        if !self.schedule_timezone.is_empty() || !windows.is_empty() {
+            doc.insert(
+                "schedule".to_owned(),
+                json!({"timezone": self.schedule_timezone, "windows": windows}),
+            );
+        }
+        if !self.idle_stop_after.is_empty() {
+            doc.insert(
+                "idle_stop_after".to_owned(),
+                Value::String(self.idle_stop_after.clone()),
+            );
         }
         if errors.is_empty() {
             Ok(Value::Object(doc))
@@ -273,6 +324,51 @@ mod tests {
                 "plugins": [{"name": "github", "source": "https://example.com/p.git", "version": "1.0"}],
                 "env": {"MODE": "fast"}, "secret_keys": ["OPENAI_API_KEY"], "tags": {"CostCenter": "42"},
             })
+        );
+    }
+
+    #[test]
+    fn the_schedule_inputs_become_the_schedule_and_its_errors_go_next_to_them() {
+        let fields = Fields::parse(
+            b"schedule_timezone=Europe%2FMadrid&schedule=mon%2Ctue+08%3A00-20%3A00%0D%0Asat+10%3A00-12%3A00&idle_stop_after=30m",
+        );
+        let doc = Draft::from_fields(&fields).document().unwrap();
+        assert_eq!(
+            doc,
+            json!({
+                "schedule": {"timezone": "Europe/Madrid", "windows": [
+                    {"days": ["mon", "tue"], "start": "08:00", "end": "20:00"},
+                    {"days": ["sat"], "start": "10:00", "end": "12:00"},
+                ]},
+                "idle_stop_after": "30m",
+            })
+        );
+        let bad = Draft {
+            schedule: "mon 08:00-20:00\nweekdays".into(),
+            ..Draft::default()
+        };
+        assert_eq!(
+            bad.document().unwrap_err().of("schedule"),
+            ["line 2: write DAYS START-END, e.g. mon,tue,wed 08:00-20:00"]
+        );
+        let error = ApiError::Invalid(ValidationErrors(vec![
+            FieldError {
+                field: "schedule.timezone".into(),
+                rule: "unknown time zone".into(),
+            },
+            FieldError {
+                field: "schedule.windows[0].end".into(),
+                rule: "must be after start".into(),
+            },
+        ]));
+        let errors = FieldErrors::from_api(&error, DRAFT_FIELDS);
+        assert_eq!(
+            errors.of("schedule_timezone"),
+            ["schedule.timezone: unknown time zone"]
+        );
+        assert_eq!(
+            errors.of("schedule"),
+            ["schedule.windows[0].end: must be after start"]
         );
     }
 

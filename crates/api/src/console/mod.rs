@@ -696,14 +696,18 @@ async fn act(
     State(api): State<Api>,
     signed: Signed,
     Path((agent_id, action)): Path<(String, String)>,
+    body: axum::body::Bytes,
 ) -> Response {
     let caller = Extension(signed.caller.clone());
     let id = AgentId(agent_id.clone());
+    // The delete form's checkbox: erase the agent's files before its access point goes.
+    let purge =
+        (Fields::parse(&body).get("purge_data") == "true").then(|| "purge_data=true".to_owned());
     let result = match action.as_str() {
         "start" => agents::start(State(api), caller, id).await,
         "stop" => agents::stop(State(api), caller, id).await,
         "restart" => agents::restart(State(api), caller, id).await,
-        "delete" => agents::delete(State(api), caller, id, RawQuery(None), HeaderMap::new()).await,
+        "delete" => agents::delete(State(api), caller, id, RawQuery(purge), HeaderMap::new()).await,
         _ => return not_found(signed).await,
     };
     match result {

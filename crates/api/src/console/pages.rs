@@ -280,7 +280,7 @@ fn select(
 }
 
 pub fn create(who: &Caller, draft: &Draft, errors: &FieldErrors) -> Markup {
-    debug_assert!(DRAFT_FIELDS.len() == 9);
+    debug_assert!(DRAFT_FIELDS.len() == 12);
     let plan = if draft.plan.is_empty() {
         "small"
     } else {
@@ -310,6 +310,12 @@ pub fn create(who: &Caller, draft: &Draft, errors: &FieldErrors) -> Markup {
                 (text_area(&draft.secret_keys, "secret_keys", "Secret key names",
                     "One per line. Set their values on the agent's Secrets page.", errors))
                 (text_area(&draft.tags, "tags", "Cost tags", "One KEY=VALUE per line.", errors))
+                (text_input(&draft.schedule_timezone, "schedule_timezone", "Schedule time zone (optional)",
+                    "An IANA name, e.g. Europe/Madrid. With a schedule, the agent runs only inside its windows.", errors))
+                (text_area(&draft.schedule, "schedule", "Schedule windows (optional)",
+                    "One per line: DAYS START-END, e.g. mon,tue,wed,thu,fri 08:00-20:00. A window over midnight is two windows.", errors))
+                (text_input(&draft.idle_stop_after, "idle_stop_after", "Stop when idle for (optional)",
+                    "A duration of at least 5m, e.g. 30m. A wake or activity brings the agent back.", errors))
                 button type="submit" { "Create" }
             }
         },
@@ -373,6 +379,11 @@ pub fn detail(
                         @let tags: Vec<String> = spec.map(|s| s.tags.iter().map(|(k, v)| format!("{k}={v}")).collect()).unwrap_or_default();
                         (list_or_dash(&tags))
                     }
+                    dt { "Schedule" } dd {
+                        @let windows: Vec<String> = spec.and_then(|s| s.schedule.as_ref()).map(|sc| sc.windows.iter().map(|w| format!("{} {}-{} ({})", w.days.join(","), w.start, w.end, sc.timezone)).collect()).unwrap_or_default();
+                        (list_or_dash(&windows))
+                    }
+                    dt { "Stop when idle for" } dd { (spec.and_then(|s| s.idle_stop_after.as_deref()).unwrap_or("-")) }
                     dt { "Generation" } dd { (agent.metadata.generation) }
                     dt { "Managed by" } dd { (agent.metadata.managed_by.as_deref().unwrap_or("(DynamoDB console)")) }
                 }
@@ -385,6 +396,7 @@ pub fn detail(
                         dt { "Message" } dd { (s.message.as_deref().unwrap_or("-")) }
                         dt { "Task" } dd { code { (s.task_arn.as_deref().unwrap_or("-")) } }
                         dt { "Restarts" } dd { (s.restarts) }
+                        @if let Some(next) = &s.next_start_at { dt { "Next start" } dd { (next) } }
                         dt { "Updated" } dd { (s.updated_at.as_deref().unwrap_or("-")) }
                     }
                     h3 { "Conditions" }
@@ -421,6 +433,13 @@ pub fn confirm(who: &Caller, agent_id: &str, action: &str, question: &str) -> Ma
         html! {
             h1 { (question) }
             form.inline method="post" action=(format!("{base}/actions/{action}")) {
+                @if action == "delete" {
+                    div.field {
+                        input #purge_data type="checkbox" name="purge_data" value="true";
+                        " "
+                        label for="purge_data" { "Also erase the agent's files (its memory on EFS) before its storage is removed. This cannot be undone; without it the files stay, and an agent created again with the same id gets them back." }
+                    }
+                }
                 button type="submit" class=[(action == "delete").then_some("danger")] {
                     "Yes, " (action) " " (agent_id)
                 }
