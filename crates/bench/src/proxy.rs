@@ -144,8 +144,8 @@ pub struct Proxy {
     replays: Mutex<HashMap<String, Replay>>,
     stats: Mutex<Stats>,
     competitor: Mutex<Option<tokio::task::JoinHandle<()>>>,
-    /// (when, startedBy) of every RunTask that took effect.
-    run_tasks: Mutex<Vec<(Instant, String)>>,
+    /// (when, operation, agent) of every create that took effect: the cold start's timeline.
+    creates: Mutex<Vec<(Instant, String, String)>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -171,7 +171,7 @@ impl Proxy {
             replays: Mutex::default(),
             stats: Mutex::default(),
             competitor: Mutex::new(None),
-            run_tasks: Mutex::default(),
+            creates: Mutex::default(),
         }))
     }
 
@@ -192,7 +192,7 @@ impl Proxy {
     pub fn reset(&self) {
         lock(&self.buckets).clear();
         *lock(&self.stats) = Stats::default();
-        lock(&self.run_tasks).clear();
+        lock(&self.creates).clear();
         if let Some(task) = lock(&self.competitor).take() {
             task.abort();
         }
@@ -223,10 +223,22 @@ impl Proxy {
     /// When the first RunTask with `started_by` took effect.
     #[must_use]
     pub fn run_task_of(&self, started_by: &str) -> Option<Instant> {
-        lock(&self.run_tasks)
+        lock(&self.creates)
             .iter()
-            .find(|(_, by)| by == started_by)
-            .map(|(at, _)| *at)
+            .find(|(_, operation, by)| operation == "RunTask" && by == started_by)
+            .map(|(at, _, _)| *at)
+    }
+
+    /// When the first and the last `operation` that took effect did.
+    #[must_use]
+    pub fn first_and_last(&self, operation: &str) -> Option<(Instant, Instant)> {
+        let creates = lock(&self.creates);
+        let mut times = creates
+            .iter()
+            .filter(|(_, op, _)| op == operation)
+            .map(|(at, _, _)| *at);
+        let first = times.next()?;
+        Some((first, times.next_back().unwrap_or(first)))
     }
 
     /// Another client in the same account spends `share` of the RegisterTaskDefinition
@@ -561,9 +573,7 @@ async fn forward(State(proxy): State<Arc<Proxy>>, request: Request) -> Response 
                 .created
                 .entry((call.operation.clone(), agent.clone()))
                 .or_default() += 1;
-            if call.operation == "RunTask" {
-                lock(&proxy.run_tasks).push((Instant::now(), agent));
-            }
+            lock(&proxy.creates).push((Instant::now(), call.operation.clone(), agent));
         }
         if let Some(key) = key {
             lock(&proxy.replays).insert(

@@ -141,6 +141,24 @@ impl Expectations {
     pub fn forget(&self, agent_id: &str) {
         self.map().remove(agent_id);
     }
+
+    /// Drops every expired expectation. [`Expectations::merge`] drops them only for the agent
+    /// it reconciles, and a converged agent may not be reconciled again for months: without
+    /// this, each one kept copies of its five creates (a revision's whole content among them).
+    /// The resync calls it.
+    pub fn expire(&self) {
+        let now = Instant::now();
+        self.map().retain(|_, expected| {
+            expected.retain(|e| e.until > now);
+            !expected.is_empty()
+        });
+    }
+
+    /// Agents with creates not yet observed.
+    #[must_use]
+    pub fn agents(&self) -> usize {
+        self.map().len()
+    }
 }
 
 #[cfg(test)]
@@ -181,6 +199,27 @@ mod tests {
         let mut later = AgentResources::default();
         e.merge("a1", &mut later);
         assert!(later.tasks.is_empty(), "forgotten once observed");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn expire_drops_what_expired_for_every_agent_and_keeps_the_rest() {
+        let e = Expectations::new(Duration::from_secs(60));
+        e.task("a1", &task("t1"));
+        e.task("a2", &task("t2"));
+        tokio::time::advance(Duration::from_secs(30)).await;
+        e.task("a2", &task("t3"));
+        e.expire();
+        assert_eq!(e.agents(), 2, "nothing expired yet");
+        tokio::time::advance(Duration::from_secs(31)).await;
+        e.expire();
+        assert_eq!(e.agents(), 1, "a1's only create expired");
+        let mut observed = AgentResources::default();
+        e.merge("a2", &mut observed);
+        let arns: Vec<&str> = observed.tasks.iter().map(|t| t.arn.as_str()).collect();
+        assert_eq!(arns, ["t3"], "a2 keeps its unexpired create");
+        tokio::time::advance(Duration::from_secs(30)).await;
+        e.expire();
+        assert_eq!(e.agents(), 0);
     }
 
     #[tokio::test(start_paused = true)]

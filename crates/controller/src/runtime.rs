@@ -58,7 +58,7 @@ pub struct Controller {
     pub(crate) config: Config,
     pub(crate) queue: Queue,
     pub(crate) metrics: Arc<Metrics>,
-    expectations: Expectations,
+    pub(crate) expectations: Expectations,
     rollout: Rollout,
     /// What the last resync saw of each agent it enqueued: the first reconcile after a resync
     /// starts from it, later ones (requeues) observe afresh.

@@ -246,11 +246,30 @@ pub struct Fleet {
     pub agents: BTreeMap<String, AgentResources>,
 }
 
+/// What is observed of an agent AWS shows nothing of.
+static NOTHING: AgentResources = AgentResources {
+    tasks: Vec::new(),
+    access_points: Vec::new(),
+    secret: None,
+    latest_revision: None,
+    older_revisions: Vec::new(),
+    role: None,
+    purge_tasks: Vec::new(),
+    purge_revisions: Vec::new(),
+};
+
 impl Fleet {
     /// What was observed for `agent_id` (empty when nothing).
     #[must_use]
     pub fn agent(&self, agent_id: &str) -> AgentResources {
-        self.agents.get(agent_id).cloned().unwrap_or_default()
+        self.observed(agent_id).clone()
+    }
+
+    /// What was observed for `agent_id`, borrowed: a resync plans every agent from it and copies
+    /// only what it enqueues.
+    #[must_use]
+    pub fn observed(&self, agent_id: &str) -> &AgentResources {
+        self.agents.get(agent_id).unwrap_or(&NOTHING)
     }
 
     /// Files observed resources under their agents; unmanaged ones are dropped.

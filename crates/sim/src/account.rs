@@ -86,6 +86,17 @@ impl Quotas {
         roles: None,
         access_points: None,
     };
+
+    /// The quotas of `accounts` accounts (one file system each) added up: a fleet over several
+    /// accounts is simulated as one account whose buckets and quotas are that many times AWS's.
+    #[must_use]
+    pub fn times(self, accounts: usize) -> Self {
+        let k = accounts.max(1);
+        Self {
+            roles: self.roles.map(|n| n * k),
+            access_points: self.access_points.map(|n| n * k),
+        }
+    }
 }
 
 /// AWS's documented ECS buckets (name, capacity, refill per second), by operation.

@@ -19,7 +19,7 @@ use controller::metrics::Metrics;
 use controller::policy::{self, Requeue};
 use controller::queue::{Backoff, Queue};
 use controller::reconcile::Reconciler;
-use controller::resync::{Entry, fleet_plans};
+use controller::resync::fleet_plans;
 use controller::rollout::Rollout;
 use plan::Context;
 use plan::observed::AgentResources;
@@ -170,6 +170,7 @@ impl AssembledController {
             .observe_fleet(&controller::resync::recorded(&agents))
             .await?;
         let snapshot = clock.elapsed().as_secs_f64() - scan;
+        self.expectations.expire();
         let ctx = Context {
             settings: &self.settings,
             template: &fleet.template,
@@ -177,9 +178,9 @@ impl AssembledController {
         };
         *self.known.lock().unwrap_or_else(PoisonError::into_inner) =
             agents.iter().map(|a| a.agent_id.clone()).collect();
-        let work: Vec<Entry<'_>> = fleet_plans(&agents, &fleet, &ctx)
-            .into_iter()
+        let work: Vec<(&str, &AgentResources)> = fleet_plans(&agents, &fleet, &ctx)
             .filter(|e| e.agent.is_none() || e.plan.has_work())
+            .map(|e| (e.agent_id, e.observed))
             .collect();
         let n = work.len();
         {
@@ -187,9 +188,9 @@ impl AssembledController {
                 .snapshots
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner);
-            for entry in work {
-                self.queue.add(&entry.agent_id);
-                snapshots.insert(entry.agent_id, entry.observed);
+            for (agent_id, observed) in work {
+                self.queue.add(agent_id);
+                snapshots.insert(agent_id.to_owned(), observed.clone());
             }
         }
         *self

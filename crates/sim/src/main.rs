@@ -21,8 +21,9 @@ static ALLOCATOR: Counting = Counting;
 #[derive(Debug, Parser)]
 #[command(about = "Simulates a clawfleet fleet against an in-memory AWS on a virtual clock")]
 struct Args {
-    /// Fleet sizes of the cold starts, with AWS's quotas (5,000 IAM roles per account).
-    #[arg(long, value_delimiter = ',', default_value = "1000,5000")]
+    /// Fleet sizes of the cold starts, with AWS's quotas (5,000 IAM roles per account: larger
+    /// fleets spread over accounts of 5,000).
+    #[arg(long, value_delimiter = ',', default_value = "1000,5000,10000")]
     sizes: Vec<usize>,
     /// The size of the fleet-wide image change (0: none), on a fleet of its own.
     #[arg(long, default_value_t = 5000)]
@@ -43,7 +44,7 @@ struct Args {
     /// default, 60 s).
     #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
     long_resync_interval: std::time::Duration,
-    /// Agents per fake in the stress (the fake scans its lists on every call).
+    /// Agents per fake (the fake scans its lists on every call).
     #[arg(long, default_value_t = 500)]
     stress_shard: usize,
     /// Controller workers (`--workers`).
@@ -56,6 +57,9 @@ struct Args {
     #[arg(long)]
     plots: Option<PathBuf>,
 }
+
+/// Agents one account holds with a task role each: IAM's role quota, 5,000 at most.
+const ACCOUNT_AGENTS: usize = 5000;
 
 fn mib(bytes: usize) -> f64 {
     bytes as f64 / (1024.0 * 1024.0)
@@ -356,8 +360,15 @@ fn main() {
     let result: Result<(), SimError> = runtime.block_on(async {
         let mut runs = Vec::new();
         for &n in args.sizes.iter().filter(|n| **n > 0) {
+            // Past one account's IAM role quota the fleet spreads over accounts, each with its
+            // own buckets and quotas, as cells would; the controller runs a worker set per
+            // account.
+            let accounts = n.div_ceil(ACCOUNT_AGENTS);
             let fleet = Fleet {
-                workers: args.workers,
+                workers: args.workers * accounts,
+                accounts,
+                quotas: sim::account::Quotas::AWS.times(accounts),
+                shards: n.div_ceil(args.stress_shard.max(1)),
                 foreign_access_points: args.foreign_access_points,
                 ..Fleet::of(n)
             };
@@ -379,7 +390,7 @@ fn main() {
         let stress = if args.stress > 0 {
             // One controller over cells of 5,000 agents per account: each account brings its
             // own ECS buckets, and the controller runs a worker set per account.
-            let accounts = args.stress.div_ceil(5000);
+            let accounts = args.stress.div_ceil(ACCOUNT_AGENTS);
             let fleet = Fleet {
                 workers: args.workers * accounts,
                 shards: args.stress.div_ceil(args.stress_shard.max(1)),
@@ -421,7 +432,7 @@ fn main() {
             println!(
                 "\n## Stress: {} agents, quotas lifted, over {} accounts\n",
                 stress.cold.agents,
-                stress.cold.agents.div_ceil(5000)
+                stress.cold.agents.div_ceil(ACCOUNT_AGENTS)
             );
             print_cold(&one);
             println!();

@@ -75,7 +75,7 @@ pub async fn run(
             };
             for entry in fleet_plans(&agents, &fleet, &ctx) {
                 let has_spec = entry.agent.is_some_and(|a| a.spec.is_some());
-                pending |= print_plan(&entry.agent_id, has_spec, &entry.plan);
+                pending |= print_plan(entry.agent_id, has_spec, &entry.plan);
             }
         }
     }

@@ -56,11 +56,7 @@ pub async fn run(
             // A deliberate full pass observes each agent afresh rather than from the fleet's
             // listings, so that every task role's boundary and policy are read (GetRole,
             // GetRolePolicy) and put back when changed.
-            work.extend(
-                fleet_plans(&agents, &fleet, &ctx)
-                    .into_iter()
-                    .map(|e| (e.agent_id, None)),
-            );
+            work.extend(fleet_plans(&agents, &fleet, &ctx).map(|e| (e.agent_id.to_owned(), None)));
         }
     }
     let mut exit = Exit::Success;
