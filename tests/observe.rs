@@ -188,7 +188,7 @@ async fn observe_finds_the_agents_resources_and_never_foreign_ones() {
     let latest = seen.latest_revision.as_ref().unwrap();
     assert_eq!(latest.arn, revision.arn);
     assert_eq!(
-        latest.content, rendered,
+        *latest.content, rendered,
         "a registered revision reads back as rendered"
     );
     assert_eq!(seen.tasks.len(), 1);

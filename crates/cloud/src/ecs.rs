@@ -333,7 +333,7 @@ fn revision(td: &aws_sdk_ecs::types::TaskDefinition) -> TaskDefinitionRevision {
     TaskDefinitionRevision {
         arn: td.task_definition_arn().unwrap_or_default().to_owned(),
         revision: td.revision(),
-        content: content.normalized(),
+        content: std::sync::Arc::new(content.normalized()),
     }
 }
 

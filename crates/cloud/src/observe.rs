@@ -133,7 +133,10 @@ impl Aws {
             .await?
             .ok_or_else(|| ObserveError::TemplateMissing(name.to_owned()))?;
         revision.content.check_template(settings)?;
-        Ok((revision.arn, revision.content))
+        Ok((
+            revision.arn,
+            std::sync::Arc::unwrap_or_clone(revision.content),
+        ))
     }
 
     /// The whole fleet in one snapshot, of this installation only: resources tagged with

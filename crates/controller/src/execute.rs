@@ -197,7 +197,7 @@ impl<C: Cloud, S: StatusStore> Reconciler<'_, C, S> {
                     .describe_task_definition(&definition.family)
                     .await?;
                 let revision = match current {
-                    Some(rev) if rev.content == definition => rev,
+                    Some(rev) if *rev.content == definition => rev,
                     _ => {
                         self.cloud
                             .register_purge_task_definition(&definition, &tags)
@@ -358,7 +358,7 @@ impl<C: Cloud, S: StatusStore> Reconciler<'_, C, S> {
                 .cloud
                 .describe_task_definition(&definition.family)
                 .await?;
-            if let Some(rev) = current.filter(|r| &r.content == definition) {
+            if let Some(rev) = current.filter(|r| *r.content == *definition) {
                 return Ok(rev);
             }
             match self.cloud.register_task_definition(definition, tags).await {

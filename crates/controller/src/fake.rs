@@ -583,7 +583,7 @@ impl Cloud for FakeCloud {
                     definition.family
                 ),
                 revision,
-                content: definition.clone(),
+                content: std::sync::Arc::new(definition.clone()),
             };
             let at = s.clock;
             s.described.insert(rev.arn.clone());

@@ -66,15 +66,17 @@ fn agent_revision(role_arn: &str) -> crate::observed::TaskDefinitionRevision {
     crate::observed::TaskDefinitionRevision {
         arn: revision_arn(1),
         revision: 1,
-        content: render::task_definition(
-            &spec(),
-            &template(),
-            &per_agent_settings(),
-            SECRET_ARN,
-            "fsap-1",
-            Some(role_arn),
-        )
-        .expect("renders"),
+        content: std::sync::Arc::new(
+            render::task_definition(
+                &spec(),
+                &template(),
+                &per_agent_settings(),
+                SECRET_ARN,
+                "fsap-1",
+                Some(role_arn),
+            )
+            .expect("renders"),
+        ),
     }
 }
 
@@ -683,7 +685,7 @@ fn not_action_in_the_agent_policy_is_a_finding() {
 fn with_volume(edit: impl Fn(&mut render::EfsVolume)) -> Observed {
     let mut observed = clean();
     if let Some(rev) = &mut observed.agents[0].revision {
-        for v in &mut rev.content.volumes {
+        for v in &mut std::sync::Arc::make_mut(&mut rev.content).volumes {
             if let Some(efs) = &mut v.efs_volume_configuration {
                 edit(efs);
             }
@@ -730,7 +732,8 @@ fn a_revision_on_another_access_point_file_system_or_none_is_a_finding() {
 fn a_revision_with_another_role_or_without_a_role_of_its_own_is_a_finding() {
     let mut observed = clean();
     if let Some(rev) = &mut observed.agents[0].revision {
-        rev.content.task_role_arn = Some("arn:aws:iam::123456789012:role/task".into());
+        std::sync::Arc::make_mut(&mut rev.content).task_role_arn =
+            Some("arn:aws:iam::123456789012:role/task".into());
     }
     let found = rule_findings(&observed, Rule::TaskRole);
     assert_eq!(found.len(), 1);

@@ -108,8 +108,10 @@ pub fn revision(
     TaskDefinitionRevision {
         arn: revision_arn(n),
         revision: n,
-        content: render::task_definition(spec, template, &settings(), SECRET_ARN, ap, None)
-            .expect("renders"),
+        content: std::sync::Arc::new(
+            render::task_definition(spec, template, &settings(), SECRET_ARN, ap, None)
+                .expect("renders"),
+        ),
     }
 }
 

@@ -67,7 +67,10 @@ impl Task {
 pub struct TaskDefinitionRevision {
     pub arn: String,
     pub revision: i32,
-    pub content: TaskDefinition,
+    /// Shared, because a revision's content (a few KB) is held at once by the revision cache,
+    /// the resync's fleet snapshot, the snapshots of queued agents and the expectations: one
+    /// copy per agent instead of four.
+    pub content: std::sync::Arc<TaskDefinition>,
 }
 
 /// One EFS access point, from DescribeAccessPoints.

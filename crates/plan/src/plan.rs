@@ -516,7 +516,7 @@ fn converge(
             render::task_definition(spec, ctx.template, settings, &secret.arn, &ap.id, role_arn)
     {
         match &observed.latest_revision {
-            Some(latest) if latest.content == rendered => {
+            Some(latest) if *latest.content == rendered => {
                 task_definition_arn = Some(latest.arn.clone());
             }
             latest => {
