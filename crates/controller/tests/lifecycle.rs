@@ -1203,3 +1203,87 @@ async fn delete_without_purge_leaves_no_purge_task() {
     assert_eq!(env.settle(&id).await, Outcome::Deleted);
     assert!(env.purge_tasks(&id).await.is_empty());
 }
+
+/// A gate that lets every call through and records each with its priority.
+#[derive(Debug, Default)]
+struct RecordingGate(std::sync::Mutex<Vec<(&'static str, bool)>>);
+
+impl RecordingGate {
+    fn record(
+        &self,
+        operation: &'static str,
+        low_priority: bool,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), cloud::AwsError>> + Send + '_>>
+    {
+        self.0.lock().unwrap().push((operation, low_priority));
+        Box::pin(async { Ok(()) })
+    }
+}
+
+impl cloud::Gate for RecordingGate {
+    fn pass<'a>(
+        &'a self,
+        _: &'static str,
+        operation: &'static str,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), cloud::AwsError>> + Send + 'a>>
+    {
+        self.record(operation, false)
+    }
+    fn pass_low_priority<'a>(
+        &'a self,
+        _: &'static str,
+        operation: &'static str,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), cloud::AwsError>> + Send + 'a>>
+    {
+        self.record(operation, true)
+    }
+    fn throttled(&self, _: &str, _: &str) {}
+}
+
+#[tokio::test]
+async fn a_purge_revision_is_registered_at_low_priority_and_an_agents_revision_is_not() {
+    let env = env().await;
+    let gate = std::sync::Arc::new(RecordingGate::default());
+    let shared: cloud::SharedGate = gate.clone();
+    let cloud = RealCloud {
+        aws: Aws::new(&local_aws::sdk_config().await, &env.settings).with_gate(&shared),
+        settings: env.settings.clone(),
+    };
+    let (_, template) = cloud
+        .aws
+        .template(&env.template_name, &env.settings)
+        .await
+        .unwrap();
+    let agent = render::TaskDefinition {
+        family: format!("{}-agent", env.settings.installation),
+        ..template.clone()
+    };
+    let purge = render::TaskDefinition {
+        family: format!("{}-purge", env.settings.installation),
+        ..template
+    };
+    cloud
+        .register_task_definition(&agent, &BTreeMap::new())
+        .await
+        .unwrap();
+    cloud
+        .register_purge_task_definition(&purge, &BTreeMap::new())
+        .await
+        .unwrap();
+    let registrations: Vec<(&str, bool)> = gate
+        .0
+        .lock()
+        .unwrap()
+        .iter()
+        .copied()
+        .filter(|(operation, _)| *operation == "RegisterTaskDefinition")
+        .collect();
+    assert_eq!(
+        registrations,
+        [
+            ("RegisterTaskDefinition", false),
+            ("RegisterTaskDefinition", true)
+        ],
+        "the agent's revision at normal priority, the purge's behind it"
+    );
+}
