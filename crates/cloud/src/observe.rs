@@ -304,6 +304,43 @@ impl Aws {
     ///
     /// # Errors
     /// The first failed read.
+    /// The agent's tasks alone, as [`Aws::observe_agent`] reads them (ListTasks by `startedBy`,
+    /// DescribeTasks of those and of `known_task`), newest first: what a reconcile waiting on a
+    /// task's change of state needs to read again.
+    ///
+    /// # Errors
+    /// The first failed read.
+    pub async fn observe_tasks(
+        &self,
+        agent_id: &str,
+        known_task: Option<&str>,
+        settings: &Settings,
+    ) -> Result<Vec<plan::observed::Task>, AwsError> {
+        let mut fleet = Fleet::default();
+        fleet.add_tasks(self.agent_tasks(agent_id, known_task, settings).await?);
+        Ok(fleet
+            .agents
+            .remove(agent_id)
+            .map(|r| r.tasks)
+            .unwrap_or_default())
+    }
+
+    async fn agent_tasks(
+        &self,
+        agent_id: &str,
+        known_task: Option<&str>,
+        settings: &Settings,
+    ) -> Result<Vec<plan::observed::Task>, AwsError> {
+        let mut arns = self
+            .ecs
+            .list_tasks_started_by(&render::started_by(agent_id))
+            .await?;
+        arns.extend(known_task.map(str::to_owned));
+        let mut tasks = self.ecs.describe_tasks(&arns).await?;
+        tasks.retain(|t| render::of_installation(&t.tags, settings));
+        Ok(tasks)
+    }
+
     pub async fn observe_agent(
         &self,
         agent_id: &str,
@@ -312,15 +349,8 @@ impl Aws {
         settings: &Settings,
     ) -> Result<AgentResources, AwsError> {
         let mut fleet = Fleet::default();
-        let mut arns = self
-            .ecs
-            .list_tasks_started_by(&render::started_by(agent_id))
-            .await?;
-        arns.extend(known_task.map(str::to_owned));
         let ours = |tags: &BTreeMap<String, String>| render::of_installation(tags, settings);
-        let mut tasks = self.ecs.describe_tasks(&arns).await?;
-        tasks.retain(|t| ours(&t.tags));
-        fleet.add_tasks(tasks);
+        fleet.add_tasks(self.agent_tasks(agent_id, known_task, settings).await?);
         if let Some(id) = known_access_point {
             let access_point = self.efs.describe_access_point(id).await?;
             fleet.add_access_points(access_point.into_iter().filter(|a| ours(&a.tags)).collect());

@@ -20,6 +20,13 @@ pub trait Cloud: Sync {
         known_task: Option<&str>,
         known_access_point: Option<&str>,
     ) -> Result<AgentResources, AwsError>;
+    /// The agent's tasks alone (ListTasks, DescribeTasks), as `observe_agent` reads them: the
+    /// poll of a reconcile waiting on a task's change of state.
+    async fn observe_tasks(
+        &self,
+        agent_id: &str,
+        known_task: Option<&str>,
+    ) -> Result<Vec<Task>, AwsError>;
     /// EFS DescribeAccessPoints of the whole file system, all pages, of this installation:
     /// only to settle a CreateAccessPoint whose answer was lost, since emulators ignore
     /// tokens and idempotency must not rest on the token alone.
@@ -124,6 +131,15 @@ impl Cloud for RealCloud {
     ) -> Result<AgentResources, AwsError> {
         self.aws
             .observe_agent(agent_id, known_task, known_access_point, &self.settings)
+            .await
+    }
+    async fn observe_tasks(
+        &self,
+        agent_id: &str,
+        known_task: Option<&str>,
+    ) -> Result<Vec<Task>, AwsError> {
+        self.aws
+            .observe_tasks(agent_id, known_task, &self.settings)
             .await
     }
     async fn describe_access_points(&self) -> Result<Vec<AccessPoint>, AwsError> {

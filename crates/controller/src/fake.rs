@@ -208,6 +208,27 @@ pub fn pages(items: usize) -> u64 {
 }
 
 /// Counts `n` requests of `operation`.
+/// The agent's tasks as ListTasks by `startedBy` (subject to the listing's lag) and a
+/// DescribeTasks of those and of `known_task` show them, newest first; and how many were listed.
+fn agent_tasks(s: &CloudState, agent_id: &str, known_task: Option<&str>) -> (Vec<Task>, usize) {
+    let visible = |created: u64| created + s.lag <= s.clock;
+    let mine =
+        |t: &Task| t.tags.get(tag::AGENT_ID).map(String::as_str) == Some(agent_id) && !t.is_purge();
+    let mut tasks: Vec<Task> = s
+        .tasks
+        .iter()
+        .filter(|(t, c)| mine(t) && (visible(*c) || Some(t.arn.as_str()) == known_task))
+        .map(|(t, _)| t.clone())
+        .collect();
+    tasks.reverse();
+    let listed = s
+        .tasks
+        .iter()
+        .filter(|(t, c)| mine(t) && visible(*c))
+        .count();
+    (tasks, listed)
+}
+
 fn count(state: &mut CloudState, operation: &'static str, n: u64) {
     *state.counts.entry(operation).or_default() += n;
 }
@@ -354,14 +375,7 @@ impl Cloud for FakeCloud {
         let mine = |tags: &BTreeMap<String, String>| {
             tags.get(tag::AGENT_ID).map(String::as_str) == Some(agent_id)
         };
-        let mut tasks: Vec<Task> = s
-            .tasks
-            .iter()
-            .filter(|(t, c)| mine(&t.tags) && (visible(*c) || Some(t.arn.as_str()) == known_task))
-            .filter(|(t, _)| !t.is_purge())
-            .map(|(t, _)| t.clone())
-            .collect();
-        tasks.reverse();
+        let (tasks, listed_tasks) = agent_tasks(&s, agent_id, known_task);
         let mut revisions: Vec<&(TaskDefinitionRevision, u64, bool)> = s
             .revisions
             .iter()
@@ -374,11 +388,6 @@ impl Cloud for FakeCloud {
         // of those (and the status's task), DescribeAccessPoints of the status's access point,
         // DescribeSecret, the family's revisions, the newest one described unless known,
         // GetRole and GetRolePolicy.
-        let listed_tasks = s
-            .tasks
-            .iter()
-            .filter(|(t, c)| mine(&t.tags) && visible(*c) && !t.is_purge())
-            .count();
         let described_tasks = listed_tasks + usize::from(known_task.is_some());
         let latest_arn = revisions.first().map(|(r, _, _)| r.arn.clone());
         let family_revisions = revisions.len();
@@ -436,6 +445,22 @@ impl Cloud for FakeCloud {
             count(&mut s, "GetRolePolicy", 1);
         }
         Ok(resources)
+    }
+
+    async fn observe_tasks(
+        &self,
+        agent_id: &str,
+        known_task: Option<&str>,
+    ) -> Result<Vec<Task>, AwsError> {
+        let mut s = self.state();
+        s.clock += 1;
+        let (tasks, listed) = agent_tasks(&s, agent_id, known_task);
+        let described = listed + usize::from(known_task.is_some());
+        count(&mut s, "ListTasks", pages(listed));
+        if described > 0 {
+            count(&mut s, "DescribeTasks", described.div_ceil(PAGE) as u64);
+        }
+        Ok(tasks)
     }
 
     async fn describe_access_points(&self) -> Result<Vec<AccessPoint>, AwsError> {

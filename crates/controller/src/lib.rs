@@ -7,7 +7,8 @@
 //!    per-agent backoff), which owns its metrics.
 //! 3. [`reconcile`]: read one agent, `plan::plan` it (the pure planner in the `plan` crate),
 //!    and [`execute`] the actions through the [`aws`] and [`status`] ports, with
-//!    [`expectations`] for lagging listings, launch [`token`]s and [`rollout`] pacing.
+//!    [`expectations`] for lagging listings, launch [`token`]s, [`rollout`] pacing, and
+//!    [`last_seen`] so that a reconcile waiting on a task reads only the tasks again.
 //! 4. [`policy`]: the result of a reconcile decides the queue's next step.
 //! 5. [`status`]: the status item, written at the end of each reconcile.
 //!
@@ -34,6 +35,8 @@ pub mod aws;
 pub mod status;
 
 pub mod expectations;
+
+pub mod last_seen;
 
 pub mod token;
 

@@ -9,10 +9,12 @@ use spec::failure::ErrorClass;
 use spec::render::{Settings, TaskDefinition};
 use spec::{AgentStatus, Condition, ConditionKind, ConditionStatus};
 use store::{Agent, SpecItem, StoreError};
+use tokio::time::Instant;
 use tracing::warn;
 
 use crate::aws::Cloud;
 use crate::expectations::Expectations;
+use crate::last_seen::LastSeen;
 use crate::rollout::Rollout;
 use crate::status::StatusStore;
 
@@ -118,6 +120,8 @@ pub struct Reconciler<'a, C: Cloud, S: StatusStore> {
     pub recovery_days: i64,
     /// Rollout pacing; `None` for one-shot commands.
     pub rollout: Option<&'a Rollout>,
+    /// What reconciles that ended waiting saw; `None` for one-shot commands (which read all).
+    pub last_seen: Option<&'a LastSeen>,
     /// Drift corrections and spec-to-Running latency; `None` for one-shot commands.
     pub metrics: Option<&'a crate::metrics::Metrics>,
 }
@@ -144,10 +148,22 @@ impl<C: Cloud, S: StatusStore> Reconciler<'_, C, S> {
             .await?
             .unwrap_or_else(|| Agent::absent(agent_id));
         let mut status = agent.status.clone();
-        let mut fresh = snapshot.is_none();
-        let mut observed = match snapshot {
-            Some(o) => o,
-            None => self.observe(&agent, status.as_ref()).await?,
+        let teardown = agent.spec.as_ref().is_none_or(|s| s.meta.is_deleting());
+        // After a reconcile that ended waiting on AWS, only the tasks are read again.
+        let kept = match (&snapshot, self.last_seen) {
+            (None, Some(last_seen)) if !teardown => last_seen.take(agent_id),
+            _ => None,
+        };
+        let mut fresh = snapshot.is_none() && kept.is_none();
+        let kept_at = kept.as_ref().map(|(at, _)| *at);
+        let mut observed = match (snapshot, kept) {
+            (Some(o), _) => o,
+            (None, Some((_, mut o))) => {
+                let task = status.as_ref().and_then(|s| s.task_arn.as_deref());
+                o.tasks = self.cloud.observe_tasks(agent_id, task).await?;
+                o
+            }
+            (None, None) => self.observe(&agent, status.as_ref()).await?,
         };
         self.expectations.merge(agent_id, &mut observed);
         if let (Some(metrics), Some(Ok(spec))) =
@@ -171,6 +187,16 @@ impl<C: Cloud, S: StatusStore> Reconciler<'_, C, S> {
             && let Err(e) = self.flush(agent_id, status.as_ref(), &mut written).await
         {
             result = Err(e.into());
+        }
+        if let Some(last_seen) = self.last_seen {
+            match &result {
+                Ok(Outcome::Waiting(_)) if !teardown => {
+                    // Read in full now, unless all but the tasks came from the last reconcile.
+                    let read_at = if fresh { None } else { kept_at };
+                    last_seen.keep(agent_id, &observed, read_at.unwrap_or_else(Instant::now));
+                }
+                _ => last_seen.forget(agent_id),
+            }
         }
         // A slot is held only while a replacement waits on AWS; any other end, failures
         // included, releases it, so a broken agent never holds up the rollout of the rest.

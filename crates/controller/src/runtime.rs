@@ -59,6 +59,7 @@ pub struct Controller {
     pub(crate) queue: Queue,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) expectations: Expectations,
+    last_seen: crate::last_seen::LastSeen,
     rollout: Rollout,
     /// What the last resync saw of each agent it enqueued: the first reconcile after a resync
     /// starts from it, later ones (requeues) observe afresh.
@@ -113,6 +114,7 @@ impl Controller {
             queue: Queue::with_metrics(Backoff::default(), metrics.workqueue()),
             metrics,
             expectations: Expectations::default(),
+            last_seen: crate::last_seen::LastSeen::default(),
             snapshots: Mutex::default(),
             template: tokio::sync::RwLock::new(None),
             ready: AtomicBool::new(false),
@@ -236,6 +238,7 @@ impl Controller {
             expectations: &self.expectations,
             recovery_days: self.config.recovery_days,
             rollout: Some(&self.rollout),
+            last_seen: Some(&self.last_seen),
             metrics: Some(&self.metrics),
         };
         let result = reconciler.reconcile(agent_id, snapshot).await;

@@ -51,6 +51,7 @@ async fn reconcile_rounds(
             expectations: &expectations,
             recovery_days: 7,
             rollout: None,
+            last_seen: None,
             metrics: None,
         };
         match reconciler.reconcile(agent_id, None).await {
@@ -274,6 +275,7 @@ async fn a_recreated_agent_restores_its_own_secret_but_never_another_tenants() {
         expectations: &expectations,
         recovery_days: 7,
         rollout: None,
+        last_seen: None,
         metrics: None,
     };
     let err = reconciler.reconcile(&agent_id, None).await.unwrap_err();
@@ -316,6 +318,7 @@ async fn a_launch_token_reused_with_other_parameters_moves_to_the_next_attempt()
         expectations: &expectations,
         recovery_days: 7,
         rollout: None,
+        last_seen: None,
         metrics: None,
     };
     assert!(reconciler.reconcile(&agent_id, None).await.is_err());
@@ -384,6 +387,7 @@ async fn rollout_pacing_holds_replacements_beyond_the_cap_but_never_new_agents()
         expectations: &expectations,
         recovery_days: 7,
         rollout: Some(&rollout),
+        last_seen: None,
         metrics: None,
     };
     let first = reconciler.reconcile(&ids[0], None).await.unwrap();
@@ -452,6 +456,7 @@ async fn a_replacement_that_fails_releases_its_rollout_slot() {
         expectations: &expectations,
         recovery_days: 7,
         rollout: Some(&rollout),
+        last_seen: None,
         metrics: None,
     };
     fake.inject("StopTask", Fault::Fail);
@@ -484,6 +489,7 @@ async fn a_store_that_refuses_is_a_terminal_store_error_looked_at_again_at_the_r
         expectations: &expectations,
         recovery_days: 7,
         rollout: None,
+        last_seen: None,
         metrics: None,
     };
     let result = reconciler.reconcile(&agent_id, None).await;
@@ -659,6 +665,7 @@ async fn a_crash_restart_is_timed_from_the_stop_to_the_relaunch() {
         expectations: &expectations,
         recovery_days: 7,
         rollout: None,
+        last_seen: None,
         metrics: Some(&metrics),
     };
     reconciler.reconcile(&agent_id, None).await.unwrap();

@@ -103,6 +103,7 @@ impl Env {
             expectations: &expectations,
             recovery_days: 7,
             rollout: None,
+            last_seen: None,
             metrics: None,
         }
         .reconcile(agent_id, None)
@@ -549,6 +550,7 @@ async fn garbage_collection_tears_down_an_agent_deleted_in_the_console_and_leave
         expectations: &expectations,
         recovery_days: 7,
         rollout: None,
+        last_seen: None,
         metrics: None,
     };
     let mut outcome = reconciler

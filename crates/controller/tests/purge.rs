@@ -48,6 +48,7 @@ async fn reconcile_once(
         expectations: &expectations,
         recovery_days: 7,
         rollout: None,
+        last_seen: None,
         metrics: None,
     };
     reconciler

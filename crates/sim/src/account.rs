@@ -171,6 +171,23 @@ pub struct Account {
     /// When the last snapshot listed every revision.
     revisions_listed_at: Mutex<Option<Instant>>,
     requests: AtomicU64,
+    /// ECS task-state events as EventBridge delivers them to the controller's queue (agent
+    /// ids): a task's RUNNING and its STOPPED, [`EVENT_DELAY`] after they happen.
+    task_events: Mutex<Option<tokio::sync::mpsc::UnboundedSender<String>>>,
+}
+
+/// From a task's change of state to its event in the controller's hands (EventBridge, SQS,
+/// the long poll): an assumption, as the latencies are.
+pub const EVENT_DELAY: Duration = Duration::from_secs(1);
+
+/// A revision as the SDK hands it over: its content parsed into memory of the controller's own.
+/// The fake's revisions share their content (`Arc`), so a plain clone would leave the
+/// controller holding the fake's allocation, uncounted.
+fn parsed(rev: TaskDefinitionRevision) -> TaskDefinitionRevision {
+    TaskDefinitionRevision {
+        content: std::sync::Arc::new((*rev.content).clone()),
+        ..rev
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -286,7 +303,30 @@ impl Account {
             revisions: Mutex::default(),
             revisions_listed_at: Mutex::default(),
             requests: AtomicU64::new(0),
+            task_events: Mutex::default(),
         }
+    }
+
+    /// The task-state events from now on, for the controller that consumes them (a new call
+    /// hands them to a new controller).
+    pub fn task_events(&self) -> tokio::sync::mpsc::UnboundedReceiver<String> {
+        let (tx, rx) = outside(tokio::sync::mpsc::unbounded_channel);
+        *lock(&self.task_events) = Some(tx);
+        rx
+    }
+
+    /// Delivers `agent_id`'s task event after `after` (the task's change) and [`EVENT_DELAY`].
+    fn task_event(&self, agent_id: &str, after: Duration) {
+        let Some(tx) = lock(&self.task_events).clone() else {
+            return;
+        };
+        let agent = agent_id.to_owned();
+        outside(move || {
+            tokio::spawn(async move {
+                tokio::time::sleep(after + EVENT_DELAY).await;
+                let _ = tx.send(agent);
+            });
+        });
     }
 
     fn shard_of_agent(&self, agent_id: &str) -> &FakeCloud {
@@ -608,8 +648,9 @@ impl Account {
                         latest.push(known.clone());
                     } else {
                         described += 1;
-                        cache.insert(rev.arn.clone(), (*rev).clone());
-                        latest.push((*rev).clone());
+                        let rev = parsed((*rev).clone());
+                        cache.insert(rev.arn.clone(), rev.clone());
+                        latest.push(rev);
                     }
                 }
             }
@@ -642,7 +683,7 @@ impl Account {
                         .map(|(r, _, _)| r.clone())
                 });
                 if let Some(rev) = found {
-                    let rev = rev.clone();
+                    let rev = parsed(rev);
                     lock(&self.revisions).insert(arn.clone(), rev.clone());
                     latest.push(rev);
                 }
@@ -678,12 +719,29 @@ impl Cloud for Account {
             )
             .await?;
         self.as_fargate_shows(&mut seen.tasks);
-        if let Some(rev) = &seen.latest_revision {
-            lock(&self.revisions)
+        // As `cloud::Aws`: a revision already cached is not described (nor parsed) again.
+        if let Some(rev) = seen.latest_revision.take() {
+            let mut cache = lock(&self.revisions);
+            let kept = cache
                 .entry(rev.arn.clone())
-                .or_insert_with(|| rev.clone());
+                .or_insert_with(|| parsed(rev))
+                .clone();
+            seen.latest_revision = Some(kept);
         }
         Ok(seen)
+    }
+
+    async fn observe_tasks(
+        &self,
+        agent_id: &str,
+        known_task: Option<&str>,
+    ) -> Result<Vec<Task>, AwsError> {
+        let shard = self.shard_of_agent(agent_id);
+        let mut tasks = self
+            .call(None, shard, shard.observe_tasks(agent_id, known_task))
+            .await?;
+        self.as_fargate_shows(&mut tasks);
+        Ok(tasks)
     }
 
     async fn describe_access_points(&self) -> Result<Vec<AccessPoint>, AwsError> {
@@ -718,12 +776,14 @@ impl Cloud for Account {
         family: &str,
     ) -> Result<Option<TaskDefinitionRevision>, AwsError> {
         let shard = self.shard_of_agent(self.agent_of_revision(family));
-        self.call(
-            Some(("ECS", "DescribeTaskDefinition")),
-            shard,
-            shard.describe_task_definition(family),
-        )
-        .await
+        let found = self
+            .call(
+                Some(("ECS", "DescribeTaskDefinition")),
+                shard,
+                shard.describe_task_definition(family),
+            )
+            .await?;
+        Ok(found.map(parsed))
     }
 
     async fn describe_secret(&self, name: &str) -> Result<Option<Secret>, AwsError> {
@@ -817,7 +877,8 @@ impl Cloud for Account {
                 shard,
                 shard.register_task_definition(definition, tags),
             )
-            .await?;
+            .await
+            .map(parsed)?;
         // As `cloud::Aws::remember`: a registered revision is never described.
         lock(&self.revisions).insert(revision.arn.clone(), revision.clone());
         Ok(revision)
@@ -843,6 +904,7 @@ impl Cloud for Account {
                 .or_insert_with(Instant::now);
         });
         self.as_fargate_shows(std::slice::from_mut(&mut task));
+        self.task_event(agent, self.latencies.task_start);
         Ok(task)
     }
 
@@ -860,6 +922,17 @@ impl Cloud for Account {
                 .entry(arn.to_owned())
                 .or_insert_with(Instant::now);
         });
+        let agent = outside(|| {
+            shard
+                .state()
+                .tasks
+                .iter()
+                .find(|(t, _)| t.arn == arn)
+                .and_then(|(t, _)| t.agent_id().map(str::to_owned))
+        });
+        if let Some(agent) = agent {
+            self.task_event(&agent, self.latencies.task_stop);
+        }
         Ok(())
     }
 

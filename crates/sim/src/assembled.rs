@@ -46,6 +46,7 @@ pub struct AssembledController {
     queue: Queue,
     metrics: Arc<Metrics>,
     expectations: Expectations,
+    last_seen: controller::last_seen::LastSeen,
     rollout: Rollout,
     /// What the last resync saw of each agent it enqueued, as the runtime keeps it.
     snapshots: Mutex<HashMap<String, AgentResources>>,
@@ -84,6 +85,7 @@ impl AssembledController {
             template,
             config,
             expectations: Expectations::default(),
+            last_seen: controller::last_seen::LastSeen::default(),
             snapshots: Mutex::default(),
             known: Mutex::default(),
             last_resync: Mutex::default(),
@@ -135,6 +137,7 @@ impl AssembledController {
             expectations: &self.expectations,
             recovery_days: self.config.recovery_days,
             rollout: Some(&self.rollout),
+            last_seen: Some(&self.last_seen),
             metrics: Some(&self.metrics),
         };
         let result = reconciler.reconcile(agent_id, snapshot).await;
@@ -220,8 +223,19 @@ impl AssembledController {
                 }
             }
         };
+        // ECS task-state events enqueue their agent, as `controller::events` does.
+        let events = {
+            let this = Arc::clone(&self);
+            let mut events = self.account.task_events();
+            async move {
+                while let Some(agent) = events.recv().await {
+                    this.queue.add(&agent);
+                }
+            }
+        };
         tokio::select! {
             () = resyncs => {}
+            () = events => {}
             () = shutdown => {}
         }
         self.queue.shut_down();

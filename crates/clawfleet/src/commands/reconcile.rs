@@ -37,6 +37,7 @@ pub async fn run(
         expectations: &expectations,
         recovery_days,
         rollout: None,
+        last_seen: None,
         metrics: None,
     };
     let mut work: Vec<(String, Option<plan::observed::AgentResources>)> = Vec::new();
