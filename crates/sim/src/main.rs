@@ -246,6 +246,32 @@ fn print_waves(runs: &[&Run]) {
     }
 }
 
+/// The image change's calls per agent by operation, one column per cap.
+fn print_wave_calls(runs: &[&Run]) {
+    let waves: Vec<&(usize, Convergence, (f64, f64))> =
+        runs.iter().flat_map(|r| r.waves.iter()).collect();
+    let mut ops: Vec<&String> = waves.iter().flat_map(|(_, w, _)| w.calls.keys()).collect();
+    ops.sort();
+    ops.dedup();
+    print!("| operation |");
+    for (cap, w, _) in &waves {
+        print!(" {} agents, {cap} at once |", w.agents);
+    }
+    print!("\n| --- |");
+    for _ in &waves {
+        print!(" --- |");
+    }
+    println!();
+    for op in ops {
+        print!("| {op} |");
+        for (_, w, _) in &waves {
+            let n = w.calls.get(op).copied().unwrap_or(0);
+            print!(" {:.2} |", n as f64 / w.agents.max(1) as f64);
+        }
+        println!();
+    }
+}
+
 fn wave_plot(dir: &std::path::Path, runs: &[&Run]) -> Result<(), plot::PlotError> {
     let mut lines = Vec::new();
     for r in runs {
@@ -417,6 +443,8 @@ fn main() {
         if let Some(wave) = &wave {
             println!("\n## Fleet-wide image change\n");
             print_waves(&[wave]);
+            println!("\nCalls per agent during the change, by operation:\n");
+            print_wave_calls(&[wave]);
             println!(
                 "\nThe same fleet's cold start, idle resync and heap before the change (a {} resync):\n",
                 humantime::format_duration(args.long_resync_interval)

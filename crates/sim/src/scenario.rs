@@ -60,11 +60,14 @@ impl Fleet {
         }
     }
 
-    /// The RegisterTaskDefinition floor of a cold start of this fleet.
+    /// The floor of a cold start of this fleet: the RegisterTaskDefinition bucket, then the
+    /// last agent's task start (nothing is Running before its task started, and the last
+    /// registration comes at the floor of the bucket at the earliest).
     #[must_use]
     pub fn floor(&self) -> f64 {
         let k = self.accounts.max(1) as f64;
         (self.agents as f64 - REGISTER_BURST * k).max(0.0) / (REGISTER_PER_SECOND * k)
+            + self.latencies.task_start.as_secs_f64()
     }
 
     /// The controller's rate limits: the defaults, every bucket multiplied by the accounts.
@@ -399,8 +402,13 @@ impl Simulation {
             }
             tokio::time::sleep(self.fleet.sample_every).await;
         }
-        let seconds = started.elapsed().as_secs_f64();
         let converged = self.table.running().0 >= self.fleet.agents;
+        // The exact moment the last agent turned Running, not the sample after it.
+        let seconds = match self.table.last_turned_running() {
+            Some(at) if converged && at >= started => at.duration_since(started),
+            _ => started.elapsed(),
+        }
+        .as_secs_f64();
         let mut calls = self.account.call_counts();
         for (op, n) in self.table.call_counts() {
             if op != "Scan" {

@@ -20,6 +20,9 @@ const SCAN_PAGE: usize = 1000;
 pub struct Table {
     agents: Mutex<HashMap<String, Agent>>,
     counts: Mutex<BTreeMap<&'static str, u64>>,
+    /// When the last agent turned Running on its spec: the exact end of a convergence, which
+    /// the sampled curve only brackets.
+    last_turned_running: Mutex<Option<tokio::time::Instant>>,
     /// One request's latency.
     latency: Duration,
 }
@@ -33,6 +36,7 @@ impl Table {
     pub fn new(latency: Duration) -> Self {
         Self {
             agents: Mutex::default(),
+            last_turned_running: Mutex::default(),
             counts: Mutex::default(),
             latency,
         }
@@ -92,21 +96,15 @@ impl Table {
     pub fn running(&self) -> (usize, usize) {
         outside(|| {
             let agents = lock(&self.agents);
-            let running = agents
-                .values()
-                .filter(|a| {
-                    let (Some(status), Some(Ok(spec))) =
-                        (&a.status, a.spec.as_ref().map(|s| &s.spec))
-                    else {
-                        return false;
-                    };
-                    status.phase == Phase::Running
-                        && status.observed_spec_hash.as_deref()
-                            == Some(spec.content_hash().as_str())
-                })
-                .count();
+            let running = agents.values().filter(|a| runs_its_spec(a)).count();
             (running, agents.len())
         })
+    }
+
+    /// When the last agent turned Running on its spec.
+    #[must_use]
+    pub fn last_turned_running(&self) -> Option<tokio::time::Instant> {
+        *lock(&self.last_turned_running)
     }
 
     /// One agent not Running yet, with its status message, to show why.
@@ -160,6 +158,16 @@ impl Table {
     }
 }
 
+/// Whether the agent's status says Running on its current spec.
+fn runs_its_spec(agent: &Agent) -> bool {
+    let (Some(status), Some(Ok(spec))) = (&agent.status, agent.spec.as_ref().map(|s| &s.spec))
+    else {
+        return false;
+    };
+    status.phase == Phase::Running
+        && status.observed_spec_hash.as_deref() == Some(spec.content_hash().as_str())
+}
+
 impl StatusStore for Table {
     async fn get(&self, agent_id: &str) -> Result<Option<Agent>, StoreError> {
         self.request("Query", 1).await;
@@ -181,7 +189,11 @@ impl StatusStore for Table {
             let agent = agents
                 .entry(agent_id.to_owned())
                 .or_insert_with(|| Agent::absent(agent_id));
+            let was = runs_its_spec(agent);
             agent.status = Some(status.clone());
+            if !was && runs_its_spec(agent) {
+                *lock(&self.last_turned_running) = Some(tokio::time::Instant::now());
+            }
         });
         Ok(())
     }
