@@ -11,8 +11,7 @@ use clap::Parser;
 use sim::heap::Counting;
 use sim::plot::{self, Line};
 use sim::scenario::{
-    Convergence, Fleet, IMAGE, IdleResync, Memory, NEW_IMAGE, SimError, Simulation, register_floor,
-    wave_floor,
+    Convergence, Fleet, IMAGE, IdleResync, Memory, NEW_IMAGE, SimError, Simulation, wave_floor,
 };
 
 #[global_allocator]
@@ -314,13 +313,12 @@ fn plots(dir: &std::path::Path, runs: &[&Run], wave: Option<&Run>) -> Result<(),
             reference: false,
         });
     }
-    if let Some(largest) = runs.iter().map(|r| r.cold.agents).max() {
+    // Each run's floor (its accounts' RegisterTaskDefinition buckets, then the last task's
+    // start), as a line from the start to the floor at its size.
+    for r in runs {
         cold.push(Line {
-            label: "floor: RegisterTaskDefinition 20 at once, then 1/s".into(),
-            points: vec![
-                (0.0, 20.0_f64.min(largest as f64)),
-                (register_floor(largest), largest as f64),
-            ],
+            label: format!("floor, {} agents", r.cold.agents),
+            points: vec![(0.0, 0.0), (r.cold.floor, r.cold.agents as f64)],
             reference: true,
         });
     }
