@@ -292,18 +292,6 @@ impl Aws {
         Ok((tasks, revisions))
     }
 
-    /// One agent: its tasks (ListTasks by startedBy, plus `known_task` from the status, which
-    /// finds a stopped one), DescribeTasks, its access point (DescribeAccessPoints of
-    /// `known_access_point`, the id in the status), DescribeSecret, its family's revisions, and
-    /// its task role with its boundary and policy (GetRole, GetRolePolicy): this is where a role
-    /// changed behind clawfleet's back is seen.
-    ///
-    /// No read lists what other agents share (the file system's access points): one agent's
-    /// cost never grows with the fleet. An access point the status does not name (an orphan,
-    /// a duplicate) is found by the resync's fleet listing ([`Aws::observe_fleet`]).
-    ///
-    /// # Errors
-    /// The first failed read.
     /// The agent's tasks alone, as [`Aws::observe_agent`] reads them (ListTasks by `startedBy`,
     /// DescribeTasks of those and of `known_task`), newest first: what a reconcile waiting on a
     /// task's change of state needs to read again.
@@ -341,6 +329,18 @@ impl Aws {
         Ok(tasks)
     }
 
+    /// One agent: its tasks (ListTasks by startedBy, plus `known_task` from the status, which
+    /// finds a stopped one), DescribeTasks, its access point (DescribeAccessPoints of
+    /// `known_access_point`, the id in the status), DescribeSecret, its family's revisions, and
+    /// its task role with its boundary and policy (GetRole, GetRolePolicy): this is where a role
+    /// changed behind clawfleet's back is seen.
+    ///
+    /// No read lists what other agents share (the file system's access points): one agent's
+    /// cost never grows with the fleet. An access point the status does not name (an orphan,
+    /// a duplicate) is found by the resync's fleet listing ([`Aws::observe_fleet`]).
+    ///
+    /// # Errors
+    /// The first failed read.
     pub async fn observe_agent(
         &self,
         agent_id: &str,

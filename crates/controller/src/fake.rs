@@ -207,7 +207,6 @@ pub fn pages(items: usize) -> u64 {
     items.div_ceil(PAGE).max(1) as u64
 }
 
-/// Counts `n` requests of `operation`.
 /// The agent's tasks as ListTasks by `startedBy` (subject to the listing's lag) and a
 /// DescribeTasks of those and of `known_task` show them, newest first; and how many were listed.
 fn agent_tasks(s: &CloudState, agent_id: &str, known_task: Option<&str>) -> (Vec<Task>, usize) {
@@ -229,6 +228,7 @@ fn agent_tasks(s: &CloudState, agent_id: &str, known_task: Option<&str>) -> (Vec
     (tasks, listed)
 }
 
+/// Counts `n` requests of `operation`.
 fn count(state: &mut CloudState, operation: &'static str, n: u64) {
     *state.counts.entry(operation).or_default() += n;
 }
