@@ -59,7 +59,9 @@ pub struct Controller {
     pub(crate) queue: Queue,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) expectations: Expectations,
-    last_seen: crate::last_seen::LastSeen,
+    pub(crate) last_seen: crate::last_seen::LastSeen,
+    /// The agents the last resyncs found converged, so that the next plans only what changed.
+    pub(crate) unchanged: crate::resync::Unchanged,
     rollout: Rollout,
     /// What the last resync saw of each agent it enqueued: the first reconcile after a resync
     /// starts from it, later ones (requeues) observe afresh.
@@ -115,6 +117,7 @@ impl Controller {
             metrics,
             expectations: Expectations::default(),
             last_seen: crate::last_seen::LastSeen::default(),
+            unchanged: crate::resync::Unchanged::default(),
             snapshots: Mutex::default(),
             template: tokio::sync::RwLock::new(None),
             ready: AtomicBool::new(false),

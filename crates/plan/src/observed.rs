@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use spec::render::{self, Overrides, TaskDefinition, tag};
 
 /// One ECS task, from DescribeTasks (with tags).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct Task {
     pub arn: String,
     pub task_definition_arn: String,
@@ -73,8 +73,18 @@ pub struct TaskDefinitionRevision {
     pub content: std::sync::Arc<TaskDefinition>,
 }
 
+/// By its ARN alone: ECS never changes a registered revision, so the ARN names the content
+/// (and hashing the content, a few KB, for every agent at every resync is what the resync's
+/// fingerprints exist to avoid).
+impl std::hash::Hash for TaskDefinitionRevision {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.arn.hash(state);
+        self.revision.hash(state);
+    }
+}
+
 /// One EFS access point, from DescribeAccessPoints.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct AccessPoint {
     pub id: String,
     pub arn: String,
@@ -103,7 +113,7 @@ impl AccessPoint {
 }
 
 /// One Secrets Manager secret, from DescribeSecret or ListSecrets. Never its value.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct Secret {
     pub arn: String,
     pub name: String,
@@ -124,7 +134,7 @@ impl Secret {
 /// An agent's IAM task role. ListRoles returns neither the permissions boundary nor inline
 /// policies, so a role seen in a listing has no [`RoleDetails`]; GetRole and GetRolePolicy
 /// fill them in.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct Role {
     pub name: String,
     pub arn: String,
@@ -134,7 +144,7 @@ pub struct Role {
 }
 
 /// What only GetRole and GetRolePolicy tell about a role.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct RoleDetails {
     pub permissions_boundary: Option<String>,
     /// The agent's inline policy, as JSON, when it exists.
@@ -172,7 +182,7 @@ fn managed_agent(tags: &BTreeMap<String, String>) -> Option<&str> {
 }
 
 /// Everything observed for one agent.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct AgentResources {
     /// Live and recently stopped tasks, newest first.
     pub tasks: Vec<Task>,

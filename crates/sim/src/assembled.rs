@@ -19,7 +19,6 @@ use controller::metrics::Metrics;
 use controller::policy::{self, Requeue};
 use controller::queue::{Backoff, Queue};
 use controller::reconcile::Reconciler;
-use controller::resync::fleet_plans;
 use controller::rollout::Rollout;
 use plan::Context;
 use plan::observed::AgentResources;
@@ -47,22 +46,29 @@ pub struct AssembledController {
     metrics: Arc<Metrics>,
     expectations: Expectations,
     last_seen: controller::last_seen::LastSeen,
+    unchanged: controller::resync::Unchanged,
     rollout: Rollout,
     /// What the last resync saw of each agent it enqueued, as the runtime keeps it.
     snapshots: Mutex<HashMap<String, AgentResources>>,
     /// The agents of the last resync, as the runtime keeps them for the IAM drift pass.
     known: Mutex<Vec<String>>,
-    /// Real time of the last resync's parts: the fleet snapshot (the fake's answers turned
+    /// CPU time of the last resync's parts: the fleet snapshot (the fake's answers turned
     /// into the controller's types), the table's Scan, the plans.
     pub last_resync: Mutex<ResyncTimes>,
 }
 
-/// Where a resync's real time went, in seconds.
+/// Where a resync's CPU time went, in seconds.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ResyncTimes {
-    pub snapshot: f64,
-    pub scan: f64,
-    pub plans: f64,
+    pub snapshot: crate::heap::Cpu,
+    pub scan: crate::heap::Cpu,
+    pub plans: crate::heap::Cpu,
+    /// The controller's heap the Scan's agents and the fleet snapshot took while the resync
+    /// held them: its transient, on top of what the controller holds.
+    pub scan_bytes: usize,
+    pub fleet_bytes: usize,
+    /// Agents planned, and left unplanned as unchanged since a plan that found no work.
+    pub planned: controller::resync::Planned,
 }
 
 impl AssembledController {
@@ -86,6 +92,7 @@ impl AssembledController {
             config,
             expectations: Expectations::default(),
             last_seen: controller::last_seen::LastSeen::default(),
+            unchanged: controller::resync::Unchanged::default(),
             snapshots: Mutex::default(),
             known: Mutex::default(),
             last_resync: Mutex::default(),
@@ -165,15 +172,19 @@ impl AssembledController {
     /// # Errors
     /// A failed read of the snapshot.
     pub async fn resync(&self) -> Result<usize, cloud::AwsError> {
-        let clock = std::time::Instant::now();
+        let started = crate::heap::cpu_now();
+        let before = crate::heap::controller_bytes();
         let agents = self.table.list().await;
-        let scan = clock.elapsed().as_secs_f64();
+        let scan_bytes = crate::heap::controller_bytes().saturating_sub(before);
+        let scanned = crate::heap::cpu_now();
         let fleet = self
             .account
             .observe_fleet(&controller::resync::recorded(&agents))
             .await?;
-        let snapshot = clock.elapsed().as_secs_f64() - scan;
+        let observed = crate::heap::cpu_now();
+        let fleet_bytes = crate::heap::controller_bytes().saturating_sub(before + scan_bytes);
         self.expectations.expire();
+        self.last_seen.expire();
         let ctx = Context {
             settings: &self.settings,
             template: &fleet.template,
@@ -181,10 +192,7 @@ impl AssembledController {
         };
         *self.known.lock().unwrap_or_else(PoisonError::into_inner) =
             agents.iter().map(|a| a.agent_id.clone()).collect();
-        let work: Vec<(&str, &AgentResources)> = fleet_plans(&agents, &fleet, &ctx)
-            .filter(|e| e.agent.is_none() || e.plan.has_work())
-            .map(|e| (e.agent_id, e.observed))
-            .collect();
+        let (work, planned) = self.unchanged.work(&agents, &fleet, &ctx);
         let n = work.len();
         {
             let mut snapshots = self
@@ -200,9 +208,12 @@ impl AssembledController {
             .last_resync
             .lock()
             .unwrap_or_else(PoisonError::into_inner) = ResyncTimes {
-            snapshot,
-            scan,
-            plans: clock.elapsed().as_secs_f64() - snapshot - scan,
+            snapshot: observed - scanned,
+            scan: scanned - started,
+            plans: crate::heap::cpu_now() - observed,
+            scan_bytes,
+            fleet_bytes,
+            planned,
         };
         Ok(n)
     }

@@ -143,7 +143,7 @@ fn print_cold(runs: &[&Run]) {
             c.reconcile_errors,
             c.resyncs,
             c.wall,
-            c.cpu
+            c.cpu.process
         );
     }
 }
@@ -180,36 +180,42 @@ fn print_per_agent(runs: &[&Run]) {
 
 fn print_idle(runs: &[&Run]) {
     println!(
-        "| agents | reads | by operation | enqueued | CPU | real time | of which: snapshot, Scan, plans |\n| --- | --- | --- | --- | --- | --- | --- |"
+        "| agents | reads | by operation | enqueued | planned (unchanged) | controller CPU | process CPU (the fake's part) | real time | controller CPU: snapshot, Scan, plans |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- |"
     );
     for r in runs {
         let i = &r.idle;
         println!(
-            "| {} | {} | {:?} | {} | {:.0} ms | {:.0} ms | {:.0}, {:.0}, {:.0} ms |",
+            "| {} | {} | {:?} | {} | {} ({}) | {:.0} ms | {:.0} ms ({:.0} ms) | {:.0} ms | {:.0}, {:.0}, {:.0} ms |",
             r.cold.agents,
             i.calls.values().sum::<u64>(),
             i.calls,
             i.enqueued,
-            i.cpu * 1000.0,
+            i.parts.planned.planned,
+            i.parts.planned.unchanged,
+            i.cpu.controller() * 1000.0,
+            i.cpu.process * 1000.0,
+            i.cpu.fake * 1000.0,
             i.wall * 1000.0,
-            i.parts.snapshot * 1000.0,
-            i.parts.scan * 1000.0,
-            i.parts.plans * 1000.0
+            i.parts.snapshot.controller() * 1000.0,
+            i.parts.scan.controller() * 1000.0,
+            i.parts.plans.controller() * 1000.0
         );
     }
 }
 
 fn print_memory(runs: &[&Run]) {
     println!(
-        "| agents | controller heap | controller heap, peak | fake AWS and table | process RSS | RSS peak |\n| --- | --- | --- | --- | --- | --- |"
+        "| agents | controller heap | controller heap, peak | an idle resync's Scan, fleet snapshot | fake AWS and table | process RSS | RSS peak |\n| --- | --- | --- | --- | --- | --- | --- |"
     );
     for r in runs {
         let m = &r.memory;
         println!(
-            "| {} | {:.1} MiB | {:.1} MiB | {:.1} MiB | {:.1} MiB | {:.1} MiB |",
+            "| {} | {:.1} MiB | {:.1} MiB | {:.1}, {:.1} MiB | {:.1} MiB | {:.1} MiB | {:.1} MiB |",
             r.cold.agents,
             mib(m.controller),
             mib(m.controller_peak),
+            mib(r.idle.parts.scan_bytes),
+            mib(r.idle.parts.fleet_bytes),
             mib(m.fake),
             mib(m.rss),
             mib(m.rss_peak)

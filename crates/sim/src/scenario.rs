@@ -123,7 +123,7 @@ pub struct Convergence {
     pub reconcile_errors: f64,
     /// Real seconds the run took.
     pub wall: f64,
-    pub cpu: f64,
+    pub cpu: heap::Cpu,
 }
 
 impl Convergence {
@@ -143,9 +143,10 @@ impl Convergence {
 pub struct IdleResync {
     pub enqueued: usize,
     pub calls: BTreeMap<String, u64>,
-    /// Real CPU seconds of the process during it, and its real duration (the fleet snapshot
-    /// is read from the fake in the same thread: the SDK's parsing, as it were).
-    pub cpu: f64,
+    /// Real CPU seconds during it (the process's, and the fake's part: what AWS and DynamoDB
+    /// do on their side), and its real duration. What the fake answers is cloned into the
+    /// controller's types on the controller's side, as the SDK's parsing would be.
+    pub cpu: heap::Cpu,
     pub wall: f64,
     pub parts: crate::assembled::ResyncTimes,
 }
@@ -349,7 +350,7 @@ impl Simulation {
         self.account.reset_calls();
         self.table.reset_calls();
         let errors_before = self.controller.reconcile_errors();
-        let (wall, cpu) = (std::time::Instant::now(), heap::cpu_seconds());
+        let (wall, cpu) = (std::time::Instant::now(), heap::cpu_now());
         let started = Instant::now();
         for i in 0..self.fleet.agents {
             let spec = spec(i, image).map_err(|e| SimError::Spec(e.to_string()))?;
@@ -431,7 +432,7 @@ impl Simulation {
             throttled: self.account.throttled(),
             reconcile_errors: self.controller.reconcile_errors() - errors_before,
             wall: wall.elapsed().as_secs_f64(),
-            cpu: heap::cpu_seconds() - cpu,
+            cpu: heap::cpu_now() - cpu,
         })
     }
 
@@ -453,13 +454,13 @@ impl Simulation {
         self.settle().await;
         self.account.reset_calls();
         self.table.reset_calls();
-        let (wall, cpu) = (std::time::Instant::now(), heap::cpu_seconds());
+        let (wall, cpu) = (std::time::Instant::now(), heap::cpu_now());
         let enqueued = self
             .controller
             .resync()
             .await
             .map_err(|e| SimError::Resync(e.to_string()))?;
-        let (cpu, wall) = (heap::cpu_seconds() - cpu, wall.elapsed().as_secs_f64());
+        let (cpu, wall) = (heap::cpu_now() - cpu, wall.elapsed().as_secs_f64());
         let (mut calls, _) = self.account.fleet_call_counts();
         for (op, n) in self.account.call_counts() {
             *calls.entry(op).or_default() += n;

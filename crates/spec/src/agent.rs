@@ -12,7 +12,7 @@ use crate::schedule::Schedule;
 ///
 /// Fields the user left out stay absent (`image`, `size`) so that a default changed in
 /// configuration reaches every agent that relies on it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 pub struct AgentSpec {
     pub agent_id: String,
     pub client_id: String,
@@ -39,7 +39,7 @@ pub struct AgentSpec {
 }
 
 /// Whether the agent should have a task.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum DesiredState {
     #[default]
@@ -58,7 +58,7 @@ impl DesiredState {
 }
 
 /// A named customer plan.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Plan {
     Small,
@@ -96,7 +96,7 @@ impl Plan {
 }
 
 /// How big the task is: a plan, or an explicit Fargate pair.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Size {
     Plan(Plan),
@@ -104,14 +104,14 @@ pub enum Size {
 }
 
 /// Task-level CPU units and memory in MiB.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 pub struct Resources {
     pub cpu: u32,
     pub memory: u32,
 }
 
 /// A plugin fetched by the agent at start (`PLUGIN_MANIFEST`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 pub struct Plugin {
     pub name: String,
     pub source: String,
@@ -120,7 +120,7 @@ pub struct Plugin {
 
 /// Bookkeeping set by writers, never by tenants. Parsed even when the spec is invalid, because
 /// deletion needs only the agent id.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize)]
 pub struct Meta {
     pub generation: u64,
     pub managed_by: Option<String>,

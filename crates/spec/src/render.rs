@@ -240,7 +240,7 @@ pub struct HealthCheck {
     pub start_period: Option<i32>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct NameValue {
     pub name: String,
     pub value: String,
@@ -518,7 +518,7 @@ pub fn task_definition(
 
 /// RunTask `overrides`: cpu and memory at task level and for the agent container (so the
 /// container may use the whole plan), and the environment.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Overrides {
     pub cpu: String,
@@ -526,7 +526,7 @@ pub struct Overrides {
     pub container_overrides: Vec<ContainerOverride>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ContainerOverride {
     pub name: String,

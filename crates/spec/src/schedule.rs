@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 pub const MAX_WINDOWS: usize = 28;
 
 /// The schedule as written (`schedule` in a manifest, a DynamoDB map in the console).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 #[schemars(extend("required" = ["timezone", "windows"]))]
 pub struct ScheduleDocument {
@@ -32,7 +32,7 @@ pub struct ScheduleDocument {
 }
 
 /// One weekly window as written.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 #[schemars(extend("required" = ["days", "start", "end"]))]
 pub struct WindowDocument {
@@ -62,8 +62,16 @@ pub struct Schedule {
     tz: TimeZone,
 }
 
+/// Without `tz`, which is looked up from `timezone`.
+impl std::hash::Hash for Schedule {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.timezone.hash(state);
+        self.windows.hash(state);
+    }
+}
+
 /// A validated window: minutes since local midnight, `start < end <= 1440`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 pub struct Window {
     pub days: Vec<Day>,
     pub start: u16,
@@ -71,7 +79,7 @@ pub struct Window {
 }
 
 /// A day of the week as the schedule spells it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Day {
     Mon,
@@ -118,7 +126,7 @@ impl Day {
 }
 
 /// Where an instant falls in a schedule.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ScheduleState {
     /// Inside a window that opened at `since` and closes at `until` (seconds since the epoch).
     Inside { since: i64, until: i64 },

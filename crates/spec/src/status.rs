@@ -4,7 +4,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// Where an agent is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize, JsonSchema)]
 pub enum Phase {
     #[default]
     Pending,
@@ -51,7 +51,7 @@ impl Phase {
 }
 
 /// Kubernetes-style condition truth value.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 pub enum ConditionStatus {
     True,
     False,
@@ -101,7 +101,7 @@ impl std::fmt::Display for ConditionKind {
 }
 
 /// One observation about the agent, of one [`ConditionKind`].
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Condition {
     #[serde(rename = "type")]
@@ -117,7 +117,7 @@ pub struct Condition {
 }
 
 /// Whether an event is routine or needs someone's attention, as Kubernetes Events say it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 pub enum EventType {
     Normal,
     Warning,
@@ -130,7 +130,7 @@ pub const MAX_EVENT_MESSAGE: usize = 256;
 
 /// Something that happened to the agent, like a Kubernetes Event: repeats are folded into one
 /// entry whose `count` grows and whose `last_time` moves.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 pub struct AgentEvent {
     #[serde(rename = "type")]
     pub kind: EventType,
@@ -145,7 +145,7 @@ pub struct AgentEvent {
 }
 
 /// The status item. Written by the controller only.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 pub struct AgentStatus {
     #[serde(default)]
     pub phase: Phase,
@@ -209,7 +209,7 @@ pub struct AgentStatus {
 }
 
 /// Where a deletion's data purge stands.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 pub struct Purge {
     /// The purge launch attempt, recorded before its RunTask: its launch token derives from it.
     #[serde(default, skip_serializing_if = "is_zero")]

@@ -74,7 +74,7 @@ pub struct Agent {
 
 /// When the agent was last used or woken, from its activity and wake items (seconds since the
 /// epoch); never part of the spec.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
 pub struct Activity {
     pub last_activity_at: Option<i64>,
     /// In milliseconds: the wake-to-Running histogram times sub-second wakes.
