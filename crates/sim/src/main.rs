@@ -180,12 +180,12 @@ fn print_per_agent(runs: &[&Run]) {
 
 fn print_idle(runs: &[&Run]) {
     println!(
-        "| agents | reads | by operation | enqueued | planned (unchanged) | controller CPU | process CPU (the fake's part) | real time | controller CPU: snapshot, Scan, plans |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- |"
+        "| agents | reads | by operation | enqueued | planned (unchanged) | controller CPU | process CPU (the fake's part) | real time | controller CPU: snapshot, Scan, plans | the first after convergence: controller CPU |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
     );
     for r in runs {
         let i = &r.idle;
         println!(
-            "| {} | {} | {:?} | {} | {} ({}) | {:.0} ms | {:.0} ms ({:.0} ms) | {:.0} ms | {:.0}, {:.0}, {:.0} ms |",
+            "| {} | {} | {:?} | {} | {} ({}) | {:.0} ms | {:.0} ms ({:.0} ms) | {:.0} ms | {:.0}, {:.0}, {:.0} ms | {:.0} ms |",
             r.cold.agents,
             i.calls.values().sum::<u64>(),
             i.calls,
@@ -198,7 +198,8 @@ fn print_idle(runs: &[&Run]) {
             i.wall * 1000.0,
             i.parts.snapshot.controller() * 1000.0,
             i.parts.scan.controller() * 1000.0,
-            i.parts.plans.controller() * 1000.0
+            i.parts.plans.controller() * 1000.0,
+            i.first.controller() * 1000.0
         );
     }
 }
