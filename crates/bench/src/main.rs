@@ -27,6 +27,11 @@ use controller::metrics::Metrics;
 use controller::runtime::{Config, Controller};
 use spec::render::{Settings, TaskRole};
 use spec::{AgentDocument, Phase};
+
+// The controller's allocator in production (the `clawfleet` binary), so that the RSS and the
+// CPU measured here are the product's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use store::Store;
 use store::stream::{DynamoStream, Position, Watcher};
 use tokio::time::Instant;

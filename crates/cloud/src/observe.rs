@@ -163,7 +163,7 @@ impl Aws {
         let mut fleet = Fleet {
             template_arn,
             template,
-            agents: BTreeMap::new(),
+            agents: std::collections::HashMap::new(),
         };
         let mut arns = self.ecs.list_running_tasks().await?;
         let running: std::collections::HashSet<&String> = arns.iter().collect();

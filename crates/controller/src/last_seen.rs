@@ -57,7 +57,8 @@ impl LastSeen {
     /// of no use any more, held its whole resources: over 1 KiB an agent, most of the
     /// controller's heap during such a cold start. The resync calls it.
     pub fn expire(&self) {
-        self.map().retain(|_, (read_at, _)| read_at.elapsed() <= TTL);
+        self.map()
+            .retain(|_, (read_at, _)| read_at.elapsed() <= TTL);
     }
 
     /// Agents with something kept.

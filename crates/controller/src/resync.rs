@@ -66,14 +66,8 @@ pub fn fleet_plans<'a>(
             observed,
         }
     });
-    let orphans = fleet
-        .agents
-        .iter()
-        .filter(move |(id, observed)| {
-            !known.contains(id.as_str())
-                && observed.has_live_resources()
-                && observed.claimed_by(&ctx.settings.installation)
-        })
+    let orphans = orphans(&known, fleet, ctx)
+        .into_iter()
         .map(move |(id, observed)| Entry {
             plan: plan_for(id, None, observed, ctx),
             agent_id: id,
@@ -130,9 +124,8 @@ impl Unchanged {
         ctx: &Context<'_>,
     ) -> (Work<'a>, Planned) {
         let context = context_fingerprint(ctx);
-        let mut previous = std::mem::take(
-            &mut *self.by_agent.lock().unwrap_or_else(PoisonError::into_inner),
-        );
+        let mut previous =
+            std::mem::take(&mut *self.by_agent.lock().unwrap_or_else(PoisonError::into_inner));
         let mut next = HashMap::with_capacity(previous.len());
         let mut work = Vec::new();
         let mut counts = Planned::default();
@@ -169,14 +162,9 @@ impl Unchanged {
             }
         }
         // Orphans are few and always planned: their plan is their teardown.
-        for (id, observed) in &fleet.agents {
-            if !known.contains(id.as_str())
-                && observed.has_live_resources()
-                && observed.claimed_by(&ctx.settings.installation)
-            {
-                counts.planned += 1;
-                work.push((id.as_str(), observed));
-            }
+        for (id, observed) in orphans(&known, fleet, ctx) {
+            counts.planned += 1;
+            work.push((id, observed));
         }
         *self.by_agent.lock().unwrap_or_else(PoisonError::into_inner) = next;
         (work, counts)
@@ -216,6 +204,26 @@ fn fingerprint(context: u64, agent: &Agent, observed: &AgentResources) -> Option
     (context, &agent.agent_id, &item.meta, spec, &agent.status).hash(&mut h);
     (&agent.activity, observed).hash(&mut h);
     Some(h.finish())
+}
+
+/// The resources of agents with no items that this installation claims, by agent id.
+fn orphans<'a>(
+    known: &BTreeSet<&str>,
+    fleet: &'a Fleet,
+    ctx: &Context<'_>,
+) -> Vec<(&'a str, &'a AgentResources)> {
+    let mut orphans: Vec<(&str, &AgentResources)> = fleet
+        .agents
+        .iter()
+        .filter(|(id, observed)| {
+            !known.contains(id.as_str())
+                && observed.has_live_resources()
+                && observed.claimed_by(&ctx.settings.installation)
+        })
+        .map(|(id, observed)| (id.as_str(), observed))
+        .collect();
+    orphans.sort_unstable_by_key(|(id, _)| *id);
+    orphans
 }
 
 /// What the statuses of `agents` record, for [`cloud::Aws::observe_fleet`].
@@ -434,10 +442,24 @@ mod tests {
             let unchanged = Unchanged::default();
             let (work, counts) = unchanged.work(&agents, &fleet, &ctx);
             assert!(work.is_empty());
-            assert_eq!(counts, Planned { planned: 1, unchanged: 0 }, "first seen: planned");
+            assert_eq!(
+                counts,
+                Planned {
+                    planned: 1,
+                    unchanged: 0
+                },
+                "first seen: planned"
+            );
             let (work, counts) = unchanged.work(&agents, &fleet, &ctx);
             assert!(work.is_empty());
-            assert_eq!(counts, Planned { planned: 0, unchanged: 1 }, "same inputs");
+            assert_eq!(
+                counts,
+                Planned {
+                    planned: 0,
+                    unchanged: 1
+                },
+                "same inputs"
+            );
 
             // AWS changed: the task is gone.
             let mut crashed = converged(&spec());
@@ -461,7 +483,11 @@ mod tests {
             let (work, counts) = unchanged.work(&edited, &fleet, &ctx);
             assert_eq!(counts.planned, 1);
             assert_eq!(ids(&work), fleet_work(&edited, &fleet, &ctx));
-            assert_eq!(ids(&work), vec![AGENT.to_owned()], "a new revision to register");
+            assert_eq!(
+                ids(&work),
+                vec![AGENT.to_owned()],
+                "a new revision to register"
+            );
 
             // The status changed, or the activity, or the template.
             let (_, counts) = unchanged.work(&agents, &fleet, &ctx);
@@ -486,7 +512,13 @@ mod tests {
             let (_, counts) = unchanged.work(std::slice::from_ref(&active), &fleet, &other_ctx);
             assert_eq!(counts.planned, 1, "template");
             let (_, counts) = unchanged.work(std::slice::from_ref(&active), &fleet, &other_ctx);
-            assert_eq!(counts, Planned { planned: 0, unchanged: 1 });
+            assert_eq!(
+                counts,
+                Planned {
+                    planned: 0,
+                    unchanged: 1
+                }
+            );
         }
 
         #[test]
@@ -537,7 +569,10 @@ mod tests {
             // The age is spread by agent, within the bounds.
             let ages: BTreeSet<i64> = (0..50).map(|i| max_age(&format!("agent-{i}"))).collect();
             assert!(ages.len() > 25, "spread: {ages:?}");
-            assert!(ages.iter().all(|a| (half..UNCHANGED_MAX_AGE_SECS).contains(a)));
+            assert!(
+                ages.iter()
+                    .all(|a| (half..UNCHANGED_MAX_AGE_SECS).contains(a))
+            );
         }
 
         #[test]

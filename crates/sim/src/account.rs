@@ -619,7 +619,7 @@ impl Account {
                 self.template.family
             ),
             template: self.template.clone(),
-            agents: BTreeMap::new(),
+            agents: std::collections::HashMap::new(),
         };
         tasks.retain(|t| ours(&t.tags));
         fleet.add_tasks(tasks);

@@ -55,6 +55,7 @@ pub struct AssembledController {
     /// CPU time of the last resync's parts: the fleet snapshot (the fake's answers turned
     /// into the controller's types), the table's Scan, the plans.
     pub last_resync: Mutex<ResyncTimes>,
+    resyncing: tokio::sync::Mutex<()>,
 }
 
 /// Where a resync's CPU time went, in seconds.
@@ -96,6 +97,7 @@ impl AssembledController {
             snapshots: Mutex::default(),
             known: Mutex::default(),
             last_resync: Mutex::default(),
+            resyncing: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -172,6 +174,10 @@ impl AssembledController {
     /// # Errors
     /// A failed read of the snapshot.
     pub async fn resync(&self) -> Result<usize, cloud::AwsError> {
+        // One at a time, as the runtime's resync loop runs them: a resync of 100,000 agents
+        // takes minutes of virtual time, and the interval's next one must not interleave with
+        // a measured one.
+        let _one = self.resyncing.lock().await;
         let started = crate::heap::cpu_now();
         let before = crate::heap::controller_bytes();
         let agents = self.table.list().await;

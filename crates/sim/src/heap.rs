@@ -29,7 +29,6 @@ thread_local! {
     static FAKE_CPU: Cell<u64> = const { Cell::new(0) };
 }
 
-
 static CONTROLLER: AtomicUsize = AtomicUsize::new(0);
 static CONTROLLER_PEAK: AtomicUsize = AtomicUsize::new(0);
 static FAKE: AtomicUsize = AtomicUsize::new(0);
@@ -248,4 +247,3 @@ pub fn rss() -> (usize, usize) {
     };
     (field("VmRSS:"), field("VmHWM:"))
 }
-
