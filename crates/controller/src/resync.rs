@@ -4,7 +4,7 @@
 //! goes through [`Unchanged::work`], which finds the same work without planning again the
 //! agents whose inputs did not change since a plan that found none.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{HashMap, HashSet};
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::atomic::Ordering;
 use std::sync::{Mutex, PoisonError};
@@ -56,7 +56,7 @@ pub fn fleet_plans<'a>(
     fleet: &'a Fleet,
     ctx: &'a Context<'a>,
 ) -> impl Iterator<Item = Entry<'a>> + 'a {
-    let known: BTreeSet<&str> = agents.iter().map(|a| a.agent_id.as_str()).collect();
+    let known: HashSet<&str> = agents.iter().map(|a| a.agent_id.as_str()).collect();
     let stored = agents.iter().map(move |agent| {
         let observed = fleet.observed(&agent.agent_id);
         Entry {
@@ -129,7 +129,7 @@ impl Unchanged {
         let mut next = HashMap::with_capacity(previous.len());
         let mut work = Vec::new();
         let mut counts = Planned::default();
-        let known: BTreeSet<&str> = agents.iter().map(|a| a.agent_id.as_str()).collect();
+        let known: HashSet<&str> = agents.iter().map(|a| a.agent_id.as_str()).collect();
         for agent in agents {
             let observed = fleet.observed(&agent.agent_id);
             let inputs = fingerprint(context, agent, observed);
@@ -208,7 +208,7 @@ fn fingerprint(context: u64, agent: &Agent, observed: &AgentResources) -> Option
 
 /// The resources of agents with no items that this installation claims, by agent id.
 fn orphans<'a>(
-    known: &BTreeSet<&str>,
+    known: &HashSet<&str>,
     fleet: &'a Fleet,
     ctx: &Context<'_>,
 ) -> Vec<(&'a str, &'a AgentResources)> {
@@ -567,7 +567,8 @@ mod tests {
             let (_, counts) = unchanged.work(&agents, &fleet, &at(NOW + UNCHANGED_MAX_AGE_SECS));
             assert_eq!(counts.planned, 1, "always by the max age");
             // The age is spread by agent, within the bounds.
-            let ages: BTreeSet<i64> = (0..50).map(|i| max_age(&format!("agent-{i}"))).collect();
+            let ages: std::collections::BTreeSet<i64> =
+                (0..50).map(|i| max_age(&format!("agent-{i}"))).collect();
             assert!(ages.len() > 25, "spread: {ages:?}");
             assert!(
                 ages.iter()
