@@ -225,6 +225,9 @@ pub struct Metrics {
     spec_seen: Mutex<HashMap<String, (String, Option<Instant>)>>,
     wakes: Counter,
     wake_to_running: Histogram,
+    resync_time: Histogram,
+    resync_planned: Gauge,
+    resync_unchanged: Gauge,
     /// Each agent's last wake seen (milliseconds since the epoch), and whether it still waits
     /// to be Running.
     wakes_seen: Mutex<HashMap<String, (i64, bool)>>,
@@ -264,6 +267,25 @@ impl Metrics {
         let leader = Gauge::default();
         let wakes = Counter::default();
         let wake_to_running = Histogram::new(exponential_buckets(0.25, 2.0, 12));
+        // 50 ms to about 100 s: a resync of 100,000 agents reads for minutes of AWS latency.
+        let resync_time = Histogram::new(exponential_buckets(0.05, 2.0, 12));
+        let resync_planned = Gauge::default();
+        let resync_unchanged = Gauge::default();
+        registry.register(
+            "clawfleet_resync_seconds",
+            "Time per resync: the table's Scan, the fleet's reads, the plans, the enqueues",
+            resync_time.clone(),
+        );
+        registry.register(
+            "clawfleet_resync_agents_planned",
+            "Agents the last resync planned",
+            resync_planned.clone(),
+        );
+        registry.register(
+            "clawfleet_resync_agents_unchanged",
+            "Agents the last resync did not plan: their inputs were those of a plan that found no work",
+            resync_unchanged.clone(),
+        );
         registry.register(
             "clawfleet_wakes",
             "Wakes (POST /v1/agents/{id}/wake, clawfleet wake) the controller acted on",
@@ -421,6 +443,9 @@ impl Metrics {
             spec_seen: Mutex::new(HashMap::new()),
             wakes,
             wake_to_running,
+            resync_time,
+            resync_planned,
+            resync_unchanged,
             wakes_seen: Mutex::new(HashMap::new()),
         }
     }
@@ -493,6 +518,15 @@ impl Metrics {
     pub fn task_relaunched(&self, secs: i64) {
         #[allow(clippy::cast_precision_loss)]
         self.task_relaunch.observe(secs.max(0) as f64);
+    }
+
+    /// A resync ended: how long it took, and how many agents it planned and left unplanned.
+    pub fn resynced(&self, took: std::time::Duration, planned: crate::resync::Planned) {
+        self.resync_time.observe(took.as_secs_f64());
+        self.resync_planned
+            .set(i64::try_from(planned.planned).unwrap_or(i64::MAX));
+        self.resync_unchanged
+            .set(i64::try_from(planned.unchanged).unwrap_or(i64::MAX));
     }
 
     pub fn set_agent_roles(&self, n: usize) {

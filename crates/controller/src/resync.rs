@@ -252,6 +252,7 @@ impl Controller {
     /// # Errors
     /// A failed read of AWS or of the table.
     pub async fn resync(&self) -> Result<usize, ResyncError> {
+        let started = std::time::Instant::now();
         let agents = self.store.list().await?;
         let fleet = self
             .cloud
@@ -312,6 +313,7 @@ impl Controller {
             "resync planned the agents whose inputs changed"
         );
         let n = work.len();
+        self.metrics.resynced(started.elapsed(), planned);
         {
             let mut snapshots = self
                 .snapshots

@@ -439,6 +439,23 @@ async fn an_idle_resync_over_converged_agents_makes_no_mutating_call_and_no_writ
         summary.agents
     );
     assert_eq!(summary.not_ready_count, 0, "{summary:?}");
+    // The next resync plans none of them: nothing changed since plans that found no work.
+    assert_eq!(run.controller.resync().await.unwrap(), 0);
+    let text = run.scrape().await;
+    assert_eq!(
+        metric(&text, "clawfleet_resync_agents_planned "),
+        0.0,
+        "{text}"
+    );
+    assert_eq!(
+        metric(&text, "clawfleet_resync_agents_unchanged "),
+        3.0,
+        "{text}"
+    );
+    assert!(
+        metric(&text, "clawfleet_resync_seconds_count ") >= 2.0,
+        "{text}"
+    );
     run.stop().await;
 }
 

@@ -178,6 +178,7 @@ impl AssembledController {
         // takes minutes of virtual time, and the interval's next one must not interleave with
         // a measured one.
         let _one = self.resyncing.lock().await;
+        let clock = tokio::time::Instant::now();
         let started = crate::heap::cpu_now();
         let before = crate::heap::controller_bytes();
         let agents = self.table.list().await;
@@ -200,6 +201,7 @@ impl AssembledController {
             agents.iter().map(|a| a.agent_id.clone()).collect();
         let (work, planned) = self.unchanged.work(&agents, &fleet, &ctx);
         let n = work.len();
+        self.metrics.resynced(clock.elapsed(), planned);
         {
             let mut snapshots = self
                 .snapshots
