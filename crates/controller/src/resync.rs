@@ -5,7 +5,7 @@
 //! agents whose inputs did not change since a plan that found none.
 
 use std::collections::{HashMap, HashSet};
-use std::hash::{DefaultHasher, Hash, Hasher};
+use std::hash::{Hash, Hasher};
 use std::sync::atomic::Ordering;
 use std::sync::{Mutex, PoisonError};
 
@@ -132,21 +132,24 @@ impl Unchanged {
         let known: HashSet<&str> = agents.iter().map(|a| a.agent_id.as_str()).collect();
         for agent in agents {
             let observed = fleet.observed(&agent.agent_id);
-            let inputs = fingerprint(context, agent, observed);
-            let memo = previous.remove_entry(agent.agent_id.as_str());
-            if let (Some((id, memo)), Some(inputs)) = (memo, inputs)
-                && memo.inputs == inputs
+            // Hashed only where it is compared or kept: in a cold start every agent has work,
+            // and fingerprinting them all at each resync would be wasted.
+            let mut inputs = None;
+            if let Some((id, memo)) = previous.remove_entry(agent.agent_id.as_str())
                 && ctx.now < memo.until
             {
-                counts.unchanged += 1;
-                next.insert(id, memo);
-                continue;
+                inputs = fingerprint(context, agent, observed);
+                if inputs == Some(memo.inputs) {
+                    counts.unchanged += 1;
+                    next.insert(id, memo);
+                    continue;
+                }
             }
             counts.planned += 1;
             let plan = plan_for(&agent.agent_id, Some(agent), observed, ctx);
             if plan.has_work() {
                 work.push((agent.agent_id.as_str(), observed));
-            } else if let Some(inputs) = inputs {
+            } else if let Some(inputs) = inputs.or_else(|| fingerprint(context, agent, observed)) {
                 let age = max_age(&agent.agent_id);
                 let until = plan
                     .revisit_after_secs
@@ -173,7 +176,7 @@ impl Unchanged {
 
 /// Between half of [`UNCHANGED_MAX_AGE_SECS`] and all of it, by agent.
 fn max_age(agent_id: &str) -> i64 {
-    let mut h = DefaultHasher::new();
+    let mut h = hasher();
     agent_id.hash(&mut h);
     let half = UNCHANGED_MAX_AGE_SECS / 2;
     half + i64::try_from(h.finish() % u64::try_from(half).unwrap_or(1)).unwrap_or(0)
