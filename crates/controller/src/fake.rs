@@ -116,6 +116,11 @@ impl StatusStore for FakeStore {
         Ok(self.agents().get(agent_id).cloned())
     }
 
+    async fn list(&self) -> Result<Vec<Agent>, StoreError> {
+        self.failure()?;
+        Ok(self.agents().values().cloned().collect())
+    }
+
     async fn put_status(
         &self,
         agent_id: &str,

@@ -2,7 +2,8 @@
 //!
 //! 1. [`watch`]: the table's stream, so a spec written anywhere is enqueued within a second;
 //!    [`events`]: ECS task-state events from EventBridge through SQS, so a crash is seen in seconds;
-//!    [`resync`]: the periodic snapshot of the whole fleet that enqueues every agent with work.
+//!    [`resync`]: the periodic snapshot of the whole fleet that enqueues every agent with work,
+//!    over the [`view`] of the table the stream keeps current.
 //! 2. [`queue`]: client-go's work queue (one worker per agent at a time, coalesced adds,
 //!    per-agent backoff), which owns its metrics.
 //! 3. [`reconcile`]: read one agent, `plan::plan` it (the pure planner in the `plan` crate),
@@ -21,6 +22,8 @@ pub mod watch;
 pub mod events;
 
 pub mod resync;
+
+pub mod view;
 
 // 2. Queued.
 pub mod queue;

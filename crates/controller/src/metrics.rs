@@ -521,7 +521,7 @@ impl Metrics {
     }
 
     /// A resync ended: how long it took, and how many agents it planned and left unplanned.
-    pub fn resynced(&self, took: std::time::Duration, planned: crate::resync::Planned) {
+    pub fn resynced(&self, took: std::time::Duration, planned: crate::view::Planned) {
         self.resync_time.observe(took.as_secs_f64());
         self.resync_planned
             .set(i64::try_from(planned.planned).unwrap_or(i64::MAX));

@@ -60,8 +60,10 @@ pub struct Controller {
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) expectations: Expectations,
     pub(crate) last_seen: crate::last_seen::LastSeen,
-    /// The agents the last resyncs found converged, so that the next plans only what changed.
-    pub(crate) unchanged: crate::resync::Unchanged,
+    /// The table as the resync last read it, kept current by the stream.
+    pub(crate) view: crate::view::TableView,
+    /// Held by the resync running.
+    pub(crate) resyncing: tokio::sync::Mutex<()>,
     rollout: Rollout,
     /// What the last resync saw of each agent it enqueued: the first reconcile after a resync
     /// starts from it, later ones (requeues) observe afresh.
@@ -117,7 +119,8 @@ impl Controller {
             metrics,
             expectations: Expectations::default(),
             last_seen: crate::last_seen::LastSeen::default(),
-            unchanged: crate::resync::Unchanged::default(),
+            view: crate::view::TableView::default(),
+            resyncing: tokio::sync::Mutex::new(()),
             snapshots: Mutex::default(),
             template: tokio::sync::RwLock::new(None),
             ready: AtomicBool::new(false),

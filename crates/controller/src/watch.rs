@@ -1,7 +1,9 @@
 //! Watching the table's stream: every spec change is enqueued at once, and data lost before it
 //! was read, or a record skipped because no page holding it could be read
-//! (`clawfleet_stream_records_skipped_total`), triggers a resync. Only the leader reads: DynamoDB allows about two readers per
-//! shard, and the resync converges everything while the stream is unavailable.
+//! (`clawfleet_stream_records_skipped_total`), triggers a resync. Every change of an agent's
+//! items, its status and activity too, marks it in the [`crate::view::TableView`] for the next
+//! resync to read. Only the leader reads: DynamoDB allows about two readers per shard, and the
+//! resync converges everything (reading the whole table) while the stream is unavailable.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,6 +23,9 @@ impl Controller {
         let mut skipped = watcher.records_skipped();
         loop {
             if !self.is_leader() {
+                // A standby reads no record: what it holds of the table is stale the moment
+                // it leads.
+                self.view.invalidate();
                 tokio::time::sleep(STREAM_POLL).await;
                 continue;
             }
@@ -35,9 +40,12 @@ impl Controller {
                         match event {
                             Event::Changed(agent_id) => {
                                 info!(agent_id = %agent_id, "spec changed");
+                                self.view.changed(&agent_id);
                                 self.enqueue(&agent_id);
                             }
+                            Event::Touched(agent_id) => self.view.changed(&agent_id),
                             Event::Resync => {
+                                self.view.invalidate();
                                 warn!(
                                     "stream records were lost (trimmed before being read, or one that could not be read was skipped); resyncing"
                                 );
@@ -47,9 +55,13 @@ impl Controller {
                             }
                         }
                     }
+                    self.view.polled();
                     tokio::time::sleep(STREAM_POLL).await;
                 }
                 Err(e) => {
+                    // Records wait in the stream for a day, but while none are read the
+                    // resync reads the whole table.
+                    self.view.invalidate();
                     warn!(error = %e, "stream unavailable; retrying");
                     tokio::time::sleep(Duration::from_secs(1)).await;
                 }

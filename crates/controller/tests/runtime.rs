@@ -195,6 +195,22 @@ impl Running {
     }
 
     /// Waits until the agent runs exactly one task other than `not`, and says so.
+    /// Starts the stream watch, as `clawfleet controller` does, and lets its first poll fix
+    /// its starting point at the stream's end.
+    async fn follow_stream(&self) {
+        use store::stream::{DynamoStream, Position, Watcher};
+        let config = local_aws::sdk_config().await;
+        let feed = DynamoStream::of(&self.store, aws_sdk_dynamodbstreams::Client::new(&config))
+            .await
+            .unwrap();
+        tokio::spawn(Arc::clone(&self.controller).watch(Watcher::new(
+            feed,
+            Position::Latest,
+            Default::default(),
+        )));
+        tokio::time::sleep(Duration::from_millis(800)).await;
+    }
+
     async fn running_one_task(&self, agent_id: &str, not: Option<&str>) -> Task {
         for _ in 0..200 {
             let live = self.live_tasks(agent_id).await;
@@ -460,21 +476,86 @@ async fn an_idle_resync_over_converged_agents_makes_no_mutating_call_and_no_writ
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_spec_written_in_the_console_is_reconciled_within_two_seconds_without_a_resync() {
-    use store::stream::{DynamoStream, Position, Watcher};
-    // Five minutes between resyncs: only the stream can make this fast.
-    let run = start(Duration::from_secs(300)).await;
+async fn with_the_stream_followed_an_idle_resync_reads_no_item_and_a_status_edit_reads_one() {
+    let run = start(Duration::from_secs(3600)).await;
+    run.follow_stream().await;
     let config = local_aws::sdk_config().await;
-    let feed = DynamoStream::of(&run.store, aws_sdk_dynamodbstreams::Client::new(&config))
+    let ids: Vec<String> = (0..2).map(|_| local_aws::unique("agent")).collect();
+    for id in &ids {
+        run.store.apply(&agent(id), "cli").await.unwrap();
+    }
+    for id in &ids {
+        run.running_one_task(id, None).await;
+    }
+    let table_reads = |run: &Running| {
+        let count = |op: &str| {
+            run.calls
+                .total(|service, operation| service == "DynamoDB" && operation == op)
+        };
+        (count("Scan"), count("Query"))
+    };
+    // The first resync reads the whole table (the view is cold); once the stream's records of
+    // the last status writes are in, an idle resync reads no item at all. (A failed poll of
+    // the stream makes the next resync read the whole table again: a few tries.)
+    run.controller.resync().await.unwrap();
+    let mut reads = Vec::new();
+    for _ in 0..5 {
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+        run.calls.reset();
+        assert_eq!(run.controller.resync().await.unwrap(), 0);
+        reads.push(table_reads(&run));
+        if reads.last() == Some(&(0, 0)) {
+            break;
+        }
+    }
+    assert_eq!(
+        reads.last(),
+        Some(&(0, 0)),
+        "Scans and Queries by resync: {reads:?}"
+    );
+
+    // A status edited by hand: the stream shows it, and the next resync reads that agent
+    // alone, sees the status is not what its plan writes, and enqueues it.
+    let s = |v: &str| aws_sdk_dynamodb::types::AttributeValue::S(v.into());
+    aws_sdk_dynamodb::Client::new(&config)
+        .update_item()
+        .table_name(run.store.table())
+        .key("agent_id", s(&ids[0]))
+        .key("record", s("status"))
+        .update_expression("SET phase = :p")
+        .expression_attribute_values(":p", s("Failed"))
+        .send()
         .await
         .unwrap();
-    tokio::spawn(Arc::clone(&run.controller).watch(Watcher::new(
-        feed,
-        Position::Latest,
-        Default::default(),
-    )));
-    // Let the first poll fix its starting point at the stream's end.
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    run.calls.reset();
+    assert_eq!(run.controller.resync().await.unwrap(), 1);
+    // The resync's Query, and the reconcile's own of the agent it enqueued.
+    let (scans, queries) = table_reads(&run);
+    assert_eq!(scans, 0, "{:?}", run.calls.snapshot());
+    assert!((1..=2).contains(&queries), "{:?}", run.calls.snapshot());
+    let mut phase = None;
+    for _ in 0..50 {
+        phase = run.status(&ids[0]).await.map(|st| st.phase);
+        if phase == Some(spec::Phase::Running) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        phase,
+        Some(spec::Phase::Running),
+        "put back by the reconcile"
+    );
+    run.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spec_written_in_the_console_is_reconciled_within_two_seconds_without_a_resync() {
+    // Five minutes between resyncs: only the stream can make this fast.
+    let run = start(Duration::from_secs(300)).await;
+    run.follow_stream().await;
+    let config = local_aws::sdk_config().await;
 
     let id = local_aws::unique("agent");
     let s = |v: &str| aws_sdk_dynamodb::types::AttributeValue::S(v.into());
@@ -828,18 +909,9 @@ async fn the_documented_sample_sent_with_put_events_reaches_the_queue_through_th
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idle_agent_is_woken_with_run_task_within_a_second_and_activity_enqueues_nothing() {
-    use store::stream::{DynamoStream, Position, Watcher};
     let run = start(Duration::from_secs(300)).await;
+    run.follow_stream().await;
     let config = local_aws::sdk_config().await;
-    let feed = DynamoStream::of(&run.store, aws_sdk_dynamodbstreams::Client::new(&config))
-        .await
-        .unwrap();
-    tokio::spawn(Arc::clone(&run.controller).watch(Watcher::new(
-        feed,
-        Position::Latest,
-        Default::default(),
-    )));
-    tokio::time::sleep(Duration::from_millis(800)).await;
 
     // Created an hour ago and never used: idle at once, with everything but the task made.
     let id = local_aws::unique("idle");

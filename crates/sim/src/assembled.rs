@@ -1,13 +1,14 @@
 //! The controller, assembled from the controller library's public pieces as
 //! `controller::runtime::Controller` assembles them over the real AWS and table: the work
 //! queue, a worker per slot that reconciles with the [`Reconciler`] and applies
-//! [`policy::decide`], the resync that plans the fleet with [`resync::fleet_plans`] and
-//! enqueues the agents with work, rollout pacing and expectations. Only the two ports differ:
-//! [`Account`] for AWS and [`Table`] for DynamoDB.
+//! [`policy::decide`], the resync that reads the table through the
+//! [`controller::view::TableView`], plans the agents whose inputs changed and enqueues the
+//! agents with work, rollout pacing and expectations. Only the two ports differ: [`Account`]
+//! for AWS and [`Table`] for DynamoDB.
 //!
-//! What the runtime has and this leaves out: the lease (one replica), the stream watch and
-//! the task-events queue (the simulation enqueues a changed agent as the watch would), the
-//! IAM drift pass, and `/metrics` serving.
+//! What the runtime has and this leaves out: the lease (one replica), the stream watch (the
+//! simulation enqueues a changed agent as the watch would, and hands the view the agents whose
+//! items changed at each resync), the IAM drift pass, and `/metrics` serving.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -19,6 +20,7 @@ use controller::metrics::Metrics;
 use controller::policy::{self, Requeue};
 use controller::queue::{Backoff, Queue};
 use controller::reconcile::Reconciler;
+use controller::resync::ResyncError;
 use controller::rollout::Rollout;
 use plan::Context;
 use plan::observed::AgentResources;
@@ -46,14 +48,14 @@ pub struct AssembledController {
     metrics: Arc<Metrics>,
     expectations: Expectations,
     last_seen: controller::last_seen::LastSeen,
-    unchanged: controller::resync::Unchanged,
+    view: controller::view::TableView,
     rollout: Rollout,
     /// What the last resync saw of each agent it enqueued, as the runtime keeps it.
     snapshots: Mutex<HashMap<String, AgentResources>>,
     /// The agents of the last resync, as the runtime keeps them for the IAM drift pass.
     known: Mutex<Vec<String>>,
     /// CPU time of the last resync's parts: the fleet snapshot (the fake's answers turned
-    /// into the controller's types), the table's Scan, the plans.
+    /// into the controller's types), the table's reads, the plans.
     pub last_resync: Mutex<ResyncTimes>,
     resyncing: tokio::sync::Mutex<()>,
 }
@@ -69,7 +71,10 @@ pub struct ResyncTimes {
     pub scan_bytes: usize,
     pub fleet_bytes: usize,
     /// Agents planned, and left unplanned as unchanged since a plan that found no work.
-    pub planned: controller::resync::Planned,
+    pub planned: controller::view::Planned,
+    /// Agents whose items the resync read, and whether it read the whole table (a Scan).
+    pub read: usize,
+    pub full: bool,
 }
 
 impl AssembledController {
@@ -93,7 +98,7 @@ impl AssembledController {
             config,
             expectations: Expectations::default(),
             last_seen: controller::last_seen::LastSeen::default(),
-            unchanged: controller::resync::Unchanged::default(),
+            view: controller::view::TableView::default(),
             snapshots: Mutex::default(),
             known: Mutex::default(),
             last_resync: Mutex::default(),
@@ -168,26 +173,35 @@ impl AssembledController {
         self.metrics.reconciled(decision.result, started.elapsed());
     }
 
-    /// One resync: the fleet snapshot, the table's Scan, a plan per agent, and every agent
-    /// with work (and every orphan) enqueued with what the snapshot saw of it. Returns how many.
+    /// One resync, as the runtime's: the table's items that changed (or a Scan of them all),
+    /// the fleet snapshot, a plan per agent whose inputs changed, and every agent with work
+    /// (and every orphan) enqueued with what the snapshot saw of it. Returns how many.
     ///
     /// # Errors
-    /// A failed read of the snapshot.
-    pub async fn resync(&self) -> Result<usize, cloud::AwsError> {
+    /// A failed read.
+    pub async fn resync(&self) -> Result<usize, ResyncError> {
         // One at a time, as the runtime's resync loop runs them: a resync of 100,000 agents
         // takes minutes of virtual time, and the interval's next one must not interleave with
         // a measured one.
         let _one = self.resyncing.lock().await;
+        // The watch, as the runtime's follows the stream: every agent whose items changed.
+        for agent_id in self.table.take_changes() {
+            self.view.changed(&agent_id);
+        }
+        self.view.polled();
         let clock = tokio::time::Instant::now();
         let started = crate::heap::cpu_now();
         let before = crate::heap::controller_bytes();
-        let agents = self.table.list().await;
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        let read = self.view.read(&*self.table, &self.settings, now).await?;
         let scan_bytes = crate::heap::controller_bytes().saturating_sub(before);
+        let (read_agents, full) = (read.len(), read.full());
         let scanned = crate::heap::cpu_now();
         let fleet = self
             .account
-            .observe_fleet(&controller::resync::recorded(&agents))
-            .await?;
+            .observe_fleet(&self.view.recorded())
+            .await
+            .map_err(cloud::ObserveError::from)?;
         let observed = crate::heap::cpu_now();
         let fleet_bytes = crate::heap::controller_bytes().saturating_sub(before + scan_bytes);
         self.expectations.expire();
@@ -195,11 +209,14 @@ impl AssembledController {
         let ctx = Context {
             settings: &self.settings,
             template: &fleet.template,
-            now: time::OffsetDateTime::now_utc().unix_timestamp(),
+            now,
         };
-        *self.known.lock().unwrap_or_else(PoisonError::into_inner) =
-            agents.iter().map(|a| a.agent_id.clone()).collect();
-        let (work, planned) = self.unchanged.work(&agents, &fleet, &ctx);
+        let (work, planned) = self.view.work(&*self.table, read, &fleet, &ctx).await?;
+        *self.known.lock().unwrap_or_else(PoisonError::into_inner) = self.view.ids();
+        let census = self.view.census();
+        self.metrics.agents_by_phase(&census.phases);
+        self.metrics
+            .set_readiness(census.ready, census.desired_running);
         let n = work.len();
         self.metrics.resynced(clock.elapsed(), planned);
         {
@@ -208,8 +225,8 @@ impl AssembledController {
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner);
             for (agent_id, observed) in work {
-                self.queue.add(agent_id);
-                snapshots.insert(agent_id.to_owned(), observed.clone());
+                self.queue.add(&agent_id);
+                snapshots.insert(agent_id, observed.clone());
             }
         }
         *self
@@ -222,6 +239,8 @@ impl AssembledController {
             scan_bytes,
             fleet_bytes,
             planned,
+            read: read_agents,
+            full,
         };
         Ok(n)
     }

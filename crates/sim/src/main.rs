@@ -180,15 +180,17 @@ fn print_per_agent(runs: &[&Run]) {
 
 fn print_idle(runs: &[&Run]) {
     println!(
-        "| agents | reads | by operation | enqueued | planned (unchanged) | controller CPU | process CPU (the fake's part) | real time | controller CPU: snapshot, Scan, plans | the first after convergence: controller CPU |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
+        "| agents | reads | by operation | agents' items read | enqueued | planned (unchanged) | controller CPU | process CPU (the fake's part) | real time | controller CPU: snapshot, items, plans | the first after convergence: controller CPU |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
     );
     for r in runs {
         let i = &r.idle;
         println!(
-            "| {} | {} | {:?} | {} | {} ({}) | {:.0} ms | {:.0} ms ({:.0} ms) | {:.0} ms | {:.0}, {:.0}, {:.0} ms | {:.0} ms |",
+            "| {} | {} | {:?} | {}{} | {} | {} ({}) | {:.0} ms | {:.0} ms ({:.0} ms) | {:.0} ms | {:.0}, {:.0}, {:.0} ms | {:.0} ms |",
             r.cold.agents,
             i.calls.values().sum::<u64>(),
             i.calls,
+            i.parts.read,
+            if i.parts.full { " (Scan)" } else { "" },
             i.enqueued,
             i.parts.planned.planned,
             i.parts.planned.unchanged,
@@ -206,7 +208,7 @@ fn print_idle(runs: &[&Run]) {
 
 fn print_memory(runs: &[&Run]) {
     println!(
-        "| agents | controller heap | controller heap, peak | an idle resync's Scan, fleet snapshot | fake AWS and table | process RSS | RSS peak |\n| --- | --- | --- | --- | --- | --- | --- |"
+        "| agents | controller heap | controller heap, peak | an idle resync's items read, fleet snapshot | fake AWS and table | process RSS | RSS peak |\n| --- | --- | --- | --- | --- | --- | --- |"
     );
     for r in runs {
         let m = &r.memory;

@@ -3,7 +3,7 @@
 //! request, and a count of requests. Items are parsed as the table's are
 //! ([`SpecItem::of_document`]). It lives on the fake's side of the heap count.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -20,6 +20,9 @@ const SCAN_PAGE: usize = 1000;
 pub struct Table {
     agents: Mutex<HashMap<String, Agent>>,
     counts: Mutex<BTreeMap<&'static str, u64>>,
+    /// Agents whose items changed since the last [`Table::take_changes`]: what the table's
+    /// stream shows the controller's watch.
+    changes: Mutex<HashSet<String>>,
     /// When the last agent turned Running on its spec: the exact end of a convergence, which
     /// the sampled curve only brackets.
     last_turned_running: Mutex<Option<tokio::time::Instant>>,
@@ -38,6 +41,7 @@ impl Table {
             agents: Mutex::default(),
             last_turned_running: Mutex::default(),
             counts: Mutex::default(),
+            changes: Mutex::default(),
             latency,
         }
     }
@@ -57,8 +61,18 @@ impl Table {
         outside(|| lock(&self.counts).clear());
     }
 
+    /// The agents whose items changed since the last call, as the stream showed them.
+    pub fn take_changes(&self) -> HashSet<String> {
+        outside(|| std::mem::take(&mut *lock(&self.changes)))
+    }
+
+    fn changed(&self, agent_id: &str) {
+        outside(|| lock(&self.changes).insert(agent_id.to_owned()));
+    }
+
     /// Writes `spec` as a writer would: a new generation of the spec item, the status kept.
     pub fn apply(&self, spec: &AgentSpec) {
+        self.changed(&spec.agent_id);
         outside(|| {
             let mut agents = lock(&self.agents);
             let agent = agents
@@ -80,15 +94,6 @@ impl Table {
                 &spec.to_document(&meta),
             ));
         });
-    }
-
-    /// The resync's Scan of every item, page by page.
-    pub async fn list(&self) -> Vec<Agent> {
-        // Read straight into the controller's memory, as the SDK deserializes the pages.
-        let items = lock(&self.agents).values().cloned().collect::<Vec<_>>();
-        let pages = (2 * items.len()).div_ceil(SCAN_PAGE).max(1) as u64;
-        self.request("Scan", pages).await;
-        items
     }
 
     /// Agents that are Running on their current spec, and how many there are.
@@ -177,6 +182,15 @@ impl StatusStore for Table {
         Ok(copy)
     }
 
+    /// The resync's Scan of every item, page by page.
+    async fn list(&self) -> Result<Vec<Agent>, StoreError> {
+        // Read straight into the controller's memory, as the SDK deserializes the pages.
+        let items = lock(&self.agents).values().cloned().collect::<Vec<_>>();
+        let pages = (2 * items.len()).div_ceil(SCAN_PAGE).max(1) as u64;
+        self.request("Scan", pages).await;
+        Ok(items)
+    }
+
     async fn put_status(
         &self,
         agent_id: &str,
@@ -184,6 +198,7 @@ impl StatusStore for Table {
         _previous: Option<&AgentStatus>,
     ) -> Result<(), StoreError> {
         self.request("PutItem", 1).await;
+        self.changed(agent_id);
         outside(|| {
             let mut agents = lock(&self.agents);
             let agent = agents
@@ -200,12 +215,14 @@ impl StatusStore for Table {
 
     async fn delete_items(&self, agent_id: &str, _spec: &Snapshot) -> Result<(), StoreError> {
         self.request("DeleteItem", 2).await;
+        self.changed(agent_id);
         outside(|| lock(&self.agents).remove(agent_id));
         Ok(())
     }
 
     async fn delete_status(&self, agent_id: &str) -> Result<(), StoreError> {
         self.request("DeleteItem", 1).await;
+        self.changed(agent_id);
         outside(|| lock(&self.agents).remove(agent_id));
         Ok(())
     }

@@ -99,10 +99,21 @@ pub trait ChangeFeed: Sync {
 /// What a poll found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
-    /// A spec item changed (INSERT, MODIFY or REMOVE).
+    /// A spec item changed (INSERT, MODIFY or REMOVE), or a wake was asked for: the agent is
+    /// reconciled.
     Changed(String),
+    /// Another of the agent's items changed (its status, its activity): nothing to reconcile,
+    /// but what the controller holds of it is stale.
+    Touched(String),
     /// Records were lost before they were read: compare everything.
     Resync,
+}
+
+/// The agents a poll already has an event for.
+#[derive(Debug, Default)]
+struct Seen {
+    changed: BTreeSet<String>,
+    touched: BTreeSet<String>,
 }
 
 /// Follows every shard of a feed.
@@ -177,7 +188,7 @@ impl<F: ChangeFeed> Watcher<F> {
     /// are handled, not returned.
     pub async fn poll(&mut self) -> Result<Vec<Event>, FeedError> {
         let mut events = Vec::new();
-        let mut seen = BTreeSet::new();
+        let mut seen = Seen::default();
         let mut read: HashSet<String> = HashSet::new();
         let mut shards = self.shards(false).await?;
         loop {
@@ -200,7 +211,7 @@ impl<F: ChangeFeed> Watcher<F> {
         shards: &[Shard],
         read: &mut HashSet<String>,
         events: &mut Vec<Event>,
-        seen: &mut BTreeSet<String>,
+        seen: &mut Seen,
     ) -> Result<(), FeedError> {
         let known: HashSet<&str> = shards.iter().map(|s| s.id.as_str()).collect();
         for shard in shards {
@@ -261,14 +272,21 @@ impl<F: ChangeFeed> Watcher<F> {
         changes: Vec<Change>,
         next: Option<String>,
         events: &mut Vec<Event>,
-        seen: &mut BTreeSet<String>,
+        seen: &mut Seen,
     ) {
         for change in changes {
             self.checkpoints
                 .insert(shard.to_owned(), Position::After(change.sequence.clone()));
-            if crate::Record::of(&change.record).enqueues() && seen.insert(change.agent_id.clone())
+            let record = crate::Record::of(&change.record);
+            if record.enqueues() {
+                if seen.changed.insert(change.agent_id.clone()) {
+                    events.push(Event::Changed(change.agent_id));
+                }
+            } else if record != crate::Record::Other
+                && !seen.changed.contains(&change.agent_id)
+                && seen.touched.insert(change.agent_id.clone())
             {
-                events.push(Event::Changed(change.agent_id));
+                events.push(Event::Touched(change.agent_id));
             }
         }
         match next {
@@ -305,7 +323,7 @@ impl<F: ChangeFeed> Watcher<F> {
         &mut self,
         shard: &str,
         events: &mut Vec<Event>,
-        seen: &mut BTreeSet<String>,
+        seen: &mut Seen,
     ) -> Result<(), FeedError> {
         let from = self
             .checkpoints

@@ -167,25 +167,36 @@ fn changed(events: &[Event]) -> Vec<&str> {
         .iter()
         .filter_map(|e| match e {
             Event::Changed(id) => Some(id.as_str()),
-            Event::Resync => None,
+            Event::Touched(_) | Event::Resync => None,
         })
         .collect()
 }
 
 #[tokio::test]
-async fn spec_changes_are_events_and_status_writes_are_not() {
+async fn spec_changes_enqueue_and_other_agent_items_only_touch() {
     let fake = Fake::default();
     fake.shard("s1", None);
     let mut watcher = Watcher::new(&fake, Position::TrimHorizon, HashMap::new());
     fake.write("s1", "a1", "spec");
     fake.write("s1", "a1", "status");
     fake.write("s1", "a2", "status");
+    fake.write("s1", "a2", "activity");
     fake.write("s1", "a1", "spec");
+    fake.write("s1", "a3", "status");
+    fake.write("s1", "a3", "wake");
+    fake.write("s1", "_fleet", "summary");
+    fake.write("s1", "_lease", "lease");
     let events = watcher.poll().await.unwrap();
     assert_eq!(
         events,
-        [Event::Changed("a1".into())],
-        "deduplicated, status ignored"
+        [
+            Event::Changed("a1".into()),
+            Event::Touched("a2".into()),
+            Event::Touched("a3".into()),
+            Event::Changed("a3".into()),
+        ],
+        "each deduplicated; a change covers a touch; a status or activity write never \
+         enqueues; records of no agent are no event"
     );
     assert!(watcher.poll().await.unwrap().is_empty(), "nothing new");
 }

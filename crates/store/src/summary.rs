@@ -73,10 +73,96 @@ pub struct TenantCount {
     pub agents: u64,
 }
 
+/// What one agent adds to the fleet summary, kept by the controller between reads of its
+/// items: the resync sums these instead of reading every agent's items again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Part {
+    phase: &'static str,
+    owner: Option<String>,
+    /// Its False conditions' reasons, each once.
+    reasons: Vec<String>,
+    /// Boxed: most agents are Ready, and the controller holds one `Part` per agent.
+    not_ready: Option<Box<NotReady>>,
+}
+
+impl Part {
+    /// What `agent` adds; `None` for an agent with no spec item (not counted).
+    #[must_use]
+    pub fn of(agent: &Agent) -> Option<Self> {
+        let item = agent.spec.as_ref()?;
+        let status = agent.status.as_ref();
+        let phase = status.map_or("Pending", |s| s.phase.as_str());
+        // A schedule or idleness stops an agent on purpose: like a stopped one, it is not
+        // expected to be Ready (the not-Ready alert leaves it out too).
+        let stopped_on_purpose =
+            status.is_some_and(|s| matches!(s.phase, Phase::Scheduled | Phase::Idle));
+        let should_run = !item.meta.is_deleting()
+            && !stopped_on_purpose
+            && item
+                .spec
+                .as_ref()
+                .map_or(true, |s| s.desired_state == DesiredState::Running);
+        let mut reasons: Vec<String> = Vec::new();
+        for condition in status.map(|s| s.conditions.as_slice()).unwrap_or_default() {
+            // Not Ready is what a stopped agent should be, not an error.
+            let expected = condition.kind == ConditionKind::Ready && !should_run;
+            if condition.status == ConditionStatus::False
+                && !expected
+                && !condition.reason.is_empty()
+                && !reasons.contains(&condition.reason)
+            {
+                reasons.push(condition.reason.clone());
+            }
+        }
+        let ready = status
+            .and_then(|s| s.condition(ConditionKind::Ready))
+            .filter(|c| c.status == ConditionStatus::True);
+        let not_ready = (should_run && ready.is_none()).then(|| {
+            let condition = status.and_then(|s| s.condition(ConditionKind::Ready));
+            // The first False condition says best why it is not Ready.
+            let cause = status
+                .and_then(|s| {
+                    s.conditions
+                        .iter()
+                        .find(|c| c.status == ConditionStatus::False && !c.reason.is_empty())
+                })
+                .or(condition);
+            Box::new(NotReady {
+                agent_id: agent.agent_id.clone(),
+                client_id: agent.owner(),
+                phase: phase.to_owned(),
+                since: condition
+                    .map(|c| c.time.clone())
+                    .filter(|t| !t.is_empty())
+                    .or_else(|| item.meta.created_at.clone()),
+                reason: cause.map_or_else(|| "NotReconciled".to_owned(), |c| c.reason.clone()),
+                message: cause.map(|c| c.message.clone()).unwrap_or_default(),
+            })
+        });
+        Some(Self {
+            phase,
+            owner: agent.owner(),
+            reasons,
+            not_ready,
+        })
+    }
+}
+
 impl FleetSummary {
     /// The summary of `agents` as read at `now` by `leader`. Pure.
     #[must_use]
     pub fn of(agents: &[Agent], leader: Option<&str>, now: &str) -> Self {
+        let parts: Vec<Part> = agents.iter().filter_map(Part::of).collect();
+        Self::of_parts(parts.iter(), leader, now)
+    }
+
+    /// The summary of the agents whose parts these are. Pure.
+    #[must_use]
+    pub fn of_parts<'a>(
+        parts: impl IntoIterator<Item = &'a Part>,
+        leader: Option<&str>,
+        now: &str,
+    ) -> Self {
         let mut summary = Self {
             written_at: now.to_owned(),
             leader: leader.map(str::to_owned),
@@ -84,66 +170,18 @@ impl FleetSummary {
         };
         let mut reasons: HashMap<String, u64> = HashMap::new();
         let mut tenants: HashMap<String, u64> = HashMap::new();
-        let mut not_ready = Vec::new();
-        for agent in agents {
-            let Some(item) = &agent.spec else { continue };
+        let mut not_ready: Vec<NotReady> = Vec::new();
+        for part in parts {
             summary.agents += 1;
-            let phase = agent
-                .status
-                .as_ref()
-                .map_or("Pending", |s| s.phase.as_str());
-            *summary.phases.entry(phase.to_owned()).or_default() += 1;
-            if let Some(client) = agent.owner() {
-                *tenants.entry(client).or_default() += 1;
+            *summary.phases.entry(part.phase.to_owned()).or_default() += 1;
+            if let Some(client) = &part.owner {
+                *tenants.entry(client.clone()).or_default() += 1;
             }
-            let status = agent.status.as_ref();
-            // A schedule or idleness stops an agent on purpose: like a stopped one, it is not
-            // expected to be Ready (the not-Ready alert leaves it out too).
-            let stopped_on_purpose =
-                status.is_some_and(|s| matches!(s.phase, Phase::Scheduled | Phase::Idle));
-            let should_run = !item.meta.is_deleting()
-                && !stopped_on_purpose
-                && item
-                    .spec
-                    .as_ref()
-                    .map_or(true, |s| s.desired_state == DesiredState::Running);
-            let mut seen: Vec<&str> = Vec::new();
-            for condition in status.map(|s| s.conditions.as_slice()).unwrap_or_default() {
-                // Not Ready is what a stopped agent should be, not an error.
-                let expected = condition.kind == ConditionKind::Ready && !should_run;
-                if condition.status == ConditionStatus::False
-                    && !expected
-                    && !condition.reason.is_empty()
-                    && !seen.contains(&condition.reason.as_str())
-                {
-                    seen.push(&condition.reason);
-                    *reasons.entry(condition.reason.clone()).or_default() += 1;
-                }
+            for reason in &part.reasons {
+                *reasons.entry(reason.clone()).or_default() += 1;
             }
-            let ready = status
-                .and_then(|s| s.condition(ConditionKind::Ready))
-                .filter(|c| c.status == ConditionStatus::True);
-            if should_run && ready.is_none() {
-                let condition = status.and_then(|s| s.condition(ConditionKind::Ready));
-                // The first False condition says best why it is not Ready.
-                let cause = status
-                    .and_then(|s| {
-                        s.conditions
-                            .iter()
-                            .find(|c| c.status == ConditionStatus::False && !c.reason.is_empty())
-                    })
-                    .or(condition);
-                not_ready.push(NotReady {
-                    agent_id: agent.agent_id.clone(),
-                    client_id: agent.owner(),
-                    phase: phase.to_owned(),
-                    since: condition
-                        .map(|c| c.time.clone())
-                        .filter(|t| !t.is_empty())
-                        .or_else(|| item.meta.created_at.clone()),
-                    reason: cause.map_or_else(|| "NotReconciled".to_owned(), |c| c.reason.clone()),
-                    message: cause.map(|c| c.message.clone()).unwrap_or_default(),
-                });
+            if let Some(line) = &part.not_ready {
+                not_ready.push(NotReady::clone(line));
             }
         }
         // RFC 3339 times in UTC sort as text; an unknown start goes last.

@@ -1,0 +1,540 @@
+//! The table as the resync last read it, kept current by the stream, in the way of
+//! kube-runtime's reflector store: the resync reads only the agents whose items changed since
+//! (the stream says which), and plans only the agents whose plan inputs changed.
+//!
+//! For each agent the view keeps what the resync needs without its items: what its status
+//! records (for the fleet snapshot's reads), its part of the metrics and of the fleet summary,
+//! and, after a plan that found no work, a fingerprint of that plan's inputs. An idle resync
+//! reads no item and plans no agent; at 100,000 agents the table's Scan alone was a third of
+//! an idle resync's CPU, and a Scan of every item every minute is DynamoDB read capacity paid
+//! for nothing.
+//!
+//! The resync reads the whole table instead (a Scan) when the view cannot be trusted: before
+//! its first read, after stream records were lost, while the stream is not followed (a standby,
+//! a failing read), and when more agents need reading than a Scan costs. Every agent is read
+//! again within [`MAX_AGE_SECS`] whatever the stream says, a rolling relist.
+
+use std::collections::{HashMap, HashSet};
+use std::hash::{BuildHasher, Hash, Hasher};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use cloud::Recorded;
+use futures_util::stream::{self, StreamExt, TryStreamExt};
+use plan::Context;
+use plan::observed::{AgentResources, Fleet};
+use spec::render::Settings;
+use spec::{ConditionKind, ConditionStatus, Phase};
+use store::summary::Part;
+use store::{Agent, FleetSummary, StoreError};
+
+use crate::resync::plan_for;
+use crate::status::StatusStore;
+
+/// The longest the view trusts what it holds of an agent: every agent's items are read and its
+/// plan made again within this, spread over its second half by agent so that no resync reads
+/// the whole fleet at once. Ten hours, as controller-runtime's default `SyncPeriod`: a bound on
+/// a change the stream never showed, should one ever be missed, and on what a fingerprint
+/// cannot see.
+pub const MAX_AGE_SECS: i64 = 36_000;
+
+/// Queries in flight at once when the resync reads agents one by one.
+const QUERIES_AT_ONCE: usize = 8;
+
+/// The resync reads agents one by one (Query) while they are at most one in this many of the
+/// fleet, and the whole table (Scan) beyond: a Scan page holds about 500 agents, so one Query
+/// per agent for a twentieth of the fleet costs ten times the requests of a Scan but a tenth of
+/// its read capacity and of its CPU. Never a Scan for fewer agents than it has pages.
+const QUERY_SHARE: usize = 20;
+
+/// Agents a Scan page holds: 1 MB of items, two of about 1 KB per agent.
+const SCAN_PAGE_AGENTS: usize = 500;
+
+/// See the module's documentation.
+#[derive(Debug, Default)]
+pub struct TableView {
+    state: Mutex<State>,
+}
+
+#[derive(Debug)]
+struct State {
+    agents: HashMap<String, Seen>,
+    /// Agents whose items the stream showed changed since the last read.
+    dirty: HashSet<String>,
+    /// The next read is of the whole table.
+    cold: bool,
+    /// A stream poll succeeded since the view was last invalidated: every change from here on
+    /// reaches [`TableView::changed`].
+    following: bool,
+}
+
+impl Default for State {
+    fn default() -> Self {
+        Self {
+            agents: HashMap::new(),
+            dirty: HashSet::new(),
+            cold: true,
+            following: false,
+        }
+    }
+}
+
+/// What the view keeps of one agent.
+#[derive(Debug)]
+struct Seen {
+    /// What its status records, for [`cloud::Aws::observe_fleet`].
+    task_arn: Option<String>,
+    purge_task_arn: Option<String>,
+    revision: Option<String>,
+    /// Its part of the metrics, as of the read.
+    phase: Option<Phase>,
+    ready: bool,
+    runs: bool,
+    summary: Option<Part>,
+    /// Set after a plan that found no work.
+    memo: Option<Memo>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Memo {
+    /// Its items, as the plan read them.
+    items: u64,
+    /// The template, the settings and what AWS showed of it.
+    observed: u64,
+    /// Read and planned again at or after this time (seconds since the epoch), whatever the
+    /// fingerprints.
+    until: i64,
+}
+
+impl Seen {
+    fn of(agent: &Agent, settings: &Settings, now: i64, memo: Option<Memo>) -> Self {
+        let status = agent.status.as_ref();
+        Self {
+            task_arn: status.and_then(|s| s.task_arn.clone()),
+            purge_task_arn: status.and_then(|s| s.purge.task_arn.clone()),
+            revision: status.and_then(|s| s.task_definition_arn.clone()),
+            phase: status.map(|s| s.phase),
+            ready: status.is_some_and(|s| {
+                s.condition(ConditionKind::Ready)
+                    .is_some_and(|c| c.status == ConditionStatus::True)
+            }),
+            runs: should_run(agent, settings, now),
+            summary: Part::of(agent),
+            memo,
+        }
+    }
+}
+
+/// Whether the agent's spec says it runs now: agents a schedule or idleness stops are not
+/// expected to be Ready.
+fn should_run(agent: &Agent, settings: &Settings, now: i64) -> bool {
+    let Some(item) = agent.spec.as_ref().filter(|item| !item.meta.is_deleting()) else {
+        return false;
+    };
+    item.spec.as_ref().is_ok_and(|s| {
+        let lead = spec::lifecycle::lead_for(&s.agent_id, settings.schedule_lead_secs);
+        spec::lifecycle::effective(s, agent.last_activity(), now, lead).runs()
+    })
+}
+
+/// The items a resync read, for [`TableView::work`].
+#[derive(Debug, Default)]
+pub struct Read {
+    agents: HashMap<String, Agent>,
+    /// Read and found to have no items.
+    absent: HashSet<String>,
+    /// The whole table was read: an agent not in it has no items.
+    full: bool,
+}
+
+impl Read {
+    /// Whether the whole table was read (a Scan).
+    #[must_use]
+    pub fn full(&self) -> bool {
+        self.full
+    }
+
+    /// The agents read.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.agents.len()
+    }
+
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.agents.is_empty()
+    }
+}
+
+/// How many agents a resync planned, and how many it left unplanned as unchanged.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Planned {
+    pub planned: usize,
+    pub unchanged: usize,
+}
+
+/// The resync's work: agents to enqueue, each with what the snapshot saw of it.
+pub type Work<'a> = Vec<(String, &'a AgentResources)>;
+
+/// The fleet's numbers for the metrics, from the view.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Census {
+    /// Agents with a status, by phase.
+    pub phases: HashMap<String, i64>,
+    pub ready: usize,
+    /// Agents whose spec says they run now.
+    pub desired_running: usize,
+}
+
+fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
+    state.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl TableView {
+    /// The stream showed an item of `agent_id` change: it is read at the next resync.
+    pub fn changed(&self, agent_id: &str) {
+        let mut state = lock(&self.state);
+        if !state.dirty.contains(agent_id) {
+            state.dirty.insert(agent_id.to_owned());
+        }
+    }
+
+    /// A poll of the stream succeeded: the changes it did not show have not happened.
+    pub fn polled(&self) {
+        lock(&self.state).following = true;
+    }
+
+    /// Changes may have been missed (records lost, the stream unread): the next resync reads
+    /// the whole table, and the view is trusted again only after a poll that came before it.
+    pub fn invalidate(&self) {
+        let mut state = lock(&self.state);
+        state.cold = true;
+        state.following = false;
+    }
+
+    /// The resync's read of the table: the whole table (Scan), or the agents whose items
+    /// changed, whose last plan had work, or whose memo ran out (a Query each).
+    ///
+    /// # Errors
+    /// A failed read; what was to be read stays to be read.
+    pub async fn read<S: StatusStore>(
+        &self,
+        store: &S,
+        settings: &Settings,
+        now: i64,
+    ) -> Result<Read, StoreError> {
+        let (full, trusted, needed) = {
+            let mut state = lock(&self.state);
+            let mut needed = std::mem::take(&mut state.dirty);
+            for (id, seen) in &state.agents {
+                if seen.memo.is_none_or(|m| m.until <= now) && !needed.contains(id) {
+                    needed.insert(id.clone());
+                }
+            }
+            let n = state.agents.len();
+            let many = needed.len().saturating_mul(QUERY_SHARE) > n
+                && needed.len() > n.div_ceil(SCAN_PAGE_AGENTS);
+            (
+                state.cold || !state.following || many,
+                state.following,
+                needed,
+            )
+        };
+        if !full {
+            let ids: Vec<String> = needed.iter().cloned().collect();
+            return match self.query(store, ids, settings, now).await {
+                Ok((agents, absent)) => Ok(Read {
+                    agents,
+                    absent,
+                    full: false,
+                }),
+                Err(e) => {
+                    lock(&self.state).dirty.extend(needed);
+                    Err(e)
+                }
+            };
+        }
+        let agents = match store.list().await {
+            Ok(agents) => agents,
+            Err(e) => {
+                lock(&self.state).dirty.extend(needed);
+                return Err(e);
+            }
+        };
+        let mut state = lock(&self.state);
+        let mut previous = std::mem::take(&mut state.agents);
+        state.agents.reserve(agents.len());
+        let mut read = HashMap::with_capacity(agents.len());
+        for agent in agents {
+            let memo = previous.remove(&agent.agent_id).and_then(|s| s.memo);
+            let seen = Seen::of(&agent, settings, now, memo);
+            state.agents.insert(agent.agent_id.clone(), seen);
+            read.insert(agent.agent_id.clone(), agent);
+        }
+        // Changes after a poll that came before this read reach `changed`; without one, the
+        // read may already be stale.
+        state.cold = !trusted;
+        Ok(Read {
+            agents: read,
+            absent: HashSet::new(),
+            full: true,
+        })
+    }
+
+    /// Reads `ids` one by one (Query), and keeps what they show.
+    async fn query<S: StatusStore>(
+        &self,
+        store: &S,
+        ids: Vec<String>,
+        settings: &Settings,
+        now: i64,
+    ) -> Result<(HashMap<String, Agent>, HashSet<String>), StoreError> {
+        if ids.is_empty() {
+            return Ok((HashMap::new(), HashSet::new()));
+        }
+        let results: Vec<(String, Option<Agent>)> = stream::iter(ids)
+            .map(|id| async move {
+                let agent = store.get(&id).await?;
+                Ok::<_, StoreError>((id, agent))
+            })
+            .buffer_unordered(QUERIES_AT_ONCE)
+            .try_collect()
+            .await?;
+        let mut agents = HashMap::new();
+        let mut absent = HashSet::new();
+        let mut state = lock(&self.state);
+        for (id, agent) in results {
+            match agent.filter(|a| a.spec.is_some() || a.status.is_some()) {
+                Some(agent) => {
+                    let memo = state.agents.get(&id).and_then(|s| s.memo);
+                    state
+                        .agents
+                        .insert(id.clone(), Seen::of(&agent, settings, now, memo));
+                    agents.insert(id, agent);
+                }
+                None => {
+                    state.agents.remove(&id);
+                    absent.insert(id);
+                }
+            }
+        }
+        Ok((agents, absent))
+    }
+
+    /// What the statuses record, for [`cloud::Aws::observe_fleet`].
+    #[must_use]
+    pub fn recorded(&self) -> Recorded {
+        let state = lock(&self.state);
+        let mut recorded = Recorded::default();
+        for (id, seen) in &state.agents {
+            recorded.tasks.extend(seen.task_arn.iter().cloned());
+            recorded.tasks.extend(seen.purge_task_arn.iter().cloned());
+            if let Some(arn) = &seen.revision {
+                recorded.revisions.insert(id.clone(), arn.clone());
+            }
+        }
+        recorded
+    }
+
+    /// Every agent whose plan has work, and every orphan (resources claimed by this
+    /// installation of an agent with no items), as [`crate::resync::fleet_plans`] finds them
+    /// over the whole table, without planning the agents whose last plan found no work and
+    /// whose inputs are the same. An agent the read did not cover whose resources changed is
+    /// read here (a Query each), and so is a resource owner the view does not know.
+    ///
+    /// # Errors
+    /// A failed Query.
+    pub async fn work<'a, S: StatusStore>(
+        &self,
+        store: &S,
+        mut read: Read,
+        fleet: &'a Fleet,
+        ctx: &Context<'_>,
+    ) -> Result<(Work<'a>, Planned), StoreError> {
+        let context = context_fingerprint(ctx);
+        let mut counts = Planned::default();
+        // Hashed only where compared or kept: in a cold start every agent has work, and
+        // fingerprinting them all at each resync would be wasted.
+        let mut to_plan: Vec<(String, Option<u64>)> = Vec::new();
+        let mut to_read: Vec<String> = Vec::new();
+        {
+            let state = lock(&self.state);
+            for (id, seen) in &state.agents {
+                let memo = seen.memo.filter(|m| ctx.now < m.until);
+                let Some(memo) = memo else {
+                    if read.agents.contains_key(id) {
+                        to_plan.push((id.clone(), None));
+                    } else {
+                        to_read.push(id.clone());
+                    }
+                    continue;
+                };
+                let observed = observed_fingerprint(context, fleet.observed(id));
+                let items = match read.agents.get(id) {
+                    Some(agent) => items_fingerprint(agent),
+                    // Not read: the stream showed no change since the read the memo is of.
+                    None => Some(memo.items),
+                };
+                if items == Some(memo.items) && observed == memo.observed {
+                    counts.unchanged += 1;
+                } else if read.agents.contains_key(id) {
+                    to_plan.push((id.clone(), Some(observed)));
+                } else {
+                    to_read.push(id.clone());
+                }
+            }
+            if !read.full {
+                // Resources of an agent the view does not know: its items may be newer than
+                // the view (the stream lags), so they are read before it is taken for an orphan.
+                for (id, observed) in &fleet.agents {
+                    if !state.agents.contains_key(id)
+                        && !read.absent.contains(id)
+                        && claimed(observed, ctx)
+                    {
+                        to_read.push(id.clone());
+                    }
+                }
+            }
+        }
+        let (agents, absent) = self.query(store, to_read, ctx.settings, ctx.now).await?;
+        to_plan.extend(agents.keys().map(|id| (id.clone(), None)));
+        read.agents.extend(agents);
+        read.absent.extend(absent);
+
+        let mut work = Vec::new();
+        let mut memos: Vec<(String, Option<Memo>)> = Vec::with_capacity(to_plan.len());
+        for (id, observed_fp) in to_plan {
+            let Some(agent) = read.agents.get(&id) else {
+                continue;
+            };
+            let observed = fleet.observed(&id);
+            counts.planned += 1;
+            let plan = plan_for(&id, Some(agent), observed, ctx);
+            if plan.has_work() {
+                work.push((id.clone(), observed));
+                memos.push((id, None));
+                continue;
+            }
+            let memo = items_fingerprint(agent).map(|items| {
+                let age = max_age(&id);
+                let until = plan
+                    .revisit_after_secs
+                    .and_then(|secs| i64::try_from(secs).ok())
+                    .map_or(age, |secs| secs.min(age));
+                Memo {
+                    items,
+                    observed: observed_fp
+                        .unwrap_or_else(|| observed_fingerprint(context, observed)),
+                    until: ctx.now.saturating_add(until),
+                }
+            });
+            memos.push((id, memo));
+        }
+        let mut state = lock(&self.state);
+        for (id, memo) in memos {
+            if let Some(seen) = state.agents.get_mut(&id) {
+                seen.memo = memo;
+            }
+        }
+        // Orphans are few and always planned: their plan is their teardown.
+        let mut orphans: Vec<(&'a str, &'a AgentResources)> = fleet
+            .agents
+            .iter()
+            .filter(|(id, observed)| {
+                !state.agents.contains_key(id.as_str())
+                    && (read.full || read.absent.contains(id.as_str()))
+                    && claimed(observed, ctx)
+            })
+            .map(|(id, observed)| (id.as_str(), observed))
+            .collect();
+        orphans.sort_unstable_by_key(|(id, _)| *id);
+        for (id, observed) in orphans {
+            counts.planned += 1;
+            work.push((id.to_owned(), observed));
+        }
+        Ok((work, counts))
+    }
+
+    /// The fleet's numbers for the metrics.
+    #[must_use]
+    pub fn census(&self) -> Census {
+        let state = lock(&self.state);
+        let mut census = Census::default();
+        for seen in state.agents.values() {
+            if let Some(phase) = seen.phase {
+                *census.phases.entry(phase.as_str().to_owned()).or_default() += 1;
+            }
+            census.ready += usize::from(seen.ready);
+            census.desired_running += usize::from(seen.runs);
+        }
+        census
+    }
+
+    /// The fleet summary, as of the view.
+    #[must_use]
+    pub fn summary(&self, leader: Option<&str>, now: &str) -> FleetSummary {
+        let state = lock(&self.state);
+        FleetSummary::of_parts(
+            state.agents.values().filter_map(|s| s.summary.as_ref()),
+            leader,
+            now,
+        )
+    }
+
+    /// The agents the view holds.
+    #[must_use]
+    pub fn ids(&self) -> Vec<String> {
+        lock(&self.state).agents.keys().cloned().collect()
+    }
+}
+
+/// Whether `observed` holds live resources this installation claims.
+fn claimed(observed: &AgentResources, ctx: &Context<'_>) -> bool {
+    observed.has_live_resources() && observed.claimed_by(&ctx.settings.installation)
+}
+
+/// Between half of [`MAX_AGE_SECS`] and all of it, by agent.
+fn max_age(agent_id: &str) -> i64 {
+    let mut h = hasher();
+    agent_id.hash(&mut h);
+    let half = MAX_AGE_SECS / 2;
+    half + i64::try_from(h.finish() % u64::try_from(half).unwrap_or(1)).unwrap_or(0)
+}
+
+/// The template and the settings, the inputs every plan shares: hashed once per resync.
+fn context_fingerprint(ctx: &Context<'_>) -> u64 {
+    let mut h = hasher();
+    // Both are the controller's own: their Debug forms name every field.
+    format!("{:?}{:?}", ctx.settings, ctx.template).hash(&mut h);
+    h.finish()
+}
+
+/// foldhash's quality hasher with a fixed seed: fast on the few KB an agent's inputs are,
+/// where SipHash took as long as the plan it was to save.
+fn hasher() -> impl Hasher {
+    foldhash::quality::FixedState::with_seed(0x636c_6177_666c_6565).build_hasher()
+}
+
+/// The agent's items, as its plan reads them; `None` for an agent that is not fingerprinted,
+/// and so always planned: no spec item, or one that does not validate (its plan reads the
+/// item as typed).
+fn items_fingerprint(agent: &Agent) -> Option<u64> {
+    let item = agent.spec.as_ref()?;
+    let spec = item.spec.as_ref().ok()?;
+    let mut h = hasher();
+    (
+        &agent.agent_id,
+        &item.meta,
+        spec,
+        &agent.status,
+        &agent.activity,
+    )
+        .hash(&mut h);
+    Some(h.finish())
+}
+
+/// What AWS shows of the agent, with the context.
+fn observed_fingerprint(context: u64, observed: &AgentResources) -> u64 {
+    let mut h = hasher();
+    (context, observed).hash(&mut h);
+    h.finish()
+}

@@ -1,0 +1,477 @@
+//! The table's view: a resync reads the whole table only when the view cannot be trusted, and
+//! otherwise only the agents the stream showed changed, whose plan had work, whose AWS side
+//! changed or whose memo ran out; it finds the same work as planning the whole table
+//! (`fleet_plans`). Agents are converged for real by the reconciler on the fake cloud.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use controller::expectations::Expectations;
+use controller::fake::{FakeCloud, FakeStore};
+use controller::reconcile::{Outcome, Reconciler};
+use controller::resync::fleet_plans;
+use controller::status::StatusStore;
+use controller::view::{MAX_AGE_SECS, Planned, TableView};
+use plan::Context;
+use plan::fixtures::{self, settings, template};
+use plan::observed::Fleet;
+use spec::render::{Settings, TaskDefinition};
+use spec::{AgentDocument, AgentSpec, AgentStatus};
+use store::{Agent, FleetSummary, Snapshot, StoreError};
+
+/// Agents in the fleet: enough that a few changed ones are read one by one.
+const AGENTS: usize = 40;
+
+fn spec(agent_id: &str, change: impl FnOnce(&mut AgentDocument)) -> AgentSpec {
+    let mut document = AgentDocument {
+        secret_keys: Vec::new(),
+        ..fixtures::document_of(agent_id)
+    };
+    change(&mut document);
+    document.validate().unwrap()
+}
+
+fn id(i: usize) -> String {
+    format!("agent-{i:02}")
+}
+
+/// The fake table, counting the resync's reads.
+#[derive(Default)]
+struct Table {
+    items: FakeStore,
+    scans: AtomicUsize,
+    queries: AtomicUsize,
+}
+
+impl StatusStore for Table {
+    async fn get(&self, agent_id: &str) -> Result<Option<Agent>, StoreError> {
+        self.queries.fetch_add(1, Ordering::Relaxed);
+        self.items.get(agent_id).await
+    }
+    async fn list(&self) -> Result<Vec<Agent>, StoreError> {
+        self.scans.fetch_add(1, Ordering::Relaxed);
+        self.items.list().await
+    }
+    async fn put_status(
+        &self,
+        agent_id: &str,
+        status: &AgentStatus,
+        previous: Option<&AgentStatus>,
+    ) -> Result<(), StoreError> {
+        self.items.put_status(agent_id, status, previous).await
+    }
+    async fn delete_items(&self, agent_id: &str, spec: &Snapshot) -> Result<(), StoreError> {
+        self.items.delete_items(agent_id, spec).await
+    }
+    async fn delete_status(&self, agent_id: &str) -> Result<(), StoreError> {
+        self.items.delete_status(agent_id).await
+    }
+}
+
+struct World {
+    cloud: FakeCloud,
+    table: Table,
+    settings: Settings,
+    template: TaskDefinition,
+}
+
+/// What one resync did.
+#[derive(Debug, PartialEq, Eq)]
+struct Pass {
+    work: Vec<String>,
+    planned: Planned,
+    scans: usize,
+    queries: usize,
+}
+
+impl World {
+    /// `AGENTS` agents, each converged to Running by the reconciler.
+    async fn converged() -> Self {
+        let world = Self {
+            cloud: FakeCloud::new(0),
+            table: Table::default(),
+            settings: settings(),
+            template: template(),
+        };
+        for i in 0..AGENTS {
+            world.table.items.apply(&spec(&id(i), |_| {}), "cli");
+            world.reconcile(&id(i)).await;
+        }
+        world
+    }
+
+    async fn reconcile(&self, agent_id: &str) {
+        for _ in 0..12 {
+            let expectations = Expectations::default();
+            let reconciler = Reconciler {
+                cloud: &self.cloud,
+                store: &self.table.items,
+                settings: &self.settings,
+                template: &self.template,
+                expectations: &expectations,
+                recovery_days: 7,
+                rollout: None,
+                last_seen: None,
+                metrics: None,
+            };
+            if let Ok(Outcome::Converged | Outcome::Deleted | Outcome::Revisit(_)) =
+                reconciler.reconcile(agent_id, None).await
+            {
+                return;
+            }
+        }
+        panic!("{agent_id} did not converge");
+    }
+
+    /// What AWS shows of every agent, as the resync's snapshot would.
+    async fn fleet(&self) -> Fleet {
+        use controller::aws::Cloud;
+        let mut fleet = Fleet {
+            template_arn: String::new(),
+            template: self.template.clone(),
+            agents: std::collections::HashMap::new(),
+        };
+        let ids: Vec<String> = {
+            let state = self.cloud.state();
+            let mut ids: Vec<String> = state
+                .tasks
+                .iter()
+                .filter_map(|(t, _)| t.tags.get(spec::render::tag::AGENT_ID).cloned())
+                .collect();
+            ids.sort();
+            ids.dedup();
+            ids
+        };
+        for agent_id in ids {
+            let status = self.table.items.status(&agent_id);
+            let status = status.as_ref();
+            let observed = self
+                .cloud
+                .observe_agent(
+                    &agent_id,
+                    status.and_then(|s| s.task_arn.as_deref()),
+                    status.and_then(|s| s.access_point_id.as_deref()),
+                )
+                .await
+                .unwrap();
+            fleet.agents.insert(agent_id, observed);
+        }
+        fleet
+    }
+
+    fn ctx<'a>(&'a self, now: i64) -> Context<'a> {
+        Context {
+            settings: &self.settings,
+            template: &self.template,
+            now,
+        }
+    }
+
+    /// One resync through `view` at `now`.
+    async fn pass(&self, view: &TableView, fleet: &Fleet, now: i64) -> Pass {
+        let (scans, queries) = (
+            self.table.scans.load(Ordering::Relaxed),
+            self.table.queries.load(Ordering::Relaxed),
+        );
+        let ctx = self.ctx(now);
+        let read = view.read(&self.table, &self.settings, now).await.unwrap();
+        let (work, planned) = view.work(&self.table, read, fleet, &ctx).await.unwrap();
+        let mut work: Vec<String> = work.into_iter().map(|(id, _)| id).collect();
+        work.sort();
+        Pass {
+            work,
+            planned,
+            scans: self.table.scans.load(Ordering::Relaxed) - scans,
+            queries: self.table.queries.load(Ordering::Relaxed) - queries,
+        }
+    }
+
+    /// The work planning the whole table finds, which the view's must match.
+    async fn whole_table_work(&self, fleet: &Fleet, now: i64) -> Vec<String> {
+        let agents = self.table.items.list().await.unwrap();
+        let ctx = self.ctx(now);
+        let mut work: Vec<String> = fleet_plans(&agents, fleet, &ctx)
+            .filter(|e| e.agent.is_none() || e.plan.has_work())
+            .map(|e| e.agent_id.to_owned())
+            .collect();
+        work.sort();
+        work
+    }
+
+    /// A view trusted from here on: a poll, then a read of the whole table.
+    async fn followed(&self, fleet: &Fleet) -> TableView {
+        let view = TableView::default();
+        view.polled();
+        let first = self.pass(&view, fleet, now()).await;
+        assert_eq!(first.scans, 1);
+        view
+    }
+}
+
+fn now() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp()
+}
+
+fn planned(planned: usize, unchanged: usize) -> Planned {
+    Planned { planned, unchanged }
+}
+
+#[tokio::test]
+async fn a_followed_view_reads_nothing_when_nothing_changed_and_a_cold_one_scans() {
+    let world = World::converged().await;
+    let fleet = world.fleet().await;
+    assert!(world.whole_table_work(&fleet, now()).await.is_empty());
+    let view = TableView::default();
+    // Never polled: the stream is not followed, every resync reads the whole table. The
+    // fingerprints still spare the plans.
+    let first = world.pass(&view, &fleet, now()).await;
+    assert_eq!(
+        (first.scans, first.queries, first.planned),
+        (1, 0, planned(AGENTS, 0))
+    );
+    assert!(first.work.is_empty(), "{first:?}");
+    let second = world.pass(&view, &fleet, now()).await;
+    assert_eq!(
+        (second.scans, second.queries, second.planned),
+        (1, 0, planned(0, AGENTS))
+    );
+    // A poll came after that read: one more read of the whole table, then none.
+    view.polled();
+    assert_eq!(world.pass(&view, &fleet, now()).await.scans, 1);
+    let idle = world.pass(&view, &fleet, now()).await;
+    assert_eq!(
+        idle,
+        Pass {
+            work: Vec::new(),
+            planned: planned(0, AGENTS),
+            scans: 0,
+            queries: 0
+        }
+    );
+    // Records lost: the whole table again, and trusted only after the next poll.
+    view.invalidate();
+    assert_eq!(world.pass(&view, &fleet, now()).await.scans, 1);
+    assert_eq!(world.pass(&view, &fleet, now()).await.scans, 1);
+    view.polled();
+    assert_eq!(world.pass(&view, &fleet, now()).await.scans, 1);
+    assert_eq!(world.pass(&view, &fleet, now()).await.scans, 0);
+}
+
+#[tokio::test]
+async fn a_change_the_stream_shows_is_read_alone_and_planned_and_many_are_scanned() {
+    let world = World::converged().await;
+    let fleet = world.fleet().await;
+    let view = world.followed(&fleet).await;
+    // A new image for one agent.
+    world.table.items.apply(
+        &spec(&id(3), |d| d.image = Some("openclaw/openclaw:v9".into())),
+        "cli",
+    );
+    view.changed(&id(3));
+    let pass = world.pass(&view, &fleet, now()).await;
+    assert_eq!(pass.work, world.whole_table_work(&fleet, now()).await);
+    assert_eq!(
+        pass,
+        Pass {
+            work: vec![id(3)],
+            planned: planned(1, AGENTS - 1),
+            scans: 0,
+            queries: 1
+        }
+    );
+    // Its plan had work: it is read and planned again until it converges.
+    let again = world.pass(&view, &fleet, now()).await;
+    assert_eq!((again.queries, again.work.clone()), (1, vec![id(3)]));
+    world.reconcile(&id(3)).await;
+    view.changed(&id(3));
+    let fleet = world.fleet().await;
+    let settled = world.pass(&view, &fleet, now()).await;
+    assert_eq!(
+        (settled.work.len(), settled.queries, settled.scans),
+        (0, 1, 0),
+        "{settled:?}"
+    );
+    assert_eq!(
+        world.pass(&view, &fleet, now()).await.planned,
+        planned(0, AGENTS)
+    );
+    // A status written by hand: read and planned again.
+    let mut status = world.table.items.status(&id(5)).unwrap();
+    status.message = Some("edited".into());
+    world
+        .table
+        .items
+        .put_status(&id(5), &status, None)
+        .await
+        .unwrap();
+    view.changed(&id(5));
+    let edited = world.pass(&view, &fleet, now()).await;
+    assert_eq!((edited.queries, edited.planned.planned), (1, 1));
+    assert_eq!(edited.work, world.whole_table_work(&fleet, now()).await);
+    // More changed agents than a twentieth of the fleet: one Scan instead.
+    for i in 10..13 {
+        view.changed(&id(i));
+    }
+    let many = world.pass(&view, &fleet, now()).await;
+    assert_eq!((many.scans, many.queries), (1, 0), "{many:?}");
+}
+
+#[tokio::test]
+async fn a_crashed_task_reads_its_agent_alone_and_enqueues_it() {
+    let world = World::converged().await;
+    let fleet = world.fleet().await;
+    let view = world.followed(&fleet).await;
+    let mut crashed = fleet.agents.clone();
+    crashed.get_mut(&id(7)).unwrap().tasks.clear();
+    let crashed = Fleet {
+        agents: crashed,
+        ..world.fleet().await
+    };
+    let pass = world.pass(&view, &crashed, now()).await;
+    assert_eq!(pass.work, vec![id(7)]);
+    assert_eq!(pass.work, world.whole_table_work(&crashed, now()).await);
+    assert_eq!((pass.scans, pass.queries), (0, 1));
+}
+
+#[tokio::test]
+async fn an_agent_is_read_again_when_its_plan_said_to_look_again_and_within_the_max_age() {
+    let world = World::converged().await;
+    let idle = "agent-idle";
+    world.table.items.apply(
+        &spec(idle, |d| d.idle_stop_after = Some("10m".into())),
+        "cli",
+    );
+    world.reconcile(idle).await;
+    let fleet = world.fleet().await;
+    let start = now();
+    let view = TableView::default();
+    view.polled();
+    world.pass(&view, &fleet, start).await;
+    let before = world.pass(&view, &fleet, start + 598).await;
+    assert_eq!((before.queries, before.work.len()), (0, 0), "{before:?}");
+    // The idle deadline (the spec was written just before `start`): read and stopped.
+    let deadline = world.pass(&view, &fleet, start + 601).await;
+    assert_eq!(deadline.work, vec![idle.to_owned()]);
+    assert_eq!(
+        deadline.work,
+        world.whole_table_work(&fleet, start + 601).await
+    );
+    assert_eq!((deadline.queries, deadline.scans), (1, 0));
+
+    // Every agent is planned again within the max age, never before half of it, and not all
+    // at once.
+    let view = world.followed(&fleet).await;
+    let t = now();
+    let early = world.pass(&view, &fleet, t + MAX_AGE_SECS / 2 - 1).await;
+    assert_eq!(early.planned.planned, 1, "only the idle one: {early:?}");
+    let mut again = 0;
+    for k in 1..=10 {
+        let pass = world
+            .pass(&view, &fleet, t + MAX_AGE_SECS / 2 + k * MAX_AGE_SECS / 20)
+            .await;
+        // The idle one has work at every pass.
+        let others = pass.planned.planned - 1;
+        assert!(others <= AGENTS / 2, "spread: {pass:?}");
+        again += others;
+    }
+    assert_eq!(again, AGENTS, "each planned again once");
+}
+
+#[tokio::test]
+async fn invalid_specs_deleted_agents_and_orphans_are_always_planned() {
+    let world = World::converged().await;
+    let fleet = world.fleet().await;
+    let view = world.followed(&fleet).await;
+    // A spec that does not validate, written by hand.
+    world
+        .table
+        .items
+        .edit(&id(1), |d| d.plan = Some("enormous".into()));
+    view.changed(&id(1));
+    // An agent whose items are gone, with its resources still there: an orphan.
+    world.table.items.delete_status(&id(2)).await.unwrap();
+    view.changed(&id(2));
+    for _ in 0..2 {
+        let pass = world.pass(&view, &fleet, now()).await;
+        assert_eq!(pass.work, world.whole_table_work(&fleet, now()).await);
+        assert!(pass.work.contains(&id(1)), "{pass:?}");
+        assert!(pass.work.contains(&id(2)), "the orphan: {pass:?}");
+        assert_eq!(pass.scans, 0);
+    }
+    assert!(!view.ids().contains(&id(2)), "gone from the view");
+}
+
+#[tokio::test]
+async fn resources_of_an_agent_the_view_does_not_know_are_read_before_taken_for_an_orphan() {
+    let world = World::converged().await;
+    let view = world.followed(&world.fleet().await).await;
+    // Written and reconciled before the stream showed it to the view.
+    world.table.items.apply(&spec("agent-new", |_| {}), "cli");
+    world.reconcile("agent-new").await;
+    let fleet = world.fleet().await;
+    let pass = world.pass(&view, &fleet, now()).await;
+    assert_eq!(pass.work, world.whole_table_work(&fleet, now()).await);
+    assert!(pass.work.is_empty(), "converged, not torn down: {pass:?}");
+    assert_eq!((pass.queries, pass.scans), (1, 0));
+    assert!(view.ids().contains(&"agent-new".to_owned()));
+}
+
+#[tokio::test]
+async fn a_failed_read_keeps_what_was_to_be_read() {
+    let world = World::converged().await;
+    let fleet = world.fleet().await;
+    let view = world.followed(&fleet).await;
+    world.table.items.apply(
+        &spec(&id(4), |d| d.image = Some("openclaw/openclaw:v9".into())),
+        "cli",
+    );
+    view.changed(&id(4));
+    world
+        .table
+        .items
+        .fail_next(StoreError::Conflict { agent_id: id(4) });
+    assert!(
+        view.read(&world.table, &world.settings, now())
+            .await
+            .is_err()
+    );
+    let pass = world.pass(&view, &fleet, now()).await;
+    assert_eq!(pass.work, vec![id(4)]);
+}
+
+#[tokio::test]
+async fn the_census_and_the_fleet_summary_are_the_tables() {
+    let world = World::converged().await;
+    let fleet = world.fleet().await;
+    let view = world.followed(&fleet).await;
+    world
+        .table
+        .items
+        .edit(&id(1), |d| d.plan = Some("enormous".into()));
+    view.changed(&id(1));
+    world.table.items.request_deletion(&id(2));
+    view.changed(&id(2));
+    world.pass(&view, &fleet, now()).await;
+    let agents = world.table.items.list().await.unwrap();
+    let at = "2026-11-30T00:00:00Z";
+    assert_eq!(
+        view.summary(Some("me"), at),
+        FleetSummary::of(&agents, Some("me"), at)
+    );
+    let census = view.census();
+    assert_eq!(
+        census.phases.values().sum::<i64>(),
+        i64::try_from(AGENTS).unwrap()
+    );
+    let ready = agents
+        .iter()
+        .filter_map(|a| a.status.as_ref())
+        .filter(|s| {
+            s.condition(spec::ConditionKind::Ready)
+                .is_some_and(|c| c.status == spec::ConditionStatus::True)
+        })
+        .count();
+    assert_eq!(census.ready, ready);
+    // The invalid spec and the deleted agent are not to run.
+    assert_eq!(census.desired_running, AGENTS - 2, "{census:?}");
+}
