@@ -9,7 +9,7 @@ use store::{Agent, Snapshot, Store, StoreError};
 pub trait StatusStore: Sync {
     /// DynamoDB Query (consistent) of the agent's spec and status items.
     async fn get(&self, agent_id: &str) -> Result<Option<Agent>, StoreError>;
-    /// DynamoDB Scan of every agent's items: the resync's read of the whole table.
+    /// DynamoDB Scan (consistent) of every agent's items: the resync's read of the whole table.
     async fn list(&self) -> Result<Vec<Agent>, StoreError>;
     /// DynamoDB PutItem of the status item, unless it says what `previous` says.
     async fn put_status(
@@ -29,7 +29,7 @@ impl StatusStore for Store {
         Store::get(self, agent_id).await
     }
     async fn list(&self) -> Result<Vec<Agent>, StoreError> {
-        Store::list(self).await
+        Store::list_consistent(self).await
     }
     async fn put_status(
         &self,

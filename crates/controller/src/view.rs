@@ -49,6 +49,10 @@ const QUERY_SHARE: usize = 20;
 /// Agents a Scan page holds: 1 MB of items, two of about 1 KB per agent.
 const SCAN_PAGE_AGENTS: usize = 500;
 
+/// The stream counts as followed only while a poll succeeded this recently: a watch that
+/// stopped (its task ended) must not leave the view trusted.
+const FOLLOW_STALE: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// See the module's documentation.
 #[derive(Debug, Default)]
 pub struct TableView {
@@ -65,6 +69,16 @@ struct State {
     /// A stream poll succeeded since the view was last invalidated: every change from here on
     /// reaches [`TableView::changed`].
     following: bool,
+    /// The last successful poll.
+    polled_at: Option<tokio::time::Instant>,
+    /// Counts invalidations: a read of the whole table during which one came is not trusted.
+    epoch: u64,
+}
+
+impl State {
+    fn followed(&self) -> bool {
+        self.following && self.polled_at.is_some_and(|at| at.elapsed() < FOLLOW_STALE)
+    }
 }
 
 impl Default for State {
@@ -74,6 +88,8 @@ impl Default for State {
             dirty: HashSet::new(),
             cold: true,
             following: false,
+            polled_at: None,
+            epoch: 0,
         }
     }
 }
@@ -90,7 +106,9 @@ struct Seen {
     ready: bool,
     runs: bool,
     summary: Option<Part>,
-    /// Set after a plan that found no work.
+    /// Set after a plan that found no work, and kept only while the items read since are the
+    /// ones it was made from: a resync that fails between its read and its plans must not
+    /// leave a memo standing for items it never planned.
     memo: Option<Memo>,
 }
 
@@ -107,6 +125,7 @@ struct Memo {
 
 impl Seen {
     fn of(agent: &Agent, settings: &Settings, now: i64, memo: Option<Memo>) -> Self {
+        let memo = memo.filter(|m| items_fingerprint(agent) == Some(m.items));
         let status = agent.status.as_ref();
         Self {
             task_arn: status.and_then(|s| s.task_arn.clone()),
@@ -200,7 +219,9 @@ impl TableView {
 
     /// A poll of the stream succeeded: the changes it did not show have not happened.
     pub fn polled(&self) {
-        lock(&self.state).following = true;
+        let mut state = lock(&self.state);
+        state.following = true;
+        state.polled_at = Some(tokio::time::Instant::now());
     }
 
     /// Changes may have been missed (records lost, the stream unread): the next resync reads
@@ -209,6 +230,7 @@ impl TableView {
         let mut state = lock(&self.state);
         state.cold = true;
         state.following = false;
+        state.epoch += 1;
     }
 
     /// The resync's read of the table: the whole table (Scan), or the agents whose items
@@ -222,7 +244,7 @@ impl TableView {
         settings: &Settings,
         now: i64,
     ) -> Result<Read, StoreError> {
-        let (full, trusted, needed) = {
+        let (full, trusted, epoch, needed) = {
             let mut state = lock(&self.state);
             let mut needed = std::mem::take(&mut state.dirty);
             for (id, seen) in &state.agents {
@@ -233,9 +255,11 @@ impl TableView {
             let n = state.agents.len();
             let many = needed.len().saturating_mul(QUERY_SHARE) > n
                 && needed.len() > n.div_ceil(SCAN_PAGE_AGENTS);
+            let followed = state.followed();
             (
-                state.cold || !state.following || many,
-                state.following,
+                state.cold || !followed || many,
+                followed,
+                state.epoch,
                 needed,
             )
         };
@@ -270,9 +294,9 @@ impl TableView {
             state.agents.insert(agent.agent_id.clone(), seen);
             read.insert(agent.agent_id.clone(), agent);
         }
-        // Changes after a poll that came before this read reach `changed`; without one, the
-        // read may already be stale.
-        state.cold = !trusted;
+        // Changes after a poll that came before this read reach `changed`; without one, or
+        // with an invalidation since, the read may already be stale.
+        state.cold = !trusted || state.epoch != epoch;
         Ok(Read {
             agents: read,
             absent: HashSet::new(),
@@ -368,13 +392,10 @@ impl TableView {
                     }
                     continue;
                 };
+                // A memo stands only for the items last read (`Seen::of`): read again or not (the
+                // stream showed no change), the items are those it was made from.
                 let observed = observed_fingerprint(context, fleet.observed(id));
-                let items = match read.agents.get(id) {
-                    Some(agent) => items_fingerprint(agent),
-                    // Not read: the stream showed no change since the read the memo is of.
-                    None => Some(memo.items),
-                };
-                if items == Some(memo.items) && observed == memo.observed {
+                if observed == memo.observed {
                     counts.unchanged += 1;
                 } else if read.agents.contains_key(id) {
                     to_plan.push((id.clone(), Some(observed)));

@@ -35,12 +35,16 @@ fn id(i: usize) -> String {
     format!("agent-{i:02}")
 }
 
+/// Run in the middle of the next Scan.
+type Hook = Box<dyn FnOnce() + Send>;
+
 /// The fake table, counting the resync's reads.
 #[derive(Default)]
 struct Table {
     items: FakeStore,
     scans: AtomicUsize,
     queries: AtomicUsize,
+    during_scan: std::sync::Mutex<Option<Hook>>,
 }
 
 impl StatusStore for Table {
@@ -50,7 +54,11 @@ impl StatusStore for Table {
     }
     async fn list(&self) -> Result<Vec<Agent>, StoreError> {
         self.scans.fetch_add(1, Ordering::Relaxed);
-        self.items.list().await
+        let listed = self.items.list().await;
+        if let Some(hook) = self.during_scan.lock().unwrap().take() {
+            hook();
+        }
+        listed
     }
     async fn put_status(
         &self,
@@ -474,4 +482,65 @@ async fn the_census_and_the_fleet_summary_are_the_tables() {
     assert_eq!(census.ready, ready);
     // The invalid spec and the deleted agent are not to run.
     assert_eq!(census.desired_running, AGENTS - 2, "{census:?}");
+}
+
+#[tokio::test]
+async fn an_invalidation_during_a_read_of_the_whole_table_leaves_the_view_cold() {
+    let world = World::converged().await;
+    let fleet = world.fleet().await;
+    let view = std::sync::Arc::new(TableView::default());
+    view.polled();
+    // Records are lost (or a poll fails) while the Scan is out: what it read may miss them.
+    let during = std::sync::Arc::clone(&view);
+    *world.table.during_scan.lock().unwrap() = Some(Box::new(move || during.invalidate()));
+    assert_eq!(world.pass(&view, &fleet, now()).await.scans, 1);
+    view.polled();
+    assert_eq!(
+        world.pass(&view, &fleet, now()).await.scans,
+        1,
+        "read whole again"
+    );
+    assert_eq!(world.pass(&view, &fleet, now()).await.scans, 0);
+}
+
+#[tokio::test]
+async fn a_resync_that_fails_after_its_read_leaves_no_memo_for_what_it_did_not_plan() {
+    let world = World::converged().await;
+    let fleet = world.fleet().await;
+    let view = world.followed(&fleet).await;
+    let mut status = world.table.items.status(&id(5)).unwrap();
+    status.message = Some("edited by hand".into());
+    world
+        .table
+        .items
+        .put_status(&id(5), &status, None)
+        .await
+        .unwrap();
+    view.changed(&id(5));
+    // The read happens; the snapshot of AWS fails, and no plan is made.
+    let read = view
+        .read(&world.table, &world.settings, now())
+        .await
+        .unwrap();
+    assert_eq!(read.len(), 1);
+    drop(read);
+    let pass = world.pass(&view, &fleet, now()).await;
+    assert_eq!(pass.work, world.whole_table_work(&fleet, now()).await);
+    assert_eq!(pass.work, vec![id(5)], "{pass:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stream_not_polled_for_half_a_minute_is_not_followed() {
+    let world = World::converged().await;
+    let fleet = world.fleet().await;
+    let view = world.followed(&fleet).await;
+    assert_eq!(world.pass(&view, &fleet, now()).await.scans, 0);
+    // The watch stopped: no poll, no invalidation.
+    tokio::time::advance(std::time::Duration::from_secs(31)).await;
+    assert_eq!(world.pass(&view, &fleet, now()).await.scans, 1);
+    // Polled again: trusted after one more read of the whole table, which the poll came
+    // before.
+    view.polled();
+    assert_eq!(world.pass(&view, &fleet, now()).await.scans, 1);
+    assert_eq!(world.pass(&view, &fleet, now()).await.scans, 0);
 }

@@ -884,6 +884,16 @@ impl Store {
         Ok(group(self.scan(false, false).await?))
     }
 
+    /// [`Store::list`], read consistently: the controller's view of the table trusts what it
+    /// read until the stream shows a change, so an item written just before the Scan must not
+    /// show its previous version.
+    ///
+    /// # Errors
+    /// A failed Scan page.
+    pub async fn list_consistent(&self) -> Result<Vec<Agent>, StoreError> {
+        Ok(group(self.scan(false, true).await?))
+    }
+
     /// Every item of the table (Scan, all pages), or only spec items.
     async fn scan(&self, specs_only: bool, consistent: bool) -> Result<Vec<Item>, StoreError> {
         let mut items = Vec::new();
