@@ -207,7 +207,9 @@ impl Controller {
                             "task event"
                         );
                         self.metrics.task_event(&event.last_status);
-                        self.queue.add(&event.agent_id);
+                        // The next step of the agent's work (its task started or stopped),
+                        // ahead of fresh specs.
+                        self.queue.add_follow_up(&event.agent_id);
                     }
                     Err(dropped) => {
                         self.metrics.task_event_dropped(dropped.reason());

@@ -9,6 +9,15 @@
 //!   to 5 min with ±10 % jitter, that only failures grow and [`Queue::forget`] resets. A plain add
 //!   (a watch event, a resync) still brings a backed-off id forward, as in client-go, because a
 //!   spec change may be the fix; it leaves the failure count alone.
+//! - Two lanes, as controller-runtime's priority queue puts events ahead of its initial list:
+//!   follow-ups ([`Queue::add_after`], a reconcile waiting on AWS, and [`Queue::add_follow_up`],
+//!   a task event or a rollout slot) are handed out before fresh adds ([`Queue::add`],
+//!   [`Queue::retry`]) once due, but never more than [`FOLLOW_UPS_PER_FRESH`] in a row while a
+//!   fresh one is due. In a bulk onboarding or a fleet-wide change, thousands of fresh ids are
+//!   due at once; in one lane an agent's wait for its task came due behind all of them, so each
+//!   agent took the whole change's time to turn Running, and a rollout's slots sat on
+//!   replacements whose next step waited in line. An id queued in both ways is in the
+//!   follow-up lane, at the earlier due time.
 //! - [`Queue::shut_down`] drains: from then on adds are ignored, ids scheduled for later (waits
 //!   and backoffs) are dropped because the next start's resync finds them again and waiting out a
 //!   5-minute backoff would hold up the exit, and ids already due (also ones added while in
@@ -126,16 +135,33 @@ impl QueueMetrics for NoMetrics {
     fn unfinished(&self, _: f64, _: f64) {}
 }
 
+/// Follow-ups handed out in a row, at most, while a fresh id is due: fresh ids keep at least a
+/// fifth of the workers' turns however many agents are waiting on AWS.
+pub const FOLLOW_UPS_PER_FRESH: u32 = 4;
+
+/// Which lane an id is queued in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Lane {
+    Fresh,
+    FollowUp,
+}
+
+type Key = (Instant, u64);
+
 #[derive(Debug, Default)]
 struct State {
-    /// Queued ids by (due, arrival), so that ids due at the same time keep their order.
-    order: BTreeMap<(Instant, u64), String>,
-    /// Queued ids -> their key in `order`.
-    queued: HashMap<String, (Instant, u64)>,
+    /// Queued fresh ids by (due, arrival), so that ids due at the same time keep their order.
+    fresh: BTreeMap<Key, String>,
+    /// Queued follow-ups, the same way.
+    follow_ups: BTreeMap<Key, String>,
+    /// Queued ids -> their lane and key.
+    queued: HashMap<String, (Lane, Key)>,
+    /// Follow-ups handed out in a row while a fresh id was due.
+    streak: u32,
     /// Ids in process -> when a worker got them.
     in_process: HashMap<String, Instant>,
-    /// In-process ids added again -> the earliest due time asked for.
-    dirty: HashMap<String, Instant>,
+    /// In-process ids added again -> the earliest due time asked for, and the lane.
+    dirty: HashMap<String, (Instant, Lane)>,
     /// Failures since the last `forget`, per id.
     failures: HashMap<String, u32>,
     next_arrival: u64,
@@ -145,54 +171,90 @@ struct State {
 }
 
 impl State {
-    /// Queues `agent_id` (not in process) due at `due`; an earlier due time wins. Returns
-    /// whether it was not queued before.
-    fn enqueue(&mut self, agent_id: &str, due: Instant) -> bool {
-        if let Some(key) = self.queued.get_mut(agent_id) {
-            let old = *key;
-            if due < old.0
-                && let Some(id) = self.order.remove(&old)
+    fn lane(&mut self, lane: Lane) -> &mut BTreeMap<Key, String> {
+        match lane {
+            Lane::Fresh => &mut self.fresh,
+            Lane::FollowUp => &mut self.follow_ups,
+        }
+    }
+
+    /// Queues `agent_id` (not in process) due at `due` in `lane`; an earlier due time and the
+    /// follow-up lane win. Returns whether it was not queued before.
+    fn enqueue(&mut self, agent_id: &str, due: Instant, lane: Lane) -> bool {
+        if let Some(&(old_lane, old)) = self.queued.get(agent_id) {
+            let new_lane = old_lane.max(lane);
+            let new = (due.min(old.0), old.1);
+            if (new_lane, new) != (old_lane, old)
+                && let Some(id) = self.lane(old_lane).remove(&old)
             {
-                *key = (due, old.1);
-                self.order.insert(*key, id);
+                self.lane(new_lane).insert(new, id);
+                self.queued.insert(agent_id.to_owned(), (new_lane, new));
             }
             return false;
         }
         let key = (due, self.next_arrival);
         self.next_arrival += 1;
-        self.queued.insert(agent_id.to_owned(), key);
-        self.order.insert(key, agent_id.to_owned());
+        self.queued.insert(agent_id.to_owned(), (lane, key));
+        self.lane(lane).insert(key, agent_id.to_owned());
         true
     }
 
     /// Returns whether a waiting worker may now find something to do.
-    fn add(&mut self, agent_id: &str, due: Instant) -> bool {
+    fn add(&mut self, agent_id: &str, due: Instant, lane: Lane) -> bool {
         if self.shutting_down {
             return false;
         }
         if self.in_process.contains_key(agent_id) {
             match self.dirty.get_mut(agent_id) {
-                Some(earliest) => *earliest = (*earliest).min(due),
+                Some((earliest, was)) => {
+                    *earliest = (*earliest).min(due);
+                    *was = (*was).max(lane);
+                }
                 None => {
-                    self.dirty.insert(agent_id.to_owned(), due);
+                    self.dirty.insert(agent_id.to_owned(), (due, lane));
                     self.adds += 1;
                 }
             }
             return false;
         }
-        if self.enqueue(agent_id, due) {
+        if self.enqueue(agent_id, due, lane) {
             self.adds += 1;
         }
         true
     }
 
-    fn pop_due(&mut self, now: Instant) -> Option<Item> {
-        let entry = self.order.first_entry()?;
-        let due = entry.key().0;
-        if due > now {
-            return None;
+    /// Ids queued in both lanes.
+    fn len(&self) -> usize {
+        self.fresh.len() + self.follow_ups.len()
+    }
+
+    /// The earliest due time queued.
+    fn next_due(&self) -> Option<Instant> {
+        let first = |lane: &BTreeMap<Key, String>| lane.first_key_value().map(|(key, _)| key.0);
+        match (first(&self.fresh), first(&self.follow_ups)) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
         }
-        let agent_id = entry.remove();
+    }
+
+    fn pop_due(&mut self, now: Instant) -> Option<Item> {
+        let due = |lane: &BTreeMap<Key, String>| {
+            lane.first_key_value()
+                .is_some_and(|((due, _), _)| *due <= now)
+        };
+        let lane = match (due(&self.follow_ups), due(&self.fresh)) {
+            (true, true) if self.streak < FOLLOW_UPS_PER_FRESH => {
+                self.streak += 1;
+                Lane::FollowUp
+            }
+            (true, false) => Lane::FollowUp,
+            (_, true) => {
+                self.streak = 0;
+                Lane::Fresh
+            }
+            (false, false) => return None,
+        };
+        let ((due, _), agent_id) = self.lane(lane).pop_first()?;
         self.queued.remove(&agent_id);
         self.in_process.insert(agent_id.clone(), now);
         Some(Item {
@@ -266,7 +328,7 @@ impl Queue {
         for _ in adds..state.adds {
             self.metrics.add();
         }
-        self.metrics.depth(state.order.len());
+        self.metrics.depth(state.len());
         out
     }
 
@@ -276,19 +338,26 @@ impl Queue {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Queues `agent_id` now. Ignored after [`Queue::shut_down`].
-    pub fn add(&self, agent_id: &str) {
-        self.add_at(agent_id, Instant::now());
-    }
-
-    /// Queues `agent_id` no earlier than `delay` from now (requeue-after). Ignored after
+    /// Queues `agent_id` now, in the fresh lane (a spec change, a resync). Ignored after
     /// [`Queue::shut_down`].
-    pub fn add_after(&self, agent_id: &str, delay: Duration) {
-        self.add_at(agent_id, Instant::now() + delay);
+    pub fn add(&self, agent_id: &str) {
+        self.add_at(agent_id, Instant::now(), Lane::Fresh);
     }
 
-    fn add_at(&self, agent_id: &str, due: Instant) {
-        let wake = self.change(|state| state.add(agent_id, due));
+    /// Queues `agent_id` now, in the follow-up lane: the next step of work under way (a task
+    /// event, a rollout slot freed for it). Ignored after [`Queue::shut_down`].
+    pub fn add_follow_up(&self, agent_id: &str) {
+        self.add_at(agent_id, Instant::now(), Lane::FollowUp);
+    }
+
+    /// Queues `agent_id` no earlier than `delay` from now, in the follow-up lane (requeue-after:
+    /// a reconcile waiting on AWS). Ignored after [`Queue::shut_down`].
+    pub fn add_after(&self, agent_id: &str, delay: Duration) {
+        self.add_at(agent_id, Instant::now() + delay, Lane::FollowUp);
+    }
+
+    fn add_at(&self, agent_id: &str, due: Instant, lane: Lane) {
+        let wake = self.change(|state| state.add(agent_id, due, lane));
         if wake {
             self.changed.notify_waiters();
         }
@@ -310,14 +379,14 @@ impl Queue {
             let next_due = {
                 let mut state = self.state();
                 if let Some(item) = state.pop_due(Instant::now()) {
-                    self.metrics.depth(state.order.len());
+                    self.metrics.depth(state.len());
                     self.metrics.queued_for(item.queued_for);
                     return Some(item);
                 }
-                if state.shutting_down && state.order.is_empty() && state.dirty.is_empty() {
+                if state.shutting_down && state.len() == 0 && state.dirty.is_empty() {
                     return None;
                 }
-                state.order.first_key_value().map(|(key, _)| key.0)
+                state.next_due()
             };
             match next_due {
                 Some(due) => {
@@ -338,9 +407,12 @@ impl Queue {
         let now = Instant::now();
         let (started, requeued) = self.change(|state| {
             let started = state.in_process.remove(agent_id)?;
-            let requeued = state.dirty.remove(agent_id).map(|due| due.max(now));
-            if let Some(due) = requeued {
-                state.enqueue(agent_id, due);
+            let requeued = state
+                .dirty
+                .remove(agent_id)
+                .map(|(due, lane)| (due.max(now), lane));
+            if let Some((due, lane)) = requeued {
+                state.enqueue(agent_id, due, lane);
             }
             Some((started, requeued))
         })?;
@@ -366,7 +438,10 @@ impl Queue {
                 .backoff
                 .jittered(*failures, rand::random_range(-1.0..=1.0));
             state.retries += 1;
-            Some((delay, state.add(agent_id, Instant::now() + delay)))
+            Some((
+                delay,
+                state.add(agent_id, Instant::now() + delay, Lane::Fresh),
+            ))
         })?;
         self.metrics.retry();
         if wake {
@@ -392,20 +467,23 @@ impl Queue {
         state.shutting_down = true;
         let now = Instant::now();
         let State {
-            order,
+            fresh,
+            follow_ups,
             queued,
             dirty,
             ..
         } = &mut *state;
-        order.retain(|&(due, _), agent_id| {
-            let keep = due <= now;
-            if !keep {
-                queued.remove(agent_id);
-            }
-            keep
-        });
-        dirty.retain(|_, due| *due <= now);
-        self.metrics.depth(state.order.len());
+        for lane in [fresh, follow_ups] {
+            lane.retain(|&(due, _), agent_id| {
+                let keep = due <= now;
+                if !keep {
+                    queued.remove(agent_id);
+                }
+                keep
+            });
+        }
+        dirty.retain(|_, (due, _)| *due <= now);
+        self.metrics.depth(state.len());
         drop(state);
         self.changed.notify_waiters();
     }
@@ -418,7 +496,7 @@ impl Queue {
     /// Ids waiting to be handed out, due now or later; in-process ids are not counted.
     #[must_use]
     pub fn len(&self) -> usize {
-        self.state().order.len()
+        self.state().len()
     }
 
     #[must_use]
@@ -430,7 +508,7 @@ impl Queue {
     pub fn stats(&self) -> QueueStats {
         let state = self.state();
         QueueStats {
-            queued: state.order.len(),
+            queued: state.len(),
             in_process: state.in_process.len(),
             adds: state.adds,
             retries: state.retries,
@@ -659,6 +737,91 @@ mod tests {
             .map(|(id, t)| ((*id).to_owned(), *t))
             .collect();
         assert_eq!(seen, expected);
+    }
+
+    /// Every id `get` hands out without waiting, done at once, in order.
+    async fn drain_now(queue: &Queue) -> Vec<String> {
+        let mut out = Vec::new();
+        while let Some(item) = get_now(queue).await {
+            queue.done(&item.agent_id);
+            out.push(item.agent_id);
+        }
+        out
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn due_follow_ups_go_before_fresh_ids_but_never_more_than_four_in_a_row() {
+        let queue = Queue::new();
+        for i in 0..3 {
+            queue.add(&format!("new-{i}"));
+        }
+        // Waits that came due, and task events: after the fresh ids, but handed out first.
+        for i in 0..6 {
+            queue.add_after(&format!("wait-{i}"), Duration::ZERO);
+        }
+        for i in 0..4 {
+            queue.add_follow_up(&format!("event-{i}"));
+        }
+        let order = drain_now(&queue).await;
+        assert_eq!(
+            order,
+            [
+                "wait-0", "wait-1", "wait-2", "wait-3", "new-0", "wait-4", "wait-5", "event-0",
+                "event-1", "new-1", "event-2", "event-3", "new-2"
+            ],
+            "follow-ups in due order, a fresh id after every {FOLLOW_UPS_PER_FRESH}"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_follow_up_not_yet_due_lets_fresh_ids_through() {
+        let queue = Queue::new();
+        let start = Instant::now();
+        queue.add_after("wait", secs(5.0));
+        queue.add("new");
+        assert_eq!(drain_now(&queue).await, ["new"]);
+        let item = queue.get().await.unwrap();
+        assert_eq!(item.agent_id, "wait");
+        assert_eq!(start.elapsed(), secs(5.0));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_id_added_both_ways_is_one_follow_up_at_the_earlier_due_time() {
+        let queue = Queue::new();
+        let start = Instant::now();
+        queue.add("a");
+        queue.add("b");
+        // Queued fresh, then a follow-up: one id, in the follow-up lane, still due now.
+        queue.add_after("b", secs(30.0));
+        assert_eq!(queue.len(), 2);
+        assert_eq!(drain_now(&queue).await, ["b", "a"]);
+        assert_eq!(start.elapsed(), Duration::ZERO);
+        // Added as a follow-up while in process: queued again at done, as a follow-up.
+        queue.add("c");
+        queue.add("d");
+        let item = get_now(&queue).await.unwrap();
+        assert_eq!(item.agent_id, "c");
+        queue.add("e");
+        queue.add_follow_up("c");
+        queue.done("c");
+        assert_eq!(drain_now(&queue).await, ["c", "d", "e"]);
+        assert_eq!(queue.stats().adds, 6);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn retries_wait_in_the_fresh_lane() {
+        let queue = Queue::with_backoff(Backoff {
+            jitter: 0.0,
+            ..Backoff::default()
+        });
+        queue.add("failing");
+        let item = get_now(&queue).await.unwrap();
+        queue.done(&item.agent_id);
+        queue.retry("failing");
+        tokio::time::advance(secs(1.0)).await;
+        queue.add("new");
+        queue.add_follow_up("event");
+        assert_eq!(drain_now(&queue).await, ["event", "failing", "new"]);
     }
 
     #[tokio::test(start_paused = true)]

@@ -259,9 +259,10 @@ impl Controller {
                 self.queue.retry(agent_id);
             }
         }
-        // A slot this reconcile freed goes to the replacements waiting in line.
+        // A slot this reconcile freed goes to the replacements waiting in line, ahead of
+        // fresh work: the slot is idle until its replacement's next step runs.
         for waiting in self.rollout.admit() {
-            self.queue.add(&waiting);
+            self.queue.add_follow_up(&waiting);
         }
         if let Some(class) = decision.store_error {
             self.metrics.store_error(class);

@@ -168,7 +168,7 @@ impl AssembledController {
         }
         // A slot this reconcile freed goes to the replacements waiting in line.
         for waiting in self.rollout.admit() {
-            self.queue.add(&waiting);
+            self.queue.add_follow_up(&waiting);
         }
         self.metrics.reconciled(decision.result, started.elapsed());
     }
@@ -267,7 +267,7 @@ impl AssembledController {
             let mut events = self.account.task_events();
             async move {
                 while let Some(agent) = events.recv().await {
-                    this.queue.add(&agent);
+                    this.queue.add_follow_up(&agent);
                 }
             }
         };
