@@ -728,6 +728,13 @@ impl Ecs {
     ///
     /// # Errors
     /// A failed call.
+    /// Whether a DeregisterTaskDefinition would pass the gate now: it shares its bucket with
+    /// the registrations new agents wait for.
+    #[must_use]
+    pub fn deregistration_has_room(&self) -> bool {
+        self.gate.has_spare("ECS", "DeregisterTaskDefinition")
+    }
+
     pub async fn deregister_task_definition(&self, arn: &str) -> Result<(), AwsError> {
         self.client
             .deregister_task_definition()

@@ -36,6 +36,11 @@ pub trait Gate: Send + Sync + Debug {
     ) -> Pin<Box<dyn Future<Output = Result<(), AwsError>> + Send + 'a>> {
         self.pass(service, operation)
     }
+    /// Whether a low-priority call of `operation` would pass now without waiting: work that
+    /// can trail asks first and leaves its turn to a later pass rather than hold a worker.
+    fn has_spare(&self, _service: &str, _operation: &str) -> bool {
+        true
+    }
     /// AWS throttled `operation` of `service`: slow down. Called for every throttled attempt,
     /// the SDK's own retries included ([`ThrottleFeedback`]).
     fn throttled(&self, service: &str, operation: &str);
@@ -52,6 +57,9 @@ impl Gate for LowPriority {
         operation: &'static str,
     ) -> Pin<Box<dyn Future<Output = Result<(), AwsError>> + Send + 'a>> {
         self.0.pass_low_priority(service, operation)
+    }
+    fn has_spare(&self, service: &str, operation: &str) -> bool {
+        self.0.has_spare(service, operation)
     }
     fn throttled(&self, service: &str, operation: &str) {
         self.0.throttled(service, operation);

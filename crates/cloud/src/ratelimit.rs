@@ -381,6 +381,14 @@ impl Bucket {
         }
     }
 
+    /// Whether [`Bucket::acquire_low_priority`] would take a token now without waiting.
+    #[must_use]
+    pub fn has_spare(&self) -> bool {
+        let mut state = self.state();
+        state.refill(Instant::now(), self.limit);
+        state.normal_waiting == 0 && state.tokens + EPSILON >= 1.0 + self.reserve
+    }
+
     /// Waits until no normal caller waits and more than the reserve (half the capacity) is
     /// left, then takes a token: for work that can trail, like deregistering old revisions.
     /// Cancel-safe.
@@ -553,6 +561,14 @@ impl Limits {
         }
     }
 
+    /// Whether a low-priority call of `service`'s `operation` would pass now without waiting.
+    #[must_use]
+    pub fn has_spare(&self, service: &str, operation: &str) -> bool {
+        self.buckets(service, operation)
+            .iter()
+            .all(|bucket| bucket.has_spare())
+    }
+
     /// As [`Limits::acquire`], yielding to every normal caller of the same buckets.
     pub async fn acquire_low_priority(&self, service: &str, operation: &str) {
         for bucket in self.buckets(service, operation) {
@@ -606,6 +622,10 @@ impl crate::Gate for Limits {
             self.acquire_low_priority(service, operation).await;
             Ok(())
         })
+    }
+
+    fn has_spare(&self, service: &str, operation: &str) -> bool {
+        Limits::has_spare(self, service, operation)
     }
 
     fn throttled(&self, service: &str, operation: &str) {
@@ -892,6 +912,24 @@ mod tests {
         for _ in 0..5 {
             assert!(bucket.try_acquire());
         }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn has_spare_says_whether_a_low_priority_call_would_pass_now() {
+        let bucket = Bucket::new("test", limit(10, 1.0));
+        assert!(bucket.has_spare(), "full: 10 > the reserve of 5");
+        for _ in 0..5 {
+            bucket.acquire().await;
+        }
+        assert!(!bucket.has_spare(), "5 left: the reserve, not more");
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert!(bucket.has_spare(), "a sixth came");
+        assert_eq!(
+            timed(bucket.acquire_low_priority()).await,
+            0.0,
+            "and it passes at once"
+        );
+        assert!(!bucket.has_spare());
     }
 
     #[tokio::test(start_paused = true)]

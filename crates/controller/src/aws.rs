@@ -92,6 +92,11 @@ pub trait Cloud: Sync {
     ) -> Result<(), AwsError>;
     /// ECS DeregisterTaskDefinition.
     async fn deregister_task_definition(&self, arn: &str) -> Result<(), AwsError>;
+    /// Whether a DeregisterTaskDefinition would go out now without waiting behind the
+    /// registrations it shares a bucket with (no call).
+    fn deregistration_has_room(&self) -> bool {
+        true
+    }
     /// EFS DeleteAccessPoint.
     async fn delete_access_point(&self, id: &str) -> Result<(), AwsError>;
     /// Secrets Manager DeleteSecret with a recovery window.
@@ -239,6 +244,9 @@ impl Cloud for RealCloud {
     }
     async fn deregister_task_definition(&self, arn: &str) -> Result<(), AwsError> {
         self.aws.ecs.deregister_task_definition(arn).await
+    }
+    fn deregistration_has_room(&self) -> bool {
+        self.aws.ecs.deregistration_has_room()
     }
     async fn delete_access_point(&self, id: &str) -> Result<(), AwsError> {
         self.aws.efs.delete_access_point(id).await

@@ -293,6 +293,17 @@ impl<C: Cloud, S: StatusStore> Reconciler<'_, C, S> {
                 }
             }
             Action::DeregisterTaskDefinition { arn } => {
+                // A live agent's old revision trails: while registrations that agents wait
+                // for keep the shared bucket busy (a bulk onboarding, a fleet-wide change), it
+                // is left to a later pass, the next revision listing's, instead of holding a
+                // worker in the bucket's low-priority line.
+                let trailing = agent.spec.as_ref().is_some_and(|s| !s.meta.is_deleting())
+                    && observed.older_revisions.contains(&arn);
+                if trailing && !self.cloud.deregistration_has_room() {
+                    info!(agent_id, revision = %arn, "deregistration deferred: registrations come first");
+                    observed.older_revisions.retain(|a| a != &arn);
+                    return Ok(None);
+                }
                 self.cloud.deregister_task_definition(&arn).await?;
                 observed.older_revisions.retain(|a| a != &arn);
                 observed.purge_revisions.retain(|a| a != &arn);

@@ -178,6 +178,8 @@ pub struct CloudState {
     pub tasks: Vec<(Task, u64)>,
     /// RunTask's `clientToken` -> the request's parameters and the task it started.
     pub run_tokens: HashMap<String, (String, String)>,
+    /// The RegisterTaskDefinition bucket has no room for a low-priority deregistration.
+    pub deregistration_busy: bool,
     pub roles: Vec<Role>,
     /// IAM's role quota; `None` for none.
     pub role_quota: Option<usize>,
@@ -723,6 +725,10 @@ impl Cloud for FakeCloud {
         _remove: &[String],
     ) -> Result<(), AwsError> {
         self.call("TagResource", |_| Ok(()))
+    }
+
+    fn deregistration_has_room(&self) -> bool {
+        !self.state().deregistration_busy
     }
 
     async fn deregister_task_definition(&self, arn: &str) -> Result<(), AwsError> {

@@ -159,6 +159,10 @@ impl Gate for Fence {
         Box::pin(self.fenced(service, operation, true))
     }
 
+    fn has_spare(&self, service: &str, operation: &str) -> bool {
+        self.limits.has_spare(service, operation)
+    }
+
     fn throttled(&self, service: &str, operation: &str) {
         self.limits.throttled(service, operation);
     }

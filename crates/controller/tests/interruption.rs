@@ -174,6 +174,52 @@ async fn a_lost_run_task_response_is_retried_with_the_same_token_and_replayed() 
 }
 
 #[tokio::test]
+async fn an_old_revision_trails_while_registrations_keep_the_bucket_busy() {
+    let store = store();
+    let agent_id = local_aws::unique("agent");
+    store.apply(&spec(&agent_id), "cli");
+    let fake = FakeCloud::new(0);
+    reconcile_until_converged(&fake, &store, &agent_id).await;
+    let active = |fake: &FakeCloud| {
+        fake.count(|s| s.revisions.iter().filter(|(_, _, active)| *active).count())
+    };
+    let deregistrations = |fake: &FakeCloud| {
+        fake.count(|s| {
+            s.mutations
+                .iter()
+                .filter(|c| **c == "DeregisterTaskDefinition")
+                .count()
+        })
+    };
+    assert_eq!(active(&fake), 1);
+
+    // A new image while other agents' registrations hold the shared bucket: the agent is
+    // replaced and converges, and its old revision is left for a later pass, with no call
+    // and no reconcile looping on it.
+    fake.state().deregistration_busy = true;
+    let mut changed = spec(&agent_id);
+    changed.image = Some("openclaw/openclaw:v9".into());
+    store.apply(&changed, "cli");
+    let outcomes = reconcile_until_converged(&fake, &store, &agent_id).await;
+    assert!(outcomes.len() < 12, "{outcomes:?}");
+    assert_eq!(active(&fake), 2, "the old revision trails");
+    assert_eq!(deregistrations(&fake), 0);
+
+    // Once the bucket has room, the next reconcile deregisters it.
+    fake.state().deregistration_busy = false;
+    reconcile_until_converged(&fake, &store, &agent_id).await;
+    assert_eq!(active(&fake), 1);
+    assert_eq!(deregistrations(&fake), 1);
+
+    // A deletion never leaves a revision behind, busy or not.
+    fake.state().deregistration_busy = true;
+    store.request_deletion(&agent_id);
+    let outcomes = reconcile_until_converged(&fake, &store, &agent_id).await;
+    assert_eq!(outcomes.last().map(String::as_str), Some("deleted"));
+    assert_eq!(active(&fake), 0);
+}
+
+#[tokio::test]
 async fn teardown_survives_lost_responses_of_every_delete() {
     let store = store();
     for operation in [

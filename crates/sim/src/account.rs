@@ -968,6 +968,10 @@ impl Cloud for Account {
         .await
     }
 
+    fn deregistration_has_room(&self) -> bool {
+        self.gate.has_spare("ECS", "DeregisterTaskDefinition")
+    }
+
     async fn deregister_task_definition(&self, arn: &str) -> Result<(), AwsError> {
         let shard = self.shard_of_agent(self.agent_of_revision(arn));
         self.call(
