@@ -160,7 +160,18 @@ impl<C: Cloud, S: StatusStore> Reconciler<'_, C, S> {
         let mut fresh = snapshot.is_none() && kept.is_none();
         let kept_at = kept.as_ref().map(|(at, _)| *at);
         let mut observed = match (snapshot, kept) {
-            (Some(o), _) => o,
+            (Some(mut o), _) => {
+                // A fleet snapshot may be a minute old by the time its agent's turn comes (a
+                // resync's reads take that long at scale), and tasks move: planned from an old
+                // one, an agent whose task started since was set back to TaskStarting. The
+                // tasks are read again, as after a wait; the rest changes only by this
+                // controller's creates, which re-read first.
+                let task = status.as_ref().and_then(|s| s.task_arn.as_deref());
+                if task.is_some() || !o.tasks.is_empty() {
+                    o.tasks = self.cloud.observe_tasks(agent_id, task).await?;
+                }
+                o
+            }
             (None, Some((_, mut o))) => {
                 let task = status.as_ref().and_then(|s| s.task_arn.as_deref());
                 o.tasks = self.cloud.observe_tasks(agent_id, task).await?;

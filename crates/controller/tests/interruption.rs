@@ -174,6 +174,51 @@ async fn a_lost_run_task_response_is_retried_with_the_same_token_and_replayed() 
 }
 
 #[tokio::test]
+async fn a_reconcile_from_an_old_fleet_snapshot_reads_the_tasks_again() {
+    use controller::aws::Cloud;
+    let store = store();
+    let agent_id = local_aws::unique("agent");
+    store.apply(&spec(&agent_id), "cli");
+    let fake = FakeCloud::new(0);
+    reconcile_until_converged(&fake, &store, &agent_id).await;
+    let status = store.status(&agent_id).unwrap();
+    assert_eq!(status.phase, spec::Phase::Running);
+    // What a resync saw a minute ago, while the task was still starting.
+    let mut snapshot = fake
+        .observe_agent(
+            &agent_id,
+            status.task_arn.as_deref(),
+            status.access_point_id.as_deref(),
+        )
+        .await
+        .unwrap();
+    for task in &mut snapshot.tasks {
+        task.last_status = "PENDING".into();
+    }
+    let expectations = Expectations::default();
+    let template = template();
+    let settings = settings();
+    let reconciler = Reconciler {
+        cloud: &fake,
+        store: &store,
+        settings: &settings,
+        template: &template,
+        expectations: &expectations,
+        recovery_days: 7,
+        rollout: None,
+        last_seen: None,
+        metrics: None,
+    };
+    let outcome = reconciler.reconcile(&agent_id, Some(snapshot)).await;
+    assert!(matches!(outcome, Ok(Outcome::Converged)), "{outcome:?}");
+    assert_eq!(
+        store.status(&agent_id).map(|s| s.phase),
+        Some(spec::Phase::Running),
+        "never set back to TaskStarting"
+    );
+}
+
+#[tokio::test]
 async fn an_old_revision_trails_while_registrations_keep_the_bucket_busy() {
     let store = store();
     let agent_id = local_aws::unique("agent");
