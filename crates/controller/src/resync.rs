@@ -167,6 +167,9 @@ impl Controller {
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
             for (agent_id, observed) in work {
+                if crate::rollout::held(&self.rollout, &agent_id, observed) {
+                    continue;
+                }
                 self.queue.add(&agent_id);
                 snapshots.insert(agent_id, observed.clone());
             }

@@ -78,6 +78,12 @@ impl Rollout {
         admitted
     }
 
+    /// Whether `agent_id` waits in line for a slot.
+    #[must_use]
+    pub fn in_line(&self, agent_id: &str) -> bool {
+        self.state().in_line.contains(agent_id)
+    }
+
     /// Replacements in progress.
     #[must_use]
     pub fn in_progress(&self) -> usize {
@@ -89,6 +95,15 @@ impl Rollout {
     pub fn waiting(&self) -> usize {
         self.state().line.len()
     }
+}
+
+/// Whether the resync leaves `agent_id` alone: it waits in line for a slot with its old task
+/// still running, and is enqueued when admitted. Re-reading it at every resync of a long
+/// fleet-wide change cost each held-back agent a full read per resync, for a plan that puts
+/// it back in line. One whose task is gone is enqueued (its task event may have been lost).
+#[must_use]
+pub fn held(rollout: &Rollout, agent_id: &str, observed: &plan::observed::AgentResources) -> bool {
+    rollout.in_line(agent_id) && observed.tasks.iter().any(plan::observed::Task::is_live)
 }
 
 #[cfg(test)]
@@ -104,6 +119,10 @@ mod tests {
         assert!(!rollout.begin("c"));
         assert_eq!(rollout.in_progress(), 2);
         assert_eq!(rollout.waiting(), 1);
+        assert!(rollout.in_line("c") && !rollout.in_line("a"));
+        rollout.end("a");
+        assert_eq!(rollout.admit(), ["c"]);
+        assert!(!rollout.in_line("c"), "admitted: out of the line");
     }
 
     #[test]
@@ -151,5 +170,25 @@ mod tests {
         rollout.end("b");
         assert_eq!(rollout.admit(), ["d", "e"]);
         assert_eq!(rollout.waiting(), 2);
+    }
+
+    #[test]
+    fn the_resync_leaves_alone_an_agent_in_line_whose_old_task_runs() {
+        use plan::fixtures::{converged, spec};
+        let rollout = Rollout::new(1);
+        assert!(rollout.begin("a"));
+        assert!(!rollout.begin("b"));
+        let running = converged(&spec());
+        let mut crashed = running.clone();
+        crashed.tasks.clear();
+        assert!(super::held(&rollout, "b", &running));
+        assert!(
+            !super::held(&rollout, "b", &crashed),
+            "its task is gone: enqueued"
+        );
+        assert!(
+            !super::held(&rollout, "a", &running),
+            "holds a slot: enqueued"
+        );
     }
 }

@@ -64,7 +64,7 @@ pub struct Controller {
     pub(crate) view: crate::view::TableView,
     /// Held by the resync running.
     pub(crate) resyncing: tokio::sync::Mutex<()>,
-    rollout: Rollout,
+    pub(crate) rollout: Rollout,
     /// What the last resync saw of each agent it enqueued: the first reconcile after a resync
     /// starts from it, later ones (requeues) observe afresh.
     pub(crate) snapshots: Mutex<HashMap<String, AgentResources>>,

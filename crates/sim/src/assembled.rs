@@ -225,6 +225,9 @@ impl AssembledController {
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner);
             for (agent_id, observed) in work {
+                if controller::rollout::held(&self.rollout, &agent_id, observed) {
+                    continue;
+                }
                 self.queue.add(&agent_id);
                 snapshots.insert(agent_id, observed.clone());
             }
