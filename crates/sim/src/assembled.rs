@@ -61,10 +61,17 @@ pub struct AssembledController {
 }
 
 /// Where a resync's CPU time went, in seconds.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct ResyncTimes {
+    /// All of it, from the moment it held the resync lock: a resync the interval's loop had
+    /// started first is not counted in the one that waited for it.
+    pub total: crate::heap::Cpu,
+    pub wall: f64,
+    /// Its reads of AWS and of the table, by operation.
+    pub calls: std::collections::BTreeMap<String, u64>,
     pub snapshot: crate::heap::Cpu,
     pub scan: crate::heap::Cpu,
+    /// The plans, the enqueues, and dropping the snapshot.
     pub plans: crate::heap::Cpu,
     /// The controller's heap the Scan's agents and the fleet snapshot took while the resync
     /// held them: its transient, on top of what the controller holds.
@@ -184,6 +191,9 @@ impl AssembledController {
         // takes minutes of virtual time, and the interval's next one must not interleave with
         // a measured one.
         let _one = self.resyncing.lock().await;
+        let (wall, cpu) = (std::time::Instant::now(), crate::heap::cpu_now());
+        let fleet_before = self.account.fleet_call_counts().0;
+        let table_before = self.table.call_counts();
         // The watch, as the runtime's follows the stream: every agent whose items changed.
         for agent_id in self.table.take_changes() {
             self.view.changed(&agent_id);
@@ -232,11 +242,26 @@ impl AssembledController {
                 snapshots.insert(agent_id, observed.clone());
             }
         }
+        // Dropping the snapshot is part of the resync's cost (a quarter of it at 100,000).
+        let snapshot_cpu = observed - scanned;
+        drop(fleet);
+        let mut calls = self.account.fleet_call_counts().0;
+        for (op, n) in &mut calls {
+            *n -= fleet_before.get(op).copied().unwrap_or(0);
+        }
+        for (op, n) in self.table.call_counts() {
+            let n = n - table_before.get(op).copied().unwrap_or(0);
+            *calls.entry(op.to_owned()).or_default() += n;
+        }
+        calls.retain(|_, n| *n > 0);
         *self
             .last_resync
             .lock()
             .unwrap_or_else(PoisonError::into_inner) = ResyncTimes {
-            snapshot: observed - scanned,
+            total: crate::heap::cpu_now() - cpu,
+            wall: wall.elapsed().as_secs_f64(),
+            calls,
+            snapshot: snapshot_cpu,
             scan: scanned - started,
             plans: crate::heap::cpu_now() - observed,
             scan_bytes,

@@ -180,7 +180,7 @@ fn print_per_agent(runs: &[&Run]) {
 
 fn print_idle(runs: &[&Run]) {
     println!(
-        "| agents | reads | by operation | agents' items read | enqueued | planned (unchanged) | controller CPU | process CPU (the fake's part) | real time | controller CPU: snapshot, items, plans | the first after convergence: controller CPU |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
+        "| agents | reads | by operation | agents' items read | enqueued | planned (unchanged) | controller CPU | process CPU (the fake's part) | real time | controller CPU: snapshot, items, plans (with the snapshot's drop) | the first after convergence: controller CPU |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
     );
     for r in runs {
         let i = &r.idle;

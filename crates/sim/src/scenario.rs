@@ -457,38 +457,37 @@ impl Simulation {
     /// A failed snapshot.
     pub async fn idle_resync(&self) -> Result<IdleResync, SimError> {
         self.settle().await;
-        let first = heap::cpu_now();
         self.controller
             .resync()
             .await
             .map_err(|e| SimError::Resync(e.to_string()))?;
-        let first = heap::cpu_now() - first;
+        let first = self
+            .controller
+            .last_resync
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .total;
         self.account.reset_calls();
         self.table.reset_calls();
-        let (wall, cpu) = (std::time::Instant::now(), heap::cpu_now());
         let enqueued = self
             .controller
             .resync()
             .await
             .map_err(|e| SimError::Resync(e.to_string()))?;
-        let (cpu, wall) = (heap::cpu_now() - cpu, wall.elapsed().as_secs_f64());
-        let (mut calls, _) = self.account.fleet_call_counts();
-        for (op, n) in self.account.call_counts() {
-            *calls.entry(op).or_default() += n;
-        }
-        for (op, n) in self.table.call_counts() {
-            *calls.entry(op.to_owned()).or_default() += n;
-        }
-        let parts = *self
+        // Taken inside the resync, from the moment it held the resync lock: when the
+        // interval's own resync had started first, this one waited for it, and its reads and
+        // CPU are not this one's.
+        let parts = self
             .controller
             .last_resync
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
         Ok(IdleResync {
             enqueued,
-            calls,
-            cpu,
-            wall,
+            calls: parts.calls.clone(),
+            cpu: parts.total,
+            wall: parts.wall,
             parts,
             first,
         })
