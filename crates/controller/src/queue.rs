@@ -16,8 +16,8 @@
 //!   fresh one is due. In a bulk onboarding or a fleet-wide change, thousands of fresh ids are
 //!   due at once; in one lane an agent's wait for its task came due behind all of them, so each
 //!   agent took the whole change's time to turn Running, and a rollout's slots sat on
-//!   replacements whose next step waited in line. An id queued in both ways is in the
-//!   follow-up lane, at the earlier due time.
+//!   replacements whose next step waited in line. An id asked for both ways is queued at the
+//!   earlier due time, in the follow-up lane if a follow-up ask is due within a minute of it.
 //! - [`Queue::shut_down`] drains: from then on adds are ignored, ids scheduled for later (waits
 //!   and backoffs) are dropped because the next start's resync finds them again and waiting out a
 //!   5-minute backoff would hold up the exit, and ids already due (also ones added while in
@@ -135,6 +135,29 @@ impl QueueMetrics for NoMetrics {
     fn unfinished(&self, _: f64, _: f64) {}
 }
 
+/// Two asks for one id: the earlier due time; in the follow-up lane when either ask is a
+/// follow-up due within [`FOLLOW_UP_HORIZON`] of it. A resync's add coalescing with a wait on
+/// AWS due in a few seconds keeps the wait's place ahead of the backlog (in a cold start the
+/// resync re-adds every agent in progress); one coalescing with a timer an hour away (a
+/// schedule's revisit, a paced rollout's fallback) is fresh work due now, not a follow-up
+/// that would go ahead of task events.
+fn merge(a: (Instant, Lane), b: (Instant, Lane)) -> (Instant, Lane) {
+    let due = a.0.min(b.0);
+    let follows = |(at, lane): (Instant, Lane)| {
+        lane == Lane::FollowUp && at.saturating_duration_since(due) <= FOLLOW_UP_HORIZON
+    };
+    let lane = if follows(a) || follows(b) {
+        Lane::FollowUp
+    } else {
+        Lane::Fresh
+    };
+    (due, lane)
+}
+
+/// How far ahead a follow-up may be due and still lend its lane to an earlier ask: waits on
+/// AWS are seconds (`plan::POLL_SECS`), timers are minutes to hours.
+pub const FOLLOW_UP_HORIZON: Duration = Duration::from_secs(60);
+
 /// Follow-ups handed out in a row, at most, while a fresh id is due: fresh ids keep at least a
 /// fifth of the workers' turns however many agents are waiting on AWS.
 pub const FOLLOW_UPS_PER_FRESH: u32 = 4;
@@ -178,12 +201,12 @@ impl State {
         }
     }
 
-    /// Queues `agent_id` (not in process) due at `due` in `lane`; an earlier due time and the
-    /// follow-up lane win. Returns whether it was not queued before.
+    /// Queues `agent_id` (not in process) due at `due` in `lane`; with an ask already queued, the
+    /// two merge ([`merge`]). Returns whether it was not queued before.
     fn enqueue(&mut self, agent_id: &str, due: Instant, lane: Lane) -> bool {
         if let Some(&(old_lane, old)) = self.queued.get(agent_id) {
-            let new_lane = old_lane.max(lane);
-            let new = (due.min(old.0), old.1);
+            let (new_due, new_lane) = merge((old.0, old_lane), (due, lane));
+            let new = (new_due, old.1);
             if (new_lane, new) != (old_lane, old)
                 && let Some(id) = self.lane(old_lane).remove(&old)
             {
@@ -206,10 +229,7 @@ impl State {
         }
         if self.in_process.contains_key(agent_id) {
             match self.dirty.get_mut(agent_id) {
-                Some((earliest, was)) => {
-                    *earliest = (*earliest).min(due);
-                    *was = (*was).max(lane);
-                }
+                Some(queued) => *queued = merge(*queued, (due, lane)),
                 None => {
                     self.dirty.insert(agent_id.to_owned(), (due, lane));
                     self.adds += 1;
@@ -491,6 +511,13 @@ impl Queue {
     #[must_use]
     pub fn is_shutting_down(&self) -> bool {
         self.state().shutting_down
+    }
+
+    /// Whether `agent_id` is queued (due or not), or in process.
+    #[must_use]
+    pub fn has(&self, agent_id: &str) -> bool {
+        let state = self.state();
+        state.queued.contains_key(agent_id) || state.in_process.contains_key(agent_id)
     }
 
     /// Ids waiting to be handed out, due now or later; in-process ids are not counted.
@@ -786,26 +813,39 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn an_id_added_both_ways_is_one_follow_up_at_the_earlier_due_time() {
+    async fn an_id_asked_for_both_ways_is_due_at_the_earlier_time_and_a_near_follow_up_keeps_its_lane()
+     {
         let queue = Queue::new();
         let start = Instant::now();
+        // A timer an hour away (a schedule's revisit), then a resync's add: fresh work due now,
+        // not a follow-up ahead of task events.
+        queue.add_after("timer", secs(3600.0));
+        queue.add("new");
+        queue.add("timer");
+        queue.add_follow_up("event");
+        assert_eq!(queue.len(), 3);
+        // The timer keeps its place in line (its first arrival), behind the task event.
+        assert_eq!(drain_now(&queue).await, ["event", "timer", "new"]);
+        // Queued fresh, then a follow-up due now: the follow-up lane, at once.
         queue.add("a");
         queue.add("b");
-        // Queued fresh, then a follow-up: one id, in the follow-up lane, still due now.
-        queue.add_after("b", secs(30.0));
-        assert_eq!(queue.len(), 2);
-        assert_eq!(drain_now(&queue).await, ["b", "a"]);
+        queue.add_follow_up("b");
+        // A wait due in seconds, then a resync's add: a follow-up, now.
+        queue.add("c");
+        queue.add_after("w", secs(5.0));
+        queue.add("w");
+        assert_eq!(drain_now(&queue).await, ["b", "w", "a", "c"]);
         assert_eq!(start.elapsed(), Duration::ZERO);
         // Added as a follow-up while in process: queued again at done, as a follow-up.
-        queue.add("c");
         queue.add("d");
-        let item = get_now(&queue).await.unwrap();
-        assert_eq!(item.agent_id, "c");
         queue.add("e");
-        queue.add_follow_up("c");
-        queue.done("c");
-        assert_eq!(drain_now(&queue).await, ["c", "d", "e"]);
-        assert_eq!(queue.stats().adds, 6);
+        let item = get_now(&queue).await.unwrap();
+        assert_eq!(item.agent_id, "d");
+        queue.add("f");
+        queue.add_follow_up("d");
+        queue.done("d");
+        assert_eq!(drain_now(&queue).await, ["d", "e", "f"]);
+        assert!(waits_for(&queue, secs(10.0)).await, "nothing left");
     }
 
     #[tokio::test(start_paused = true)]
