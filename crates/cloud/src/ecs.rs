@@ -724,10 +724,6 @@ impl Ecs {
         Ok(())
     }
 
-    /// DeregisterTaskDefinition of one revision.
-    ///
-    /// # Errors
-    /// A failed call.
     /// Whether a DeregisterTaskDefinition would pass the gate now: it shares its bucket with
     /// the registrations new agents wait for.
     #[must_use]
@@ -735,6 +731,10 @@ impl Ecs {
         self.gate.has_spare("ECS", "DeregisterTaskDefinition")
     }
 
+    /// DeregisterTaskDefinition of one revision.
+    ///
+    /// # Errors
+    /// A failed call.
     pub async fn deregister_task_definition(&self, arn: &str) -> Result<(), AwsError> {
         self.client
             .deregister_task_definition()

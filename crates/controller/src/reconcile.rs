@@ -23,9 +23,9 @@ use crate::status::StatusStore;
 const MAX_ROUNDS: usize = 8;
 
 /// How long a replacement held back by rollout pacing waits at most before asking again. It is
-/// enqueued as soon as a slot frees ([`Rollout::admit`]), and every resync enqueues it too (its
-/// plan has work), from the resync's snapshot without a read; this is only the fallback for a
-/// resync that fails. At 5 minutes, 5,000 held-back agents re-read AWS 17 times a second,
+/// enqueued as soon as a slot frees ([`Rollout::admit`]), and each resync frees the slots no
+/// reconcile carries on ([`Rollout::release_stranded`]) while leaving the agents in line alone
+/// ([`crate::rollout::held`]); this is only the fallback. At 5 minutes, 5,000 held-back agents re-read AWS 17 times a second,
 /// three times what IAM's and EFS's buckets give, and the replacements in progress waited
 /// behind them.
 pub const ROLLOUT_RETRY_SECS: u64 = 3600;

@@ -159,18 +159,22 @@ impl Controller {
             .known
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = self.view.ids();
-        let n = work.len();
+        let mut n = 0;
         self.metrics.resynced(started.elapsed(), planned);
         {
             let mut snapshots = self
                 .snapshots
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
+            for admitted in self.rollout.release_stranded(|id| self.queue.has(id)) {
+                self.queue.add_follow_up(&admitted);
+            }
             for (agent_id, observed) in work {
                 if crate::rollout::held(&self.rollout, &agent_id, observed) {
                     continue;
                 }
                 self.queue.add(&agent_id);
+                n += 1;
                 snapshots.insert(agent_id, observed.clone());
             }
         }

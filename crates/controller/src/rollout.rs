@@ -78,6 +78,16 @@ impl Rollout {
         admitted
     }
 
+    /// Frees the slots of replacements no reconcile carries on (`carried` says which do: queued
+    /// or in process), and admits the next in line to them. A holder whose reconcile ended
+    /// without ending its slot (a replica that lost the lease mid-replacement, a failure that
+    /// left it unqueued) would otherwise keep it for good, and the agents in line, which the
+    /// resync leaves alone, would wait forever.
+    pub fn release_stranded(&self, carried: impl Fn(&str) -> bool) -> Vec<String> {
+        self.state().replacing.retain(|agent_id| carried(agent_id));
+        self.admit()
+    }
+
     /// Whether `agent_id` waits in line for a slot.
     #[must_use]
     pub fn in_line(&self, agent_id: &str) -> bool {
@@ -190,5 +200,19 @@ mod tests {
             !super::held(&rollout, "a", &running),
             "holds a slot: enqueued"
         );
+    }
+
+    #[test]
+    fn a_slot_no_reconcile_carries_on_is_freed_for_the_next_in_line() {
+        let rollout = Rollout::new(1);
+        assert!(rollout.begin("a"));
+        assert!(!rollout.begin("b"));
+        // a is still queued (waiting on AWS): nothing changes.
+        assert!(rollout.release_stranded(|id| id == "a").is_empty());
+        assert_eq!(rollout.in_progress(), 1);
+        // a's reconcile ended without releasing its slot, and nothing queues it any more.
+        assert_eq!(rollout.release_stranded(|_| false), ["b"]);
+        assert!(rollout.begin("b"));
+        assert_eq!(rollout.in_progress(), 1);
     }
 }

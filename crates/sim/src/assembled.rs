@@ -227,18 +227,22 @@ impl AssembledController {
         self.metrics.agents_by_phase(&census.phases);
         self.metrics
             .set_readiness(census.ready, census.desired_running);
-        let n = work.len();
+        let mut n = 0;
         self.metrics.resynced(clock.elapsed(), planned);
         {
             let mut snapshots = self
                 .snapshots
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner);
+            for admitted in self.rollout.release_stranded(|id| self.queue.has(id)) {
+                self.queue.add_follow_up(&admitted);
+            }
             for (agent_id, observed) in work {
                 if controller::rollout::held(&self.rollout, &agent_id, observed) {
                     continue;
                 }
                 self.queue.add(&agent_id);
+                n += 1;
                 snapshots.insert(agent_id, observed.clone());
             }
         }
