@@ -155,10 +155,6 @@ impl Controller {
             .set_readiness(census.ready, census.desired_running);
         self.metrics
             .set_agent_roles(fleet.agents.values().filter(|a| a.role.is_some()).count());
-        *self
-            .known
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = self.view.ids();
         let mut n = 0;
         self.metrics.resynced(started.elapsed(), planned);
         {

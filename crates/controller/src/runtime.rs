@@ -72,8 +72,6 @@ pub struct Controller {
     pub(crate) ready: AtomicBool,
     /// The last failure to read the task-events queue, while it lasts: `/readyz` shows it.
     task_events_problem: Mutex<Option<String>>,
-    /// The agents of the last resync, for the IAM drift pass.
-    pub(crate) known: Mutex<Vec<String>>,
     /// The last terminal store failure, until a reconcile writes again: `/readyz` shows it.
     store_problem: Mutex<Option<String>>,
     /// `None`: a single replica, always leading.
@@ -125,7 +123,6 @@ impl Controller {
             template: tokio::sync::RwLock::new(None),
             ready: AtomicBool::new(false),
             store_problem: Mutex::new(None),
-            known: Mutex::default(),
             task_events_problem: Mutex::new(None),
             elector,
         })
@@ -335,11 +332,8 @@ impl Controller {
                     std::future::pending::<()>().await;
                 }
                 loop {
-                    let agents = this
-                        .known
-                        .lock()
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .clone();
+                    // The agents the table's view holds, as of the last resync.
+                    let agents = this.view.ids();
                     if agents.is_empty() || !this.is_leader() {
                         tokio::time::sleep(RESYNC_CHECK).await;
                         continue;

@@ -31,6 +31,27 @@ fn store() -> FakeStore {
     FakeStore::default()
 }
 
+/// A reconciler as a one-shot command has it: no rollout, no memory of waits, no metrics.
+fn one_shot<'a>(
+    fake: &'a FakeCloud,
+    store: &'a FakeStore,
+    settings: &'a spec::render::Settings,
+    template: &'a spec::render::TaskDefinition,
+    expectations: &'a Expectations,
+) -> Reconciler<'a, FakeCloud, FakeStore> {
+    Reconciler {
+        cloud: fake,
+        store,
+        settings,
+        template,
+        expectations,
+        recovery_days: 7,
+        rollout: None,
+        last_seen: None,
+        metrics: None,
+    }
+}
+
 /// Reconciles as a controller that restarts between tries (no expectations survive), until
 /// the agent converges or is deleted, or 12 tries; returns each try's outcome.
 async fn reconcile_rounds(
@@ -43,17 +64,7 @@ async fn reconcile_rounds(
     let mut outcomes = Vec::new();
     for _ in 0..12 {
         let expectations = Expectations::default();
-        let reconciler = Reconciler {
-            cloud: fake,
-            store,
-            settings,
-            template: &template,
-            expectations: &expectations,
-            recovery_days: 7,
-            rollout: None,
-            last_seen: None,
-            metrics: None,
-        };
+        let reconciler = one_shot(fake, store, settings, &template, &expectations);
         match reconciler.reconcile(agent_id, None).await {
             Ok(Outcome::Converged) => {
                 outcomes.push("converged".into());
@@ -198,17 +209,7 @@ async fn a_reconcile_from_an_old_fleet_snapshot_reads_the_tasks_again() {
     let expectations = Expectations::default();
     let template = template();
     let settings = settings();
-    let reconciler = Reconciler {
-        cloud: &fake,
-        store: &store,
-        settings: &settings,
-        template: &template,
-        expectations: &expectations,
-        recovery_days: 7,
-        rollout: None,
-        last_seen: None,
-        metrics: None,
-    };
+    let reconciler = one_shot(&fake, &store, &settings, &template, &expectations);
     let outcome = reconciler.reconcile(&agent_id, Some(snapshot)).await;
     assert!(matches!(outcome, Ok(Outcome::Converged)), "{outcome:?}");
     assert_eq!(
@@ -358,17 +359,7 @@ async fn a_recreated_agent_restores_its_own_secret_but_never_another_tenants() {
     let settings = settings();
     let template = template();
     let expectations = Expectations::default();
-    let reconciler = Reconciler {
-        cloud: &fake,
-        store: &store,
-        settings: &settings,
-        template: &template,
-        expectations: &expectations,
-        recovery_days: 7,
-        rollout: None,
-        last_seen: None,
-        metrics: None,
-    };
+    let reconciler = one_shot(&fake, &store, &settings, &template, &expectations);
     let err = reconciler.reconcile(&agent_id, None).await.unwrap_err();
     assert!(err.to_string().contains("is not this agent's"), "{err}");
     assert_eq!(err.class(), ErrorClass::Terminal);
@@ -401,17 +392,7 @@ async fn a_launch_token_reused_with_other_parameters_moves_to_the_next_attempt()
     let settings = settings();
     let template = template();
     let expectations = Expectations::default();
-    let reconciler = Reconciler {
-        cloud: &fake,
-        store: &store,
-        settings: &settings,
-        template: &template,
-        expectations: &expectations,
-        recovery_days: 7,
-        rollout: None,
-        last_seen: None,
-        metrics: None,
-    };
+    let reconciler = one_shot(&fake, &store, &settings, &template, &expectations);
     assert!(reconciler.reconcile(&agent_id, None).await.is_err());
     // Meanwhile a cost tag changes: same attempt, same token, other parameters.
     let mut tagged = spec(&agent_id);
@@ -471,15 +452,8 @@ async fn rollout_pacing_holds_replacements_beyond_the_cap_but_never_new_agents()
     let template = template();
     let expectations = Expectations::default();
     let reconciler = Reconciler {
-        cloud: &fake,
-        store: &store,
-        settings: &settings,
-        template: &template,
-        expectations: &expectations,
-        recovery_days: 7,
         rollout: Some(&rollout),
-        last_seen: None,
-        metrics: None,
+        ..one_shot(&fake, &store, &settings, &template, &expectations)
     };
     let first = reconciler.reconcile(&ids[0], None).await.unwrap();
     assert!(
@@ -540,15 +514,8 @@ async fn a_replacement_that_fails_releases_its_rollout_slot() {
     let (settings, template) = (settings(), template());
     let expectations = Expectations::default();
     let reconciler = Reconciler {
-        cloud: &fake,
-        store: &store,
-        settings: &settings,
-        template: &template,
-        expectations: &expectations,
-        recovery_days: 7,
         rollout: Some(&rollout),
-        last_seen: None,
-        metrics: None,
+        ..one_shot(&fake, &store, &settings, &template, &expectations)
     };
     fake.inject("StopTask", Fault::Fail);
     let failed = reconciler.reconcile(&agent_id, None).await;
@@ -572,17 +539,7 @@ async fn a_store_that_refuses_is_a_terminal_store_error_looked_at_again_at_the_r
     });
     let (settings, template) = (settings(), template());
     let expectations = Expectations::default();
-    let reconciler = Reconciler {
-        cloud: &fake,
-        store: &store,
-        settings: &settings,
-        template: &template,
-        expectations: &expectations,
-        recovery_days: 7,
-        rollout: None,
-        last_seen: None,
-        metrics: None,
-    };
+    let reconciler = one_shot(&fake, &store, &settings, &template, &expectations);
     let result = reconciler.reconcile(&agent_id, None).await;
     let error = result.as_ref().expect_err("the read failed");
     assert!(error.is_store() && error.class() == ErrorClass::Terminal);
@@ -749,15 +706,8 @@ async fn a_crash_restart_is_timed_from_the_stop_to_the_relaunch() {
     let (settings, template) = (settings(), template());
     let expectations = Expectations::default();
     let reconciler = Reconciler {
-        cloud: &fake,
-        store: &store,
-        settings: &settings,
-        template: &template,
-        expectations: &expectations,
-        recovery_days: 7,
-        rollout: None,
-        last_seen: None,
         metrics: Some(&metrics),
+        ..one_shot(&fake, &store, &settings, &template, &expectations)
     };
     reconciler.reconcile(&agent_id, None).await.unwrap();
     let text = metrics.render();

@@ -206,6 +206,27 @@ impl World {
         work
     }
 
+    /// A new image for agent `i`, as a writer would, shown to `view` as the stream would.
+    fn new_image(&self, view: &TableView, i: usize) {
+        self.table.items.apply(
+            &spec(&id(i), |d| d.image = Some("openclaw/openclaw:v9".into())),
+            "cli",
+        );
+        view.changed(&id(i));
+    }
+
+    /// Agent `i`'s status edited by hand, shown to `view` as the stream would.
+    async fn edit_status(&self, view: &TableView, i: usize) {
+        let mut status = self.table.items.status(&id(i)).unwrap();
+        status.message = Some("edited by hand".into());
+        self.table
+            .items
+            .put_status(&id(i), &status, None)
+            .await
+            .unwrap();
+        view.changed(&id(i));
+    }
+
     /// A view trusted from here on: a poll, then a read of the whole table.
     async fn followed(&self, fleet: &Fleet) -> TableView {
         let view = TableView::default();
@@ -271,11 +292,7 @@ async fn a_change_the_stream_shows_is_read_alone_and_planned_and_many_are_scanne
     let fleet = world.fleet().await;
     let view = world.followed(&fleet).await;
     // A new image for one agent.
-    world.table.items.apply(
-        &spec(&id(3), |d| d.image = Some("openclaw/openclaw:v9".into())),
-        "cli",
-    );
-    view.changed(&id(3));
+    world.new_image(&view, 3);
     let pass = world.pass(&view, &fleet, now()).await;
     assert_eq!(pass.work, world.whole_table_work(&fleet, now()).await);
     assert_eq!(
@@ -304,15 +321,7 @@ async fn a_change_the_stream_shows_is_read_alone_and_planned_and_many_are_scanne
         planned(0, AGENTS)
     );
     // A status written by hand: read and planned again.
-    let mut status = world.table.items.status(&id(5)).unwrap();
-    status.message = Some("edited".into());
-    world
-        .table
-        .items
-        .put_status(&id(5), &status, None)
-        .await
-        .unwrap();
-    view.changed(&id(5));
+    world.edit_status(&view, 5).await;
     let edited = world.pass(&view, &fleet, now()).await;
     assert_eq!((edited.queries, edited.planned.planned), (1, 1));
     assert_eq!(edited.work, world.whole_table_work(&fleet, now()).await);
@@ -429,11 +438,7 @@ async fn a_failed_read_keeps_what_was_to_be_read() {
     let world = World::converged().await;
     let fleet = world.fleet().await;
     let view = world.followed(&fleet).await;
-    world.table.items.apply(
-        &spec(&id(4), |d| d.image = Some("openclaw/openclaw:v9".into())),
-        "cli",
-    );
-    view.changed(&id(4));
+    world.new_image(&view, 4);
     world
         .table
         .items
@@ -508,15 +513,7 @@ async fn a_resync_that_fails_after_its_read_leaves_no_memo_for_what_it_did_not_p
     let world = World::converged().await;
     let fleet = world.fleet().await;
     let view = world.followed(&fleet).await;
-    let mut status = world.table.items.status(&id(5)).unwrap();
-    status.message = Some("edited by hand".into());
-    world
-        .table
-        .items
-        .put_status(&id(5), &status, None)
-        .await
-        .unwrap();
-    view.changed(&id(5));
+    world.edit_status(&view, 5).await;
     // The read happens; the snapshot of AWS fails, and no plan is made.
     let read = view
         .read(&world.table, &world.settings, now())

@@ -52,8 +52,6 @@ pub struct AssembledController {
     rollout: Rollout,
     /// What the last resync saw of each agent it enqueued, as the runtime keeps it.
     snapshots: Mutex<HashMap<String, AgentResources>>,
-    /// The agents of the last resync, as the runtime keeps them for the IAM drift pass.
-    known: Mutex<Vec<String>>,
     /// CPU time of the last resync's parts: the fleet snapshot (the fake's answers turned
     /// into the controller's types), the table's reads, the plans.
     pub last_resync: Mutex<ResyncTimes>,
@@ -107,7 +105,6 @@ impl AssembledController {
             last_seen: controller::last_seen::LastSeen::default(),
             view: controller::view::TableView::default(),
             snapshots: Mutex::default(),
-            known: Mutex::default(),
             last_resync: Mutex::default(),
             resyncing: tokio::sync::Mutex::new(()),
         })
@@ -222,7 +219,6 @@ impl AssembledController {
             now,
         };
         let (work, planned) = self.view.work(&*self.table, read, &fleet, &ctx).await?;
-        *self.known.lock().unwrap_or_else(PoisonError::into_inner) = self.view.ids();
         let census = self.view.census();
         self.metrics.agents_by_phase(&census.phases);
         self.metrics
