@@ -357,6 +357,12 @@ pub enum Command {
         /// clawfleet_agent_roles_quota for the near-quota alert.
         #[arg(long, env = "CLAWFLEET_IAM_ROLE_QUOTA", default_value_t = 1000)]
         iam_role_quota: u64,
+        /// How often a resync lists every resource of the fleet and plans the agents whose
+        /// inputs changed; the resyncs in between list the running tasks alone, and enqueue
+        /// the agents whose task left that listing. Set it to the resync interval for a full
+        /// listing at every resync.
+        #[arg(long, env = "CLAWFLEET_RELIST_INTERVAL", default_value = "10m", value_parser = humantime::parse_duration)]
+        relist_interval: std::time::Duration,
         /// The SQS queue EventBridge fills with ECS task-state events of the agents' cluster;
         /// a task that stops is then seen in seconds rather than at the next resync.
         #[arg(long, env = "CLAWFLEET_TASK_EVENTS_QUEUE")]

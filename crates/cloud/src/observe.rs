@@ -160,6 +160,21 @@ impl Aws {
         recorded: &Recorded,
     ) -> Result<Fleet, ObserveError> {
         let (template_arn, template) = self.template(template, settings).await?;
+        self.list_fleet(template_arn, template, settings, recorded)
+            .await
+    }
+
+    /// [`Aws::observe_fleet`] with the template already described.
+    ///
+    /// # Errors
+    /// The first failed read.
+    pub async fn list_fleet(
+        &self,
+        template_arn: String,
+        template: TaskDefinition,
+        settings: &Settings,
+        recorded: &Recorded,
+    ) -> Result<Fleet, ObserveError> {
         let mut fleet = Fleet {
             template_arn,
             template,

@@ -14,6 +14,7 @@ use store::{Agent, SpecItem, StoreError};
 
 use crate::reconcile::desired;
 use crate::runtime::Controller;
+use crate::view::Round;
 
 /// One agent of the fleet, or an orphan (resources whose agent has no items), with its plan.
 #[derive(Debug)]
@@ -115,9 +116,11 @@ pub enum ResyncError {
 }
 
 impl Controller {
-    /// One snapshot of the whole fleet with batched reads, and the table's items that changed
-    /// since the last; every agent whose plan has work, and every orphan, is enqueued. Returns
-    /// how many were.
+    /// A full or a light round ([`crate::view::Round`]). A full one: one snapshot of the whole
+    /// fleet with batched reads, and the table's items that changed since the last; every
+    /// agent whose plan has work, and every orphan, is enqueued. A light one: the running
+    /// tasks' listing; every agent whose recorded task left it is enqueued. Returns how many
+    /// agents were.
     ///
     /// # Errors
     /// A failed read of AWS or of the table.
@@ -126,35 +129,76 @@ impl Controller {
         let _one = self.resyncing.lock().await;
         let started = std::time::Instant::now();
         let now = time::OffsetDateTime::now_utc().unix_timestamp();
-        let read = self.view.read(&self.store, &self.settings, now).await?;
-        let fleet = self
+        let (template_arn, template) = self
             .cloud
             .aws
-            .observe_fleet(&self.config.template, &self.settings, &self.view.recorded())
+            .template(&self.config.template, &self.settings)
             .await?;
+        let round = self
+            .view
+            .round(&self.settings, &template, self.config.relist_interval);
+        let read = self
+            .view
+            .read(&self.store, &self.settings, now, round, &|id| {
+                self.queue.has(id)
+            })
+            .await?;
+        let mut snapshot = None;
+        let mut planned = crate::view::Planned::default();
+        let mut vanished = Vec::new();
+        match round {
+            Round::Full => {
+                let fleet = self
+                    .cloud
+                    .aws
+                    .list_fleet(
+                        template_arn,
+                        template.clone(),
+                        &self.settings,
+                        &self.view.recorded(),
+                    )
+                    .await?;
+                self.metrics
+                    .set_agent_roles(fleet.agents.values().filter(|a| a.role.is_some()).count());
+                snapshot = Some(fleet);
+            }
+            Round::Light => {
+                let running: HashSet<String> = self
+                    .cloud
+                    .aws
+                    .ecs
+                    .list_running_tasks()
+                    .await
+                    .map_err(ObserveError::from)?
+                    .into_iter()
+                    .collect();
+                vanished = self.view.vanished(&running);
+            }
+        }
         self.expectations.expire();
         self.last_seen.expire();
-        *self.template.write().await = Some(fleet.template.clone());
+        *self.template.write().await = Some(template.clone());
         let ctx = Context {
             settings: &self.settings,
-            template: &fleet.template,
+            template: &template,
             now,
         };
-        let full = read.full();
-        let (work, planned) = self.view.work(&self.store, read, &fleet, &ctx).await?;
-        tracing::debug!(
-            full,
-            planned = planned.planned,
-            unchanged = planned.unchanged,
-            "resync planned the agents whose inputs changed"
-        );
+        let mut work = Vec::new();
+        if let Some(fleet) = &snapshot {
+            let full = read.full();
+            (work, planned) = self.view.work(&self.store, read, fleet, &ctx).await?;
+            tracing::debug!(
+                full,
+                planned = planned.planned,
+                unchanged = planned.unchanged,
+                "resync planned the agents whose inputs changed"
+            );
+        }
         self.write_fleet_summary().await;
         let census = self.view.census();
         self.metrics.agents_by_phase(&census.phases);
         self.metrics
             .set_readiness(census.ready, census.desired_running);
-        self.metrics
-            .set_agent_roles(fleet.agents.values().filter(|a| a.role.is_some()).count());
         let mut n = 0;
         self.metrics.resynced(started.elapsed(), planned);
         {
@@ -173,9 +217,19 @@ impl Controller {
                 n += 1;
                 snapshots.insert(agent_id, observed.clone());
             }
+            // Their reconcile reads them afresh: the light round saw no more than a listing.
+            for agent_id in vanished {
+                self.queue.add(&agent_id);
+                n += 1;
+            }
         }
         self.ready.store(true, Ordering::Relaxed);
         Ok(n)
+    }
+
+    /// The next resync is a full round, whenever the last was.
+    pub fn relist(&self) {
+        self.view.relist();
     }
 }
 

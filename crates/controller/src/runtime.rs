@@ -45,6 +45,9 @@ pub struct Config {
     pub iam_drift_interval: Duration,
     /// IAM's role quota of the account (`clawfleet_agent_roles_quota`).
     pub iam_role_quota: u64,
+    /// How often a resync lists every resource of the fleet (a full round); the resyncs in
+    /// between list the running tasks alone (`controller::view::Round`).
+    pub relist_interval: Duration,
 }
 
 /// The controller's shared state.

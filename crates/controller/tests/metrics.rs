@@ -63,6 +63,7 @@ async fn every_documented_metric_is_exported_at_zero_before_any_work() {
             recovery_days: 7,
             iam_drift_interval: std::time::Duration::from_secs(3600),
             iam_role_quota: 1000,
+            relist_interval: std::time::Duration::ZERO,
         },
         Arc::new(Limits::default()),
         Arc::new(Metrics::new(&calls)),

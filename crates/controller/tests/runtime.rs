@@ -37,6 +37,9 @@ struct Stack {
     vars: BTreeMap<String, String>,
     settings: Settings,
     table: String,
+    /// The controller's `relist_interval`: zero, a full round at every resync, unless a test
+    /// is about the light ones.
+    relist: Duration,
 }
 
 async fn stack() -> Stack {
@@ -64,6 +67,7 @@ async fn stack() -> Stack {
         vars,
         settings,
         table,
+        relist: Duration::ZERO,
     }
 }
 
@@ -107,6 +111,7 @@ async fn launch(
             recovery_days: 7,
             iam_drift_interval: std::time::Duration::from_secs(3600),
             iam_role_quota: 1000,
+            relist_interval: stack.relist,
         },
         Arc::new(Limits::default()),
         metrics,
@@ -547,6 +552,74 @@ async fn with_the_stream_followed_an_idle_resync_reads_no_item_and_a_status_edit
         Some(spec::Phase::Running),
         "put back by the reconcile"
     );
+    run.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn between_relists_a_resync_lists_the_running_tasks_alone_and_relaunches_a_stopped_one() {
+    let mut stack = stack().await;
+    stack.relist = Duration::from_secs(3600);
+    let run = launch(&stack, Duration::from_secs(3600), None).await;
+    run.follow_stream().await;
+    let ids: Vec<String> = (0..2).map(|_| local_aws::unique("agent")).collect();
+    for id in &ids {
+        run.store.apply(&agent(id), "cli").await.unwrap();
+    }
+    let mut tasks = Vec::new();
+    for id in &ids {
+        tasks.push(run.running_one_task(id, None).await);
+    }
+    // A full round (the view is cold), then light ones once the stream's records of the last
+    // status writes are in: a template and a running-task listing, no item read.
+    run.controller.resync().await.unwrap();
+    // AWS's reads; the table's and the stream's are the other tests'.
+    let reads = |run: &Running| {
+        let mut calls: BTreeMap<String, u64> = BTreeMap::new();
+        for ((service, operation, _), n) in run.calls.snapshot() {
+            if !service.starts_with("DynamoDB") && !cloud::calls::is_mutating(&operation) {
+                *calls.entry(operation).or_default() += n;
+            }
+        }
+        calls
+    };
+    let light: BTreeMap<String, u64> = [
+        ("DescribeTaskDefinition".to_owned(), 1),
+        ("ListTasks".to_owned(), 1),
+    ]
+    .into();
+    let mut seen = Vec::new();
+    for _ in 0..5 {
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+        run.calls.reset();
+        assert_eq!(run.controller.resync().await.unwrap(), 0);
+        seen.push(reads(&run));
+        if seen.last() == Some(&light) {
+            break;
+        }
+    }
+    assert_eq!(seen.last(), Some(&light), "reads by resync: {seen:?}");
+
+    // A task stopped behind its back, with no task event to say so: the next light round
+    // sees it leave the listing and enqueues its agent alone, which relaunches it.
+    run.ecs
+        .stop_task()
+        .cluster(&run.settings.cluster)
+        .task(&tasks[0].arn)
+        .reason("chaos")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(run.controller.resync().await.unwrap(), 1);
+    run.running_one_task(&ids[0], Some(&tasks[0].arn)).await;
+    assert_eq!(run.live_tasks(&ids[1]).await.len(), 1);
+    // A relist asked for: the next round lists the whole fleet again.
+    run.controller.relist();
+    run.calls.reset();
+    run.controller.resync().await.unwrap();
+    let full = reads(&run);
+    for op in ["DescribeAccessPoints", "ListSecrets", "DescribeTasks"] {
+        assert!(full.contains_key(op), "{op} in {full:?}");
+    }
     run.stop().await;
 }
 

@@ -11,7 +11,7 @@ use controller::fake::{FakeCloud, FakeStore};
 use controller::reconcile::{Outcome, Reconciler};
 use controller::resync::fleet_plans;
 use controller::status::StatusStore;
-use controller::view::{MAX_AGE_SECS, Planned, TableView};
+use controller::view::{MAX_AGE_SECS, Planned, Round, TableView};
 use plan::Context;
 use plan::fixtures::{self, settings, template};
 use plan::observed::Fleet;
@@ -182,7 +182,10 @@ impl World {
             self.table.queries.load(Ordering::Relaxed),
         );
         let ctx = self.ctx(now);
-        let read = view.read(&self.table, &self.settings, now).await.unwrap();
+        let read = view
+            .read(&self.table, &self.settings, now, Round::Full, &|_| false)
+            .await
+            .unwrap();
         let (work, planned) = view.work(&self.table, read, fleet, &ctx).await.unwrap();
         let mut work: Vec<String> = work.into_iter().map(|(id, _)| id).collect();
         work.sort();
@@ -444,9 +447,11 @@ async fn a_failed_read_keeps_what_was_to_be_read() {
         .items
         .fail_next(StoreError::Conflict { agent_id: id(4) });
     assert!(
-        view.read(&world.table, &world.settings, now())
-            .await
-            .is_err()
+        view.read(&world.table, &world.settings, now(), Round::Full, &|_| {
+            false
+        })
+        .await
+        .is_err()
     );
     let pass = world.pass(&view, &fleet, now()).await;
     assert_eq!(pass.work, vec![id(4)]);
@@ -516,7 +521,9 @@ async fn a_resync_that_fails_after_its_read_leaves_no_memo_for_what_it_did_not_p
     world.edit_status(&view, 5).await;
     // The read happens; the snapshot of AWS fails, and no plan is made.
     let read = view
-        .read(&world.table, &world.settings, now())
+        .read(&world.table, &world.settings, now(), Round::Full, &|_| {
+            false
+        })
         .await
         .unwrap();
     assert_eq!(read.len(), 1);
@@ -540,4 +547,125 @@ async fn a_stream_not_polled_for_half_a_minute_is_not_followed() {
     view.polled();
     assert_eq!(world.pass(&view, &fleet, now()).await.scans, 1);
     assert_eq!(world.pass(&view, &fleet, now()).await.scans, 0);
+}
+
+const RELIST: std::time::Duration = std::time::Duration::from_secs(600);
+
+impl World {
+    /// The ARNs of the tasks whose desired status is RUNNING, as ListTasks lists them.
+    fn running(&self) -> std::collections::HashSet<String> {
+        self.cloud
+            .state()
+            .tasks
+            .iter()
+            .filter(|(t, _)| t.desired_status == "RUNNING")
+            .map(|(t, _)| t.arn.clone())
+            .collect()
+    }
+
+    fn task_of(&self, i: usize) -> String {
+        self.table.items.status(&id(i)).unwrap().task_arn.unwrap()
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_round_is_full_when_the_view_the_template_or_the_interval_says_so_and_light_between() {
+    let world = World::converged().await;
+    let fleet = world.fleet().await;
+    let round = |view: &TableView| view.round(&world.settings, &world.template, RELIST);
+    // Never planned: full.
+    assert_eq!(round(&TableView::default()), Round::Full);
+    let view = world.followed(&fleet).await;
+    assert_eq!(round(&view), Round::Light);
+    // Another template (a new image for the whole fleet): full, until a full round planned it.
+    let mut template = world.template.clone();
+    template.cpu = Some("2048".into());
+    assert_eq!(view.round(&world.settings, &template, RELIST), Round::Full);
+    assert_eq!(round(&view), Round::Light);
+    // Asked for.
+    view.relist();
+    assert_eq!(round(&view), Round::Full);
+    world.pass(&view, &fleet, now()).await;
+    assert_eq!(round(&view), Round::Light);
+    // More changed agents than Queries should read: a full round, which Scans.
+    for i in 0..3 {
+        world.edit_status(&view, i).await;
+    }
+    assert_eq!(round(&view), Round::Full);
+    assert_eq!(world.pass(&view, &fleet, now()).await.scans, 1);
+    assert_eq!(round(&view), Round::Light);
+    // Records lost.
+    view.invalidate();
+    assert_eq!(round(&view), Round::Full);
+    view.polled();
+    world.pass(&view, &fleet, now()).await;
+    assert_eq!(round(&view), Round::Light);
+    // The stream unpolled for half a minute.
+    tokio::time::advance(std::time::Duration::from_secs(31)).await;
+    assert_eq!(round(&view), Round::Full);
+    view.polled();
+    assert_eq!(round(&view), Round::Light);
+    // The interval since the last full round.
+    tokio::time::advance(RELIST - std::time::Duration::from_secs(31)).await;
+    view.polled();
+    assert_eq!(round(&view), Round::Full);
+}
+
+#[tokio::test]
+async fn a_light_round_reads_only_changed_items_and_enqueues_only_agents_whose_task_left_the_listing()
+ {
+    let world = World::converged().await;
+    let fleet = world.fleet().await;
+    let view = world.followed(&fleet).await;
+    assert!(view.vanished(&world.running()).is_empty());
+    // A status edited: read alone, for the metrics. A memo ran out: not read until a full
+    // round (it plans nothing).
+    world.edit_status(&view, 7).await;
+    let queries = world.table.queries.load(Ordering::Relaxed);
+    let read = view
+        .read(
+            &world.table,
+            &world.settings,
+            now() + MAX_AGE_SECS,
+            Round::Light,
+            &|_| false,
+        )
+        .await
+        .unwrap();
+    assert_eq!((read.len(), read.full()), (1, false));
+    assert_eq!(world.table.queries.load(Ordering::Relaxed) - queries, 1);
+    // An agent whose reconcile is queued is left for later: the reconcile writes it again.
+    world.edit_status(&view, 8).await;
+    let busy = id(8);
+    let read = view
+        .read(&world.table, &world.settings, now(), Round::Light, &|id| {
+            id == busy
+        })
+        .await
+        .unwrap();
+    assert_eq!(read.len(), 0);
+    // Agent 5's task stops behind the controller's back: it leaves the running listing, and
+    // the light round enqueues agent 5 once.
+    world.cloud.exit(&world.task_of(5), "agent", 137);
+    assert_eq!(view.vanished(&world.running()), vec![id(5)]);
+    assert!(view.vanished(&world.running()).is_empty());
+    // Its reconcile relaunches it; the status records the new task, which the next listing
+    // shows, and a crash of that one is seen too.
+    world.reconcile(&id(5)).await;
+    view.changed(&id(5));
+    view.read(&world.table, &world.settings, now(), Round::Light, &|_| {
+        false
+    })
+    .await
+    .unwrap();
+    assert!(view.vanished(&world.running()).is_empty());
+    world.cloud.exit(&world.task_of(5), "agent", 137);
+    assert_eq!(view.vanished(&world.running()), vec![id(5)]);
+    // The next full round finds what planning the whole table finds: agent 5's stopped task,
+    // agent 7's status edited by hand, which the light round read but did not plan, and agent
+    // 8's, which it left to be read.
+    let fleet = world.fleet().await;
+    let pass = world.pass(&view, &fleet, now()).await;
+    assert_eq!(pass.work, world.whole_table_work(&fleet, now()).await);
+    assert_eq!(pass.work, vec![id(5), id(7), id(8)]);
 }

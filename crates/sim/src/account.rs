@@ -518,8 +518,53 @@ impl Account {
         }
     }
 
-    /// The fleet-wide snapshot of the resync, counted as `cloud::Aws::observe_fleet` sends
-    /// it: the template, ListTasks of the RUNNING tasks, DescribeTasks by 100 of those and of
+    /// The reads of `operation`, `n` of them one after another, through ECS's buckets as the
+    /// gate lets them, counted, each taking a read's latency.
+    async fn fleet_reads(&self, operation: &'static str, n: u64) -> Result<(), AwsError> {
+        if ecs_bucket(operation).is_some() {
+            for _ in 0..n {
+                self.gate.pass("ECS", operation).await?;
+                self.admit(operation, 1.0);
+            }
+        }
+        self.count_fleet(operation, n);
+        tokio::time::sleep(self.latencies.read * u32::try_from(n).unwrap_or(u32::MAX)).await;
+        Ok(())
+    }
+
+    /// The template, as `cloud::Aws::template` reads it at each resync
+    /// (DescribeTaskDefinition).
+    ///
+    /// # Errors
+    /// The gate's refusal.
+    pub async fn describe_template(&self) -> Result<TaskDefinition, AwsError> {
+        self.fleet_reads("DescribeTaskDefinition", 1).await?;
+        Ok(self.template.clone())
+    }
+
+    /// A light round's listing: the ARNs of the tasks whose desired status is RUNNING
+    /// (ListTasks, by 100).
+    ///
+    /// # Errors
+    /// The gate's refusal.
+    pub async fn list_running_tasks(&self) -> Result<Vec<String>, AwsError> {
+        let mut arns = Vec::new();
+        for shard in &self.shards {
+            let s = shard.state();
+            arns.extend(
+                s.tasks
+                    .iter()
+                    .filter(|(t, _)| t.desired_status == "RUNNING")
+                    .map(|(t, _)| t.arn.clone()),
+            );
+        }
+        let pages = arns.len().div_ceil(PAGE).max(1) as u64;
+        self.fleet_reads("ListTasks", pages).await?;
+        Ok(arns)
+    }
+
+    /// The fleet-wide snapshot of a full round, counted as `cloud::Aws::list_fleet` sends
+    /// it (the template is [`Account::describe_template`]'s): ListTasks of the RUNNING tasks, DescribeTasks by 100 of those and of
     /// the recorded tasks that are not running any more, DescribeAccessPoints, ListSecrets,
     /// ListRoles by 1,000; every [`REVISION_LISTING_INTERVAL`] (and the first time)
     /// ListTaskDefinitions and a DescribeTaskDefinition of each family's newest revision not
@@ -592,7 +637,6 @@ impl Account {
         }
         let pages = |n: usize, per: usize| n.div_ceil(per).max(1) as u64;
         let mut sent: Vec<(&'static str, u64)> = vec![
-            ("DescribeTaskDefinition", 1),
             ("ListTasks", pages(running, PAGE)),
             ("DescribeTasks", tasks.len().div_ceil(PAGE) as u64),
             ("DescribeAccessPoints", pages(access_points.len(), PAGE)),

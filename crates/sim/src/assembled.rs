@@ -22,6 +22,7 @@ use controller::queue::{Backoff, Queue};
 use controller::reconcile::Reconciler;
 use controller::resync::ResyncError;
 use controller::rollout::Rollout;
+use controller::view::{Planned, Round};
 use plan::Context;
 use plan::observed::AgentResources;
 use spec::render::{Settings, TaskDefinition};
@@ -36,6 +37,7 @@ pub struct Config {
     pub resync_interval: Duration,
     pub max_concurrent_replacements: usize,
     pub recovery_days: i64,
+    pub relist_interval: Duration,
 }
 
 pub struct AssembledController {
@@ -76,10 +78,11 @@ pub struct ResyncTimes {
     pub scan_bytes: usize,
     pub fleet_bytes: usize,
     /// Agents planned, and left unplanned as unchanged since a plan that found no work.
-    pub planned: controller::view::Planned,
+    pub planned: Planned,
     /// Agents whose items the resync read, and whether it read the whole table (a Scan).
     pub read: usize,
     pub full: bool,
+    pub round: Round,
 }
 
 impl AssembledController {
@@ -108,6 +111,11 @@ impl AssembledController {
             last_resync: Mutex::default(),
             resyncing: tokio::sync::Mutex::new(()),
         })
+    }
+
+    /// The next resync is a full round.
+    pub fn relist(&self) {
+        self.view.relist();
     }
 
     /// Asks for a reconcile of one agent now, as the stream watch does on a change.
@@ -200,25 +208,56 @@ impl AssembledController {
         let started = crate::heap::cpu_now();
         let before = crate::heap::controller_bytes();
         let now = time::OffsetDateTime::now_utc().unix_timestamp();
-        let read = self.view.read(&*self.table, &self.settings, now).await?;
+        let template = self
+            .account
+            .describe_template()
+            .await
+            .map_err(cloud::ObserveError::from)?;
+        let round = self
+            .view
+            .round(&self.settings, &template, self.config.relist_interval);
+        let read = self
+            .view
+            .read(&*self.table, &self.settings, now, round, &|id| {
+                self.queue.has(id)
+            })
+            .await?;
         let scan_bytes = crate::heap::controller_bytes().saturating_sub(before);
         let (read_agents, full) = (read.len(), read.full());
         let scanned = crate::heap::cpu_now();
-        let fleet = self
-            .account
-            .observe_fleet(&self.view.recorded())
-            .await
-            .map_err(cloud::ObserveError::from)?;
+        let mut vanished = Vec::new();
+        let snapshot = match round {
+            Round::Full => Some(
+                self.account
+                    .observe_fleet(&self.view.recorded())
+                    .await
+                    .map_err(cloud::ObserveError::from)?,
+            ),
+            Round::Light => {
+                let running: std::collections::HashSet<String> = self
+                    .account
+                    .list_running_tasks()
+                    .await
+                    .map_err(cloud::ObserveError::from)?
+                    .into_iter()
+                    .collect();
+                vanished = self.view.vanished(&running);
+                None
+            }
+        };
         let observed = crate::heap::cpu_now();
         let fleet_bytes = crate::heap::controller_bytes().saturating_sub(before + scan_bytes);
         self.expectations.expire();
         self.last_seen.expire();
         let ctx = Context {
             settings: &self.settings,
-            template: &fleet.template,
+            template: &template,
             now,
         };
-        let (work, planned) = self.view.work(&*self.table, read, &fleet, &ctx).await?;
+        let (work, planned) = match &snapshot {
+            Some(fleet) => self.view.work(&*self.table, read, fleet, &ctx).await?,
+            None => (Vec::new(), Planned::default()),
+        };
         let census = self.view.census();
         self.metrics.agents_by_phase(&census.phases);
         self.metrics
@@ -241,10 +280,14 @@ impl AssembledController {
                 n += 1;
                 snapshots.insert(agent_id, observed.clone());
             }
+            for agent_id in vanished {
+                self.queue.add(&agent_id);
+                n += 1;
+            }
         }
         // Dropping the snapshot is part of the resync's cost (a quarter of it at 100,000).
         let snapshot_cpu = observed - scanned;
-        drop(fleet);
+        drop(snapshot);
         let mut calls = self.account.fleet_call_counts().0;
         for (op, n) in &mut calls {
             *n -= fleet_before.get(op).copied().unwrap_or(0);
@@ -269,6 +312,7 @@ impl AssembledController {
             planned,
             read: read_agents,
             full,
+            round,
         };
         Ok(n)
     }

@@ -180,35 +180,52 @@ fn print_per_agent(runs: &[&Run]) {
 
 fn print_idle(runs: &[&Run]) {
     println!(
-        "| agents | reads | by operation | agents' items read | enqueued | planned (unchanged) | controller CPU | process CPU (the fake's part) | real time | controller CPU: snapshot, items, plans (with the snapshot's drop) | the first after convergence: controller CPU |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
+        "| agents | round | reads | by operation | agents' items read | enqueued | planned (unchanged) | controller CPU | process CPU (the fake's part) | real time | controller CPU: snapshot, items, plans (with the snapshot's drop) |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
     );
     for r in runs {
         let i = &r.idle;
-        println!(
-            "| {} | {} | {:?} | {}{} | {} | {} ({}) | {:.0} ms | {:.0} ms ({:.0} ms) | {:.0} ms | {:.0}, {:.0}, {:.0} ms | {:.0} ms |",
-            r.cold.agents,
-            i.calls.values().sum::<u64>(),
-            i.calls,
-            i.parts.read,
-            if i.parts.full { " (Scan)" } else { "" },
-            i.enqueued,
-            i.parts.planned.planned,
-            i.parts.planned.unchanged,
-            i.cpu.controller() * 1000.0,
-            i.cpu.process * 1000.0,
-            i.cpu.fake * 1000.0,
-            i.wall * 1000.0,
-            i.parts.snapshot.controller() * 1000.0,
-            i.parts.scan.controller() * 1000.0,
-            i.parts.plans.controller() * 1000.0,
-            i.first.controller() * 1000.0
-        );
+        let rounds = [
+            ("light", &i.parts, i.enqueued),
+            ("full (the relist)", &i.relist, 0),
+        ];
+        for (round, parts, enqueued) in rounds {
+            let cpu = parts.total;
+            println!(
+                "| {} | {round} | {} | {:?} | {}{} | {} | {} ({}) | {:.0} ms | {:.0} ms ({:.0} ms) | {:.0} ms | {:.0}, {:.0}, {:.0} ms |",
+                r.cold.agents,
+                parts.calls.values().sum::<u64>(),
+                parts.calls,
+                parts.read,
+                if parts.full { " (Scan)" } else { "" },
+                enqueued,
+                parts.planned.planned,
+                parts.planned.unchanged,
+                cpu.controller() * 1000.0,
+                cpu.process * 1000.0,
+                cpu.fake * 1000.0,
+                parts.wall * 1000.0,
+                parts.snapshot.controller() * 1000.0,
+                parts.scan.controller() * 1000.0,
+                parts.plans.controller() * 1000.0,
+            );
+        }
     }
+    println!(
+        "\nThe first resync after convergence (a full round, planning every agent whose status changed since the last), controller CPU: {}.",
+        runs.iter()
+            .map(|r| format!(
+                "{:.0} ms at {}",
+                r.idle.first.controller() * 1000.0,
+                r.cold.agents
+            ))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
 }
 
 fn print_memory(runs: &[&Run]) {
     println!(
-        "| agents | controller heap | controller heap, peak | an idle resync's items read, fleet snapshot | fake AWS and table | process RSS | RSS peak |\n| --- | --- | --- | --- | --- | --- | --- |"
+        "| agents | controller heap | controller heap, peak | a relist's items read, fleet snapshot | fake AWS and table | process RSS | RSS peak |\n| --- | --- | --- | --- | --- | --- | --- |"
     );
     for r in runs {
         let m = &r.memory;
@@ -217,8 +234,8 @@ fn print_memory(runs: &[&Run]) {
             r.cold.agents,
             mib(m.controller),
             mib(m.controller_peak),
-            mib(r.idle.parts.scan_bytes),
-            mib(r.idle.parts.fleet_bytes),
+            mib(r.idle.relist.scan_bytes),
+            mib(r.idle.relist.fleet_bytes),
             mib(m.fake),
             mib(m.rss),
             mib(m.rss_peak)

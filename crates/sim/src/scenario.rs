@@ -21,6 +21,9 @@ use crate::table::Table;
 pub const REGISTER_BURST: f64 = 20.0;
 pub const REGISTER_PER_SECOND: f64 = 1.0;
 
+/// The controller's `--relist-interval`, its default.
+pub const RELIST_INTERVAL: Duration = Duration::from_secs(600);
+
 /// The fleet to simulate.
 #[derive(Debug, Clone)]
 pub struct Fleet {
@@ -151,6 +154,8 @@ pub struct IdleResync {
     pub parts: crate::assembled::ResyncTimes,
     /// The CPU of the resync before it, the first after the fleet settled.
     pub first: heap::Cpu,
+    /// The full round after it (a relist), on the same idle fleet.
+    pub relist: crate::assembled::ResyncTimes,
 }
 
 /// The heap, in bytes.
@@ -270,6 +275,7 @@ impl Simulation {
                 resync_interval: fleet.resync_interval,
                 max_concurrent_replacements: fleet.max_concurrent_replacements,
                 recovery_days: spec::render::DEFAULT_SECRET_RECOVERY_DAYS,
+                relist_interval: RELIST_INTERVAL,
             },
         );
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -306,6 +312,7 @@ impl Simulation {
                 resync_interval: self.fleet.resync_interval,
                 max_concurrent_replacements,
                 recovery_days: spec::render::DEFAULT_SECRET_RECOVERY_DAYS,
+                relist_interval: RELIST_INTERVAL,
             },
         );
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -438,6 +445,24 @@ impl Simulation {
         })
     }
 
+    /// One resync, and what it measured of itself: taken inside the resync, from the moment
+    /// it held the resync lock (when the interval's own resync had started first, this one
+    /// waited for it, and its reads and CPU are not this one's).
+    async fn measured_resync(&self) -> Result<(usize, crate::assembled::ResyncTimes), SimError> {
+        let enqueued = self
+            .controller
+            .resync()
+            .await
+            .map_err(|e| SimError::Resync(e.to_string()))?;
+        let parts = self
+            .controller
+            .last_resync
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        Ok((enqueued, parts))
+    }
+
     /// Lets the queue drain (requeued waits, trailing deregistrations).
     pub async fn settle(&self) {
         for _ in 0..360 {
@@ -449,41 +474,25 @@ impl Simulation {
     }
 
     /// One resync over the converged fleet, measured alone, in the steady state: a first
-    /// resync after the fleet settled plans every agent whose status changed since the last
-    /// one (at the sizes that resync every 10 minutes, all of them); the one measured follows
-    /// it, as the next would a minute later with nothing changed. The first one's CPU is kept.
+    /// resync after the fleet settled, a full round, plans every agent whose status changed
+    /// since the last full one (most of them); the one measured follows it, as the next would
+    /// a minute later with nothing changed: a light round. The first one's CPU is kept, and a
+    /// full round with nothing changed (the relist every `--relist-interval`) is measured
+    /// after the light one.
     ///
     /// # Errors
     /// A failed snapshot.
     pub async fn idle_resync(&self) -> Result<IdleResync, SimError> {
         self.settle().await;
-        self.controller
-            .resync()
-            .await
-            .map_err(|e| SimError::Resync(e.to_string()))?;
-        let first = self
-            .controller
-            .last_resync
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .total;
+        self.controller.relist();
+        let first = self.measured_resync().await?.1.total;
         self.account.reset_calls();
         self.table.reset_calls();
-        let enqueued = self
-            .controller
-            .resync()
-            .await
-            .map_err(|e| SimError::Resync(e.to_string()))?;
-        // Taken inside the resync, from the moment it held the resync lock: when the
-        // interval's own resync had started first, this one waited for it, and its reads and
-        // CPU are not this one's.
-        let parts = self
-            .controller
-            .last_resync
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone();
+        let (enqueued, parts) = self.measured_resync().await?;
+        self.controller.relist();
+        let relist = self.measured_resync().await?.1;
         Ok(IdleResync {
+            relist,
             enqueued,
             calls: parts.calls.clone(),
             cpu: parts.total,
