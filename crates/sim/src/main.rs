@@ -121,7 +121,7 @@ async fn run(
 
 fn print_cold(runs: &[&Run]) {
     println!(
-        "| agents | cold start (virtual) | floor | share of the floor's rate | throttled | reconcile errors | resyncs during it | real time | CPU |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- |"
+        "| agents | cold start (virtual) | floor | share of the floor's rate | throttled | reconcile errors | full resync rounds during it | real time | CPU |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- |"
     );
     for r in runs {
         let c = &r.cold;
