@@ -8,7 +8,7 @@
 //! | waiting on AWS | forget, then look again after the wait | requeue_after |
 //! | converged until a schedule or idle boundary | forget, then look again at the boundary | success |
 //! | throttled or transient error (AWS or DynamoDB) | per-agent exponential backoff | error |
-//! | terminal AWS error | forget; the status says why; a change or the resync brings it back | error |
+//! | terminal AWS error | forget; the status says why; a change or the next full resync round (`--relist-interval`) brings it back | error |
 //! | terminal DynamoDB error (AccessDenied, validation) | look again after the resync interval: the status write failed too, so no change would ever come | error |
 
 use std::time::Duration;

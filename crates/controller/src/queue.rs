@@ -520,6 +520,18 @@ impl Queue {
         state.queued.contains_key(agent_id) || state.in_process.contains_key(agent_id)
     }
 
+    /// Whether `agent_id` is in process, or queued and due within `horizon`: a reconcile will
+    /// read it soon. A timer hours away (a schedule's next window) does not count.
+    #[must_use]
+    pub fn has_within(&self, agent_id: &str, horizon: Duration) -> bool {
+        let state = self.state();
+        state.in_process.contains_key(agent_id)
+            || state
+                .queued
+                .get(agent_id)
+                .is_some_and(|(_, (due, _))| *due <= Instant::now() + horizon)
+    }
+
     /// Ids waiting to be handed out, due now or later; in-process ids are not counted.
     #[must_use]
     pub fn len(&self) -> usize {
@@ -565,6 +577,27 @@ mod tests {
     /// Whether `get` stays waiting for `window` of virtual time.
     async fn waits_for(queue: &Queue, window: Duration) -> bool {
         tokio::time::timeout(window, queue.get()).await.is_err()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn has_within_counts_ids_in_process_and_due_soon_not_timers_far_off() {
+        let queue = Queue::new();
+        let minute = secs(60.0);
+        queue.add_after("later", secs(3600.0));
+        queue.add_after("soon", secs(30.0));
+        queue.add("now");
+        assert!(!queue.has_within("later", minute));
+        assert!(queue.has_within("soon", minute));
+        assert!(!queue.has_within("absent", minute));
+        let item = get_now(&queue).await.map(|i| i.agent_id);
+        assert_eq!(item.as_deref(), Some("now"));
+        assert!(queue.has_within("now", minute), "in process");
+        queue.done("now");
+        assert!(!queue.has_within("now", minute));
+        tokio::time::advance(secs(3000.0)).await;
+        assert!(!queue.has_within("later", minute));
+        tokio::time::advance(secs(550.0)).await;
+        assert!(queue.has_within("later", minute));
     }
 
     #[tokio::test(start_paused = true)]

@@ -12,6 +12,7 @@ use plan::observed::{AgentResources, Fleet};
 use plan::{Context, Plan};
 use store::{Agent, SpecItem, StoreError};
 
+use crate::queue::FOLLOW_UP_HORIZON;
 use crate::reconcile::desired;
 use crate::runtime::Controller;
 use crate::view::Round;
@@ -140,12 +141,12 @@ impl Controller {
         let read = self
             .view
             .read(&self.store, &self.settings, now, round, &|id| {
-                self.queue.has(id)
+                self.queue.has_within(id, FOLLOW_UP_HORIZON)
             })
             .await?;
         let mut snapshot = None;
         let mut planned = crate::view::Planned::default();
-        let mut vanished = Vec::new();
+        let mut due = Vec::new();
         match round {
             Round::Full => {
                 let fleet = self
@@ -172,7 +173,7 @@ impl Controller {
                     .map_err(ObserveError::from)?
                     .into_iter()
                     .collect();
-                vanished = self.view.vanished(&running);
+                due = self.view.due(&running, now);
             }
         }
         self.expectations.expire();
@@ -218,7 +219,7 @@ impl Controller {
                 snapshots.insert(agent_id, observed.clone());
             }
             // Their reconcile reads them afresh: the light round saw no more than a listing.
-            for agent_id in vanished {
+            for agent_id in due {
                 self.queue.add(&agent_id);
                 n += 1;
             }

@@ -98,6 +98,8 @@ struct State {
     relisted: Option<(tokio::time::Instant, u64)>,
     /// When the full round under way began.
     full_began: Option<tokio::time::Instant>,
+    /// A full round was asked for ([`TableView::relist`]) and has not begun.
+    relist_asked: bool,
 }
 
 impl State {
@@ -117,6 +119,7 @@ impl Default for State {
             epoch: 0,
             relisted: None,
             full_began: None,
+            relist_asked: false,
         }
     }
 }
@@ -128,13 +131,18 @@ struct Seen {
     task_arn: Option<String>,
     purge_task_arn: Option<String>,
     revision: Option<String>,
-    /// Its recorded task was in the last listing of running tasks: when it leaves the next, the
-    /// task stopped (or vanished) and a light round enqueues the agent.
-    task_listed: bool,
+    /// Whether its recorded task was in the last listing of running tasks; `None` until a
+    /// listing after it was recorded. A light round enqueues the agent when the task is not
+    /// in a listing, once: when it leaves, or when it is missing from the first listing (it
+    /// stopped before any listing saw it).
+    task_listed: Option<bool>,
     /// Its part of the metrics, as of the read.
     phase: Option<Phase>,
     ready: bool,
     runs: bool,
+    /// Stopped for its schedule or for idleness, and its items as read say it runs now
+    /// (activity reported, which the stream does not enqueue): a light round enqueues it, once.
+    waking: bool,
     summary: Option<Part>,
     /// Set after a plan that found no work, and kept only while the items read since are the
     /// ones it was made from: a resync that fails between its read and its plans must not
@@ -151,16 +159,21 @@ struct Memo {
     /// Read and planned again at or after this time (seconds since the epoch), whatever the
     /// fingerprints.
     until: i64,
+    /// `until` is when the plan said to look again (a schedule window, an idle deadline), not
+    /// the view's maximum age: a light round enqueues the agent then.
+    revisit: bool,
 }
 
 impl Seen {
     fn of(agent: &Agent, settings: &Settings, now: i64, before: Option<Self>) -> Self {
         let status = agent.status.as_ref();
         let task_arn = status.and_then(|s| s.task_arn.clone());
-        let (memo, task_listed) = before.map_or((None, false), |b| {
-            (b.memo, b.task_listed && b.task_arn == task_arn)
+        let (memo, task_listed) = before.map_or((None, None), |b| {
+            let same = b.task_arn == task_arn;
+            (b.memo, b.task_listed.filter(|_| same))
         });
         let memo = memo.filter(|m| items_fingerprint(agent) == Some(m.items));
+        let runs = should_run(agent, settings, now);
         Self {
             task_arn,
             task_listed,
@@ -171,7 +184,12 @@ impl Seen {
                 s.condition(ConditionKind::Ready)
                     .is_some_and(|c| c.status == ConditionStatus::True)
             }),
-            runs: should_run(agent, settings, now),
+            runs,
+            waking: runs
+                && matches!(
+                    status.map(|s| s.phase),
+                    Some(Phase::Idle | Phase::Scheduled)
+                ),
             summary: Part::of(agent),
             memo,
         }
@@ -284,25 +302,32 @@ impl TableView {
         let fresh = state.relisted.is_some_and(|(at, planned_with)| {
             planned_with == context && at.elapsed() < relist_interval
         });
-        if fresh && !state.cold && state.followed() && !many(state.dirty.len(), &state) {
+        if fresh
+            && !state.relist_asked
+            && !state.cold
+            && state.followed()
+            && !many(state.dirty.len(), &state)
+        {
             Round::Light
         } else {
             state.full_began = Some(tokio::time::Instant::now());
+            state.relist_asked = false;
             Round::Full
         }
     }
 
-    /// The next round is a full one.
+    /// The next round to begin is a full one.
     pub fn relist(&self) {
-        lock(&self.state).relisted = None;
+        lock(&self.state).relist_asked = true;
     }
 
     /// The resync's read of the table. In a full round: the whole table (Scan), or the agents
     /// whose items changed, whose last plan had work, or whose memo ran out (a Query each). In
     /// a light round, which plans nothing: the agents whose items changed, for the metrics,
-    /// except those `busy` says a reconcile will write again (queued or in process), which
-    /// stay to be read: every item read in a light round is read again by the next full round
-    /// to plan it, and in a bulk onboarding that doubled the reads of most status writes.
+    /// except those `busy` says a reconcile will soon write again (in process, or due within a
+    /// minute), which stay to be read: every item read in a light round is read again by the
+    /// next full round to plan it, and in a bulk onboarding that doubled the reads of most
+    /// status writes.
     ///
     /// # Errors
     /// A failed read; what was to be read stays to be read.
@@ -415,22 +440,30 @@ impl TableView {
         Ok((agents, absent))
     }
 
-    /// A light round's listing of the running tasks: the agents whose recorded task was in the
-    /// last listing and is not in this one, whose task stopped. Their memos go, so that the
-    /// next full round plans them even if their reconcile finds nothing to do.
-    pub fn vanished(&self, running: &HashSet<String>) -> Vec<String> {
+    /// What a light round enqueues, given its listing of the running tasks at `now`: the
+    /// agents whose recorded task is not in it (once: when it leaves, or when the first listing
+    /// since it was recorded lacks it), those whose last plan asked to be looked at again by
+    /// now (a schedule window, an idle deadline), and those stopped for their schedule or
+    /// idleness whose items, read since, say they run (activity reported). Their memos go, so
+    /// that the next full round plans them even if their reconcile finds nothing to do.
+    pub fn due(&self, running: &HashSet<String>, now: i64) -> Vec<String> {
         let mut state = lock(&self.state);
-        let mut vanished = Vec::new();
+        let mut due = Vec::new();
         for (id, seen) in &mut state.agents {
-            let listed = seen.task_arn.as_ref().is_some_and(|t| running.contains(t));
-            if seen.task_listed && !listed {
-                vanished.push(id.clone());
+            let stopped = seen.task_arn.as_ref().is_some_and(|arn| {
+                let listed = running.contains(arn);
+                let was = seen.task_listed.replace(listed);
+                !listed && was != Some(false)
+            });
+            let revisit = seen.memo.is_some_and(|m| m.revisit && m.until <= now);
+            let waking = std::mem::take(&mut seen.waking);
+            if stopped || revisit || waking {
+                due.push(id.clone());
                 seen.memo = None;
             }
-            seen.task_listed = listed;
         }
-        vanished.sort_unstable();
-        vanished
+        due.sort_unstable();
+        due
     }
 
     /// What the statuses record, for [`cloud::Aws::observe_fleet`].
@@ -475,12 +508,14 @@ impl TableView {
             let mut state = lock(&self.state);
             for (id, seen) in &mut state.agents {
                 let observed = fleet.observed(id);
-                seen.task_listed = seen.task_arn.as_ref().is_some_and(|arn| {
+                seen.task_listed = seen.task_arn.as_ref().map(|arn| {
                     observed
                         .tasks
                         .iter()
                         .any(|t| &t.arn == arn && t.desired_status == "RUNNING")
                 });
+                // Planned here: a light round need not wake it.
+                seen.waking = false;
                 let memo = seen.memo.filter(|m| ctx.now < m.until);
                 let Some(memo) = memo else {
                     if read.agents.contains_key(id) {
@@ -535,15 +570,16 @@ impl TableView {
             }
             let memo = items_fingerprint(agent).map(|items| {
                 let age = max_age(&id);
-                let until = plan
+                let revisit = plan
                     .revisit_after_secs
                     .and_then(|secs| i64::try_from(secs).ok())
-                    .map_or(age, |secs| secs.min(age));
+                    .filter(|secs| *secs < age);
                 Memo {
                     items,
                     observed: observed_fp
                         .unwrap_or_else(|| observed_fingerprint(context, observed)),
-                    until: ctx.now.saturating_add(until),
+                    until: ctx.now.saturating_add(revisit.unwrap_or(age)),
+                    revisit: revisit.is_some(),
                 }
             });
             memos.push((id, memo));

@@ -39,7 +39,7 @@ impl Controller {
                     for event in events {
                         match event {
                             Event::Changed(agent_id) => {
-                                info!(agent_id = %agent_id, "spec changed");
+                                info!(agent_id = %agent_id, "spec, wake or secret values changed");
                                 self.view.changed(&agent_id);
                                 self.enqueue(&agent_id);
                             }

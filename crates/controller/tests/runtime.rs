@@ -609,7 +609,13 @@ async fn between_relists_a_resync_lists_the_running_tasks_alone_and_relaunches_a
         .send()
         .await
         .unwrap();
+    run.calls.reset();
     assert_eq!(run.controller.resync().await.unwrap(), 1);
+    // A light round still: no fleet listing (the reconcile it started reads by id).
+    let after = reads(&run);
+    for op in ["ListSecrets", "ListRoles"] {
+        assert!(!after.contains_key(op), "{op} in {after:?}");
+    }
     run.running_one_task(&ids[0], Some(&tasks[0].arn)).await;
     assert_eq!(run.live_tasks(&ids[1]).await.len(), 1);
     // A relist asked for: the next round lists the whole fleet again.
@@ -620,6 +626,66 @@ async fn between_relists_a_resync_lists_the_running_tasks_alone_and_relaunches_a
     for op in ["DescribeAccessPoints", "ListSecrets", "DescribeTasks"] {
         assert!(full.contains_key(op), "{op} in {full:?}");
     }
+    run.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_waiting_for_its_secrets_starts_when_a_writer_sets_them_without_a_resync() {
+    let mut stack = stack().await;
+    stack.relist = Duration::from_secs(3600);
+    let run = launch(&stack, Duration::from_secs(3600), None).await;
+    run.follow_stream().await;
+    let id = local_aws::unique("agent");
+    let spec = AgentDocument {
+        agent_id: Some(id.clone()),
+        client_id: Some("acme".into()),
+        secret_keys: vec!["OPENAI_API_KEY".into()],
+        ..AgentDocument::default()
+    }
+    .validate()
+    .unwrap();
+    run.store.apply(&spec, "cli").await.unwrap();
+    let mut waiting = None;
+    for _ in 0..100 {
+        waiting = run.status(&id).await.filter(|s| {
+            s.condition(spec::ConditionKind::Ready)
+                .is_some_and(|c| c.reason == "WaitingForSecrets")
+        });
+        if waiting.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let secret_arn = waiting
+        .and_then(|s| s.secret_arn)
+        .expect("waiting for its secrets, with its secret created");
+    // A writer, as `clawfleet secrets set` and the API write values: under the agent's lock,
+    // the value and the key names in the Description. Neither is a spec change; the lock's
+    // release is what the stream shows.
+    assert!(
+        run.store
+            .lock_secret(&id, "writer", Duration::from_secs(60))
+            .await
+            .unwrap()
+    );
+    let secrets = aws_sdk_secretsmanager::Client::new(&local_aws::sdk_config().await);
+    secrets
+        .put_secret_value()
+        .secret_id(&secret_arn)
+        .secret_string(r#"{"OPENAI_API_KEY":"not-a-real-key"}"#)
+        .send()
+        .await
+        .unwrap();
+    secrets
+        .update_secret()
+        .secret_id(&secret_arn)
+        .description(spec::render::secret_description(&["OPENAI_API_KEY".into()]))
+        .send()
+        .await
+        .unwrap();
+    run.store.unlock_secret(&id, "writer").await.unwrap();
+    // No resync comes within the hour: the stream's record of the lock starts it.
+    run.running_one_task(&id, None).await;
     run.stop().await;
 }
 

@@ -92,7 +92,27 @@ struct Pass {
     queries: usize,
 }
 
+/// The agent [`World::with_idle_agent`] adds.
+const IDLE: &str = "agent-idle";
+
 impl World {
+    /// The converged world and one more agent that stops after 10 minutes idle, planned at
+    /// the returned time (just after its spec was written) through a view that follows.
+    async fn with_idle_agent() -> (Self, Fleet, TableView, i64) {
+        let world = Self::converged().await;
+        world.table.items.apply(
+            &spec(IDLE, |d| d.idle_stop_after = Some("10m".into())),
+            "cli",
+        );
+        world.reconcile(IDLE).await;
+        let fleet = world.fleet().await;
+        let start = now();
+        let view = TableView::default();
+        view.polled();
+        world.pass(&view, &fleet, start).await;
+        (world, fleet, view, start)
+    }
+
     /// `AGENTS` agents, each converged to Running by the reconciler.
     async fn converged() -> Self {
         let world = Self {
@@ -355,18 +375,8 @@ async fn a_crashed_task_reads_its_agent_alone_and_enqueues_it() {
 
 #[tokio::test]
 async fn an_agent_is_read_again_when_its_plan_said_to_look_again_and_within_the_max_age() {
-    let world = World::converged().await;
-    let idle = "agent-idle";
-    world.table.items.apply(
-        &spec(idle, |d| d.idle_stop_after = Some("10m".into())),
-        "cli",
-    );
-    world.reconcile(idle).await;
-    let fleet = world.fleet().await;
-    let start = now();
-    let view = TableView::default();
-    view.polled();
-    world.pass(&view, &fleet, start).await;
+    let (world, fleet, view, start) = World::with_idle_agent().await;
+    let idle = IDLE;
     let before = world.pass(&view, &fleet, start + 598).await;
     assert_eq!((before.queries, before.work.len()), (0, 0), "{before:?}");
     // The idle deadline (the spec was written just before `start`): read and stopped.
@@ -577,7 +587,8 @@ async fn the_round_is_full_when_the_view_the_template_or_the_interval_says_so_an
     assert_eq!(round(&TableView::default()), Round::Full);
     let view = world.followed(&fleet).await;
     assert_eq!(round(&view), Round::Light);
-    // Another template (a new image for the whole fleet): full, until a full round planned it.
+    // Another template (a new image for the whole fleet): full, since no full round planned
+    // with it; the template the last one planned with still gives a light round.
     let mut template = world.template.clone();
     template.cpu = Some("2048".into());
     assert_eq!(view.round(&world.settings, &template, RELIST), Round::Full);
@@ -617,7 +628,7 @@ async fn a_light_round_reads_only_changed_items_and_enqueues_only_agents_whose_t
     let world = World::converged().await;
     let fleet = world.fleet().await;
     let view = world.followed(&fleet).await;
-    assert!(view.vanished(&world.running()).is_empty());
+    assert!(view.due(&world.running(), now()).is_empty());
     // A status edited: read alone, for the metrics. A memo ran out: not read until a full
     // round (it plans nothing).
     world.edit_status(&view, 7).await;
@@ -647,8 +658,8 @@ async fn a_light_round_reads_only_changed_items_and_enqueues_only_agents_whose_t
     // Agent 5's task stops behind the controller's back: it leaves the running listing, and
     // the light round enqueues agent 5 once.
     world.cloud.exit(&world.task_of(5), "agent", 137);
-    assert_eq!(view.vanished(&world.running()), vec![id(5)]);
-    assert!(view.vanished(&world.running()).is_empty());
+    assert_eq!(view.due(&world.running(), now()), vec![id(5)]);
+    assert!(view.due(&world.running(), now()).is_empty());
     // Its reconcile relaunches it; the status records the new task, which the next listing
     // shows, and a crash of that one is seen too.
     world.reconcile(&id(5)).await;
@@ -658,14 +669,85 @@ async fn a_light_round_reads_only_changed_items_and_enqueues_only_agents_whose_t
     })
     .await
     .unwrap();
-    assert!(view.vanished(&world.running()).is_empty());
+    assert!(view.due(&world.running(), now()).is_empty());
     world.cloud.exit(&world.task_of(5), "agent", 137);
-    assert_eq!(view.vanished(&world.running()), vec![id(5)]);
-    // The next full round finds what planning the whole table finds: agent 5's stopped task,
-    // agent 7's status edited by hand, which the light round read but did not plan, and agent
-    // 8's, which it left to be read.
+    assert_eq!(view.due(&world.running(), now()), vec![id(5)]);
+    // Agent 6's task stops and is relaunched between two listings, and the new one stops
+    // before any listing saw it: the first listing since it was recorded lacks it, once.
+    world.cloud.exit(&world.task_of(6), "agent", 137);
+    world.reconcile(&id(6)).await;
+    view.changed(&id(6));
+    view.read(&world.table, &world.settings, now(), Round::Light, &|_| {
+        false
+    })
+    .await
+    .unwrap();
+    world.cloud.exit(&world.task_of(6), "agent", 137);
+    assert_eq!(view.due(&world.running(), now()), vec![id(6)]);
+    assert!(view.due(&world.running(), now()).is_empty());
+    // The next full round finds what planning the whole table finds: agents 5's and 6's
+    // stopped tasks, agent 7's status edited by hand, which the light round read but did not
+    // plan, and agent 8's, which it left to be read.
     let fleet = world.fleet().await;
     let pass = world.pass(&view, &fleet, now()).await;
     assert_eq!(pass.work, world.whole_table_work(&fleet, now()).await);
-    assert_eq!(pass.work, vec![id(5), id(7), id(8)]);
+    assert_eq!(pass.work, vec![id(5), id(6), id(7), id(8)]);
+}
+
+#[tokio::test]
+async fn a_light_round_enqueues_an_agent_whose_plan_said_to_look_again_by_now() {
+    let (world, _, view, start) = World::with_idle_agent().await;
+    let idle = IDLE;
+    // Before its idle deadline, nothing; at it, the agent alone (its task is still listed),
+    // once; a memo that ran out only by the view's maximum age waits for a full round.
+    assert!(view.due(&world.running(), start + 598).is_empty());
+    assert_eq!(
+        view.due(&world.running(), start + 601),
+        vec![idle.to_owned()]
+    );
+    assert!(view.due(&world.running(), start + 602).is_empty());
+    assert!(view.due(&world.running(), start + MAX_AGE_SECS).is_empty());
+}
+
+#[tokio::test]
+async fn a_relist_asked_during_a_full_round_makes_the_next_round_full() {
+    let world = World::converged().await;
+    let fleet = world.fleet().await;
+    let view = world.followed(&fleet).await;
+    let round = |view: &TableView| view.round(&world.settings, &world.template, RELIST);
+    assert_eq!(round(&view), Round::Light);
+    view.relist();
+    assert_eq!(round(&view), Round::Full);
+    // Asked again while that full round plans: the round after it is full too.
+    view.relist();
+    world.pass(&view, &fleet, now()).await;
+    assert_eq!(round(&view), Round::Full);
+    world.pass(&view, &fleet, now()).await;
+    assert_eq!(round(&view), Round::Light);
+}
+
+#[tokio::test]
+async fn a_light_round_wakes_an_idle_agent_whose_items_say_it_runs() {
+    let world = World::converged().await;
+    let fleet = world.fleet().await;
+    let view = world.followed(&fleet).await;
+    // Agent 9 stopped for idleness, and activity reported since (its items say it runs now):
+    // the stream does not enqueue activity, the light round that reads it does, once.
+    let mut status = world.table.items.status(&id(9)).unwrap();
+    status.phase = spec::Phase::Idle;
+    world
+        .table
+        .items
+        .put_status(&id(9), &status, None)
+        .await
+        .unwrap();
+    view.changed(&id(9));
+    assert!(view.due(&world.running(), now()).is_empty(), "not read yet");
+    view.read(&world.table, &world.settings, now(), Round::Light, &|_| {
+        false
+    })
+    .await
+    .unwrap();
+    assert_eq!(view.due(&world.running(), now()), vec![id(9)]);
+    assert!(view.due(&world.running(), now()).is_empty());
 }

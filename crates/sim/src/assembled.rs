@@ -18,7 +18,7 @@ use cloud::Calls;
 use controller::expectations::Expectations;
 use controller::metrics::Metrics;
 use controller::policy::{self, Requeue};
-use controller::queue::{Backoff, Queue};
+use controller::queue::{Backoff, FOLLOW_UP_HORIZON, Queue};
 use controller::reconcile::Reconciler;
 use controller::resync::ResyncError;
 use controller::rollout::Rollout;
@@ -219,13 +219,13 @@ impl AssembledController {
         let read = self
             .view
             .read(&*self.table, &self.settings, now, round, &|id| {
-                self.queue.has(id)
+                self.queue.has_within(id, FOLLOW_UP_HORIZON)
             })
             .await?;
         let scan_bytes = crate::heap::controller_bytes().saturating_sub(before);
         let (read_agents, full) = (read.len(), read.full());
         let scanned = crate::heap::cpu_now();
-        let mut vanished = Vec::new();
+        let mut due = Vec::new();
         let snapshot = match round {
             Round::Full => Some(
                 self.account
@@ -241,7 +241,7 @@ impl AssembledController {
                     .map_err(cloud::ObserveError::from)?
                     .into_iter()
                     .collect();
-                vanished = self.view.vanished(&running);
+                due = self.view.due(&running, now);
                 None
             }
         };
@@ -280,7 +280,7 @@ impl AssembledController {
                 n += 1;
                 snapshots.insert(agent_id, observed.clone());
             }
-            for agent_id in vanished {
+            for agent_id in due {
                 self.queue.add(&agent_id);
                 n += 1;
             }

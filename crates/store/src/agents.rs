@@ -282,7 +282,7 @@ fn group(items: impl IntoIterator<Item = Item>) -> Vec<Agent> {
             continue;
         };
         let record = Record::of(record_of(&item).unwrap_or_default());
-        if record == Record::Other {
+        if !record.of_agent() {
             continue;
         }
         let agent = agents
@@ -301,7 +301,7 @@ fn group(items: impl IntoIterator<Item = Item>) -> Vec<Agent> {
                     .and_then(|t| spec::parse_rfc3339(t))
                     .and_then(|t| i64::try_from(t.unix_timestamp_nanos() / 1_000_000).ok());
             }
-            Record::Other => {}
+            Record::SecretLock | Record::Other => {}
         }
     }
     agents
@@ -1130,17 +1130,21 @@ mod tests {
     }
 
     #[test]
-    fn only_spec_changes_and_wakes_enqueue() {
+    fn only_spec_changes_wakes_and_secret_writes_enqueue() {
         let enqueues: Vec<&str> = [
             SPEC_RECORD,
             STATUS_RECORD,
             ACTIVITY_RECORD,
             WAKE_RECORD,
+            crate::lease::SECRET_LOCK_RECORD,
             "lease",
         ]
         .into_iter()
         .filter(|r| Record::of(r).enqueues())
         .collect();
-        assert_eq!(enqueues, [SPEC_RECORD, WAKE_RECORD]);
+        assert_eq!(
+            enqueues,
+            [SPEC_RECORD, WAKE_RECORD, crate::lease::SECRET_LOCK_RECORD]
+        );
     }
 }

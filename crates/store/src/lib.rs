@@ -40,7 +40,10 @@ pub enum Record {
     Status,
     Activity,
     Wake,
-    /// Anything else (the leader lease, a writer's lock, a fleet summary): never an agent.
+    /// The lock a writer of the agent's secret values holds while it writes them: not part of
+    /// the agent, but its release says the values (and their key names) changed.
+    SecretLock,
+    /// Anything else (the leader lease, a fleet summary): never an agent.
     Other,
 }
 
@@ -52,15 +55,24 @@ impl Record {
             STATUS_RECORD => Self::Status,
             ACTIVITY_RECORD => Self::Activity,
             WAKE_RECORD => Self::Wake,
+            lease::SECRET_LOCK_RECORD => Self::SecretLock,
             _ => Self::Other,
         }
     }
 
-    /// Whether a change of this item enqueues its agent: a spec change or a wake. Status
+    /// Whether a change of this item enqueues its agent: a spec change, a wake, or a secret
+    /// writer's lock taken or given up (an agent waiting for its secrets starts when they are
+    /// set, not at the next full resync round, which is the first to list them). Status
     /// writes (the controller's own) and activity (cheap, frequent) never do.
     #[must_use]
     pub fn enqueues(self) -> bool {
-        matches!(self, Self::Spec | Self::Wake)
+        matches!(self, Self::Spec | Self::Wake | Self::SecretLock)
+    }
+
+    /// Whether the item is part of an agent, which listings show.
+    #[must_use]
+    pub fn of_agent(self) -> bool {
+        !matches!(self, Self::SecretLock | Self::Other)
     }
 }
 

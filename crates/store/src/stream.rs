@@ -99,8 +99,8 @@ pub trait ChangeFeed: Sync {
 /// What a poll found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
-    /// A spec item changed (INSERT, MODIFY or REMOVE), or a wake was asked for: the agent is
-    /// reconciled.
+    /// A spec item changed (INSERT, MODIFY or REMOVE), a wake was asked for, or a writer of
+    /// its secret values took or gave up its lock: the agent is reconciled.
     Changed(String),
     /// Another of the agent's items changed (its status, its activity): nothing to reconcile,
     /// but what the controller holds of it is stale.
