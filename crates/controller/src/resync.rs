@@ -120,8 +120,9 @@ impl Controller {
     /// A full or a light round ([`crate::view::Round`]). A full one: one snapshot of the whole
     /// fleet with batched reads, and the table's items that changed since the last; every
     /// agent whose plan has work, and every orphan, is enqueued. A light one: the running
-    /// tasks' listing; every agent whose recorded task left it is enqueued. Returns how many
-    /// agents were.
+    /// tasks' listing; the agents [`crate::view::TableView::due`] names are enqueued (a task
+    /// not in the listing, a schedule window or idle deadline come, a stopped agent whose
+    /// items say it runs). Returns how many agents were.
     ///
     /// # Errors
     /// A failed read of AWS or of the table.

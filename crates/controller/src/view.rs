@@ -18,10 +18,12 @@
 //! On AWS's side the resync comes in two rounds ([`Round`]). A full round lists every resource
 //! of the fleet and plans the agents whose inputs changed: it runs every `relist_interval`,
 //! and whenever the view or the template changed. In between, a light round lists only the
-//! running tasks (ListTasks, ⌈N/100⌉ pages) and enqueues the agents whose recorded task left
-//! that listing: the crash safety net when task events are lost, at a tenth of the full
-//! round's reads and a thirtieth of its CPU at 100,000 agents, where a full round turns
-//! 400,000 resources into the controller's types, compares them, and drops them again.
+//! running tasks (ListTasks, ⌈N/100⌉ pages) and enqueues ([`TableView::due`]) the agents whose
+//! recorded task is not in that listing (the crash safety net when task events are lost),
+//! whose schedule window or idle deadline came, and those stopped for either whose items say
+//! they run: at a tenth of the full round's reads and a fortieth of its CPU at 100,000 agents,
+//! where a full round turns 400,000 resources into the controller's types, compares them, and
+//! drops them again.
 
 use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasher, Hash, Hasher};
@@ -31,6 +33,7 @@ use cloud::Recorded;
 use futures_util::stream::{self, StreamExt, TryStreamExt};
 use plan::Context;
 use plan::observed::{AgentResources, Fleet};
+use spec::lifecycle::Effective;
 use spec::render::{Settings, TaskDefinition};
 use spec::{ConditionKind, ConditionStatus, Phase};
 use store::summary::Part;
@@ -96,10 +99,13 @@ struct State {
     /// template and the settings it planned with. From its beginning: with a relist interval
     /// equal to the resync interval, every round is full.
     relisted: Option<(tokio::time::Instant, u64)>,
-    /// When the full round under way began.
-    full_began: Option<tokio::time::Instant>,
-    /// A full round was asked for ([`TableView::relist`]) and has not begun.
-    relist_asked: bool,
+    /// When the full round under way began, and the relists asked for by then.
+    full_began: Option<(tokio::time::Instant, u64)>,
+    /// Full rounds asked for ([`TableView::relist`]), and how many of those asks a full
+    /// round that began after them has planned: a round that fails does not answer one, and
+    /// an ask during a round is not answered by it.
+    relists_asked: u64,
+    relists_done: u64,
 }
 
 impl State {
@@ -119,7 +125,8 @@ impl Default for State {
             epoch: 0,
             relisted: None,
             full_began: None,
-            relist_asked: false,
+            relists_asked: 0,
+            relists_done: 0,
         }
     }
 }
@@ -143,6 +150,10 @@ struct Seen {
     /// Stopped for its schedule or for idleness, and its items as read say it runs now
     /// (activity reported, which the stream does not enqueue): a light round enqueues it, once.
     waking: bool,
+    /// When its effective state changes on its own (a schedule window opening or closing, the
+    /// idle deadline), as of its items last read: a light round enqueues it then, once. Kept
+    /// apart from the memo, which any change of its items drops.
+    revisit_at: Option<i64>,
     summary: Option<Part>,
     /// Set after a plan that found no work, and kept only while the items read since are the
     /// ones it was made from: a resync that fails between its read and its plans must not
@@ -159,53 +170,60 @@ struct Memo {
     /// Read and planned again at or after this time (seconds since the epoch), whatever the
     /// fingerprints.
     until: i64,
-    /// `until` is when the plan said to look again (a schedule window, an idle deadline), not
-    /// the view's maximum age: a light round enqueues the agent then.
-    revisit: bool,
 }
 
 impl Seen {
     fn of(agent: &Agent, settings: &Settings, now: i64, before: Option<Self>) -> Self {
         let status = agent.status.as_ref();
+        let phase = status.map(|s| s.phase);
         let task_arn = status.and_then(|s| s.task_arn.clone());
+        let effective = effective(agent, settings, now);
+        let runs = effective.is_some_and(Effective::runs);
+        let stopped_by_time = matches!(phase, Some(Phase::Idle | Phase::Scheduled));
+        // Once: the reconcile it gets may fail before its status moves, and the failure's
+        // status write is read again.
+        let waking =
+            runs && stopped_by_time && !before.as_ref().is_some_and(|b| b.runs && b.phase == phase);
         let (memo, task_listed) = before.map_or((None, None), |b| {
             let same = b.task_arn == task_arn;
             (b.memo, b.task_listed.filter(|_| same))
         });
         let memo = memo.filter(|m| items_fingerprint(agent) == Some(m.items));
-        let runs = should_run(agent, settings, now);
         Self {
             task_arn,
             task_listed,
             purge_task_arn: status.and_then(|s| s.purge.task_arn.clone()),
             revision: status.and_then(|s| s.task_definition_arn.clone()),
-            phase: status.map(|s| s.phase),
+            phase,
             ready: status.is_some_and(|s| {
                 s.condition(ConditionKind::Ready)
                     .is_some_and(|c| c.status == ConditionStatus::True)
             }),
             runs,
-            waking: runs
-                && matches!(
-                    status.map(|s| s.phase),
-                    Some(Phase::Idle | Phase::Scheduled)
-                ),
+            waking,
+            revisit_at: effective.and_then(Effective::next_boundary),
             summary: Part::of(agent),
             memo,
         }
     }
 }
 
-/// Whether the agent's spec says it runs now: agents a schedule or idleness stops are not
+/// What the agent's spec says of now (its schedule, idleness): `None` for an agent being
+/// deleted or whose spec does not validate. Agents a schedule or idleness stops are not
 /// expected to be Ready.
-fn should_run(agent: &Agent, settings: &Settings, now: i64) -> bool {
-    let Some(item) = agent.spec.as_ref().filter(|item| !item.meta.is_deleting()) else {
-        return false;
-    };
-    item.spec.as_ref().is_ok_and(|s| {
-        let lead = spec::lifecycle::lead_for(&s.agent_id, settings.schedule_lead_secs);
-        spec::lifecycle::effective(s, agent.last_activity(), now, lead).runs()
-    })
+fn effective(agent: &Agent, settings: &Settings, now: i64) -> Option<Effective> {
+    let item = agent
+        .spec
+        .as_ref()
+        .filter(|item| !item.meta.is_deleting())?;
+    let spec = item.spec.as_ref().ok()?;
+    let lead = spec::lifecycle::lead_for(&spec.agent_id, settings.schedule_lead_secs);
+    Some(spec::lifecycle::effective(
+        spec,
+        agent.last_activity(),
+        now,
+        lead,
+    ))
 }
 
 /// The items a resync read, for [`TableView::work`].
@@ -303,22 +321,21 @@ impl TableView {
             planned_with == context && at.elapsed() < relist_interval
         });
         if fresh
-            && !state.relist_asked
+            && state.relists_done == state.relists_asked
             && !state.cold
             && state.followed()
             && !many(state.dirty.len(), &state)
         {
             Round::Light
         } else {
-            state.full_began = Some(tokio::time::Instant::now());
-            state.relist_asked = false;
+            state.full_began = Some((tokio::time::Instant::now(), state.relists_asked));
             Round::Full
         }
     }
 
     /// The next round to begin is a full one.
     pub fn relist(&self) {
-        lock(&self.state).relist_asked = true;
+        lock(&self.state).relists_asked += 1;
     }
 
     /// The resync's read of the table. In a full round: the whole table (Scan), or the agents
@@ -455,7 +472,10 @@ impl TableView {
                 let was = seen.task_listed.replace(listed);
                 !listed && was != Some(false)
             });
-            let revisit = seen.memo.is_some_and(|m| m.revisit && m.until <= now);
+            let revisit = seen.revisit_at.is_some_and(|at| at <= now);
+            if revisit {
+                seen.revisit_at = None;
+            }
             let waking = std::mem::take(&mut seen.waking);
             if stopped || revisit || waking {
                 due.push(id.clone());
@@ -570,16 +590,15 @@ impl TableView {
             }
             let memo = items_fingerprint(agent).map(|items| {
                 let age = max_age(&id);
-                let revisit = plan
+                let until = plan
                     .revisit_after_secs
                     .and_then(|secs| i64::try_from(secs).ok())
-                    .filter(|secs| *secs < age);
+                    .map_or(age, |secs| secs.min(age));
                 Memo {
                     items,
                     observed: observed_fp
                         .unwrap_or_else(|| observed_fingerprint(context, observed)),
-                    until: ctx.now.saturating_add(revisit.unwrap_or(age)),
-                    revisit: revisit.is_some(),
+                    until: ctx.now.saturating_add(until),
                 }
             });
             memos.push((id, memo));
@@ -590,8 +609,12 @@ impl TableView {
                 seen.memo = memo;
             }
         }
-        let began = state.full_began.take();
-        state.relisted = Some((began.unwrap_or_else(tokio::time::Instant::now), context));
+        let (began, asked) = state
+            .full_began
+            .take()
+            .unwrap_or_else(|| (tokio::time::Instant::now(), state.relists_done));
+        state.relisted = Some((began, context));
+        state.relists_done = state.relists_done.max(asked);
         // Orphans are few and always planned: their plan is their teardown.
         let mut orphans: Vec<(&'a str, &'a AgentResources)> = fleet
             .agents
@@ -635,6 +658,16 @@ impl TableView {
             leader,
             now,
         )
+    }
+
+    /// Whether the agent was Ready as of its last read; `false` for an agent the view does not
+    /// hold.
+    #[must_use]
+    pub fn is_ready(&self, agent_id: &str) -> bool {
+        lock(&self.state)
+            .agents
+            .get(agent_id)
+            .is_some_and(|s| s.ready)
     }
 
     /// The agents the view holds.

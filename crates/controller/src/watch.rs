@@ -39,11 +39,18 @@ impl Controller {
                     for event in events {
                         match event {
                             Event::Changed(agent_id) => {
-                                info!(agent_id = %agent_id, "spec, wake or secret values changed");
+                                info!(agent_id = %agent_id, "spec changed");
                                 self.view.changed(&agent_id);
                                 self.enqueue(&agent_id);
                             }
                             Event::Touched(agent_id) => self.view.changed(&agent_id),
+                            // A running agent takes new values at its next start (or a restart
+                            // asked for with them); one waiting for them may start now.
+                            Event::SecretsWritten(agent_id) => {
+                                if !self.view.is_ready(&agent_id) {
+                                    self.enqueue(&agent_id);
+                                }
+                            }
                             Event::Resync => {
                                 self.view.invalidate();
                                 warn!(

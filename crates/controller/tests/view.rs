@@ -686,8 +686,8 @@ async fn a_light_round_reads_only_changed_items_and_enqueues_only_agents_whose_t
     assert_eq!(view.due(&world.running(), now()), vec![id(6)]);
     assert!(view.due(&world.running(), now()).is_empty());
     // The next full round finds what planning the whole table finds: agents 5's and 6's
-    // stopped tasks, agent 7's status edited by hand, which the light round read but did not
-    // plan, and agent 8's, which it left to be read.
+    // stopped tasks, and the statuses of agents 7 and 8 edited by hand, which light rounds
+    // read (8's once it was no longer busy) but did not plan.
     let fleet = world.fleet().await;
     let pass = world.pass(&view, &fleet, now()).await;
     assert_eq!(pass.work, world.whole_table_work(&fleet, now()).await);
@@ -698,6 +698,26 @@ async fn a_light_round_reads_only_changed_items_and_enqueues_only_agents_whose_t
 async fn a_light_round_enqueues_an_agent_whose_plan_said_to_look_again_by_now() {
     let (world, _, view, start) = World::with_idle_agent().await;
     let idle = IDLE;
+    // Its status edited before the deadline (which drops its memo) and read by a light
+    // round: the deadline stands.
+    let mut status = world.table.items.status(idle).unwrap();
+    status.message = Some("edited by hand".into());
+    world
+        .table
+        .items
+        .put_status(idle, &status, None)
+        .await
+        .unwrap();
+    view.changed(idle);
+    view.read(
+        &world.table,
+        &world.settings,
+        start + 1,
+        Round::Light,
+        &|_| false,
+    )
+    .await
+    .unwrap();
     // Before its idle deadline, nothing; at it, the agent alone (its task is still listed),
     // once; a memo that ran out only by the view's maximum age waits for a full round.
     assert!(view.due(&world.running(), start + 598).is_empty());
@@ -750,4 +770,35 @@ async fn a_light_round_wakes_an_idle_agent_whose_items_say_it_runs() {
     .unwrap();
     assert_eq!(view.due(&world.running(), now()), vec![id(9)]);
     assert!(view.due(&world.running(), now()).is_empty());
+    // Its reconcile failed and wrote the same phase again: read again, not woken again (a
+    // full round retries it).
+    status.message = Some("CreateRole: AccessDenied".into());
+    world
+        .table
+        .items
+        .put_status(&id(9), &status, None)
+        .await
+        .unwrap();
+    view.changed(&id(9));
+    view.read(&world.table, &world.settings, now(), Round::Light, &|_| {
+        false
+    })
+    .await
+    .unwrap();
+    assert!(view.due(&world.running(), now()).is_empty());
+    assert!(view.is_ready(&id(1)) && !view.is_ready("absent"));
+}
+
+#[tokio::test]
+async fn a_relist_is_answered_only_by_a_full_round_that_planned() {
+    let world = World::converged().await;
+    let fleet = world.fleet().await;
+    let view = world.followed(&fleet).await;
+    let round = |view: &TableView| view.round(&world.settings, &world.template, RELIST);
+    view.relist();
+    // The full round it gets fails before its plans: the next round is full again.
+    assert_eq!(round(&view), Round::Full);
+    assert_eq!(round(&view), Round::Full);
+    world.pass(&view, &fleet, now()).await;
+    assert_eq!(round(&view), Round::Light);
 }

@@ -294,8 +294,9 @@ pub struct Plan {
     /// backoff); `None` means wait for a change.
     pub wait: Option<Wait>,
     /// Seconds until the agent's effective state changes on its own (a schedule window
-    /// opening or closing, the idle deadline): look again then. Not work: the resync does not
-    /// enqueue for it.
+    /// opening or closing, the idle deadline): look again then. Not work: a full resync round
+    /// does not enqueue for it (the controller's view keeps the time, and a light round
+    /// enqueues the agent when it comes).
     pub revisit_after_secs: Option<u64>,
 }
 

@@ -1130,7 +1130,7 @@ mod tests {
     }
 
     #[test]
-    fn only_spec_changes_wakes_and_secret_writes_enqueue() {
+    fn only_spec_changes_and_wakes_enqueue() {
         let enqueues: Vec<&str> = [
             SPEC_RECORD,
             STATUS_RECORD,
@@ -1142,9 +1142,6 @@ mod tests {
         .into_iter()
         .filter(|r| Record::of(r).enqueues())
         .collect();
-        assert_eq!(
-            enqueues,
-            [SPEC_RECORD, WAKE_RECORD, crate::lease::SECRET_LOCK_RECORD]
-        );
+        assert_eq!(enqueues, [SPEC_RECORD, WAKE_RECORD]);
     }
 }

@@ -41,7 +41,8 @@ pub enum Record {
     Activity,
     Wake,
     /// The lock a writer of the agent's secret values holds while it writes them: not part of
-    /// the agent, but its release says the values (and their key names) changed.
+    /// the agent, but its change says the values (and their key names) are being written
+    /// (`stream::Event::SecretsWritten`).
     SecretLock,
     /// Anything else (the leader lease, a fleet summary): never an agent.
     Other,
@@ -60,13 +61,11 @@ impl Record {
         }
     }
 
-    /// Whether a change of this item enqueues its agent: a spec change, a wake, or a secret
-    /// writer's lock taken or given up (an agent waiting for its secrets starts when they are
-    /// set, not at the next full resync round, which is the first to list them). Status
+    /// Whether a change of this item enqueues its agent: a spec change or a wake. Status
     /// writes (the controller's own) and activity (cheap, frequent) never do.
     #[must_use]
     pub fn enqueues(self) -> bool {
-        matches!(self, Self::Spec | Self::Wake | Self::SecretLock)
+        matches!(self, Self::Spec | Self::Wake)
     }
 
     /// Whether the item is part of an agent, which listings show.

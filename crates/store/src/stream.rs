@@ -99,9 +99,12 @@ pub trait ChangeFeed: Sync {
 /// What a poll found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
-    /// A spec item changed (INSERT, MODIFY or REMOVE), a wake was asked for, or a writer of
-    /// its secret values took or gave up its lock: the agent is reconciled.
+    /// A spec item changed (INSERT, MODIFY or REMOVE), or a wake was asked for: the agent is
+    /// reconciled.
     Changed(String),
+    /// A writer of the agent's secret values took or gave up its lock: none of its items
+    /// changed, but an agent waiting for its secrets may start.
+    SecretsWritten(String),
     /// Another of the agent's items changed (its status, its activity): nothing to reconcile,
     /// but what the controller holds of it is stale.
     Touched(String),
@@ -114,6 +117,7 @@ pub enum Event {
 struct Seen {
     changed: BTreeSet<String>,
     touched: BTreeSet<String>,
+    secrets: BTreeSet<String>,
 }
 
 /// Follows every shard of a feed.
@@ -281,6 +285,10 @@ impl<F: ChangeFeed> Watcher<F> {
             if record.enqueues() {
                 if seen.changed.insert(change.agent_id.clone()) {
                     events.push(Event::Changed(change.agent_id));
+                }
+            } else if record == crate::Record::SecretLock {
+                if seen.secrets.insert(change.agent_id.clone()) {
+                    events.push(Event::SecretsWritten(change.agent_id));
                 }
             } else if record != crate::Record::Other
                 && !seen.changed.contains(&change.agent_id)

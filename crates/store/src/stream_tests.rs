@@ -167,7 +167,7 @@ fn changed(events: &[Event]) -> Vec<&str> {
         .iter()
         .filter_map(|e| match e {
             Event::Changed(id) => Some(id.as_str()),
-            Event::Touched(_) | Event::Resync => None,
+            Event::Touched(_) | Event::SecretsWritten(_) | Event::Resync => None,
         })
         .collect()
 }
@@ -186,6 +186,8 @@ async fn spec_changes_enqueue_and_other_agent_items_only_touch() {
     fake.write("s1", "a3", "wake");
     fake.write("s1", "_fleet", "summary");
     fake.write("s1", "_lease", "lease");
+    fake.write("s1", "a2", "secret-lock");
+    fake.write("s1", "a2", "secret-lock");
     let events = watcher.poll().await.unwrap();
     assert_eq!(
         events,
@@ -194,6 +196,7 @@ async fn spec_changes_enqueue_and_other_agent_items_only_touch() {
             Event::Touched("a2".into()),
             Event::Touched("a3".into()),
             Event::Changed("a3".into()),
+            Event::SecretsWritten("a2".into()),
         ],
         "each deduplicated; a change covers a touch; a status or activity write never \
          enqueues; records of no agent are no event"
