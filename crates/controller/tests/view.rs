@@ -250,6 +250,23 @@ impl World {
         view.changed(&id(i));
     }
 
+    /// `status` written for `agent_id`, shown to `view` as the stream would.
+    async fn write_status(&self, view: &TableView, agent_id: &str, status: &AgentStatus) {
+        self.table
+            .items
+            .put_status(agent_id, status, None)
+            .await
+            .unwrap();
+        view.changed(agent_id);
+    }
+
+    /// A light round's read of the changed items, nothing busy.
+    async fn light_read(&self, view: &TableView) {
+        view.read(&self.table, &self.settings, now(), Round::Light, &|_| false)
+            .await
+            .unwrap();
+    }
+
     /// A view trusted from here on: a poll, then a read of the whole table.
     async fn followed(&self, fleet: &Fleet) -> TableView {
         let view = TableView::default();
@@ -664,11 +681,7 @@ async fn a_light_round_reads_only_changed_items_and_enqueues_only_agents_whose_t
     // shows, and a crash of that one is seen too.
     world.reconcile(&id(5)).await;
     view.changed(&id(5));
-    view.read(&world.table, &world.settings, now(), Round::Light, &|_| {
-        false
-    })
-    .await
-    .unwrap();
+    world.light_read(&view).await;
     assert!(view.due(&world.running(), now()).is_empty());
     world.cloud.exit(&world.task_of(5), "agent", 137);
     assert_eq!(view.due(&world.running(), now()), vec![id(5)]);
@@ -677,11 +690,7 @@ async fn a_light_round_reads_only_changed_items_and_enqueues_only_agents_whose_t
     world.cloud.exit(&world.task_of(6), "agent", 137);
     world.reconcile(&id(6)).await;
     view.changed(&id(6));
-    view.read(&world.table, &world.settings, now(), Round::Light, &|_| {
-        false
-    })
-    .await
-    .unwrap();
+    world.light_read(&view).await;
     world.cloud.exit(&world.task_of(6), "agent", 137);
     assert_eq!(view.due(&world.running(), now()), vec![id(6)]);
     assert!(view.due(&world.running(), now()).is_empty());
@@ -755,36 +764,16 @@ async fn a_light_round_wakes_an_idle_agent_whose_items_say_it_runs() {
     // the stream does not enqueue activity, the light round that reads it does, once.
     let mut status = world.table.items.status(&id(9)).unwrap();
     status.phase = spec::Phase::Idle;
-    world
-        .table
-        .items
-        .put_status(&id(9), &status, None)
-        .await
-        .unwrap();
-    view.changed(&id(9));
+    world.write_status(&view, &id(9), &status).await;
     assert!(view.due(&world.running(), now()).is_empty(), "not read yet");
-    view.read(&world.table, &world.settings, now(), Round::Light, &|_| {
-        false
-    })
-    .await
-    .unwrap();
+    world.light_read(&view).await;
     assert_eq!(view.due(&world.running(), now()), vec![id(9)]);
     assert!(view.due(&world.running(), now()).is_empty());
     // Its reconcile failed and wrote the same phase again: read again, not woken again (a
     // full round retries it).
     status.message = Some("CreateRole: AccessDenied".into());
-    world
-        .table
-        .items
-        .put_status(&id(9), &status, None)
-        .await
-        .unwrap();
-    view.changed(&id(9));
-    view.read(&world.table, &world.settings, now(), Round::Light, &|_| {
-        false
-    })
-    .await
-    .unwrap();
+    world.write_status(&view, &id(9), &status).await;
+    world.light_read(&view).await;
     assert!(view.due(&world.running(), now()).is_empty());
     assert!(view.is_ready(&id(1)) && !view.is_ready("absent"));
 }
