@@ -4,18 +4,20 @@
 //! goes through [`crate::view::TableView`], which finds the same work reading only the items
 //! that changed and planning only the agents whose inputs changed.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering;
+use std::sync::{Mutex, PoisonError};
 
 use cloud::{ObserveError, Recorded};
 use plan::observed::{AgentResources, Fleet};
 use plan::{Context, Plan};
 use store::{Agent, SpecItem, StoreError};
 
-use crate::queue::FOLLOW_UP_HORIZON;
+use crate::queue::{FOLLOW_UP_HORIZON, Queue};
 use crate::reconcile::desired;
+use crate::rollout::Rollout;
 use crate::runtime::Controller;
-use crate::view::Round;
+use crate::view::{Round, Work};
 
 /// One agent of the fleet, or an orphan (resources whose agent has no items), with its plan.
 #[derive(Debug)]
@@ -105,6 +107,38 @@ pub fn recorded(agents: &[Agent]) -> Recorded {
             .iter()
             .filter_map(|a| Some((a.agent_id.as_str(), a.status.as_ref()?))),
     )
+}
+
+/// A resync's enqueues; returns how many agents. The rollout slots no reconcile carries on
+/// go to the agents in line; every agent with work is enqueued with what the full round's
+/// snapshot saw of it (its first reconcile starts from it), except one waiting in the
+/// rollout's line with its old task running; the agents a light round found `due` are
+/// enqueued bare, their reconcile reading them afresh (a listing is all it saw).
+pub fn enqueue(
+    queue: &Queue,
+    rollout: &Rollout,
+    snapshots: &Mutex<HashMap<String, AgentResources>>,
+    work: Work<'_>,
+    due: Vec<String>,
+) -> usize {
+    let mut snapshots = snapshots.lock().unwrap_or_else(PoisonError::into_inner);
+    for admitted in rollout.release_stranded(|id| queue.has(id)) {
+        queue.add_follow_up(&admitted);
+    }
+    let mut n = 0;
+    for (agent_id, observed) in work {
+        if crate::rollout::held(rollout, &agent_id, observed) {
+            continue;
+        }
+        queue.add(&agent_id);
+        n += 1;
+        snapshots.insert(agent_id, observed.clone());
+    }
+    for agent_id in due {
+        queue.add(&agent_id);
+        n += 1;
+    }
+    n
 }
 
 /// Why a resync failed.
@@ -201,30 +235,8 @@ impl Controller {
         self.metrics.agents_by_phase(&census.phases);
         self.metrics
             .set_readiness(census.ready, census.desired_running);
-        let mut n = 0;
         self.metrics.resynced(started.elapsed(), planned);
-        {
-            let mut snapshots = self
-                .snapshots
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            for admitted in self.rollout.release_stranded(|id| self.queue.has(id)) {
-                self.queue.add_follow_up(&admitted);
-            }
-            for (agent_id, observed) in work {
-                if crate::rollout::held(&self.rollout, &agent_id, observed) {
-                    continue;
-                }
-                self.queue.add(&agent_id);
-                n += 1;
-                snapshots.insert(agent_id, observed.clone());
-            }
-            // Their reconcile reads them afresh: the light round saw no more than a listing.
-            for agent_id in due {
-                self.queue.add(&agent_id);
-                n += 1;
-            }
-        }
+        let n = enqueue(&self.queue, &self.rollout, &self.snapshots, work, due);
         self.ready.store(true, Ordering::Relaxed);
         Ok(n)
     }

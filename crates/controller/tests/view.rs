@@ -250,6 +250,15 @@ impl World {
         view.changed(&id(i));
     }
 
+    /// Agent `i`'s spec made invalid by hand (a plan that does not exist), shown to `view` as
+    /// the stream would.
+    fn invalid_spec(&self, view: &TableView, i: usize) {
+        self.table
+            .items
+            .edit(&id(i), |d| d.plan = Some("enormous".into()));
+        view.changed(&id(i));
+    }
+
     /// `status` written for `agent_id`, shown to `view` as the stream would.
     async fn write_status(&self, view: &TableView, agent_id: &str, status: &AgentStatus) {
         self.table
@@ -430,11 +439,7 @@ async fn invalid_specs_deleted_agents_and_orphans_are_always_planned() {
     let fleet = world.fleet().await;
     let view = world.followed(&fleet).await;
     // A spec that does not validate, written by hand.
-    world
-        .table
-        .items
-        .edit(&id(1), |d| d.plan = Some("enormous".into()));
-    view.changed(&id(1));
+    world.invalid_spec(&view, 1);
     // An agent whose items are gone, with its resources still there: an orphan.
     world.table.items.delete_status(&id(2)).await.unwrap();
     view.changed(&id(2));
@@ -489,11 +494,7 @@ async fn the_census_and_the_fleet_summary_are_the_tables() {
     let world = World::converged().await;
     let fleet = world.fleet().await;
     let view = world.followed(&fleet).await;
-    world
-        .table
-        .items
-        .edit(&id(1), |d| d.plan = Some("enormous".into()));
-    view.changed(&id(1));
+    world.invalid_spec(&view, 1);
     world.table.items.request_deletion(&id(2));
     view.changed(&id(2));
     world.pass(&view, &fleet, now()).await;

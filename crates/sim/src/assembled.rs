@@ -262,29 +262,8 @@ impl AssembledController {
         self.metrics.agents_by_phase(&census.phases);
         self.metrics
             .set_readiness(census.ready, census.desired_running);
-        let mut n = 0;
         self.metrics.resynced(clock.elapsed(), planned);
-        {
-            let mut snapshots = self
-                .snapshots
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
-            for admitted in self.rollout.release_stranded(|id| self.queue.has(id)) {
-                self.queue.add_follow_up(&admitted);
-            }
-            for (agent_id, observed) in work {
-                if controller::rollout::held(&self.rollout, &agent_id, observed) {
-                    continue;
-                }
-                self.queue.add(&agent_id);
-                n += 1;
-                snapshots.insert(agent_id, observed.clone());
-            }
-            for agent_id in due {
-                self.queue.add(&agent_id);
-                n += 1;
-            }
-        }
+        let n = controller::resync::enqueue(&self.queue, &self.rollout, &self.snapshots, work, due);
         // Dropping the snapshot is part of the resync's cost (a quarter of it at 100,000).
         let snapshot_cpu = observed - scanned;
         drop(snapshot);
